@@ -1,0 +1,461 @@
+//! `gateway.toml`: typed, validated, every default in one place.
+//!
+//! Unknown keys are errors (a typo such as `failmod = "secure"` must not
+//! silently fall back to a default), and every error names file, line, key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::Zeroize;
+
+use crate::toml_errors::{self, ParseError, find_key_line};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
+pub const DEFAULT_USERS_FILE: &str = "/etc/pam_gateway/users.toml";
+pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+
+pub const DEFAULT_TEMPLATE: &str = "{code} is your login code for {user}@{host} \
+({service} from {rhost}). It expires in {minutes} min.\n\
+If this was not you, do not share it: someone knows your password. \
+Change it and tell your admin.";
+
+/// Placeholders a message template may use.
+pub const PLACEHOLDERS: &[&str] = &["code", "user", "host", "service", "rhost", "minutes"];
+
+/// A string that must never be printed: Debug and Display redact it, and
+/// it is wiped from memory on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+    /// The secret itself, for building a request. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// What to do with a user who has no entry in the users file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unenrolled {
+    /// Prompt anyway, send nothing, fail: enrolment status does not leak.
+    #[default]
+    Deny,
+    /// PAM_IGNORE: the rest of the stack decides.
+    Ignore,
+}
+
+/// What to do when no gateway could deliver the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Deny with PAM_AUTHINFO_UNAVAIL.
+    #[default]
+    Secure,
+    /// PAM_IGNORE (never PAM_SUCCESS): the rest of the stack decides.
+    Safe,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    users_file: Option<String>,
+    telegram: Option<RawTelegram>,
+    code: Option<RawCode>,
+    policy: Option<RawPolicy>,
+    message: Option<RawMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTelegram {
+    bot_token: String,
+    api_url: Option<String>,
+    timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    proxy: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCode {
+    digits: Option<u32>,
+    ttl: Option<u64>,
+    attempts: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    unenrolled: Option<Unenrolled>,
+    failmode: Option<FailMode>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMessage {
+    template: Option<String>,
+}
+
+/// Connection settings shared by the HTTP gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramConfig {
+    pub bot_token: Secret,
+    pub api_url: String,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeConfig {
+    pub digits: u32,
+    pub ttl: Duration,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The file this was read from (for messages).
+    pub path: PathBuf,
+    pub users_file: PathBuf,
+    pub telegram: Option<TelegramConfig>,
+    pub code: CodeConfig,
+    pub unenrolled: Unenrolled,
+    pub failmode: FailMode,
+    pub template: String,
+}
+
+/// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
+/// least 30 of `[A-Za-z0-9_-]`.
+pub fn is_valid_bot_token(token: &str) -> bool {
+    let Some((id, secret)) = token.split_once(':') else {
+        return false;
+    };
+    !id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && secret.len() >= 30
+        && secret.len() <= 200
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Is `host` a loopback name or address (plain http is allowed only there)?
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+/// Checks a gateway base URL: https anywhere, http only to loopback, no
+/// credentials or query in it. Returns it without a trailing slash.
+pub fn check_service_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" => {
+            let host = parsed.host_str().unwrap_or("");
+            if !is_loopback_host(host) {
+                return Err(format!(
+                    "plain http is only allowed to a loopback host, not {host:?}: use https"
+                ));
+            }
+        }
+        other => return Err(format!("scheme {other:?} is not supported: use https")),
+    }
+    if parsed.host_str().unwrap_or("").is_empty() {
+        return Err("has no host".to_string());
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must not carry credentials".to_string());
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err("must not have a query or fragment".to_string());
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// Checks a message template: known placeholders only, `{code}` present.
+pub fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    let mut has_code = false;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            return Err("has a `{` without a closing `}`".to_string());
+        };
+        let name = &after[..end];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder {{{name}}}; known: {}",
+                PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        has_code |= name == "code";
+        rest = &after[end + 1..];
+    }
+    if !has_code {
+        return Err("must contain {code}".to_string());
+    }
+    if template.len() > 2048 {
+        return Err("longer than 2048 bytes".to_string());
+    }
+    Ok(())
+}
+
+fn check_range<T: PartialOrd + fmt::Display + Copy>(
+    value: T,
+    min: T,
+    max: T,
+    err: &dyn Fn(String) -> ParseError,
+) -> Result<T, ParseError> {
+    if value < min || value > max {
+        return Err(err(format!("{value} is out of range {min}..={max}")));
+    }
+    Ok(value)
+}
+
+impl Config {
+    /// Parses and validates the text of a config file found at `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ParseError> {
+        let raw: RawConfig = toml_errors::parse(path, text)?;
+        let err_at = |section: &str, key: &str, message: String| ParseError {
+            file: path.to_path_buf(),
+            line: find_key_line(text, section, key),
+            key: Some(if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            }),
+            message,
+        };
+
+        let users_file = PathBuf::from(raw.users_file.as_deref().unwrap_or(DEFAULT_USERS_FILE));
+        if !users_file.is_absolute() {
+            return Err(err_at(
+                "",
+                "users_file",
+                "must be an absolute path".to_string(),
+            ));
+        }
+
+        let telegram = match raw.telegram {
+            None => None,
+            Some(t) => {
+                let e = |k: &str, m: String| err_at("telegram", k, m);
+                if !is_valid_bot_token(&t.bot_token) {
+                    return Err(e(
+                        "bot_token",
+                        "is not a bot token: expected the whole token BotFather gave, \
+                         digits, a colon, then at least 30 of [A-Za-z0-9_-] (value not shown)"
+                            .to_string(),
+                    ));
+                }
+                let api_url =
+                    check_service_url(t.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API))
+                        .map_err(|m| e("api_url", m))?;
+                let timeout = check_range(t.timeout.unwrap_or(10), 1, 120, &|m| e("timeout", m))?;
+                let connect_timeout = check_range(t.connect_timeout.unwrap_or(5), 1, 60, &|m| {
+                    e("connect_timeout", m)
+                })?;
+                if let Some(proxy) = &t.proxy {
+                    reqwest::Proxy::all(proxy.as_str())
+                        .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
+                }
+                Some(TelegramConfig {
+                    bot_token: Secret::new(t.bot_token.clone()),
+                    api_url,
+                    http: HttpSettings {
+                        timeout: Duration::from_secs(timeout),
+                        connect_timeout: Duration::from_secs(connect_timeout),
+                        proxy: t.proxy.clone(),
+                    },
+                })
+            }
+        };
+
+        let code = raw.code.unwrap_or_default();
+        let e = |k: &str, m: String| err_at("code", k, m);
+        let digits = check_range(code.digits.unwrap_or(6), 6, 10, &|m| e("digits", m))?;
+        let ttl = check_range(code.ttl.unwrap_or(300), 30, 3600, &|m| e("ttl", m))?;
+        let attempts = check_range(code.attempts.unwrap_or(3), 1, 10, &|m| e("attempts", m))?;
+
+        let policy = raw.policy.unwrap_or_default();
+        let template = raw
+            .message
+            .and_then(|m| m.template)
+            .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
+        check_template(&template).map_err(|m| err_at("message", "template", m))?;
+
+        Ok(Config {
+            path: path.to_path_buf(),
+            users_file,
+            telegram,
+            code: CodeConfig {
+                digits,
+                ttl: Duration::from_secs(ttl),
+                attempts,
+            },
+            unenrolled: policy.unenrolled.unwrap_or_default(),
+            failmode: policy.failmode.unwrap_or_default(),
+            template,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+
+    fn parse(text: &str) -> Result<Config, ParseError> {
+        Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), text)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&format!("[telegram]\nbot_token = \"{TOKEN}\"\n")).expect("parse");
+        assert_eq!(c.users_file, PathBuf::from(DEFAULT_USERS_FILE));
+        let t = c.telegram.expect("telegram");
+        assert_eq!(t.api_url, DEFAULT_TELEGRAM_API);
+        assert_eq!(t.http.timeout, Duration::from_secs(10));
+        assert_eq!(t.http.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.code.digits, 6);
+        assert_eq!(c.code.ttl, Duration::from_secs(300));
+        assert_eq!(c.code.attempts, 3);
+        assert_eq!(c.unenrolled, Unenrolled::Deny);
+        assert_eq!(c.failmode, FailMode::Secure);
+        assert_eq!(c.template, DEFAULT_TEMPLATE);
+    }
+
+    #[test]
+    fn every_key() {
+        let text = format!(
+            "users_file = \"/srv/u.toml\"\n[telegram]\nbot_token = \"{TOKEN}\"\n\
+             api_url = \"http://127.0.0.1:8081/\"\ntimeout = 3\nconnect_timeout = 2\n\
+             proxy = \"http://127.0.0.1:3128\"\n[code]\ndigits = 8\nttl = 60\nattempts = 1\n\
+             [policy]\nunenrolled = \"ignore\"\nfailmode = \"safe\"\n\
+             [message]\ntemplate = \"code {{code}} for {{user}}\"\n"
+        );
+        let c = parse(&text).expect("parse");
+        assert_eq!(c.users_file, PathBuf::from("/srv/u.toml"));
+        let t = c.telegram.expect("telegram");
+        assert_eq!(t.api_url, "http://127.0.0.1:8081");
+        assert_eq!(t.http.proxy.as_deref(), Some("http://127.0.0.1:3128"));
+        assert_eq!(c.code.digits, 8);
+        assert_eq!(c.unenrolled, Unenrolled::Ignore);
+        assert_eq!(c.failmode, FailMode::Safe);
+        assert_eq!(c.template, "code {code} for {user}");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let err = parse("[policy]\nfailmod = \"safe\"\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert!(err.message.contains("unknown field `failmod`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_section_is_an_error() {
+        let err = parse("[telegramm]\nbot_token = \"x\"\n").unwrap_err();
+        assert!(err.message.contains("telegramm"), "{err}");
+    }
+
+    #[test]
+    fn bad_token_is_named_but_not_shown() {
+        let err = parse("[telegram]\nbot_token = \"123:short-secret-value\"\n").unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("telegram.bot_token"));
+        assert_eq!(err.line, Some(2));
+        assert!(!err.to_string().contains("short-secret-value"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        for (url, ok) in [
+            ("http://127.0.0.1:9", true),
+            ("http://[::1]:9", true),
+            ("http://localhost", true),
+            ("https://api.example.org", true),
+            ("http://api.telegram.org", false),
+            ("http://10.0.0.1", false),
+            ("ftp://127.0.0.1", false),
+            ("https://user:pw@example.org", false),
+            ("not a url", false),
+        ] {
+            let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{url}\"\n");
+            assert_eq!(parse(&text).is_ok(), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn ranges_and_enums() {
+        for bad in [
+            "[code]\ndigits = 5\n",
+            "[code]\ndigits = 11\n",
+            "[code]\nattempts = 0\n",
+            "[code]\nttl = 5\n",
+            "[code]\ndigits = -1\n",
+            "[policy]\nfailmode = \"open\"\n",
+            "[policy]\nunenrolled = \"allow\"\n",
+            "users_file = \"relative.toml\"\n",
+            "[message]\ntemplate = \"no code here\"\n",
+            "[message]\ntemplate = \"{code} {nope}\"\n",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.line.is_some(), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn token_shapes() {
+        assert!(is_valid_bot_token(TOKEN));
+        assert!(!is_valid_bot_token("AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"));
+        assert!(!is_valid_bot_token(
+            "abc:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"
+        ));
+        assert!(!is_valid_bot_token(
+            "123:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9w/3c"
+        ));
+        assert!(!is_valid_bot_token("123:short"));
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let c = parse(&format!("[telegram]\nbot_token = \"{TOKEN}\"\n")).expect("parse");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("AAEhBP0av28"), "{dbg}");
+    }
+}

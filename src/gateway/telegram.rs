@@ -1,0 +1,348 @@
+//! Telegram Bot API: `sendMessage` for codes, `getMe` and `getUpdates` for
+//! the admin CLI.
+//!
+//! The bot token sits in the URL path (`/bot<token>/<method>`), and reqwest
+//! errors print their URL: every error leaves this file through
+//! [`TelegramClient::scrub`], which drops the URL and redacts the token.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{DeliveryError, Gateway, redact};
+use crate::config::{Secret, TelegramConfig};
+use crate::http;
+
+/// What went wrong talking to Telegram, one variant per case an admin
+/// handles differently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TelegramError {
+    /// Nothing listens at the API address.
+    ConnectionRefused(String),
+    /// No answer (or no complete answer) within the timeout.
+    Timeout,
+    /// Any other transport failure: DNS, TLS, reset connection.
+    Transport(String),
+    /// 400 "chat not found": the user never pressed Start in the bot.
+    ChatNotFound,
+    /// 401 / 404: the token is wrong or revoked.
+    Unauthorized,
+    /// 403: the user blocked the bot.
+    Blocked(String),
+    /// 429: too many messages; Telegram says when to retry.
+    RateLimited { retry_after: Option<u64> },
+    /// 409 on getUpdates: a webhook is set for this bot.
+    WebhookActive,
+    /// Another 4xx with Telegram's description.
+    BadRequest { status: u16, description: String },
+    /// 5xx from Telegram (or from a proxy in front of it).
+    Server { status: u16 },
+    /// An answer that is not the Bot API's JSON, or `ok` missing/false
+    /// without an error code.
+    Malformed(String),
+}
+
+impl std::fmt::Display for TelegramError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use TelegramError::*;
+        match self {
+            ConnectionRefused(d) => write!(f, "connection refused ({d})"),
+            Timeout => f.write_str("no answer within the timeout"),
+            Transport(d) => write!(f, "transport error: {d}"),
+            ChatNotFound => f.write_str(
+                "chat not found: the user must open the bot and press Start (or re-enroll)",
+            ),
+            Unauthorized => {
+                f.write_str("the bot token was refused (401/404): check [telegram] bot_token")
+            }
+            Blocked(d) => write!(f, "the user blocked the bot ({d})"),
+            RateLimited {
+                retry_after: Some(s),
+            } => write!(f, "rate limited by Telegram, retry after {s} s"),
+            RateLimited { retry_after: None } => f.write_str("rate limited by Telegram"),
+            WebhookActive => f.write_str(
+                "a webhook is set for this bot, so getUpdates is refused (409): \
+                 remove it with deleteWebhook or use another bot",
+            ),
+            BadRequest {
+                status,
+                description,
+            } => write!(f, "refused ({status}): {description}"),
+            Server { status } => write!(f, "Telegram server error {status}"),
+            Malformed(d) => write!(f, "unreadable answer: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for TelegramError {}
+
+impl From<TelegramError> for DeliveryError {
+    fn from(e: TelegramError) -> DeliveryError {
+        use TelegramError::*;
+        let text = e.to_string();
+        match e {
+            ConnectionRefused(_) | Timeout | Transport(_) | Server { .. } | Malformed(_) => {
+                DeliveryError::Unreachable(text)
+            }
+            ChatNotFound | Blocked(_) | BadRequest { .. } => DeliveryError::Rejected {
+                reason: text,
+                retry_after: None,
+            },
+            RateLimited { retry_after } => DeliveryError::Rejected {
+                reason: text,
+                retry_after,
+            },
+            Unauthorized | WebhookActive => DeliveryError::Misconfigured(text),
+        }
+    }
+}
+
+/// The bot as `getMe` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BotInfo {
+    pub id: i64,
+    pub username: String,
+    #[serde(default)]
+    pub first_name: String,
+}
+
+/// One incoming message from `getUpdates`, reduced to what enrolment needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub update_id: i64,
+    pub chat_id: Option<i64>,
+    pub chat_type: Option<String>,
+    pub text: Option<String>,
+    pub from_name: Option<String>,
+}
+
+/// A Bot API client for one bot.
+pub struct TelegramClient {
+    api_url: String,
+    token: Secret,
+    client: reqwest::blocking::Client,
+}
+
+impl TelegramClient {
+    pub fn new(cfg: &TelegramConfig) -> Result<TelegramClient, TelegramError> {
+        Self::with_timeout(cfg, cfg.http.timeout)
+    }
+
+    /// A client whose overall timeout is `timeout` (long polls need more
+    /// than the configured delivery timeout).
+    pub fn with_timeout(
+        cfg: &TelegramConfig,
+        timeout: Duration,
+    ) -> Result<TelegramClient, TelegramError> {
+        let client = http::client_with_timeout(&cfg.http, timeout)
+            .map_err(|e| TelegramError::Transport(redact(&e, &[cfg.bot_token.expose()])))?;
+        Ok(TelegramClient {
+            api_url: cfg.api_url.clone(),
+            token: cfg.bot_token.clone(),
+            client,
+        })
+    }
+
+    /// Removes the token (and its secret half) from any text.
+    fn scrub(&self, text: &str) -> String {
+        let token = self.token.expose();
+        let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
+        redact(text, &[token, secret_half])
+    }
+
+    fn transport_error(&self, err: reqwest::Error) -> TelegramError {
+        let timed_out = err.is_timeout();
+        let connect = err.is_connect();
+        let text = self.scrub(&http::describe(&err.without_url()));
+        if timed_out {
+            TelegramError::Timeout
+        } else if connect && text.contains("refused") {
+            TelegramError::ConnectionRefused(text)
+        } else {
+            TelegramError::Transport(text)
+        }
+    }
+
+    /// Calls a Bot API method with a JSON body and returns `result`.
+    pub fn call(&self, method: &str, body: &Value) -> Result<Value, TelegramError> {
+        let url = format!("{}/bot{}/{}", self.api_url, self.token.expose(), method);
+        let response = self
+            .client
+            .post(url)
+            .json(body)
+            .send()
+            .map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let text = http::read_body(response).map_err(|e| {
+            if e.starts_with("timed out") {
+                TelegramError::Timeout
+            } else {
+                TelegramError::Transport(self.scrub(&e))
+            }
+        })?;
+        self.interpret(status, &text)
+    }
+
+    /// Maps an HTTP status and body to the result or a typed error.
+    fn interpret(&self, status: u16, body: &str) -> Result<Value, TelegramError> {
+        let parsed: Option<Value> = serde_json::from_str(body).ok();
+        let description = parsed
+            .as_ref()
+            .and_then(|v| v.get("description"))
+            .and_then(Value::as_str)
+            .map(|d| self.scrub(d).chars().take(200).collect::<String>())
+            .unwrap_or_default();
+        if let Some(v) = &parsed
+            && v.get("ok") == Some(&Value::Bool(true))
+            && (200..300).contains(&status)
+        {
+            return v
+                .get("result")
+                .cloned()
+                .ok_or_else(|| TelegramError::Malformed("\"ok\":true without \"result\"".into()));
+        }
+        if status >= 500 {
+            return Err(TelegramError::Server { status });
+        }
+        let code = parsed
+            .as_ref()
+            .and_then(|v| v.get("error_code"))
+            .and_then(Value::as_u64)
+            .map(|c| c as u16)
+            .unwrap_or(status);
+        match code {
+            400 if description.to_ascii_lowercase().contains("chat not found") => {
+                Err(TelegramError::ChatNotFound)
+            }
+            401 | 404 => Err(TelegramError::Unauthorized),
+            403 => Err(TelegramError::Blocked(description)),
+            409 => Err(TelegramError::WebhookActive),
+            429 => Err(TelegramError::RateLimited {
+                retry_after: parsed
+                    .as_ref()
+                    .and_then(|v| v.pointer("/parameters/retry_after"))
+                    .and_then(Value::as_u64),
+            }),
+            400..=499 if parsed.is_some() => Err(TelegramError::BadRequest {
+                status: code,
+                description,
+            }),
+            _ if parsed.is_none() => Err(TelegramError::Malformed(format!(
+                "HTTP {status} with a body that is not JSON"
+            ))),
+            _ => Err(TelegramError::Malformed(format!(
+                "HTTP {status} without \"ok\": true"
+            ))),
+        }
+    }
+
+    /// Sends `text` to `chat_id` as plain text (no parse_mode: Markdown
+    /// breaks on odd user or host names).
+    pub fn send_message(&self, chat_id: &str, text: &str) -> Result<(), TelegramError> {
+        // Numeric ids go as JSON numbers, as the API documents them.
+        let chat: Value = match chat_id.parse::<i64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(chat_id),
+        };
+        let result = self.call(
+            "sendMessage",
+            &json!({ "chat_id": chat, "text": text, "disable_web_page_preview": true }),
+        )?;
+        if result.get("message_id").is_none() {
+            return Err(TelegramError::Malformed(
+                "sendMessage result has no message_id".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `getMe`: checks the token and names the bot.
+    pub fn get_me(&self) -> Result<BotInfo, TelegramError> {
+        let result = self.call("getMe", &json!({}))?;
+        serde_json::from_value(result)
+            .map_err(|_| TelegramError::Malformed("getMe result is not a bot".into()))
+    }
+
+    /// `getUpdates` long poll: waits up to `timeout_secs` for updates with
+    /// `update_id >= offset` (passing an offset confirms earlier ones).
+    pub fn get_updates(
+        &self,
+        offset: Option<i64>,
+        timeout_secs: u64,
+    ) -> Result<Vec<Update>, TelegramError> {
+        let mut body = json!({ "timeout": timeout_secs, "allowed_updates": ["message"] });
+        if let Some(o) = offset {
+            body["offset"] = json!(o);
+        }
+        let result = self.call("getUpdates", &body)?;
+        let list = result
+            .as_array()
+            .ok_or_else(|| TelegramError::Malformed("getUpdates result is not a list".into()))?;
+        Ok(list
+            .iter()
+            .filter_map(|u| {
+                let update_id = u.get("update_id")?.as_i64()?;
+                let msg = u.get("message");
+                Some(Update {
+                    update_id,
+                    chat_id: msg
+                        .and_then(|m| m.pointer("/chat/id"))
+                        .and_then(Value::as_i64),
+                    chat_type: msg
+                        .and_then(|m| m.pointer("/chat/type"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    text: msg
+                        .and_then(|m| m.get("text"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    from_name: msg
+                        .and_then(|m| m.pointer("/from/first_name"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                })
+            })
+            .collect())
+    }
+}
+
+/// Telegram as a [`Gateway`]: the recipient is a chat id. The HTTP client
+/// is built on first use, so a login that sends nothing costs nothing.
+pub struct TelegramGateway {
+    cfg: TelegramConfig,
+    client: std::cell::OnceCell<TelegramClient>,
+}
+
+impl TelegramGateway {
+    pub fn new(cfg: &TelegramConfig) -> TelegramGateway {
+        TelegramGateway {
+            cfg: cfg.clone(),
+            client: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn client(&self) -> Result<&TelegramClient, TelegramError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = TelegramClient::new(&self.cfg)?;
+        Ok(self.client.get_or_init(|| c))
+    }
+}
+
+impl Gateway for TelegramGateway {
+    fn id(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Telegram"
+    }
+
+    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        self.client()?
+            .send_message(recipient, text)
+            .map_err(DeliveryError::from)
+    }
+}

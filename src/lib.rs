@@ -1,0 +1,26 @@
+//! pam_gateway: a one-time code over a messaging gateway as a second login
+//! factor.
+//!
+//! The file list is the architecture:
+//! - [`pam_module`]: the only code that knows PAM (arguments, items,
+//!   conversation, return codes); built into `pam_gateway.so`.
+//! - [`flow`]: one authentication as plain Rust over small traits.
+//! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`].
+//! - [`config`] and [`users`]: `gateway.toml` and `users.toml`, validated,
+//!   with errors naming file, line and key ([`toml_errors`]).
+//! - [`secure_file`]: the checks and atomic writes used by module and CLI.
+//! - [`code`]: CSPRNG codes and constant-time comparison.
+//! - [`log`]: syslog (authpriv) without codes or tokens.
+//! - [`setup`]: loading both files the way a login does, shared with the CLI.
+
+pub mod code;
+pub mod config;
+pub mod flow;
+pub mod gateway;
+pub mod http;
+pub mod log;
+pub mod pam_module;
+pub mod secure_file;
+pub mod setup;
+pub mod toml_errors;
+pub mod users;

@@ -1,0 +1,268 @@
+//! The PAM layer: the only code that knows about PAM. It parses the module
+//! arguments, reads the login's items, wraps the conversation, runs
+//! [`crate::flow`] and maps its [`Outcome`] to a PAM return code.
+//! pam-bindings wraps every hook in `catch_unwind`: a panic is PAM_ABORT.
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use pam::constants::{PAM_PROMPT_ECHO_OFF, PamFlag, PamResultCode};
+use pam::conv::Conv;
+use pam::items::{AuthTok, RHost, Service, Tty};
+use pam::module::{PamHandle, PamHooks};
+
+use crate::code::OsCodeSource;
+use crate::config::DEFAULT_CONFIG_PATH;
+use crate::flow::{Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome};
+use crate::log::{Level, Log, SyslogLog};
+use crate::secure_file::Owner;
+use crate::setup;
+
+/// What OpenSSH passes as the password when the real one was wrong (or the
+/// user does not exist), so that PAM modules run the same either way.
+pub const OPENSSH_WRONG_PASSWORD: &[u8] = b"\x08\n\r\x7fINCORRECT";
+
+/// The module's arguments from the PAM stack line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleArgs {
+    pub config: PathBuf,
+    pub debug: bool,
+}
+
+impl ModuleArgs {
+    /// `config=PATH` (absolute) and `debug`; anything else is an error, so a
+    /// typo in a stack line denies instead of being ignored.
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<ModuleArgs, String> {
+        let mut parsed = ModuleArgs {
+            config: PathBuf::from(DEFAULT_CONFIG_PATH),
+            debug: false,
+        };
+        for arg in args {
+            let arg = arg.as_ref();
+            if arg == "debug" {
+                parsed.debug = true;
+            } else if let Some(path) = arg.strip_prefix("config=") {
+                let path = PathBuf::from(path);
+                if !path.is_absolute() {
+                    return Err(format!(
+                        "module argument config={}: the path must be absolute",
+                        path.display()
+                    ));
+                }
+                parsed.config = path;
+            } else {
+                return Err(format!(
+                    "unknown module argument {arg:?} (known: config=PATH, debug)"
+                ));
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+/// Maps an outcome to what PAM expects (DESIGN.md's table).
+pub fn pam_code(outcome: &Outcome) -> PamResultCode {
+    match outcome {
+        Outcome::Success { .. } => PamResultCode::PAM_SUCCESS,
+        Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
+        Outcome::Expired | Outcome::NotEnrolledDenied | Outcome::WrongPassword => {
+            PamResultCode::PAM_AUTH_ERR
+        }
+        Outcome::NotEnrolledIgnored | Outcome::DeliveryFailedIgnored => PamResultCode::PAM_IGNORE,
+        Outcome::DeliveryFailedDenied => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        Outcome::ConversationFailed => PamResultCode::PAM_CONV_ERR,
+        Outcome::SystemError => PamResultCode::PAM_SYSTEM_ERR,
+    }
+}
+
+/// The application's conversation function as a [`Conversation`].
+struct PamConversation<'a> {
+    conv: Conv<'a>,
+}
+
+impl Conversation for PamConversation<'_> {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
+        match self.conv.send(PAM_PROMPT_ECHO_OFF, prompt) {
+            Ok(Some(secret)) => Ok(Some(Answer::new(secret.as_bytes().to_vec()))),
+            Ok(None) => Ok(None),
+            Err(code) => Err(ConvError(format!("{code:?}"))),
+        }
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConvError> {
+        self.conv
+            .send(pam::constants::PAM_ERROR_MSG, text)
+            .map(|_| ())
+            .map_err(|code| ConvError(format!("{code:?}")))
+    }
+}
+
+fn item_string<'a, T>(pamh: &'a PamHandle) -> Option<String>
+where
+    T: pam::items::Item<'a> + std::ops::Deref<Target = &'a CStr>,
+{
+    match pamh.get_item::<T>() {
+        Ok(Some(v)) => Some(v.to_string_lossy().into_owned()),
+        _ => None,
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for buf.len() bytes; gethostname writes at
+    // most that many and we stop at the first NUL (or the end).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
+    let mut log = SyslogLog::open();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args = match ModuleArgs::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            log.log(Level::Error, &format!("denied: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+
+    let user = match pamh.get_user(None) {
+        Ok(u) => u,
+        Err(code) => {
+            log.log(
+                Level::Error,
+                &format!("denied: cannot get the user name ({code:?})"),
+            );
+            return code;
+        }
+    };
+
+    // Any problem with the files denies, whatever failmode says.
+    let config = match setup::load_config(&args.config, Owner::ROOT) {
+        Ok(c) => c,
+        Err(e) => {
+            log.log(Level::Error, &format!("user={user} denied: config: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let users = match setup::load_users(&config, Owner::ROOT) {
+        Ok(u) => u,
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("user={user} denied: users file: {e}"),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let enrolment = match setup::enrolment(&config, &users, &user) {
+        Ok(e) => e,
+        Err(e) => {
+            log.log(Level::Error, &format!("user={user} denied: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+
+    let password_was_wrong = matches!(
+        pamh.get_item::<AuthTok>(),
+        Ok(Some(tok)) if tok.as_bytes() == OPENSSH_WRONG_PASSWORD
+    );
+    let ctx = LoginContext {
+        user: user.clone(),
+        service: item_string::<Service>(pamh).unwrap_or_default(),
+        rhost: item_string::<RHost>(pamh),
+        tty: item_string::<Tty>(pamh),
+        host: hostname(),
+        password_was_wrong,
+    };
+
+    let conv = match pamh.get_item::<Conv>() {
+        Ok(Some(c)) => c,
+        _ => {
+            log.log(
+                Level::Error,
+                &format!("user={user} denied: the application offers no conversation"),
+            );
+            return PamResultCode::PAM_CONV_ERR;
+        }
+    };
+    let mut conversation = PamConversation { conv };
+    let clock = MonotonicClock::default();
+    let mut codes = OsCodeSource;
+    let mut flow = Flow {
+        config: &config,
+        conv: &mut conversation,
+        clock: &clock,
+        codes: &mut codes,
+        log: &mut log,
+        debug: args.debug,
+    };
+    let outcome = flow.authenticate(&ctx, enrolment);
+    pam_code(&outcome)
+}
+
+/// The hooks pam-bindings exports as `pam_sm_*`.
+pub struct PamGateway;
+
+impl PamHooks for PamGateway {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        authenticate(pamh, &args)
+    }
+
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+pam::pam_hooks!(PamGateway);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args() {
+        let a = ModuleArgs::parse::<&str>(&[]).expect("empty");
+        assert_eq!(a.config, PathBuf::from(DEFAULT_CONFIG_PATH));
+        assert!(!a.debug);
+        let a = ModuleArgs::parse(&["debug", "config=/srv/g.toml"]).expect("args");
+        assert_eq!(a.config, PathBuf::from("/srv/g.toml"));
+        assert!(a.debug);
+        let e = ModuleArgs::parse(&["nullok"]).unwrap_err();
+        assert!(e.contains("\"nullok\""), "{e}");
+        assert!(ModuleArgs::parse(&["config=rel.toml"]).is_err());
+        assert!(ModuleArgs::parse(&["Debug"]).is_err());
+    }
+
+    #[test]
+    fn codes_follow_the_design_table() {
+        use PamResultCode::*;
+        let table = [
+            (
+                Outcome::Success {
+                    gateway: "telegram",
+                },
+                PAM_SUCCESS,
+            ),
+            (Outcome::MaxTries, PAM_MAXTRIES),
+            (Outcome::Expired, PAM_AUTH_ERR),
+            (Outcome::NotEnrolledDenied, PAM_AUTH_ERR),
+            (Outcome::NotEnrolledIgnored, PAM_IGNORE),
+            (Outcome::WrongPassword, PAM_AUTH_ERR),
+            (Outcome::DeliveryFailedDenied, PAM_AUTHINFO_UNAVAIL),
+            (Outcome::DeliveryFailedIgnored, PAM_IGNORE),
+            (Outcome::ConversationFailed, PAM_CONV_ERR),
+            (Outcome::SystemError, PAM_SYSTEM_ERR),
+        ];
+        for (outcome, code) in table {
+            assert_eq!(pam_code(&outcome), code, "{outcome:?}");
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! Reading and writing root-owned files that decide who gets in.
+//!
+//! One place for the checks pam-u2f makes on its config: the file is opened
+//! with `O_NOFOLLOW`, the *opened* descriptor is `fstat`ed (no race between
+//! check and read), it must be a regular file owned by the expected user with
+//! no group/other write bit, at most [`MAX_FILE_SIZE`] bytes, and a file that
+//! holds a secret must not be readable by group or others either. Its
+//! directory must be owned by the same user and not writable by group/others.
+//!
+//! Writes go to a temporary file in the same directory, are fsynced, then
+//! renamed over the target under an `flock` on a lock file, so a reader sees
+//! either the old or the new file and never a half-written one.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Largest file we agree to read: config and users files are small.
+pub const MAX_FILE_SIZE: u64 = 64 * 1024;
+
+/// What the file holds, which decides how private it must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    /// Readable by others is fine (users.toml): only writing is restricted.
+    Public,
+    /// Holds a secret (gateway.toml holds the bot token): owner-only read.
+    Secret,
+}
+
+/// Who must own the file and its directory. Root in production; tests that
+/// run unprivileged use their own uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner(pub u32);
+
+impl Owner {
+    pub const ROOT: Owner = Owner(0);
+
+    /// The effective uid of this process.
+    pub fn current() -> Owner {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        Owner(unsafe { libc::geteuid() })
+    }
+}
+
+/// Which check a file failed, said precisely enough to fix it.
+#[derive(Debug)]
+pub enum FileError {
+    NotAbsolute(PathBuf),
+    NotFound(PathBuf),
+    Symlink(PathBuf),
+    Open(PathBuf, std::io::Error),
+    NotRegular(PathBuf),
+    WrongOwner { path: PathBuf, uid: u32, want: u32 },
+    GroupOrOtherWritable { path: PathBuf, mode: u32 },
+    GroupOrOtherReadable { path: PathBuf, mode: u32 },
+    TooLarge { path: PathBuf, size: u64 },
+    NotUtf8(PathBuf),
+    DirWrongOwner { dir: PathBuf, uid: u32, want: u32 },
+    DirGroupOrOtherWritable { dir: PathBuf, mode: u32 },
+    DirUnusable(PathBuf, std::io::Error),
+    Write(PathBuf, std::io::Error),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use FileError::*;
+        match self {
+            NotAbsolute(p) => write!(f, "{}: path must be absolute", p.display()),
+            NotFound(p) => write!(f, "{}: no such file", p.display()),
+            Symlink(p) => write!(
+                f,
+                "{}: is a symbolic link; refusing to follow it (point the config at the real file)",
+                p.display()
+            ),
+            Open(p, e) => write!(f, "{}: cannot open: {e}", p.display()),
+            NotRegular(p) => write!(f, "{}: not a regular file", p.display()),
+            WrongOwner { path, uid, want } => write!(
+                f,
+                "{}: owned by uid {uid}, must be owned by uid {want} (chown {want} {})",
+                path.display(),
+                path.display()
+            ),
+            GroupOrOtherWritable { path, mode } => write!(
+                f,
+                "{}: mode {:04o} is writable by group or others (chmod go-w {})",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ),
+            GroupOrOtherReadable { path, mode } => write!(
+                f,
+                "{}: mode {:04o} lets group or others read a file holding secrets (chmod 600 {})",
+                path.display(),
+                mode & 0o7777,
+                path.display()
+            ),
+            TooLarge { path, size } => write!(
+                f,
+                "{}: {size} bytes, larger than the {MAX_FILE_SIZE}-byte limit",
+                path.display()
+            ),
+            NotUtf8(p) => write!(f, "{}: not valid UTF-8", p.display()),
+            DirWrongOwner { dir, uid, want } => write!(
+                f,
+                "{}: directory owned by uid {uid}, must be owned by uid {want}",
+                dir.display()
+            ),
+            DirGroupOrOtherWritable { dir, mode } => write!(
+                f,
+                "{}: directory mode {:04o} is writable by group or others (chmod go-w {})",
+                dir.display(),
+                mode & 0o7777,
+                dir.display()
+            ),
+            DirUnusable(d, e) => write!(f, "{}: directory cannot be checked: {e}", d.display()),
+            Write(p, e) => write!(f, "{}: cannot write: {e}", p.display()),
+        }
+    }
+}
+
+impl std::error::Error for FileError {}
+
+fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("/"),
+    }
+}
+
+/// Checks the directory that holds `path`: owned by `owner`, not writable
+/// by group or others (a writable directory lets anyone swap the file).
+pub fn check_dir(path: &Path, owner: Owner) -> Result<(), FileError> {
+    let dir = parent_of(path);
+    let meta = std::fs::metadata(&dir).map_err(|e| FileError::DirUnusable(dir.clone(), e))?;
+    if meta.uid() != owner.0 {
+        return Err(FileError::DirWrongOwner {
+            dir,
+            uid: meta.uid(),
+            want: owner.0,
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(FileError::DirGroupOrOtherWritable {
+            dir,
+            mode: meta.mode(),
+        });
+    }
+    Ok(())
+}
+
+/// Opens `path` without following a symlink and checks the open descriptor.
+fn open_checked(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<File, FileError> {
+    if !path.is_absolute() {
+        return Err(FileError::NotAbsolute(path.to_path_buf()));
+    }
+    check_dir(path, owner)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => FileError::Symlink(path.to_path_buf()),
+            Some(libc::ENOENT) => FileError::NotFound(path.to_path_buf()),
+            _ => FileError::Open(path.to_path_buf(), e),
+        })?;
+    // fstat of the descriptor we will read from: no window for a swap.
+    let meta = file
+        .metadata()
+        .map_err(|e| FileError::Open(path.to_path_buf(), e))?;
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular(path.to_path_buf()));
+    }
+    if meta.uid() != owner.0 {
+        return Err(FileError::WrongOwner {
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            want: owner.0,
+        });
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(FileError::GroupOrOtherWritable {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    if secrecy == Secrecy::Secret && mode & 0o044 != 0 {
+        return Err(FileError::GroupOrOtherReadable {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    if meta.len() > MAX_FILE_SIZE {
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    Ok(file)
+}
+
+/// Reads a whole protected file after every check above has passed.
+pub fn read_secure(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<String, FileError> {
+    let file = open_checked(path, secrecy, owner)?;
+    let mut buf = Vec::new();
+    // The size was checked on the fd, but the file may grow while we read.
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| FileError::Open(path.to_path_buf(), e))?;
+    if buf.len() as u64 > MAX_FILE_SIZE {
+        return Err(FileError::TooLarge {
+            path: path.to_path_buf(),
+            size: buf.len() as u64,
+        });
+    }
+    String::from_utf8(buf).map_err(|_| FileError::NotUtf8(path.to_path_buf()))
+}
+
+/// An exclusive `flock` on `<file>.lock` beside the file, held until drop.
+/// Writers of the same file (two `enroll` runs at once) take turns.
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    pub fn acquire(path: &Path) -> Result<FileLock, FileError> {
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&lock_path)
+            .map_err(|e| FileError::Write(lock_path.clone(), e))?;
+        loop {
+            // SAFETY: the fd is open for the lifetime of `file`.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(FileError::Write(lock_path, err));
+            }
+        }
+        Ok(FileLock { _file: file })
+    }
+}
+
+/// Replaces `path` with `contents` atomically: temp file in the same
+/// directory with `mode`, fsync, rename, fsync of the directory. The caller
+/// holds a [`FileLock`] when read-modify-write must not interleave.
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_string());
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce)
+        .map_err(|e| FileError::Write(path.to_path_buf(), std::io::Error::other(e.to_string())))?;
+    let suffix: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        // The umask may have masked bits off; set exactly what was asked.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FileError::Write(path.to_path_buf(), e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn private_dir() -> PathBuf {
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).expect("random");
+        let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("pgw-sf-{name}"));
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        dir
+    }
+
+    fn write(path: &Path, text: &str, mode: u32) {
+        std::fs::write(path, text).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn reads_a_private_file() {
+        let dir = private_dir();
+        let p = dir.join("a.toml");
+        write(&p, "x = 1\n", 0o600);
+        let text = read_secure(&p, Secrecy::Secret, Owner::current()).expect("read");
+        assert_eq!(text, "x = 1\n");
+    }
+
+    #[test]
+    fn refuses_group_writable() {
+        let dir = private_dir();
+        let p = dir.join("a.toml");
+        write(&p, "", 0o620);
+        let err = read_secure(&p, Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(
+            matches!(err, FileError::GroupOrOtherWritable { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("chmod go-w"), "{err}");
+    }
+
+    #[test]
+    fn secret_refuses_world_readable_public_allows_it() {
+        let dir = private_dir();
+        let p = dir.join("a.toml");
+        write(&p, "", 0o644);
+        let err = read_secure(&p, Secrecy::Secret, Owner::current()).unwrap_err();
+        assert!(
+            matches!(err, FileError::GroupOrOtherReadable { .. }),
+            "{err}"
+        );
+        assert!(read_secure(&p, Secrecy::Public, Owner::current()).is_ok());
+    }
+
+    #[test]
+    fn refuses_symlink() {
+        let dir = private_dir();
+        let real = dir.join("real.toml");
+        write(&real, "", 0o600);
+        let link = dir.join("link.toml");
+        symlink(&real, &link).expect("symlink");
+        let err = read_secure(&link, Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(matches!(err, FileError::Symlink(_)), "{err}");
+    }
+
+    #[test]
+    fn refuses_wrong_owner() {
+        let dir = private_dir();
+        let p = dir.join("a.toml");
+        write(&p, "", 0o600);
+        let other = Owner(Owner::current().0.wrapping_add(4242));
+        let err = read_secure(&p, Secrecy::Public, other).unwrap_err();
+        // The directory is checked first and has the same owner.
+        assert!(matches!(err, FileError::DirWrongOwner { .. }), "{err}");
+    }
+
+    #[test]
+    fn refuses_writable_directory() {
+        let dir = private_dir();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let p = dir.join("a.toml");
+        write(&p, "", 0o600);
+        let err = read_secure(&p, Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(
+            matches!(err, FileError::DirGroupOrOtherWritable { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_large_file_directory_and_relative_path() {
+        let dir = private_dir();
+        let p = dir.join("big.toml");
+        write(&p, &"#".repeat(MAX_FILE_SIZE as usize + 1), 0o600);
+        let err = read_secure(&p, Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(matches!(err, FileError::TooLarge { .. }), "{err}");
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).expect("mkdir");
+        let err = read_secure(&sub, Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(matches!(err, FileError::NotRegular(_)), "{err}");
+        let err =
+            read_secure(Path::new("rel.toml"), Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(matches!(err, FileError::NotAbsolute(_)), "{err}");
+        let err = read_secure(&dir.join("none"), Secrecy::Public, Owner::current()).unwrap_err();
+        assert!(matches!(err, FileError::NotFound(_)), "{err}");
+    }
+
+    #[test]
+    fn atomic_write_sets_mode_and_leaves_no_temp() {
+        let dir = private_dir();
+        let p = dir.join("users.toml");
+        write(&p, "old", 0o644);
+        let _lock = FileLock::acquire(&p).expect("lock");
+        write_atomic(&p, b"new\n", 0o600).expect("write");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "new\n");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

@@ -1,0 +1,187 @@
+//! Turning TOML and validation failures into messages that name the file,
+//! the line and the key — without ever quoting a secret value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Keys whose values are secrets: an error on their line never shows the value.
+pub const SECRET_KEYS: &[&str] = &[
+    "bot_token",
+    "token",
+    "password",
+    "auth_token",
+    "api_key",
+    "totp_secret",
+    "headers",
+];
+
+/// A problem in a config or users file: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The dotted key the problem is about, when known (`telegram.bot_token`).
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": key `{key}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Byte offset to 1-based line number.
+pub fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The bare key written on a line (`bot_token = "..."` gives `bot_token`).
+fn key_on_line(line: &str) -> Option<String> {
+    let (left, _) = line.split_once('=')?;
+    let key = left.trim().trim_matches('"').trim_matches('\'');
+    if key.is_empty() || key.starts_with('[') || key.starts_with('#') {
+        None
+    } else {
+        Some(key.to_string())
+    }
+}
+
+/// The key on 1-based `line`, prefixed by the `[section]` it sits in.
+fn dotted_key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let key = key_on_line(lines.get(line.checked_sub(1)?)?)?;
+    let section = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        let name = l.strip_prefix('[')?.strip_suffix(']')?;
+        Some(
+            name.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        )
+    });
+    Some(match section {
+        Some(s) if !s.is_empty() => format!("{s}.{key}"),
+        _ => key,
+    })
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    SECRET_KEYS.contains(&last)
+}
+
+/// Parses `text` as `T`, mapping failures to a [`ParseError`] that names the
+/// line and key. The message never includes the offending line itself (the
+/// toml crate's default rendering would quote a token).
+pub fn parse<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ParseError> {
+    toml::from_str::<T>(text).map_err(|err| {
+        let line = err.span().map(|s| line_at(text, s.start));
+        let key = line.and_then(|l| dotted_key_at(text, l));
+        let mut message = err.message().trim().to_string();
+        if key.as_deref().is_some_and(is_secret_key) {
+            message = "invalid value (not shown: this key holds a secret)".to_string();
+        }
+        ParseError {
+            file: file.to_path_buf(),
+            line,
+            key,
+            message,
+        }
+    })
+}
+
+/// Finds the line of `key` inside `[section]` (or at top level when
+/// `section` is empty) for errors found after parsing.
+pub fn find_key_line(text: &str, section: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.starts_with('[') {
+            current = line
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .trim()
+                .to_string();
+            continue;
+        }
+        if current == section && key_on_line(line).as_deref() == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// Finds the line of a `[section]` header.
+pub fn find_section_line(text: &str, section: &str) -> Option<usize> {
+    text.lines().enumerate().find_map(|(i, raw)| {
+        let line = raw.trim();
+        let name = line.strip_prefix('[')?.strip_suffix(']')?.trim();
+        (name == section).then_some(i + 1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        a: Option<u32>,
+        bot_token: Option<u32>,
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = "a = 1\n\nbot_tokn = \"x\"\n";
+        let err = parse::<T>(Path::new("/etc/x.toml"), text).unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("bot_tokn"));
+        assert!(err.message.contains("unknown field"), "{err}");
+        assert!(
+            err.to_string().starts_with("/etc/x.toml:3: key `bot_tokn`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secret_value_is_never_quoted() {
+        let text = "bot_token = \"123:sekrit\"\n";
+        let err = parse::<T>(Path::new("/etc/x.toml"), text).unwrap_err();
+        assert!(!err.to_string().contains("sekrit"), "{err}");
+        assert_eq!(err.key.as_deref(), Some("bot_token"));
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let err = parse::<T>(Path::new("/x"), "a = 1\nb = \n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+    }
+
+    #[test]
+    fn finds_lines() {
+        let text = "top = 1\n[telegram]\n# c\nbot_token = \"x\"\n[code]\ndigits = 6\n";
+        assert_eq!(find_key_line(text, "telegram", "bot_token"), Some(4));
+        assert_eq!(find_key_line(text, "code", "digits"), Some(6));
+        assert_eq!(find_key_line(text, "", "top"), Some(1));
+        assert_eq!(find_section_line(text, "code"), Some(5));
+        assert_eq!(find_key_line(text, "code", "bot_token"), None);
+    }
+}

@@ -1,0 +1,206 @@
+//! `users.toml`: who is enrolled and where their codes go.
+//!
+//! ```toml
+//! [users.alice]
+//! telegram = "123456977"
+//! ```
+//!
+//! Only recipients live here; mutable state (rate limits, used codes) is kept
+//! elsewhere so this root-owned file is never written at login time.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
+
+/// A Telegram chat id, kept as its decimal text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatId(String);
+
+impl ChatId {
+    /// Accepts a plausible chat id: an optional minus sign (groups) and at
+    /// most 16 digits, not zero.
+    pub fn parse(s: &str) -> Result<ChatId, String> {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty()
+            || digits.len() > 16
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.bytes().all(|b| b == b'0')
+        {
+            return Err(
+                "is not a Telegram chat id (digits, optionally with a leading minus; \
+                 `pam-gateway enroll` finds it for you)"
+                    .to_string(),
+            );
+        }
+        Ok(ChatId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a Telegram chat id, as a string or an integer")]
+enum RawChatId {
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    telegram: Option<RawChatId>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    #[serde(default)]
+    users: BTreeMap<String, RawUser>,
+}
+
+/// One enrolled user's recipients, per gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserEntry {
+    pub telegram: Option<ChatId>,
+}
+
+impl UserEntry {
+    /// True when the entry names no recipient at all.
+    pub fn is_empty(&self) -> bool {
+        self.telegram.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Users {
+    pub users: BTreeMap<String, UserEntry>,
+}
+
+impl Users {
+    pub fn parse(path: &Path, text: &str) -> Result<Users, ParseError> {
+        let raw: RawUsers = toml_errors::parse(path, text)?;
+        let mut users = BTreeMap::new();
+        for (name, entry) in raw.users {
+            let section = format!("users.{name}");
+            let err = |key: Option<&str>, message: String| ParseError {
+                file: path.to_path_buf(),
+                line: match key {
+                    Some(k) => find_key_line(text, &section, k),
+                    None => None,
+                }
+                .or_else(|| find_section_line(text, &section)),
+                key: Some(match key {
+                    Some(k) => format!("{section}.{k}"),
+                    None => section.clone(),
+                }),
+                message,
+            };
+            if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control()) {
+                return Err(err(None, "is not a valid user name".to_string()));
+            }
+            let telegram = match entry.telegram {
+                None => None,
+                Some(RawChatId::Int(i)) => {
+                    Some(ChatId::parse(&i.to_string()).map_err(|m| err(Some("telegram"), m))?)
+                }
+                Some(RawChatId::Text(s)) => {
+                    Some(ChatId::parse(&s).map_err(|m| err(Some("telegram"), m))?)
+                }
+            };
+            let user = UserEntry { telegram };
+            if user.is_empty() {
+                return Err(err(
+                    None,
+                    "names no recipient (add e.g. telegram = \"CHAT_ID\")".to_string(),
+                ));
+            }
+            users.insert(name, user);
+        }
+        Ok(Users { users })
+    }
+
+    pub fn get(&self, user: &str) -> Option<&UserEntry> {
+        self.users.get(user)
+    }
+}
+
+/// Masks a recipient for display: `***977`.
+pub fn mask(recipient: &str) -> String {
+    let tail: String = recipient
+        .chars()
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("***{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Users, ParseError> {
+        Users::parse(Path::new("/etc/pam_gateway/users.toml"), text)
+    }
+
+    #[test]
+    fn string_and_integer_ids() {
+        let u = parse("[users.alice]\ntelegram = \"123456977\"\n[users.bob]\ntelegram = -100123\n")
+            .expect("parse");
+        assert_eq!(
+            u.get("alice").and_then(|e| e.telegram.clone()),
+            Some(ChatId("123456977".into()))
+        );
+        assert_eq!(
+            u.get("bob").and_then(|e| e.telegram.clone()),
+            Some(ChatId("-100123".into()))
+        );
+        assert!(u.get("carol").is_none());
+    }
+
+    #[test]
+    fn empty_file_is_no_users() {
+        assert!(parse("").expect("parse").users.is_empty());
+        assert!(parse("# nobody yet\n").expect("parse").users.is_empty());
+    }
+
+    #[test]
+    fn bad_ids_name_user_and_line() {
+        for bad in [
+            "\"12ab\"",
+            "\"\"",
+            "0",
+            "\"@alice\"",
+            "\"99999999999999999\"",
+            "1.5",
+        ] {
+            let text = format!("[users.alice]\n# x\ntelegram = {bad}\n");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.line, Some(3), "{bad}: {err}");
+            assert!(err.to_string().contains("users.alice"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_empty_entries_are_errors() {
+        let err = parse("[users.alice]\ntelegramm = \"1\"\n").unwrap_err();
+        assert!(err.message.contains("telegramm"), "{err}");
+        let err = parse("[users.alice]\n").unwrap_err();
+        assert!(err.message.contains("no recipient"), "{err}");
+        let err = parse("[alice]\ntelegram = \"1\"\n").unwrap_err();
+        assert!(err.message.contains("alice"), "{err}");
+    }
+
+    #[test]
+    fn masking() {
+        assert_eq!(mask("123456977"), "***977");
+        assert_eq!(mask("12"), "***12");
+    }
+}

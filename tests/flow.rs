@@ -1,0 +1,454 @@
+//! The authentication flow driven without libpam: a scripted conversation,
+//! a fake gateway and a clock the script moves forward.
+
+use std::cell::{Cell, RefCell};
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use pam_gateway::code::{Code, CodeSource};
+use pam_gateway::config::Config;
+use pam_gateway::flow::{
+    Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
+};
+use pam_gateway::gateway::{DeliveryError, Gateway};
+use pam_gateway::log::MemoryLog;
+
+const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+
+#[derive(Clone, Default)]
+struct FakeClock(Rc<Cell<Duration>>);
+
+impl Clock for FakeClock {
+    fn now(&self) -> Duration {
+        self.0.get()
+    }
+}
+
+/// One step of the user's side of the dialogue.
+enum Step {
+    /// Wait this long, then type this.
+    Type(Duration, &'static str),
+    /// Type the code the gateway delivered.
+    TypeDeliveredCode,
+    /// The application returns no answer (NULL response).
+    NoAnswer,
+    /// The conversation function fails (client hung up).
+    HangUp,
+    /// A huge answer.
+    TypeBytes(Vec<u8>),
+}
+
+struct ScriptedConv {
+    steps: Vec<Step>,
+    prompts: Vec<String>,
+    errors: Vec<String>,
+    clock: FakeClock,
+    delivered: Rc<RefCell<Vec<(String, String)>>>,
+}
+
+impl ScriptedConv {
+    fn new(
+        steps: Vec<Step>,
+        clock: &FakeClock,
+        delivered: &Rc<RefCell<Vec<(String, String)>>>,
+    ) -> Self {
+        ScriptedConv {
+            steps: steps.into_iter().rev().collect(),
+            prompts: vec![],
+            errors: vec![],
+            clock: clock.clone(),
+            delivered: delivered.clone(),
+        }
+    }
+}
+
+fn code_in(text: &str) -> String {
+    text.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() >= 6)
+        .expect("a code in the message")
+        .to_string()
+}
+
+impl Conversation for ScriptedConv {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
+        self.prompts.push(prompt.to_string());
+        match self
+            .steps
+            .pop()
+            .expect("the flow prompted more often than scripted")
+        {
+            Step::Type(wait, text) => {
+                self.clock.0.set(self.clock.0.get() + wait);
+                Ok(Some(Answer::new(text.as_bytes().to_vec())))
+            }
+            Step::TypeDeliveredCode => {
+                let last = self
+                    .delivered
+                    .borrow()
+                    .last()
+                    .cloned()
+                    .expect("a delivered message");
+                Ok(Some(Answer::new(code_in(&last.1).into_bytes())))
+            }
+            Step::NoAnswer => Ok(None),
+            Step::HangUp => Err(ConvError("PAM_CONV_ERR".into())),
+            Step::TypeBytes(b) => Ok(Some(Answer::new(b))),
+        }
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConvError> {
+        self.errors.push(text.to_string());
+        Ok(())
+    }
+}
+
+struct FakeGateway {
+    id: &'static str,
+    result: Result<(), DeliveryError>,
+    delivered: Rc<RefCell<Vec<(String, String)>>>,
+    calls: Rc<Cell<u32>>,
+}
+
+impl Gateway for FakeGateway {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn display_name(&self) -> &'static str {
+        "Telegram"
+    }
+    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        self.calls.set(self.calls.get() + 1);
+        self.result.clone()?;
+        self.delivered
+            .borrow_mut()
+            .push((recipient.to_string(), text.to_string()));
+        Ok(())
+    }
+}
+
+struct FixedCodes(&'static str);
+
+impl CodeSource for FixedCodes {
+    fn generate(&mut self, digits: u32) -> Result<Code, String> {
+        assert_eq!(digits as usize, self.0.len());
+        Ok(Code::from_digits(self.0))
+    }
+}
+
+struct Run {
+    outcome: Outcome,
+    prompts: Vec<String>,
+    errors: Vec<String>,
+    delivered: Vec<(String, String)>,
+    sends: u32,
+    log: String,
+}
+
+struct Case {
+    config: &'static str,
+    enrolled: bool,
+    gateway_result: Result<(), DeliveryError>,
+    password_was_wrong: bool,
+    steps: Vec<Step>,
+}
+
+impl Default for Case {
+    fn default() -> Self {
+        Case {
+            config: "",
+            enrolled: true,
+            gateway_result: Ok(()),
+            password_was_wrong: false,
+            steps: vec![],
+        }
+    }
+}
+
+fn run(case: Case) -> Run {
+    let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n{}", case.config);
+    let config = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &text).expect("config");
+    let clock = FakeClock::default();
+    let delivered = Rc::new(RefCell::new(vec![]));
+    let calls = Rc::new(Cell::new(0));
+    let mut conv = ScriptedConv::new(case.steps, &clock, &delivered);
+    let log = MemoryLog::default();
+    let mut log_w = log.clone();
+    let mut codes = FixedCodes("024681");
+    let enrolment = if case.enrolled {
+        Enrolment::Enrolled(vec![Route {
+            gateway: Box::new(FakeGateway {
+                id: "telegram",
+                result: case.gateway_result,
+                delivered: delivered.clone(),
+                calls: calls.clone(),
+            }),
+            recipient: "123456977".into(),
+        }])
+    } else {
+        Enrolment::NotEnrolled
+    };
+    let ctx = LoginContext {
+        user: "alice".into(),
+        service: "sshd".into(),
+        rhost: Some("203.0.113.7".into()),
+        tty: Some("ssh".into()),
+        host: "pi".into(),
+        password_was_wrong: case.password_was_wrong,
+    };
+    let outcome = Flow {
+        config: &config,
+        conv: &mut conv,
+        clock: &clock,
+        codes: &mut codes,
+        log: &mut log_w,
+        debug: true,
+    }
+    .authenticate(&ctx, enrolment);
+    let log_text = log.text();
+    assert!(
+        !log_text.contains("024681"),
+        "the code leaked into the log:\n{log_text}"
+    );
+    assert!(
+        !log_text.contains("AAEhBP0av28"),
+        "the token leaked into the log:\n{log_text}"
+    );
+    let delivered = delivered.borrow().clone();
+    Run {
+        outcome,
+        prompts: conv.prompts,
+        errors: conv.errors,
+        delivered,
+        sends: calls.get(),
+        log: log_text,
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn right_code_succeeds_and_message_says_who_where() {
+    let r = run(Case {
+        steps: vec![Step::Type(5 * SECOND, "024681\n")],
+        ..Case::default()
+    });
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert_eq!(
+        r.prompts,
+        ["Code sent via Telegram to ***977. Verification code: "]
+    );
+    let (to, text) = &r.delivered[0];
+    assert_eq!(to, "123456977");
+    for part in [
+        "024681",
+        "alice@pi",
+        "sshd",
+        "203.0.113.7",
+        "5 min",
+        "not you",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text:?}");
+    }
+    assert!(r.log.contains("result=success"), "{}", r.log);
+    assert!(r.log.contains("rhost=203.0.113.7"), "{}", r.log);
+}
+
+#[test]
+fn wrong_then_right() {
+    let r = run(Case {
+        steps: vec![Step::Type(SECOND, "111111"), Step::TypeDeliveredCode],
+        ..Case::default()
+    });
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert_eq!(r.prompts.len(), 2);
+    assert_eq!(r.errors, ["Wrong code. 2 attempts left."]);
+    assert_eq!(r.sends, 1, "a retry must not send a second code");
+}
+
+#[test]
+fn attempts_used_up() {
+    let r = run(Case {
+        steps: vec![
+            Step::Type(SECOND, "111111"),
+            Step::Type(SECOND, "222222"),
+            Step::Type(SECOND, "333333"),
+        ],
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::MaxTries);
+    assert_eq!(r.prompts.len(), 3);
+    assert!(r.log.contains("result=denied-max-tries"), "{}", r.log);
+}
+
+#[test]
+fn attempts_setting_is_honoured() {
+    let r = run(Case {
+        config: "[code]\nattempts = 1\n",
+        steps: vec![Step::Type(SECOND, "111111")],
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::MaxTries);
+    assert_eq!(r.prompts.len(), 1);
+    assert!(r.errors.is_empty());
+}
+
+#[test]
+fn expired_code_is_refused_even_when_right() {
+    let r = run(Case {
+        config: "[code]\nttl = 60\n",
+        steps: vec![Step::Type(61 * SECOND, "024681")],
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::Expired);
+    assert_eq!(r.errors, ["The code has expired."]);
+}
+
+#[test]
+fn answer_just_in_time_is_accepted() {
+    let r = run(Case {
+        config: "[code]\nttl = 60\n",
+        steps: vec![Step::Type(60 * SECOND, "024681")],
+        ..Case::default()
+    });
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+}
+
+#[test]
+fn unenrolled_deny_prompts_sends_nothing_and_fails() {
+    let r = run(Case {
+        enrolled: false,
+        steps: vec![
+            Step::Type(SECOND, "024681"),
+            Step::Type(SECOND, "024681"),
+            Step::Type(SECOND, "024681"),
+        ],
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::NotEnrolledDenied);
+    assert_eq!(r.prompts.len(), 3, "same number of prompts as a real login");
+    assert_eq!(r.sends, 0);
+}
+
+#[test]
+fn unenrolled_ignore() {
+    let r = run(Case {
+        enrolled: false,
+        config: "[policy]\nunenrolled = \"ignore\"\n",
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::NotEnrolledIgnored);
+    assert!(r.prompts.is_empty());
+    assert_eq!(r.sends, 0);
+}
+
+#[test]
+fn wrong_password_marker_sends_nothing_but_looks_the_same() {
+    let r = run(Case {
+        password_was_wrong: true,
+        steps: vec![
+            Step::Type(SECOND, "024681"),
+            Step::Type(SECOND, "1"),
+            Step::Type(SECOND, "2"),
+        ],
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::WrongPassword);
+    assert_eq!(r.sends, 0);
+    assert_eq!(
+        r.prompts[0],
+        "Code sent via Telegram to ***977. Verification code: "
+    );
+    assert_eq!(r.prompts.len(), 3);
+}
+
+#[test]
+fn unreachable_gateway_secure_denies() {
+    let r = run(Case {
+        gateway_result: Err(DeliveryError::Unreachable("connection refused".into())),
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
+    assert!(
+        r.prompts.is_empty(),
+        "no prompt for a code that was never sent"
+    );
+    assert!(r.log.contains("connection refused"), "{}", r.log);
+}
+
+#[test]
+fn unreachable_gateway_safe_ignores() {
+    let r = run(Case {
+        config: "[policy]\nfailmode = \"safe\"\n",
+        gateway_result: Err(DeliveryError::Unreachable("timeout".into())),
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::DeliveryFailedIgnored);
+}
+
+#[test]
+fn safe_mode_still_denies_refusals_and_misconfiguration() {
+    for err in [
+        DeliveryError::Rejected {
+            reason: "rate limited".into(),
+            retry_after: Some(30),
+        },
+        DeliveryError::Misconfigured("bad token".into()),
+    ] {
+        let r = run(Case {
+            config: "[policy]\nfailmode = \"safe\"\n",
+            gateway_result: Err(err.clone()),
+            ..Case::default()
+        });
+        assert_eq!(r.outcome, Outcome::DeliveryFailedDenied, "{err}");
+    }
+}
+
+#[test]
+fn conversation_errors() {
+    for step in [Step::HangUp, Step::NoAnswer] {
+        let r = run(Case {
+            steps: vec![step],
+            ..Case::default()
+        });
+        assert_eq!(r.outcome, Outcome::ConversationFailed);
+    }
+}
+
+#[test]
+fn hostile_answers_are_wrong_attempts_not_crashes() {
+    let r = run(Case {
+        steps: vec![
+            Step::TypeBytes(vec![b'0'; 1 << 20]),
+            Step::TypeBytes(b"02468\x001".to_vec()),
+            Step::TypeBytes(vec![]),
+        ],
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::MaxTries);
+}
+
+#[test]
+fn template_placeholders() {
+    let r = run(Case {
+        config: "[message]\ntemplate = \"{code}|{user}|{host}|{service}|{rhost}|{minutes}\"\n",
+        steps: vec![Step::TypeDeliveredCode],
+        ..Case::default()
+    });
+    assert_eq!(r.delivered[0].1, "024681|alice|pi|sshd|203.0.113.7|5");
+}

@@ -1,0 +1,1120 @@
+//! A loopback stand-in for the Telegram Bot API, for tests and `make demo`.
+//!
+//! Only std and serde_json. The server binds 127.0.0.1 only, serves every
+//! connection on its own thread, and stops (closing the port and joining every
+//! thread it started) when the [`FakeTelegram`] is dropped. Every wait inside
+//! it is bounded: sockets have read/write timeouts, long polls are capped at
+//! 50 s and every blocking loop checks the shutdown flag at least every 25 ms.
+//!
+//! Included by integration tests with
+//! `#[path = "support/fake_telegram.rs"] mod fake_telegram;` and by the
+//! example with `#[path = "../tests/support/fake_telegram.rs"]`.
+
+// Each includer uses a different subset of the API.
+#![allow(dead_code)]
+
+use serde_json::{Map, Value, json};
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Largest request body accepted; a larger one gets 413.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest request line plus headers accepted; larger gets 413.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Longest `getUpdates` long poll, in seconds (the real API's cap too).
+pub const MAX_LONG_POLL_SECS: u64 = 50;
+/// Longest message text in characters, as in the real API.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+/// How often blocked threads look at the shutdown flag.
+const TICK: Duration = Duration::from_millis(25);
+/// An idle keep-alive connection is closed after this.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request must be complete this long after its first byte.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed straight away.
+const MAX_CONNECTIONS: usize = 256;
+/// Sender of updates pushed into a group chat.
+const GROUP_SENDER_ID: i64 = 123_456_977;
+const USER_FIRST_NAME: &str = "Alice";
+const GROUP_TITLE: &str = "pam_gateway test group";
+const BOT_FIRST_NAME: &str = "pam_gateway test";
+const FIRST_UPDATE_ID: i64 = 100_000_001;
+
+/// What the fake knows about: its bot token, the chats it can deliver to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeOptions {
+    /// The only token the fake accepts; any other gets 401.
+    pub token: String,
+    /// Chats that exist; `sendMessage` to any other gets "chat not found".
+    pub chats: Vec<i64>,
+    /// Chats whose user blocked the bot: `sendMessage` gets 403.
+    pub blocked: Vec<i64>,
+    /// `username` returned by `getMe`.
+    pub bot_username: String,
+    /// Port on 127.0.0.1 to bind; 0 picks a free one.
+    pub port: u16,
+}
+
+impl Default for FakeOptions {
+    fn default() -> Self {
+        FakeOptions {
+            token: "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c".to_string(),
+            chats: vec![123_456_977],
+            blocked: Vec::new(),
+            bot_username: "pam_gateway_test_bot".to_string(),
+            port: 0,
+        }
+    }
+}
+
+/// How the fake answers. Every mode but `Normal`, `Trickle` and `Webhook`
+/// applies to every request, whatever its path or token, and such requests
+/// deliver nothing (they are not in [`FakeTelegram::sent`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Behave like the real Bot API.
+    Normal,
+    /// Answer every request with this status and body (sent as
+    /// `application/json` when the body parses as JSON, else `text/html`).
+    Status { code: u16, body: String },
+    /// 429 with Telegram's JSON, including `parameters.retry_after`.
+    RateLimited { retry_after: u64 },
+    /// Read the request, never answer; the connection stays open until the
+    /// fake is dropped.
+    NeverAnswer,
+    /// The normal answer (messages are delivered), written one byte at a time
+    /// with this delay before each byte.
+    Trickle { delay_ms: u64 },
+    /// 200 with a body that is not JSON (an HTML page).
+    Garbage,
+    /// Read the request, then close the connection without a byte of answer.
+    CloseWithoutAnswer,
+    /// Like `Normal`, but `getUpdates` answers 409 Conflict as when a webhook
+    /// is set.
+    Webhook,
+}
+
+/// A `sendMessage` call that succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentMessage {
+    /// The token from the path.
+    pub token: String,
+    /// `chat_id` as received: a JSON number rendered to a string, or the
+    /// string as sent.
+    pub chat_id: String,
+    pub text: String,
+    /// The request body, as UTF-8 (lossy).
+    pub raw_body: String,
+    /// The request target as sent, e.g. `/bot<TOKEN>/sendMessage` (with the
+    /// query string, if there was one).
+    pub path: String,
+    /// The request's `Content-Type` header, or "" if it had none.
+    pub content_type: String,
+}
+
+/// The fake server. Runs on background threads; stops on drop.
+pub struct FakeTelegram {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+struct Shared {
+    opts: FakeOptions,
+    state: Mutex<State>,
+    /// Signalled on every new message, update and on shutdown.
+    changed: Condvar,
+    shutdown: AtomicBool,
+}
+
+struct State {
+    mode: Mode,
+    sent: Vec<SentMessage>,
+    /// Index in `sent` of the next message `wait_for_message` returns.
+    waited: usize,
+    requests: Vec<(String, String)>,
+    /// Updates not yet confirmed by a `getUpdates` offset, oldest first.
+    updates: VecDeque<(i64, Value)>,
+    next_update_id: i64,
+    next_message_id: i64,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    fn is_shutdown(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Waits on `changed` for at most `max` (and at most one tick).
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>, max: Duration) -> MutexGuard<'a, State> {
+        self.changed
+            .wait_timeout(guard, max.min(TICK))
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+}
+
+/// Locks, ignoring poisoning: a panicking worker must not wedge the test.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FakeTelegram {
+    /// Binds 127.0.0.1:`opts.port` and starts serving.
+    pub fn start(opts: FakeOptions) -> io::Result<FakeTelegram> {
+        let listener = TcpListener::bind(("127.0.0.1", opts.port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            opts,
+            state: Mutex::new(State {
+                mode: Mode::Normal,
+                sent: Vec::new(),
+                waited: 0,
+                requests: Vec::new(),
+                updates: VecDeque::new(),
+                next_update_id: FIRST_UPDATE_ID,
+                next_message_id: 1,
+            }),
+            changed: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let workers = Arc::new(Mutex::new(Vec::new()));
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            let workers = Arc::clone(&workers);
+            thread::Builder::new()
+                .name("fake-telegram-accept".to_string())
+                .spawn(move || accept_loop(listener, shared, workers))?
+        };
+        Ok(FakeTelegram {
+            shared,
+            addr,
+            acceptor: Some(acceptor),
+            workers,
+        })
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn token(&self) -> &str {
+        &self.shared.opts.token
+    }
+
+    pub fn options(&self) -> &FakeOptions {
+        &self.shared.opts
+    }
+
+    /// Changes how requests that arrive from now on are answered.
+    pub fn set_mode(&self, mode: Mode) {
+        self.shared.state().mode = mode;
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.shared.state().mode.clone()
+    }
+
+    /// Successful `sendMessage` calls, in order.
+    pub fn sent(&self) -> Vec<SentMessage> {
+        self.shared.state().sent.clone()
+    }
+
+    /// Every request seen (including rejected ones and those answered by a
+    /// fault mode) as (HTTP method, request target), in order.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.shared.state().requests.clone()
+    }
+
+    /// Returns the next delivered message that this method has not returned
+    /// yet, waiting up to `timeout` for one to arrive. A message delivered
+    /// before the call but never returned by it counts, so there is no race
+    /// between starting a login and waiting for its code.
+    pub fn wait_for_message(&self, timeout: Duration) -> Option<SentMessage> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state();
+        loop {
+            if st.waited < st.sent.len() {
+                let m = st.sent[st.waited].clone();
+                st.waited += 1;
+                return Some(m);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self.shared.wait(st, deadline - now);
+        }
+    }
+
+    /// The first run of 6 to 10 ASCII digits in the last delivered text.
+    pub fn last_code(&self) -> Option<String> {
+        let st = self.shared.state();
+        st.sent.last().and_then(|m| find_code(&m.text))
+    }
+
+    /// Queues an incoming text message for `getUpdates`, from Alice: in a
+    /// private chat (`chat_type` "private") she is the chat; in a group she is
+    /// user 123456977. Returns the update_id.
+    pub fn push_update(&self, chat_id: i64, chat_type: &str, text: &str) -> i64 {
+        let from = if chat_type == "private" {
+            chat_id
+        } else {
+            GROUP_SENDER_ID
+        };
+        self.push_update_from(chat_id, chat_type, from, text)
+    }
+
+    /// Like [`push_update`](Self::push_update) with an explicit sender id.
+    pub fn push_update_from(&self, chat_id: i64, chat_type: &str, from_id: i64, text: &str) -> i64 {
+        let mut chat = Map::new();
+        chat.insert("id".to_string(), json!(chat_id));
+        chat.insert("type".to_string(), json!(chat_type));
+        if chat_type == "private" {
+            chat.insert("first_name".to_string(), json!(USER_FIRST_NAME));
+        } else {
+            chat.insert("title".to_string(), json!(GROUP_TITLE));
+        }
+        let mut st = self.shared.state();
+        let update_id = st.next_update_id;
+        st.next_update_id += 1;
+        let message_id = st.next_message_id;
+        st.next_message_id += 1;
+        let update = json!({
+            "update_id": update_id,
+            "message": {
+                "message_id": message_id,
+                "from": {
+                    "id": from_id,
+                    "is_bot": false,
+                    "first_name": USER_FIRST_NAME,
+                    "language_code": "en"
+                },
+                "chat": Value::Object(chat),
+                "date": unix_now(),
+                "text": text
+            }
+        });
+        st.updates.push_back((update_id, update));
+        self.shared.changed.notify_all();
+        update_id
+    }
+
+    /// Updates not yet confirmed by a `getUpdates` offset.
+    pub fn pending_updates(&self) -> usize {
+        self.shared.state().updates.len()
+    }
+}
+
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        {
+            let _st = self.shared.state();
+            self.shared.changed.notify_all();
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+        // The acceptor is gone: no worker can be added any more.
+        let workers = std::mem::take(&mut *lock(&self.workers));
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+) {
+    while !shared.is_shutdown() {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let mut list = lock(&workers);
+                let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *list)
+                    .into_iter()
+                    .partition(|h| h.is_finished());
+                *list = live;
+                for h in done {
+                    let _ = h.join();
+                }
+                if list.len() >= MAX_CONNECTIONS {
+                    continue; // dropping the stream closes it
+                }
+                let shared = Arc::clone(&shared);
+                let spawned = thread::Builder::new()
+                    .name("fake-telegram-conn".to_string())
+                    .spawn(move || serve_connection(stream, &shared));
+                if let Ok(h) = spawned {
+                    list.push(h);
+                }
+            }
+            // WouldBlock, or e.g. EMFILE: try again shortly.
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- HTTP ----
+
+struct Request {
+    method: String,
+    /// Request target as sent.
+    target: String,
+    /// Target without the query string.
+    path: String,
+    query: String,
+    /// Names lowercased.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    keep_alive: bool,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    /// Envelopes are written by hand to keep Telegram's key order ("ok"
+    /// first); serde_json's maps would sort the keys.
+    fn raw_json(status: u16, body: String) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.into_bytes(),
+        }
+    }
+
+    fn ok(result: Value) -> Reply {
+        Reply::raw_json(200, format!(r#"{{"ok":true,"result":{result}}}"#))
+    }
+
+    fn error(code: u16, description: &str) -> Reply {
+        Reply::raw_json(code, error_body(code, description, None))
+    }
+}
+
+/// `{"ok":false,"error_code":..,"description":..[,"parameters":..]}`.
+fn error_body(code: u16, description: &str, parameters: Option<Value>) -> String {
+    let description = Value::from(description);
+    match parameters {
+        None => format!(r#"{{"ok":false,"error_code":{code},"description":{description}}}"#),
+        Some(p) => format!(
+            r#"{{"ok":false,"error_code":{code},"description":{description},"parameters":{p}}}"#
+        ),
+    }
+}
+
+enum Action {
+    Reply(Reply),
+    Trickle(Reply, Duration),
+    Hang,
+    Close,
+}
+
+enum ReadError {
+    /// Connection closed, idle too long, or shutting down: just close.
+    Gone,
+    /// Answer this, then close.
+    Reject(Reply),
+}
+
+fn serve_connection(mut stream: TcpStream, shared: &Shared) {
+    // Accepted sockets may inherit the listener's non-blocking flag.
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(TICK));
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut buf = Vec::new();
+    loop {
+        let req = match read_request(&mut stream, &mut buf, shared) {
+            Ok(req) => req,
+            Err(ReadError::Gone) => return,
+            Err(ReadError::Reject(reply)) => {
+                if write_reply(&mut stream, &reply, false, None, shared).is_ok() {
+                    linger_close(&mut stream, shared);
+                }
+                return;
+            }
+        };
+        let keep_alive = req.keep_alive && !shared.is_shutdown();
+        let written = match handle(shared, &req) {
+            Action::Reply(reply) => write_reply(&mut stream, &reply, keep_alive, None, shared),
+            Action::Trickle(reply, delay) => {
+                write_reply(&mut stream, &reply, keep_alive, Some(delay), shared)
+            }
+            Action::Hang => {
+                while !shared.is_shutdown() {
+                    thread::sleep(TICK);
+                }
+                return;
+            }
+            Action::Close => {
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
+            }
+        };
+        if written.is_err() || !keep_alive || shared.is_shutdown() {
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Reads one request from `stream` (bytes already in `buf` first; bytes past
+/// the request stay in `buf` for the next one).
+fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+) -> Result<Request, ReadError> {
+    let idle_since = Instant::now();
+    let mut started: Option<Instant> = None;
+    // Request line and headers.
+    let head_end = loop {
+        // Empty lines before a request line are to be ignored (RFC 9112 2.2).
+        while buf.starts_with(b"\r\n") {
+            buf.drain(..2);
+        }
+        if !buf.is_empty() && started.is_none() {
+            started = Some(Instant::now());
+        }
+        if let Some(pos) = find(buf, b"\r\n\r\n") {
+            break pos;
+        }
+        if buf.len() > MAX_HEADER_BYTES {
+            return Err(ReadError::Reject(Reply::error(
+                413,
+                "Request Entity Too Large",
+            )));
+        }
+        fill(stream, buf, shared, idle_since, started)?;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => {
+            (m.to_string(), t.to_string(), v.to_string())
+        }
+        _ => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
+    };
+    if !version.starts_with("HTTP/1.") {
+        return Err(ReadError::Reject(Reply::error(400, "Bad Request")));
+    }
+    let mut headers = Vec::new();
+    for line in lines {
+        match line.split_once(':') {
+            Some((name, value)) => {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()))
+            }
+            None => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
+        }
+    }
+    shared
+        .state()
+        .requests
+        .push((method.clone(), target.clone()));
+
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.to_ascii_lowercase())
+    };
+    let connection = header("connection").unwrap_or_default();
+    let keep_alive = if version == "HTTP/1.0" {
+        connection.contains("keep-alive")
+    } else {
+        !connection.contains("close")
+    };
+    let chunked = header("transfer-encoding").is_some_and(|te| te.contains("chunked"));
+    let content_length = match header("content-length") {
+        None => 0,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) => n,
+            Err(_) => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
+        },
+    };
+    if content_length > MAX_BODY_BYTES {
+        return Err(ReadError::Reject(Reply::error(
+            413,
+            "Request Entity Too Large",
+        )));
+    }
+    let body_start = head_end + 4;
+    let has_body = chunked || content_length > 0;
+    if has_body && buf.len() == body_start && header("expect").is_some_and(|e| e == "100-continue")
+    {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| ReadError::Gone)?;
+    }
+    let body = if chunked {
+        loop {
+            match decode_chunked(&buf[body_start..]) {
+                Err(()) => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
+                Ok(Some((body, used))) => {
+                    buf.drain(..body_start + used);
+                    break body;
+                }
+                Ok(None) => {
+                    if buf.len() - body_start > MAX_BODY_BYTES + 64 * 1024 {
+                        return Err(ReadError::Reject(Reply::error(
+                            413,
+                            "Request Entity Too Large",
+                        )));
+                    }
+                    fill(stream, buf, shared, idle_since, started)?;
+                }
+            }
+        }
+    } else {
+        while buf.len() < body_start + content_length {
+            fill(stream, buf, shared, idle_since, started)?;
+        }
+        let body = buf[body_start..body_start + content_length].to_vec();
+        buf.drain(..body_start + content_length);
+        body
+    };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target.clone(), String::new()),
+    };
+    Ok(Request {
+        method,
+        target,
+        path,
+        query,
+        headers,
+        body,
+        keep_alive,
+    })
+}
+
+/// Reads more bytes into `buf`, waiting in ticks; gives up on EOF, error,
+/// shutdown, an idle connection or a request that takes too long.
+fn fill(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    shared: &Shared,
+    idle_since: Instant,
+    started: Option<Instant>,
+) -> Result<(), ReadError> {
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if shared.is_shutdown() {
+            return Err(ReadError::Gone);
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(ReadError::Gone),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(());
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                let too_long = match started {
+                    Some(t) => t.elapsed() > REQUEST_TIMEOUT,
+                    None => idle_since.elapsed() > IDLE_TIMEOUT,
+                };
+                if too_long {
+                    return Err(ReadError::Gone);
+                }
+            }
+            Err(_) => return Err(ReadError::Gone),
+        }
+    }
+}
+
+/// Decodes a complete chunked body at the start of `data`: Ok(None) if more
+/// bytes are needed, Err on malformed input, else the body and bytes used.
+fn decode_chunked(data: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ()> {
+    let mut body = Vec::new();
+    let mut pos = 0;
+    loop {
+        let Some(line_len) = find(&data[pos..], b"\r\n") else {
+            return Ok(None);
+        };
+        let line = std::str::from_utf8(&data[pos..pos + line_len]).map_err(|_| ())?;
+        let size_hex = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16).map_err(|_| ())?;
+        pos += line_len + 2;
+        if size == 0 {
+            // Trailers (ignored) end with an empty line.
+            loop {
+                let Some(len) = find(&data[pos..], b"\r\n") else {
+                    return Ok(None);
+                };
+                pos += len + 2;
+                if len == 0 {
+                    return Ok(Some((body, pos)));
+                }
+            }
+        }
+        if size > MAX_BODY_BYTES || body.len() + size > MAX_BODY_BYTES {
+            return Err(());
+        }
+        if data.len() < pos + size + 2 {
+            return Ok(None);
+        }
+        body.extend_from_slice(&data[pos..pos + size]);
+        if &data[pos + size..pos + size + 2] != b"\r\n" {
+            return Err(());
+        }
+        pos += size + 2;
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Request Entity Too Large",
+        420 => "Flood",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+fn write_reply(
+    stream: &mut TcpStream,
+    reply: &Reply,
+    keep_alive: bool,
+    trickle: Option<Duration>,
+    shared: &Shared,
+) -> io::Result<()> {
+    let mut bytes = format!(
+        "HTTP/1.1 {} {}\r\nServer: nginx/1.18.0\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type,
+        reply.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&reply.body);
+    match trickle {
+        None => stream.write_all(&bytes)?,
+        Some(delay) => {
+            for byte in bytes {
+                sleep_unless_shutdown(delay, shared)?;
+                stream.write_all(&[byte])?;
+                stream.flush()?;
+            }
+        }
+    }
+    stream.flush()
+}
+
+fn sleep_unless_shutdown(total: Duration, shared: &Shared) -> io::Result<()> {
+    let deadline = Instant::now() + total;
+    loop {
+        if shared.is_shutdown() {
+            return Err(io::Error::other("fake Telegram shutting down"));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(());
+        }
+        thread::sleep((deadline - now).min(TICK));
+    }
+}
+
+/// After an error answer: stop writing, then drain what the client still
+/// sends for a bounded time so closing does not reset the connection before
+/// the client has read the answer.
+fn linger_close(stream: &mut TcpStream, shared: &Shared) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut sink = [0u8; 16 * 1024];
+    let mut drained = 0usize;
+    while Instant::now() < deadline && !shared.is_shutdown() && drained < 16 * MAX_BODY_BYTES {
+        match stream.read(&mut sink) {
+            Ok(0) => break,
+            Ok(n) => drained += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+    }
+}
+
+// ------------------------------------------------------------ Bot API ----
+
+fn handle(shared: &Shared, req: &Request) -> Action {
+    let mode = shared.state().mode.clone();
+    match mode {
+        Mode::Normal => Action::Reply(api(shared, req, false)),
+        Mode::Webhook => Action::Reply(api(shared, req, true)),
+        Mode::Trickle { delay_ms } => {
+            Action::Trickle(api(shared, req, false), Duration::from_millis(delay_ms))
+        }
+        Mode::Status { code, body } => {
+            let content_type = if serde_json::from_str::<Value>(&body).is_ok() {
+                "application/json"
+            } else {
+                "text/html"
+            };
+            Action::Reply(Reply {
+                status: code,
+                content_type,
+                body: body.into_bytes(),
+            })
+        }
+        Mode::RateLimited { retry_after } => Action::Reply(Reply::raw_json(
+            429,
+            error_body(
+                429,
+                &format!("Too Many Requests: retry after {retry_after}"),
+                Some(json!({"retry_after": retry_after})),
+            ),
+        )),
+        Mode::Garbage => Action::Reply(Reply {
+            status: 200,
+            content_type: "text/html",
+            body: b"<html><head><title>Welcome</title></head><body><h1>Sign in to the guest network</h1></body></html>\n".to_vec(),
+        }),
+        Mode::NeverAnswer => Action::Hang,
+        Mode::CloseWithoutAnswer => Action::Close,
+    }
+}
+
+fn api(shared: &Shared, req: &Request, webhook: bool) -> Reply {
+    if req.method != "GET" && req.method != "POST" {
+        return Reply::error(405, "Method Not Allowed");
+    }
+    let Some((token, method)) = req
+        .path
+        .strip_prefix("/bot")
+        .and_then(|rest| rest.split_once('/'))
+    else {
+        return Reply::error(404, "Not Found");
+    };
+    if token != shared.opts.token {
+        return Reply::error(401, "Unauthorized");
+    }
+    let params = match collect_params(req) {
+        Ok(p) => p,
+        Err(reply) => return reply,
+    };
+    // Method names are case-insensitive in the real API.
+    match method.to_ascii_lowercase().as_str() {
+        "getme" => get_me(shared),
+        "sendmessage" => send_message(shared, req, token, &params),
+        "getupdates" if webhook => Reply::error(
+            409,
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+        ),
+        "getupdates" => get_updates(shared, &params),
+        _ => Reply::error(404, "Not Found"),
+    }
+}
+
+/// Query string parameters, overridden by those of a JSON or form body.
+fn collect_params(req: &Request) -> Result<Map<String, Value>, Reply> {
+    let mut params = Map::new();
+    for (k, v) in parse_form(&req.query) {
+        params.insert(k, Value::String(v));
+    }
+    if req.body.is_empty() {
+        return Ok(params);
+    }
+    let content_type = req
+        .header("content-type")
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let body = String::from_utf8_lossy(&req.body);
+    let as_json = content_type == "application/json"
+        || (content_type.is_empty() && body.trim_start().starts_with('{'));
+    if as_json {
+        match serde_json::from_str::<Value>(&body) {
+            Ok(Value::Object(map)) => params.extend(map),
+            _ => return Err(Reply::error(400, "Bad Request: can't parse JSON object")),
+        }
+    } else if content_type == "application/x-www-form-urlencoded" || content_type.is_empty() {
+        for (k, v) in parse_form(&body) {
+            params.insert(k, Value::String(v));
+        }
+    }
+    Ok(params)
+}
+
+fn parse_form(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(pair), String::new()),
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A parameter as a string: strings as they are, numbers and booleans
+/// rendered, anything else (or absent) as None.
+fn param_str(params: &Map<String, Value>, name: &str) -> Option<String> {
+    match params.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn param_int(params: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reply> {
+    match param_str(params, name) {
+        None => Ok(None),
+        Some(s) if s.trim().is_empty() => Ok(None),
+        Some(s) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| Reply::error(400, &format!("Bad Request: wrong parameter {name}"))),
+    }
+}
+
+fn get_me(shared: &Shared) -> Reply {
+    let id_digits = shared.opts.token.split(':').next().unwrap_or_default();
+    let id = id_digits
+        .parse::<i64>()
+        .map(Value::from)
+        .unwrap_or(json!(0));
+    Reply::ok(json!({
+        "id": id,
+        "is_bot": true,
+        "first_name": BOT_FIRST_NAME,
+        "username": shared.opts.bot_username,
+        "can_join_groups": true,
+        "can_read_all_group_messages": false,
+        "supports_inline_queries": false
+    }))
+}
+
+fn chat_json(id: i64) -> Value {
+    if id < 0 {
+        json!({"id": id, "title": GROUP_TITLE, "type": "group"})
+    } else {
+        json!({"id": id, "first_name": USER_FIRST_NAME, "type": "private"})
+    }
+}
+
+fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String, Value>) -> Reply {
+    let chat_id = param_str(params, "chat_id").unwrap_or_default();
+    if chat_id.trim().is_empty() {
+        return Reply::error(400, "Bad Request: chat_id is empty");
+    }
+    let text = param_str(params, "text").unwrap_or_default();
+    if text.trim().is_empty() {
+        return Reply::error(400, "Bad Request: message text is empty");
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Reply::error(400, "Bad Request: message is too long");
+    }
+    let Ok(id) = chat_id.trim().parse::<i64>() else {
+        // "@channelusername" or junk: no such chat here.
+        return Reply::error(400, "Bad Request: chat not found");
+    };
+    if shared.opts.blocked.contains(&id) {
+        return Reply::error(403, "Forbidden: bot was blocked by the user");
+    }
+    if !shared.opts.chats.contains(&id) {
+        return Reply::error(400, "Bad Request: chat not found");
+    }
+    let bot_id = shared
+        .opts
+        .token
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .parse::<i64>()
+        .unwrap_or(0);
+    let mut st = shared.state();
+    let message_id = st.next_message_id;
+    st.next_message_id += 1;
+    st.sent.push(SentMessage {
+        token: token.to_string(),
+        chat_id,
+        text: text.clone(),
+        raw_body: String::from_utf8_lossy(&req.body).into_owned(),
+        path: req.target.clone(),
+        content_type: req.header("content-type").unwrap_or_default().to_string(),
+    });
+    shared.changed.notify_all();
+    drop(st);
+    Reply::ok(json!({
+        "message_id": message_id,
+        "from": {
+            "id": bot_id,
+            "is_bot": true,
+            "first_name": BOT_FIRST_NAME,
+            "username": shared.opts.bot_username
+        },
+        "chat": chat_json(id),
+        "date": unix_now(),
+        "text": text
+    }))
+}
+
+/// Drops the updates an offset confirms: below it if positive; all but the
+/// last `-offset` if negative.
+fn confirm(updates: &mut VecDeque<(i64, Value)>, offset: Option<i64>) {
+    match offset {
+        Some(o) if o > 0 => updates.retain(|(id, _)| *id >= o),
+        Some(o) if o < 0 => {
+            let keep = usize::try_from(o.unsigned_abs()).unwrap_or(usize::MAX);
+            while updates.len() > keep {
+                updates.pop_front();
+            }
+        }
+        _ => {}
+    }
+}
+
+fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Reply {
+    let (offset, limit, timeout) = match (
+        param_int(params, "offset"),
+        param_int(params, "limit"),
+        param_int(params, "timeout"),
+    ) {
+        (Ok(o), Ok(l), Ok(t)) => (o, l, t),
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return r,
+    };
+    let limit = usize::try_from(limit.unwrap_or(100).clamp(1, 100)).unwrap_or(100);
+    let timeout = u64::try_from(timeout.unwrap_or(0))
+        .unwrap_or(0)
+        .min(MAX_LONG_POLL_SECS);
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut st = shared.state();
+    confirm(&mut st.updates, offset);
+    loop {
+        // A positive offset also hides updates pushed later with lower ids.
+        if offset.is_some_and(|o| o > 0) {
+            confirm(&mut st.updates, offset);
+        }
+        let now = Instant::now();
+        if !st.updates.is_empty() || now >= deadline || shared.is_shutdown() {
+            break;
+        }
+        st = shared.wait(st, deadline - now);
+    }
+    let result: Vec<Value> = st
+        .updates
+        .iter()
+        .take(limit)
+        .map(|(_, u)| u.clone())
+        .collect();
+    Reply::ok(Value::Array(result))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The first maximal run of 6 to 10 ASCII digits in `text`.
+pub fn find_code(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if (6..=10).contains(&(i - start)) {
+                return Some(text[start..i].to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}

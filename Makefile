@@ -1,0 +1,61 @@
+# pam_gateway — build, test, install, demo.
+# `make demo` and `make test` install the Debian packages they need when run
+# as root, and name them otherwise.
+
+SHELL := /bin/bash
+# rustup's cargo when it is not on PATH (sudo resets PATH).
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+CARGO ?= cargo
+PREFIX ?= /usr
+DESTDIR ?=
+PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
+RELEASE := target/release
+
+.PHONY: all build test lint unit demo install uninstall clean
+
+all: build
+
+build:
+	@scripts/deps.sh build
+	$(CARGO) build --release --locked
+
+# Everything CI runs: formatting, clippy, unit tests, the loopback gateway
+# tests and the real-libpam tests (root, private mount namespaces).
+test:
+	@scripts/deps.sh test
+	$(MAKE) --no-print-directory lint
+	$(CARGO) test --locked --all-targets
+
+lint:
+	@if $(CARGO) fmt --version >/dev/null 2>&1; then \
+		$(CARGO) fmt --all --check; \
+	else echo "lint: cargo fmt not installed (rustup component add rustfmt); skipped"; fi
+	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
+		$(CARGO) clippy --locked --all-targets -- -D warnings; \
+	else echo "lint: cargo clippy not installed (rustup component add clippy); skipped"; fi
+
+demo:
+	@scripts/deps.sh demo
+	$(CARGO) build --release --locked --lib --examples
+	@scripts/demo.sh
+
+# Installs the module into this system's PAM module directory and the CLI
+# into /usr/sbin. Never edits /etc/pam.d: see README "Enabling it".
+install: build
+	install -d -m 755 $(DESTDIR)$(PAM_MODULE_DIR)
+	install -m 644 $(RELEASE)/libpam_gateway.so $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so
+	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin
+	install -m 755 $(RELEASE)/pam-gateway $(DESTDIR)$(PREFIX)/sbin/pam-gateway
+	install -d -m 700 $(DESTDIR)/etc/pam_gateway
+	install -d -m 700 $(DESTDIR)/var/lib/pam_gateway
+	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples
+	install -m 644 conf/*.toml pam.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/
+	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so and $(PREFIX)/sbin/pam-gateway."
+	@echo "Next: pam-gateway configure telegram; then see README 'Enabling it'."
+
+uninstall:
+	rm -f $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so $(DESTDIR)$(PREFIX)/sbin/pam-gateway
+	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pam-gateway
+
+clean:
+	$(CARGO) clean

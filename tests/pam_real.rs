@@ -1,0 +1,370 @@
+//! Real libpam: pamtester loads the built module from a private PAM dir
+//! (bwrap mount namespace) and gets its code from the loopback fake.
+
+#[path = "support/fake_telegram.rs"]
+mod fake_telegram;
+#[path = "support/pam_harness.rs"]
+mod pam_harness;
+
+use std::os::unix::fs::symlink;
+use std::time::Duration;
+
+use fake_telegram::{FakeOptions, FakeTelegram, Mode};
+use pam_harness::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn fake() -> FakeTelegram {
+    FakeTelegram::start(FakeOptions::default()).expect("fake")
+}
+
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("http://127.0.0.1:{}", l.local_addr().expect("addr").port())
+}
+
+fn assert_no_secrets(run: &PamRun, code: Option<&str>) {
+    for text in [&run.log, &run.stdout, &run.stderr] {
+        assert!(!text.contains(SECRET_HALF), "token leaked\n{}", run.dump());
+        if let Some(code) = code {
+            assert!(!text.contains(code), "code leaked\n{}", run.dump());
+        }
+    }
+}
+
+#[test]
+fn right_code_logs_in() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
+    assert!(run.success, "{}", run.dump());
+    assert!(
+        run.stdout.contains("successfully authenticated"),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.stderr
+            .contains("Code sent via Telegram to ***977. Verification code:"),
+        "{}",
+        run.dump()
+    );
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].chat_id, CHAT.to_string());
+    assert!(sent[0].text.contains("alice@"), "{}", sent[0].text);
+    assert!(
+        sent[0].text.contains("pgw"),
+        "service named: {}",
+        sent[0].text
+    );
+    assert!(run.log.contains("pam_gateway"), "ident: {}", run.dump());
+    assert!(run.log.contains("result=success"), "{}", run.dump());
+    let code = fake_telegram::find_code(&sent[0].text).expect("code");
+    assert_no_secrets(&run, Some(&code));
+}
+
+#[test]
+fn syslog_facility_is_authpriv() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
+    assert!(run.success, "{}", run.dump());
+    // RFC 3164 priority: facility authpriv (10) * 8 + severity info (6) = 86.
+    assert!(run.log.contains("<86>"), "{}", run.dump());
+}
+
+#[test]
+fn wrong_code_is_refused_after_all_attempts() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let lines = vec!["000000".to_string(); 3];
+    let run = env.authenticate("alice", Answers::Lines(lines), Some(&fake));
+    run.assert_failed_with(MAXTRIES);
+    assert!(
+        run.stderr.contains("Wrong code. 2 attempts left."),
+        "{}",
+        run.dump()
+    );
+    assert!(
+        run.log.contains("result=denied-max-tries"),
+        "{}",
+        run.dump()
+    );
+    assert_eq!(fake.sent().len(), 1, "one code per login");
+}
+
+#[test]
+fn wrong_then_right_code() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let run = env.authenticate(
+        "alice",
+        Answers::LinesThenCode(vec!["99999999999999".into()], WAIT),
+        Some(&fake),
+    );
+    assert!(run.success, "{}", run.dump());
+}
+
+#[test]
+fn huge_and_binary_answers_are_wrong_attempts() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let lines = vec!["1".repeat(1 << 20), "abc\u{7f}\u{1b}[2J".into(), "".into()];
+    let run = env.authenticate("alice", Answers::Lines(lines), Some(&fake));
+    run.assert_failed_with(MAXTRIES);
+}
+
+#[test]
+fn eof_at_the_prompt_is_a_conversation_error() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+    run.assert_failed_with(CONV_ERR);
+    assert!(
+        run.log.contains("result=conversation-error"),
+        "{}",
+        run.dump()
+    );
+}
+
+#[test]
+fn gateway_down_secure_denies() {
+    let env = PamEnv::new(&closed_port_url(), "");
+    let run = env.authenticate("alice", Answers::Lines(vec!["123456".into()]), None);
+    run.assert_failed_with(AUTHINFO_UNAVAIL);
+    assert!(
+        run.log.contains("result=denied-delivery-failed"),
+        "{}",
+        run.dump()
+    );
+    assert!(run.log.contains("connection refused"), "{}", run.dump());
+    assert_no_secrets(&run, None);
+}
+
+#[test]
+fn gateway_down_safe_ignores() {
+    let env = PamEnv::new(&closed_port_url(), "[policy]\nfailmode = \"safe\"\n");
+    // PAM_IGNORE falls through to the next module: here pam_permit decides.
+    env.set_stack(
+        "auth [success=done ignore=ignore default=die] {module} config={config}\n\
+         auth required pam_permit.so\n",
+    );
+    let run = env.authenticate("alice", Answers::Eof, None);
+    assert!(run.success, "{}", run.dump());
+    assert!(
+        run.log.contains("result=ignored-delivery-failed"),
+        "{}",
+        run.dump()
+    );
+    // And PAM_IGNORE alone is not success: with pam_deny after it, denied.
+    env.set_stack(
+        "auth [success=done ignore=ignore default=die] {module} config={config}\n\
+         auth required pam_deny.so\n",
+    );
+    let run = env.authenticate("alice", Answers::Eof, None);
+    assert!(!run.success, "{}", run.dump());
+}
+
+#[test]
+fn gateway_answering_garbage_or_hanging_denies_in_time() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    for mode in [Mode::Garbage, Mode::NeverAnswer] {
+        fake.set_mode(mode.clone());
+        let start = std::time::Instant::now();
+        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+        run.assert_failed_with(AUTHINFO_UNAVAIL);
+        // timeout = 2 in the test config.
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "{mode:?} took {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn unenrolled_deny_and_ignore() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    let lines = vec!["123456".to_string(); 3];
+    let run = env.authenticate("mallory", Answers::Lines(lines), Some(&fake));
+    run.assert_failed_with(AUTH_ERR);
+    assert!(
+        run.stderr.contains("Verification code:"),
+        "prompted: {}",
+        run.dump()
+    );
+    assert!(
+        run.log.contains("result=denied-not-enrolled"),
+        "{}",
+        run.dump()
+    );
+    assert!(fake.sent().is_empty());
+
+    let env = PamEnv::with_fake(&fake, "[policy]\nunenrolled = \"ignore\"\n");
+    env.set_stack(
+        "auth [success=done ignore=ignore default=die] {module} config={config}\n\
+         auth required pam_permit.so\n",
+    );
+    let run = env.authenticate("mallory", Answers::Eof, Some(&fake));
+    assert!(run.success, "{}", run.dump());
+    assert!(
+        run.log.contains("result=ignored-not-enrolled"),
+        "{}",
+        run.dump()
+    );
+    assert!(fake.sent().is_empty());
+}
+
+#[test]
+fn unknown_module_argument_denies() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    env.set_stack("auth required {module} config={config} nullok\n");
+    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+    run.assert_failed_with(SERVICE_ERR);
+    assert!(
+        run.log.contains("unknown module argument \"nullok\""),
+        "{}",
+        run.dump()
+    );
+    assert!(fake.sent().is_empty());
+}
+
+/// Each unsafe or broken file denies with PAM_SERVICE_ERR and says why.
+#[test]
+fn unsafe_or_broken_files_deny_with_the_reason_logged() {
+    let fake = fake();
+    type Breaker = fn(&PamEnv);
+    let cases: Vec<(&str, Breaker, &str)> = vec![
+        (
+            "users file group-writable",
+            |e| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&e.users, std::fs::Permissions::from_mode(0o664))
+                    .expect("chmod")
+            },
+            "writable by group or others",
+        ),
+        (
+            "config readable by others",
+            |e| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&e.config, std::fs::Permissions::from_mode(0o644))
+                    .expect("chmod")
+            },
+            "lets group or others read",
+        ),
+        (
+            "config owned by another user",
+            |e| std::os::unix::fs::chown(&e.config, Some(65534), None).expect("chown"),
+            "owned by uid 65534",
+        ),
+        (
+            "users file owned by another user",
+            |e| std::os::unix::fs::chown(&e.users, Some(65534), None).expect("chown"),
+            "owned by uid 65534",
+        ),
+        (
+            "config is a symlink",
+            |e| {
+                let real = e.etc.join("real.toml");
+                std::fs::rename(&e.config, &real).expect("mv");
+                symlink(&real, &e.config).expect("ln");
+            },
+            "symbolic link",
+        ),
+        (
+            "users file is a symlink",
+            |e| {
+                let real = e.etc.join("real-users.toml");
+                std::fs::rename(&e.users, &real).expect("mv");
+                symlink(&real, &e.users).expect("ln");
+            },
+            "symbolic link",
+        ),
+        (
+            "config malformed",
+            |e| {
+                let text = std::fs::read_to_string(&e.config).expect("read");
+                write_file(&e.config, &format!("{text}\n[code\n"), 0o600);
+            },
+            "gateway.toml:",
+        ),
+        (
+            "config has an unknown key",
+            |e| {
+                let text = std::fs::read_to_string(&e.config).expect("read");
+                write_file(&e.config, &format!("{text}\n[code]\ndigitz = 8\n"), 0o600);
+            },
+            "unknown field `digitz`",
+        ),
+        (
+            "users file malformed",
+            |e| write_file(&e.users, "[users.alice]\ntelegram = \"12x\"\n", 0o644),
+            "users.alice.telegram",
+        ),
+        (
+            "config directory writable by others",
+            |e| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&e.etc, std::fs::Permissions::from_mode(0o777))
+                    .expect("chmod")
+            },
+            "directory mode 0777",
+        ),
+        (
+            "config missing",
+            |e| std::fs::remove_file(&e.config).expect("rm"),
+            "no such file",
+        ),
+    ];
+    for (what, breaker, reason) in cases {
+        let env = PamEnv::with_fake(
+            &fake,
+            "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
+        );
+        breaker(&env);
+        // Even with failmode=safe and a stack that would let PAM_IGNORE through.
+        env.set_stack(
+            "auth [success=done ignore=ignore default=die] {module} config={config}\n\
+             auth required pam_permit.so\n",
+        );
+        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+        assert!(!run.success, "{what}: let in\n{}", run.dump());
+        env.set_stack("auth required {module} config={config}\n");
+        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+        run.assert_failed_with(SERVICE_ERR);
+        assert!(
+            run.log.contains(reason),
+            "{what}: expected {reason:?}\n{}",
+            run.dump()
+        );
+        assert_no_secrets(&run, None);
+    }
+    assert!(
+        fake.sent().is_empty(),
+        "no code may be sent with a broken setup"
+    );
+}
+
+#[test]
+fn setcred_succeeds() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    // pamtester runs the operations in order: authenticate, then setcred.
+    env.set_stack("auth required {module} config={config}\n");
+    let mut cmd = std::process::Command::new("bwrap");
+    cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
+        .arg(&env.pam_d)
+        .arg("/etc/pam.d")
+        .args(["pamtester", "pgw", "alice", "setcred"]);
+    let out = cmd.output().expect("pamtester");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,286 @@
+//! Real libpam in a private mount namespace: `pamtester` loads the built
+//! `libpam_gateway.so` through a PAM service file in a temp dir that bwrap
+//! binds over `/etc/pam.d`; a datagram socket bound over `/dev/log` collects
+//! what the module sends to syslog. The host's `/etc` is never touched.
+//!
+//! Needs root (the module insists on root-owned files), `pamtester` and
+//! `bwrap` (`make test` installs them).
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::fake_telegram::FakeTelegram;
+
+pub const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+pub const SECRET_HALF: &str = "AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+pub const CHAT: i64 = 123_456_977;
+
+/// Fails the test with a clear message when it cannot run here.
+pub fn require_root_tools() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "real-libpam tests need root (the module only trusts root-owned files) \
+         and run inside a private mount namespace; run `make test` as root"
+    );
+    for tool in ["pamtester", "bwrap"] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{tool} is missing: apt-get install pamtester bubblewrap"
+        );
+    }
+}
+
+/// The cdylib cargo built next to this test binary.
+pub fn module_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let so = dir.join("libpam_gateway.so");
+    assert!(so.is_file(), "{} not built", so.display());
+    so
+}
+
+/// A private root-owned directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let mut nonce = [0u8; 6];
+        getrandom::fill(&mut nonce).expect("random");
+        let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let path = std::env::temp_dir().join(format!("pgw-{tag}-{name}"));
+        fs::create_dir(&path).expect("mkdir");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).expect("chmod");
+        TempDir(path)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn write_file(path: &Path, text: &str, mode: u32) {
+    fs::write(path, text).expect("write");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// One test's world: config dir, PAM service dir, syslog socket.
+pub struct PamEnv {
+    pub dir: TempDir,
+    pub etc: PathBuf,
+    pub config: PathBuf,
+    pub users: PathBuf,
+    pub pam_d: PathBuf,
+    pub log_sock: UnixDatagram,
+    pub log_path: PathBuf,
+}
+
+/// How the simulated user answers the prompts.
+pub enum Answers {
+    /// Wait for the fake to deliver a code, then type it.
+    DeliveredCode(Duration),
+    /// Type these lines right away.
+    Lines(Vec<String>),
+    /// Type these lines, then the delivered code.
+    LinesThenCode(Vec<String>, Duration),
+    /// Close stdin without typing (EOF at the prompt).
+    Eof,
+}
+
+pub struct PamRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub log: String,
+}
+
+impl PamRun {
+    /// pamtester prints `pam_strerror` of the failure; this checks it.
+    pub fn assert_failed_with(&self, pam_message: &str) {
+        assert!(
+            !self.success,
+            "expected failure, got success\n{}",
+            self.dump()
+        );
+        assert!(
+            self.stderr.contains(pam_message),
+            "expected {pam_message:?}\n{}",
+            self.dump()
+        );
+    }
+
+    pub fn dump(&self) -> String {
+        format!(
+            "--- stdout\n{}\n--- stderr\n{}\n--- syslog\n{}",
+            self.stdout, self.stderr, self.log
+        )
+    }
+}
+
+// pam_strerror texts (Linux-PAM) as pamtester prints them.
+pub const AUTH_ERR: &str = "Authentication failure";
+pub const MAXTRIES: &str = "Have exhausted maximum number of retries for service";
+pub const AUTHINFO_UNAVAIL: &str = "Authentication service cannot retrieve authentication info";
+pub const SERVICE_ERR: &str = "Error in service module";
+pub const CONV_ERR: &str = "Conversation error";
+
+impl PamEnv {
+    /// A config pointing at `api_url`, with `extra` appended, and a users
+    /// file enrolling alice at the fake's chat.
+    pub fn new(api_url: &str, extra: &str) -> PamEnv {
+        require_root_tools();
+        let dir = TempDir::new("pam");
+        let etc = dir.path().join("etc");
+        fs::create_dir(&etc).expect("mkdir");
+        fs::set_permissions(&etc, fs::Permissions::from_mode(0o700)).expect("chmod");
+        let pam_d = dir.path().join("pam.d");
+        fs::create_dir(&pam_d).expect("mkdir");
+        let config = etc.join("gateway.toml");
+        let users = etc.join("users.toml");
+        write_file(
+            &config,
+            &format!(
+                "users_file = \"{}\"\n[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
+                 timeout = 2\nconnect_timeout = 1\n{extra}",
+                users.display()
+            ),
+            0o600,
+        );
+        write_file(
+            &users,
+            &format!("# enrolled users\n[users.alice]\ntelegram = \"{CHAT}\"\n"),
+            0o644,
+        );
+        let log_path = dir.path().join("log.sock");
+        let log_sock = UnixDatagram::bind(&log_path).expect("bind log socket");
+        log_sock
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let env = PamEnv {
+            dir,
+            etc,
+            config,
+            users,
+            pam_d,
+            log_sock,
+            log_path,
+        };
+        // libpam falls back to `other` for anything missing: deny.
+        write_file(
+            &env.pam_d.join("other"),
+            "auth required pam_deny.so\n",
+            0o644,
+        );
+        env.set_stack("auth required {module} config={config} debug\n");
+        env
+    }
+
+    pub fn with_fake(fake: &FakeTelegram, extra: &str) -> PamEnv {
+        PamEnv::new(&fake.url(), extra)
+    }
+
+    /// Writes the `pgw` service; `{module}` and `{config}` are filled in.
+    pub fn set_stack(&self, stack: &str) {
+        let text = stack
+            .replace("{module}", &module_path().display().to_string())
+            .replace("{config}", &self.config.display().to_string());
+        write_file(&self.pam_d.join("pgw"), &text, 0o644);
+    }
+
+    /// Drains what the module logged so far.
+    pub fn read_log(&self) -> String {
+        let mut out = String::new();
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = self.log_sock.recv(&mut buf) {
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Runs `pamtester pgw USER authenticate` in a private mount namespace.
+    pub fn authenticate(
+        &self,
+        user: &str,
+        answers: Answers,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
+        let mut child = Command::new("bwrap")
+            .args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
+            .arg(&self.pam_d)
+            .arg("/etc/pam.d")
+            .arg("--bind")
+            .arg(&self.log_path)
+            .arg("/dev/log")
+            .args([
+                "--die-with-parent",
+                "pamtester",
+                "-v",
+                "pgw",
+                user,
+                "authenticate",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn bwrap pamtester");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let type_code = |stdin: &mut std::process::ChildStdin, wait: Duration| {
+            let fake = fake.expect("a fake to read the code from");
+            let msg = fake
+                .wait_for_message(wait)
+                .expect("the fake received no code in time");
+            let code = crate::fake_telegram::find_code(&msg.text).expect("code in message");
+            let _ = writeln!(stdin, "{code}");
+        };
+        match answers {
+            Answers::DeliveredCode(wait) => type_code(&mut stdin, wait),
+            Answers::Lines(lines) => {
+                for l in lines {
+                    let _ = writeln!(stdin, "{l}");
+                }
+            }
+            Answers::LinesThenCode(lines, wait) => {
+                for l in lines {
+                    let _ = writeln!(stdin, "{l}");
+                }
+                type_code(&mut stdin, wait)
+            }
+            Answers::Eof => {}
+        }
+        drop(stdin);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if child.try_wait().expect("wait").is_some() || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let out = child.wait_with_output().expect("output");
+        // Datagrams are queued before pamtester exits; give the socket a beat.
+        let log = self.read_log();
+        PamRun {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            log,
+        }
+    }
+}

@@ -24,6 +24,8 @@ build:
 test:
 	@scripts/deps.sh test
 	$(MAKE) --no-print-directory lint
+	# The real-libpam tests load the cdylib, which `cargo test` alone does not build.
+	$(CARGO) build --locked --lib
 	$(CARGO) test --locked --all-targets
 
 lint:

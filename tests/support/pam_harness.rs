@@ -46,7 +46,11 @@ pub fn module_path() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let so = dir.join("libpam_gateway.so");
-    assert!(so.is_file(), "{} not built", so.display());
+    assert!(
+        so.is_file(),
+        "{} not built: run `cargo build --lib` first (make test does)",
+        so.display()
+    );
     so
 }
 

@@ -189,8 +189,9 @@ pub fn render_message(template: &str, ctx: &LoginContext, code: &Code, ttl: Dura
     out
 }
 
-/// Printable, bounded form of a value from PAM for log lines.
-fn clean(value: &str) -> String {
+/// Printable, bounded form of a value from PAM for log lines: control
+/// characters (forged log lines) and quotes replaced, at most 128 chars.
+pub fn clean(value: &str) -> String {
     value
         .chars()
         .take(128)

@@ -13,7 +13,9 @@ use pam::module::{PamHandle, PamHooks};
 
 use crate::code::OsCodeSource;
 use crate::config::DEFAULT_CONFIG_PATH;
-use crate::flow::{Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome};
+use crate::flow::{
+    Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
+};
 use crate::log::{Level, Log, SyslogLog};
 use crate::secure_file::Owner;
 use crate::setup;
@@ -144,11 +146,13 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         }
     };
 
+    // For log lines only: the user name comes from the client.
+    let shown = clean(&user);
     // Any problem with the files denies, whatever failmode says.
     let config = match setup::load_config(&args.config, Owner::ROOT) {
         Ok(c) => c,
         Err(e) => {
-            log.log(Level::Error, &format!("user={user} denied: config: {e}"));
+            log.log(Level::Error, &format!("user={shown} denied: config: {e}"));
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
@@ -157,7 +161,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         Err(e) => {
             log.log(
                 Level::Error,
-                &format!("user={user} denied: users file: {e}"),
+                &format!("user={shown} denied: users file: {e}"),
             );
             return PamResultCode::PAM_SERVICE_ERR;
         }
@@ -165,7 +169,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let enrolment = match setup::enrolment(&config, &users, &user) {
         Ok(e) => e,
         Err(e) => {
-            log.log(Level::Error, &format!("user={user} denied: {e}"));
+            log.log(Level::Error, &format!("user={shown} denied: {e}"));
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
@@ -188,7 +192,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         _ => {
             log.log(
                 Level::Error,
-                &format!("user={user} denied: the application offers no conversation"),
+                &format!("user={shown} denied: the application offers no conversation"),
             );
             return PamResultCode::PAM_CONV_ERR;
         }

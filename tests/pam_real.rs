@@ -65,6 +65,18 @@ fn right_code_logs_in() {
 }
 
 #[test]
+fn logins_work_the_same_without_syslog() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    env.syslog.set(false);
+    let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
+    assert!(run.success, "{}", run.dump());
+    let run = env.authenticate("alice", Answers::Lines(vec!["0".into(); 3]), Some(&fake));
+    run.assert_failed_with(MAXTRIES);
+    assert!(env.read_log().is_empty(), "nothing can reach the socket");
+}
+
+#[test]
 fn syslog_facility_is_authpriv() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");

@@ -92,6 +92,8 @@ pub struct PamEnv {
     pub pam_d: PathBuf,
     pub log_sock: UnixDatagram,
     pub log_path: PathBuf,
+    /// Bind the log socket over /dev/log (false: no syslog at all).
+    pub syslog: std::cell::Cell<bool>,
 }
 
 /// How the simulated user answers the prompts.
@@ -183,6 +185,7 @@ impl PamEnv {
             pam_d,
             log_sock,
             log_path,
+            syslog: std::cell::Cell::new(true),
         };
         // libpam falls back to `other` for anything missing: deny.
         write_file(

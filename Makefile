@@ -20,7 +20,8 @@ build:
 	$(CARGO) build --release --locked
 
 # Everything CI runs: formatting, clippy, unit tests, the loopback gateway
-# tests and the real-libpam tests (root, private mount namespaces).
+# tests, the real-libpam tests and the real-client tests (sshd, sudo, login;
+# root, private mount namespaces).
 test:
 	@scripts/deps.sh test
 	$(MAKE) --no-print-directory lint
@@ -51,7 +52,7 @@ install: build
 	install -d -m 700 $(DESTDIR)/etc/pam_gateway
 	install -d -m 700 $(DESTDIR)/var/lib/pam_gateway
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples
-	install -m 644 conf/*.toml pam.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/
+	install -m 644 conf/*.toml pam.d/* sshd_config.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/
 	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so and $(PREFIX)/sbin/pam-gateway."
 	@echo "Next: pam-gateway configure telegram; then see README 'Enabling it'."
 

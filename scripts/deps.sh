@@ -8,7 +8,8 @@ set -eu
 want=""
 case "${1:-build}" in
     build) want="libpam0g-dev gcc libc6-dev" ;;
-    test)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap" ;;
+    # The real-client tests: sshd and ssh, sudo, login, unshare/setpriv.
+    test)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap openssh-server openssh-client sudo login util-linux" ;;
     demo)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap" ;;
     *) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac

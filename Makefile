@@ -53,6 +53,8 @@ install: build
 	install -d -m 700 $(DESTDIR)/var/lib/pam_gateway
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples
 	install -m 644 conf/*.toml pam.d/* sshd_config.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/
+	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook
+	install -m 644 conf/webhook/*.toml $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook/
 	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so and $(PREFIX)/sbin/pam-gateway."
 	@echo "Next: pam-gateway configure telegram; then see README 'Enabling it'."
 

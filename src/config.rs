@@ -10,7 +10,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use zeroize::Zeroize;
 
-use crate::toml_errors::{self, ParseError, find_key_line};
+use crate::gateway::GatewayKind;
+use crate::gateway::command::{CommandConfig, RawCommand};
+use crate::gateway::signal::{RawSignal, SignalConfig};
+use crate::gateway::sms::{RawSms, SmsConfig};
+use crate::gateway::webhook::{RawWebhook, WebhookConfig};
+use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
 pub const DEFAULT_USERS_FILE: &str = "/etc/pam_gateway/users.toml";
@@ -77,7 +82,12 @@ pub enum FailMode {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     users_file: Option<String>,
+    gateways: Option<Vec<String>>,
     telegram: Option<RawTelegram>,
+    signal: Option<RawSignal>,
+    sms: Option<RawSms>,
+    webhook: Option<RawWebhook>,
+    command: Option<RawCommand>,
     code: Option<RawCode>,
     policy: Option<RawPolicy>,
     message: Option<RawMessage>,
@@ -141,7 +151,14 @@ pub struct Config {
     /// The file this was read from (for messages).
     pub path: PathBuf,
     pub users_file: PathBuf,
+    /// The order in which a user's gateways are tried: exactly the
+    /// configured sections.
+    pub gateways: Vec<GatewayKind>,
     pub telegram: Option<TelegramConfig>,
+    pub signal: Option<SignalConfig>,
+    pub sms: Option<SmsConfig>,
+    pub webhook: Option<WebhookConfig>,
+    pub command: Option<CommandConfig>,
     pub code: CodeConfig,
     pub unenrolled: Unenrolled,
     pub failmode: FailMode,
@@ -235,7 +252,77 @@ pub fn check_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_range<T: PartialOrd + fmt::Display + Copy>(
+/// Builds a key error inside one `[section]`: `(key, message)`.
+pub(crate) type SectionError<'a> = &'a dyn Fn(&str, String) -> ParseError;
+
+/// The connection keys every HTTP gateway section shares: `timeout`
+/// (1..=120, default `default_timeout`), `connect_timeout` (1..=60,
+/// default 5) and `proxy`.
+pub(crate) fn http_settings(
+    timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    proxy: Option<&String>,
+    default_timeout: u64,
+    e: SectionError,
+) -> Result<HttpSettings, ParseError> {
+    let timeout = check_range(timeout.unwrap_or(default_timeout), 1, 120, &|m| {
+        e("timeout", m)
+    })?;
+    let connect_timeout = check_range(connect_timeout.unwrap_or(5), 1, 60, &|m| {
+        e("connect_timeout", m)
+    })?;
+    if let Some(proxy) = proxy {
+        reqwest::Proxy::all(proxy.as_str())
+            .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
+    }
+    Ok(HttpSettings {
+        timeout: Duration::from_secs(timeout),
+        connect_timeout: Duration::from_secs(connect_timeout),
+        proxy: proxy.cloned(),
+    })
+}
+
+/// Checks the `gateways` order against the configured sections: known
+/// names, no repeats, each with its section, every section listed.
+fn gateway_order(
+    listed: Option<&[String]>,
+    configured: &[GatewayKind],
+) -> Result<Vec<GatewayKind>, String> {
+    let Some(listed) = listed else {
+        return Ok(GatewayKind::ALL
+            .into_iter()
+            .filter(|k| configured.contains(k))
+            .collect());
+    };
+    let mut order = Vec::new();
+    for name in listed {
+        let kind = GatewayKind::from_id(name).ok_or_else(|| {
+            format!(
+                "unknown gateway {name:?}; known: {}",
+                GatewayKind::ALL.map(GatewayKind::id).join(", ")
+            )
+        })?;
+        if order.contains(&kind) {
+            return Err(format!("names {name:?} twice"));
+        }
+        if !configured.contains(&kind) {
+            return Err(format!(
+                "names {name:?} but there is no [{name}] section: add one or drop it from the list"
+            ));
+        }
+        order.push(kind);
+    }
+    if let Some(missing) = configured.iter().find(|k| !order.contains(k)) {
+        let name = missing.id();
+        return Err(format!(
+            "does not name {name:?} although [{name}] is configured: add it where it should be \
+             tried, or remove the section"
+        ));
+    }
+    Ok(order)
+}
+
+pub(crate) fn check_range<T: PartialOrd + fmt::Display + Copy>(
     value: T,
     min: T,
     max: T,
@@ -253,7 +340,8 @@ impl Config {
         let raw: RawConfig = toml_errors::parse(path, text)?;
         let err_at = |section: &str, key: &str, message: String| ParseError {
             file: path.to_path_buf(),
-            line: find_key_line(text, section, key),
+            // A missing key has no line of its own: point at its section.
+            line: find_key_line(text, section, key).or_else(|| find_section_line(text, section)),
             key: Some(if section.is_empty() {
                 key.to_string()
             } else {
@@ -306,6 +394,43 @@ impl Config {
             }
         };
 
+        let signal = match raw.signal {
+            None => None,
+            Some(r) => Some(crate::gateway::signal::parse_section(r, &|k, m| {
+                err_at("signal", k, m)
+            })?),
+        };
+        let sms = match raw.sms {
+            None => None,
+            Some(r) => Some(crate::gateway::sms::parse_section(r, &|k, m| {
+                err_at("sms", k, m)
+            })?),
+        };
+        let webhook = match raw.webhook {
+            None => None,
+            Some(r) => Some(crate::gateway::webhook::parse_section(r, &|k, m| {
+                err_at("webhook", k, m)
+            })?),
+        };
+        let command = match raw.command {
+            None => None,
+            Some(r) => Some(crate::gateway::command::parse_section(r, &|k, m| {
+                err_at("command", k, m)
+            })?),
+        };
+        let configured: Vec<GatewayKind> = [
+            (GatewayKind::Telegram, telegram.is_some()),
+            (GatewayKind::Signal, signal.is_some()),
+            (GatewayKind::Sms, sms.is_some()),
+            (GatewayKind::Webhook, webhook.is_some()),
+            (GatewayKind::Command, command.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, present)| present.then_some(k))
+        .collect();
+        let gateways = gateway_order(raw.gateways.as_deref(), &configured)
+            .map_err(|m| err_at("", "gateways", m))?;
+
         let code = raw.code.unwrap_or_default();
         let e = |k: &str, m: String| err_at("code", k, m);
         let digits = check_range(code.digits.unwrap_or(6), 6, 10, &|m| e("digits", m))?;
@@ -322,7 +447,12 @@ impl Config {
         Ok(Config {
             path: path.to_path_buf(),
             users_file,
+            gateways,
             telegram,
+            signal,
+            sms,
+            webhook,
+            command,
             code: CodeConfig {
                 digits,
                 ttl: Duration::from_secs(ttl),
@@ -332,6 +462,17 @@ impl Config {
             failmode: policy.failmode.unwrap_or_default(),
             template,
         })
+    }
+
+    /// Whether `gateway.toml` has a section for `kind`.
+    pub fn has(&self, kind: GatewayKind) -> bool {
+        match kind {
+            GatewayKind::Telegram => self.telegram.is_some(),
+            GatewayKind::Signal => self.signal.is_some(),
+            GatewayKind::Sms => self.sms.is_some(),
+            GatewayKind::Webhook => self.webhook.is_some(),
+            GatewayKind::Command => self.command.is_some(),
+        }
     }
 }
 
@@ -379,6 +520,66 @@ mod tests {
         assert_eq!(c.unenrolled, Unenrolled::Ignore);
         assert_eq!(c.failmode, FailMode::Safe);
         assert_eq!(c.template, "code {code} for {user}");
+    }
+
+    const SIGNAL: &str =
+        "[signal]\nurl = \"https://signal.example.org\"\nnumber = \"+4915100000001\"\n";
+    const COMMAND: &str = "[command]\npath = \"/usr/bin/gammu\"\n";
+
+    #[test]
+    fn gateway_order_defaults_to_the_fixed_order_of_configured_sections() {
+        let text = format!("{COMMAND}{SIGNAL}[telegram]\nbot_token = \"{TOKEN}\"\n");
+        let c = parse(&text).expect("parse");
+        assert_eq!(
+            c.gateways,
+            [
+                GatewayKind::Telegram,
+                GatewayKind::Signal,
+                GatewayKind::Command
+            ]
+        );
+        assert!(c.has(GatewayKind::Signal) && !c.has(GatewayKind::Sms));
+        assert!(parse("").expect("empty").gateways.is_empty());
+    }
+
+    #[test]
+    fn gateway_order_as_listed() {
+        let text = format!(
+            "gateways = [\"command\", \"telegram\", \"signal\"]\n{SIGNAL}{COMMAND}\
+             [telegram]\nbot_token = \"{TOKEN}\"\n"
+        );
+        let c = parse(&text).expect("parse");
+        assert_eq!(
+            c.gateways,
+            [
+                GatewayKind::Command,
+                GatewayKind::Telegram,
+                GatewayKind::Signal
+            ]
+        );
+    }
+
+    #[test]
+    fn gateway_order_errors() {
+        for (list, hint) in [
+            ("[\"signal\", \"whatsapp\"]", "unknown gateway \"whatsapp\""),
+            ("[\"signal\", \"signal\"]", "twice"),
+            ("[\"signal\", \"sms\"]", "no [sms] section"),
+            ("[]", "does not name \"signal\""),
+            ("\"signal\"", "invalid type"),
+        ] {
+            let err = parse(&format!("# order\ngateways = {list}\n{SIGNAL}")).unwrap_err();
+            assert_eq!(err.line, Some(2), "{list}: {err}");
+            assert_eq!(err.key.as_deref(), Some("gateways"), "{list}: {err}");
+            assert!(err.message.contains(hint), "{list}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_required_key_points_at_its_section() {
+        let err = parse("[code]\ndigits = 6\n\n[signal]\nmode = \"jsonrpc\"\n").unwrap_err();
+        assert_eq!(err.line, Some(4), "{err}");
+        assert!(err.message.contains("missing field `url`"), "{err}");
     }
 
     #[test]

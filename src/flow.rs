@@ -192,9 +192,15 @@ pub fn render_message(template: &str, ctx: &LoginContext, code: &Code, ttl: Dura
 /// Printable, bounded form of a value from PAM for log lines: control
 /// characters (forged log lines) and quotes replaced, at most 128 chars.
 pub fn clean(value: &str) -> String {
+    clean_max(value, 128)
+}
+
+/// Like [`clean`] with another bound: delivery errors are longer (one per
+/// gateway tried) and are our own text.
+fn clean_max(value: &str, max: usize) -> String {
     value
         .chars()
-        .take(128)
+        .take(max)
         .map(|c| if c.is_control() || c == '"' { '?' } else { c })
         .collect()
 }
@@ -231,7 +237,7 @@ impl Flow<'_> {
                 clean(ctx.tty.as_deref().unwrap_or("-")),
                 gateway,
                 outcome.label(),
-                clean(reason),
+                clean_max(reason, 1000),
             ),
         );
         outcome
@@ -326,7 +332,7 @@ impl Flow<'_> {
                         &format!(
                             "user={} delivery failed: {}",
                             clean(&ctx.user),
-                            clean(&line)
+                            clean_max(&line, 400)
                         ),
                     );
                     failures.push(line);

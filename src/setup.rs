@@ -7,7 +7,12 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::flow::{Enrolment, Route};
+use crate::gateway::command::CommandGateway;
+use crate::gateway::signal::SignalGateway;
+use crate::gateway::sms::SmsGateway;
 use crate::gateway::telegram::TelegramGateway;
+use crate::gateway::webhook::WebhookGateway;
+use crate::gateway::{Gateway, GatewayKind};
 use crate::secure_file::{FileError, Owner, Secrecy, read_secure};
 use crate::toml_errors::ParseError;
 use crate::users::{UserEntry, Users};
@@ -63,24 +68,43 @@ pub fn load_users(config: &Config, owner: Owner) -> Result<Users, SetupError> {
     Ok(Users::parse(&config.users_file, &text)?)
 }
 
-/// The routes for one user's entry, in the order they are tried.
+/// The gateway for `kind` as configured, if `gateway.toml` has its section.
+pub fn gateway_for(config: &Config, kind: GatewayKind) -> Option<Box<dyn Gateway>> {
+    Some(match kind {
+        GatewayKind::Telegram => Box::new(TelegramGateway::new(config.telegram.as_ref()?)),
+        GatewayKind::Signal => Box::new(SignalGateway::new(config.signal.as_ref()?)),
+        GatewayKind::Sms => Box::new(SmsGateway::new(config.sms.as_ref()?)),
+        GatewayKind::Webhook => Box::new(WebhookGateway::new(config.webhook.as_ref()?)),
+        GatewayKind::Command => Box::new(CommandGateway::new(config.command.as_ref()?)),
+    })
+}
+
+/// The routes for one user's entry, in the order of `gateways`. A
+/// recipient for a gateway without a section is an error (the login is
+/// denied), not silently skipped.
 pub fn routes_for(
     config: &Config,
     user: &str,
     entry: &UserEntry,
 ) -> Result<Vec<Route>, SetupError> {
+    if let Some(kind) = GatewayKind::ALL
+        .into_iter()
+        .find(|k| entry.recipient(*k).is_some() && !config.has(*k))
+    {
+        return Err(SetupError::GatewayNotConfigured {
+            user: user.to_string(),
+            gateway: kind.id(),
+        });
+    }
     let mut routes = Vec::new();
-    if let Some(chat) = &entry.telegram {
-        let tg = config
-            .telegram
-            .as_ref()
-            .ok_or_else(|| SetupError::GatewayNotConfigured {
-                user: user.to_string(),
-                gateway: "telegram",
-            })?;
+    for kind in &config.gateways {
+        let (Some(recipient), Some(gateway)) = (entry.recipient(*kind), gateway_for(config, *kind))
+        else {
+            continue;
+        };
         routes.push(Route {
-            gateway: Box::new(TelegramGateway::new(tg)),
-            recipient: chat.as_str().to_string(),
+            gateway,
+            recipient: recipient.to_string(),
         });
     }
     Ok(routes)

@@ -4,7 +4,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// Keys whose values are secrets: an error on their line never shows the value.
+/// Keys whose values are secrets: an error on their line never shows the
+/// value. A bare name matches that key in any section (and any key below a
+/// table of that name: `[webhook.headers]`); a dotted name matches exactly
+/// (`webhook.url`: incoming-webhook URLs are secrets, other URLs are not).
 pub const SECRET_KEYS: &[&str] = &[
     "bot_token",
     "token",
@@ -13,6 +16,7 @@ pub const SECRET_KEYS: &[&str] = &[
     "api_key",
     "totp_secret",
     "headers",
+    "webhook.url",
 ];
 
 /// A problem in a config or users file: where it is and what is wrong.
@@ -82,8 +86,7 @@ fn dotted_key_at(text: &str, line: usize) -> Option<String> {
 }
 
 fn is_secret_key(key: &str) -> bool {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    SECRET_KEYS.contains(&last)
+    SECRET_KEYS.contains(&key) || key.split('.').any(|part| SECRET_KEYS.contains(&part))
 }
 
 /// Parses `text` as `T`, mapping failures to a [`ParseError`] that names the
@@ -92,7 +95,18 @@ fn is_secret_key(key: &str) -> bool {
 pub fn parse<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ParseError> {
     toml::from_str::<T>(text).map_err(|err| {
         let line = err.span().map(|s| line_at(text, s.start));
-        let key = line.and_then(|l| dotted_key_at(text, l));
+        // On a `[section]` line (a missing field) the section is the key.
+        let key = line.and_then(|l| {
+            dotted_key_at(text, l).or_else(|| {
+                let header = text.lines().nth(l - 1)?.trim();
+                let name = header.strip_prefix('[')?.strip_suffix(']')?;
+                Some(
+                    name.trim_matches(|c| c == '[' || c == ']')
+                        .trim()
+                        .to_string(),
+                )
+            })
+        });
         let mut message = err.message().trim().to_string();
         if key.as_deref().is_some_and(is_secret_key) {
             message = "invalid value (not shown: this key holds a secret)".to_string();
@@ -167,6 +181,33 @@ mod tests {
         let err = parse::<T>(Path::new("/etc/x.toml"), text).unwrap_err();
         assert!(!err.to_string().contains("sekrit"), "{err}");
         assert_eq!(err.key.as_deref(), Some("bot_token"));
+    }
+
+    #[test]
+    fn secret_keys_below_a_table_and_dotted_keys() {
+        assert!(is_secret_key("webhook.headers.Authorization"));
+        assert!(is_secret_key("webhook.url"));
+        assert!(is_secret_key("sms.auth_token"));
+        assert!(!is_secret_key("signal.url"));
+        assert!(!is_secret_key("code.digits"));
+    }
+
+    #[test]
+    fn missing_field_names_the_section() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Inner,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Inner {
+            path: String,
+        }
+        let err = parse::<Outer>(Path::new("/x"), "# c\n[inner]\nother = 1\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.key.as_deref(), Some("inner"));
+        assert!(err.message.contains("missing field `path`"), "{err}");
     }
 
     #[test]

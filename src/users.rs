@@ -13,6 +13,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::gateway::GatewayKind;
 use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
 
 /// A Telegram chat id, kept as its decimal text.
@@ -50,10 +51,74 @@ enum RawChatId {
     Text(String),
 }
 
+/// A phone number in E.164 form: `+`, the country code, the subscriber
+/// number; 8 to 15 digits in all, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(s: &str) -> Result<PhoneNumber, String> {
+        let digits = s.strip_prefix('+').unwrap_or("");
+        if digits.len() < 8
+            || digits.len() > 15
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.starts_with('0')
+        {
+            return Err(
+                "is not a phone number in international (E.164) form: a string with `+`, \
+                 the country code and the number, no spaces or leading 0 (e.g. \"+4915112345678\")"
+                    .to_string(),
+            );
+        }
+        Ok(PhoneNumber(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The digits without `+` (websms wants the number as an integer).
+    pub fn digits(&self) -> &str {
+        &self.0[1..]
+    }
+}
+
+/// A free-form recipient (webhook, command): 1 to 256 characters, no
+/// control characters, and not starting with `-` (a command would read it
+/// as an option).
+pub fn check_address(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 256 {
+        return Err("must be 1 to 256 bytes long".to_string());
+    }
+    if s.chars().any(char::is_control) {
+        return Err("must not contain control characters".to_string());
+    }
+    if s.starts_with('-') {
+        return Err("must not start with `-` (a command would take it for an option)".to_string());
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUser {
     telegram: Option<RawChatId>,
+    signal: Option<toml::Value>,
+    sms: Option<toml::Value>,
+    webhook: Option<String>,
+    command: Option<String>,
+}
+
+/// Reads a phone number that must be a TOML string (an integer would have
+/// lost its `+`).
+fn phone_from(value: toml::Value) -> Result<PhoneNumber, String> {
+    match value {
+        toml::Value::String(s) => PhoneNumber::parse(&s),
+        toml::Value::Integer(i) => Err(format!(
+            "must be a string with the leading `+`: write \"+{i}\""
+        )),
+        _ => Err("must be a phone number as a string, e.g. \"+4915112345678\"".to_string()),
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -67,12 +132,32 @@ struct RawUsers {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserEntry {
     pub telegram: Option<ChatId>,
+    pub signal: Option<PhoneNumber>,
+    pub sms: Option<PhoneNumber>,
+    /// Whatever the webhook's URL and body put `{recipient}` in: an ntfy
+    /// topic, a Matrix room id, a Slack handle.
+    pub webhook: Option<String>,
+    /// The command's last argument: a phone number, a mail address.
+    pub command: Option<String>,
 }
 
 impl UserEntry {
     /// True when the entry names no recipient at all.
     pub fn is_empty(&self) -> bool {
-        self.telegram.is_none()
+        GatewayKind::ALL
+            .iter()
+            .all(|k| self.recipient(*k).is_none())
+    }
+
+    /// The user's address on one gateway, if the entry names one.
+    pub fn recipient(&self, kind: GatewayKind) -> Option<&str> {
+        match kind {
+            GatewayKind::Telegram => self.telegram.as_ref().map(ChatId::as_str),
+            GatewayKind::Signal => self.signal.as_ref().map(PhoneNumber::as_str),
+            GatewayKind::Sms => self.sms.as_ref().map(PhoneNumber::as_str),
+            GatewayKind::Webhook => self.webhook.as_deref(),
+            GatewayKind::Command => self.command.as_deref(),
+        }
     }
 }
 
@@ -112,11 +197,32 @@ impl Users {
                     Some(ChatId::parse(&s).map_err(|m| err(Some("telegram"), m))?)
                 }
             };
-            let user = UserEntry { telegram };
+            let phone = |key: &str, v: Option<toml::Value>| -> Result<_, ParseError> {
+                v.map(phone_from).transpose().map_err(|m| err(Some(key), m))
+            };
+            let signal = phone("signal", entry.signal)?;
+            let sms = phone("sms", entry.sms)?;
+            let address = |key: &str, v: Option<String>| -> Result<_, ParseError> {
+                if let Some(a) = &v {
+                    check_address(a).map_err(|m| err(Some(key), m))?;
+                }
+                Ok(v)
+            };
+            let webhook = address("webhook", entry.webhook)?;
+            let command = address("command", entry.command)?;
+            let user = UserEntry {
+                telegram,
+                signal,
+                sms,
+                webhook,
+                command,
+            };
             if user.is_empty() {
                 return Err(err(
                     None,
-                    "names no recipient (add e.g. telegram = \"CHAT_ID\")".to_string(),
+                    "names no recipient (add e.g. telegram = \"CHAT_ID\" or \
+                     signal = \"+4915112345678\")"
+                        .to_string(),
                 ));
             }
             users.insert(name, user);
@@ -196,6 +302,57 @@ mod tests {
         assert!(err.message.contains("no recipient"), "{err}");
         let err = parse("[alice]\ntelegram = \"1\"\n").unwrap_err();
         assert!(err.message.contains("alice"), "{err}");
+    }
+
+    #[test]
+    fn every_gateway_key() {
+        let u = parse(
+            "[users.bob]\ntelegram = 123456977\nsignal = \"+4915112345678\"\n\
+             sms = \"+4915112345679\"\nwebhook = \"!room:example.org\"\n\
+             command = \"bob@example.org\"\n",
+        )
+        .expect("parse");
+        let bob = u.get("bob").expect("bob");
+        assert_eq!(bob.recipient(GatewayKind::Telegram), Some("123456977"));
+        assert_eq!(bob.recipient(GatewayKind::Signal), Some("+4915112345678"));
+        assert_eq!(bob.recipient(GatewayKind::Sms), Some("+4915112345679"));
+        assert_eq!(
+            bob.recipient(GatewayKind::Webhook),
+            Some("!room:example.org")
+        );
+        assert_eq!(bob.recipient(GatewayKind::Command), Some("bob@example.org"));
+        assert_eq!(
+            bob.sms.as_ref().map(PhoneNumber::digits),
+            Some("4915112345679")
+        );
+        let only_signal = parse("[users.carol]\nsignal = \"+4915112345678\"\n").expect("parse");
+        assert!(!only_signal.get("carol").expect("carol").is_empty());
+    }
+
+    #[test]
+    fn bad_phone_numbers_and_addresses_name_key_and_line() {
+        for (key, bad, hint) in [
+            ("signal", "4915112345678", "\"+4915112345678\""),
+            ("signal", "\"4915112345678\"", "E.164"),
+            ("sms", "\"+49 151 12345678\"", "E.164"),
+            ("sms", "\"+0151123456\"", "E.164"),
+            ("sms", "\"+1234567\"", "E.164"),
+            ("sms", "\"+1234567890123456\"", "E.164"),
+            ("sms", "true", "string"),
+            ("webhook", "\"\"", "1 to 256"),
+            ("webhook", "\"a\\nb\"", "control"),
+            ("command", "\"--help\"", "option"),
+            ("command", "5", "invalid type"),
+        ] {
+            let text = format!("[users.alice]\n# x\n{key} = {bad}\n");
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.line, Some(3), "{key} = {bad}: {err}");
+            assert!(
+                err.to_string().contains(&format!("users.alice.{key}")),
+                "{err}"
+            );
+            assert!(err.message.contains(hint), "{key} = {bad}: {err}");
+        }
     }
 
     #[test]

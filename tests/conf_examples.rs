@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use pam_gateway::config::{Config, FailMode, Unenrolled};
+use pam_gateway::gateway::GatewayKind;
+use pam_gateway::setup::routes_for;
 use pam_gateway::users::Users;
 
 fn read(name: &str) -> String {
@@ -35,4 +37,30 @@ fn example_users_toml_parses() {
     )
     .expect("conf/users.toml");
     assert!(u.get("alice").is_some());
+}
+
+/// Enables every example setting: lines `#key = ...` and `#[section]` lose
+/// their `#`; explanations (`# ...`) stay comments.
+fn enable_examples(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c == '[' || c.is_ascii_lowercase()) => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_commented_example_is_valid() {
+    let gateway = enable_examples(&read("gateway.toml"));
+    let c = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &gateway)
+        .unwrap_or_else(|e| panic!("conf/gateway.toml with the examples enabled: {e}"));
+    assert_eq!(c.gateways, GatewayKind::ALL);
+    let users = enable_examples(&read("users.toml"));
+    let u = Users::parse(Path::new("/etc/pam_gateway/users.toml"), &users)
+        .unwrap_or_else(|e| panic!("conf/users.toml with the examples enabled: {e}"));
+    let bob = u.get("bob").expect("bob");
+    let routes = routes_for(&c, "bob", bob).expect("routes");
+    assert_eq!(routes.len(), 5);
 }

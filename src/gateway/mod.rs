@@ -1,7 +1,14 @@
 //! Delivery of a message to one recipient, behind one trait. One file per
 //! gateway; the flow only sees [`Gateway`] and [`DeliveryError`].
+//!
+//! Each gateway file also owns its `gateway.toml` section: the raw keys,
+//! their defaults and checks, next to the requests that use them.
 
+pub mod command;
+pub mod signal;
+pub mod sms;
 pub mod telegram;
+pub mod webhook;
 
 use std::fmt;
 
@@ -52,10 +59,57 @@ impl std::error::Error for DeliveryError {}
 pub trait Gateway {
     /// The key used in config and users files (`telegram`).
     fn id(&self) -> &'static str;
-    /// The name shown to people (`Telegram`).
-    fn display_name(&self) -> &'static str;
+    /// The name shown to people in the prompt (`Telegram`; configurable
+    /// for the webhook and command gateways).
+    fn display_name(&self) -> &str;
     /// Delivers `text` to `recipient`, within the gateway's own timeout.
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError>;
+}
+
+/// The gateways this module knows, by their key in `gateway.toml` and
+/// `users.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GatewayKind {
+    Telegram,
+    Signal,
+    Sms,
+    Webhook,
+    Command,
+}
+
+impl GatewayKind {
+    /// Every kind, in the default order of `gateways`.
+    pub const ALL: [GatewayKind; 5] = [
+        GatewayKind::Telegram,
+        GatewayKind::Signal,
+        GatewayKind::Sms,
+        GatewayKind::Webhook,
+        GatewayKind::Command,
+    ];
+
+    /// The key used for it in config and users files.
+    pub fn id(self) -> &'static str {
+        match self {
+            GatewayKind::Telegram => "telegram",
+            GatewayKind::Signal => "signal",
+            GatewayKind::Sms => "sms",
+            GatewayKind::Webhook => "webhook",
+            GatewayKind::Command => "command",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<GatewayKind> {
+        GatewayKind::ALL.into_iter().find(|k| k.id() == id)
+    }
+}
+
+/// Replaces the recipient's address in a service's message by its masked
+/// form (`***678`): error texts end up in syslog.
+pub fn mask_recipient(text: &str, recipient: &str) -> String {
+    if recipient.len() < 4 {
+        return text.to_string();
+    }
+    text.replace(recipient, &crate::users::mask(recipient))
 }
 
 /// Removes every secret from `text` (replaced by `[redacted]`) and control
@@ -78,5 +132,21 @@ mod tests {
     fn redacts_secrets_and_controls() {
         let t = redact("GET /bot1:abc/x failed\nforged line", &["1:abc", ""]);
         assert_eq!(t, "GET /bot[redacted]/x failed forged line");
+    }
+
+    #[test]
+    fn kinds_round_trip() {
+        for k in GatewayKind::ALL {
+            assert_eq!(GatewayKind::from_id(k.id()), Some(k));
+        }
+        assert_eq!(GatewayKind::from_id("Telegram"), None);
+    }
+
+    #[test]
+    fn recipients_are_masked() {
+        assert_eq!(
+            mask_recipient("Unregistered user \"+4915112345678\"", "+4915112345678"),
+            "Unregistered user \"***678\""
+        );
     }
 }

@@ -106,6 +106,8 @@ pub enum Answers {
     LinesThenCode(Vec<String>, Duration),
     /// Close stdin without typing (EOF at the prompt).
     Eof,
+    /// Type the code this returns (it waits for whichever fake got it).
+    CodeFrom(Box<dyn Fn() -> Option<String>>),
 }
 
 pub struct PamRun {
@@ -149,6 +151,18 @@ impl PamEnv {
     /// A config pointing at `api_url`, with `extra` appended, and a users
     /// file enrolling alice at the fake's chat.
     pub fn new(api_url: &str, extra: &str) -> PamEnv {
+        PamEnv::with_files(
+            &format!(
+                "[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
+                 timeout = 2\nconnect_timeout = 1\n{extra}"
+            ),
+            &format!("# enrolled users\n[users.alice]\ntelegram = \"{CHAT}\"\n"),
+        )
+    }
+
+    /// A config of `config_body` (after a `users_file` line pointing at the
+    /// users file) and a users file of `users_body`.
+    pub fn with_files(config_body: &str, users_body: &str) -> PamEnv {
         require_root_tools();
         let dir = TempDir::new("pam");
         let etc = dir.path().join("etc");
@@ -160,18 +174,10 @@ impl PamEnv {
         let users = etc.join("users.toml");
         write_file(
             &config,
-            &format!(
-                "users_file = \"{}\"\n[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
-                 timeout = 2\nconnect_timeout = 1\n{extra}",
-                users.display()
-            ),
+            &format!("users_file = \"{}\"\n{config_body}", users.display()),
             0o600,
         );
-        write_file(
-            &users,
-            &format!("# enrolled users\n[users.alice]\ntelegram = \"{CHAT}\"\n"),
-            0o644,
-        );
+        write_file(&users, users_body, 0o644);
         let log_path = dir.path().join("log.sock");
         let log_sock = UnixDatagram::bind(&log_path).expect("bind log socket");
         log_sock
@@ -270,6 +276,10 @@ impl PamEnv {
                 type_code(&mut stdin, wait)
             }
             Answers::Eof => {}
+            Answers::CodeFrom(wait) => {
+                let code = wait().expect("no gateway delivered a code in time");
+                let _ = writeln!(stdin, "{code}");
+            }
         }
         drop(stdin);
         let deadline = Instant::now() + Duration::from_secs(30);

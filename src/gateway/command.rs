@@ -1,0 +1,622 @@
+//! A local program chosen by the admin: gammu with a USB modem, signal-cli
+//! on the host, `mail`. It runs with the configured arguments and then the
+//! recipient as its last argument, the message on stdin, and:
+//!
+//! - no shell, an empty environment, `/` as working directory;
+//! - only stdin, stdout and stderr open (every other descriptor of the
+//!   calling process — sshd, sudo — is closed on exec);
+//! - its own process group, killed when the program exits or its timeout
+//!   passes, and always reaped: no zombie, nothing left running;
+//! - the program (and every directory above it) root-owned and not
+//!   writable by group or others, checked before each run;
+//! - the exit status decides (sysexits: 69/75 mean "try later", 67/68 "no
+//!   such recipient", 77/78/126/127 "misconfigured");
+//! - at most [`OUTPUT_CAP`] bytes of stdout/stderr kept, and only a short
+//!   excerpt — control characters flattened, digit runs that could be the
+//!   code removed — ever reaches an error or the log.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::{DeliveryError, Gateway, mask_recipient};
+use crate::config::{SectionError, check_range};
+use crate::secure_file::Owner;
+use crate::toml_errors::ParseError;
+use crate::users::check_address;
+
+/// Bytes of stdout and of stderr kept from the program.
+pub const OUTPUT_CAP: usize = 4096;
+/// After the program exits, how long output still in flight is read.
+const DRAIN_GRACE: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommand {
+    name: Option<String>,
+    path: String,
+    args: Option<Vec<String>>,
+    timeout: Option<u64>,
+}
+
+/// `[command]` of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandConfig {
+    /// Shown in the prompt: "Code sent via {name} to ***xyz".
+    pub name: String,
+    /// Absolute path of the program (symlinks are resolved and checked).
+    pub path: PathBuf,
+    /// Arguments before the recipient.
+    pub args: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// Validates `[command]`. The program itself is checked before each run
+/// (and by `pam-gateway test`), not here: parsing reads no other file.
+pub(crate) fn parse_section(raw: RawCommand, e: SectionError) -> Result<CommandConfig, ParseError> {
+    let name = raw.name.unwrap_or_else(|| "command".to_string());
+    if name.is_empty() || name.chars().count() > 32 || name.chars().any(char::is_control) {
+        return Err(e(
+            "name",
+            "must be 1 to 32 printable characters".to_string(),
+        ));
+    }
+    let path = PathBuf::from(&raw.path);
+    if !path.is_absolute() || raw.path.contains('\0') {
+        return Err(e(
+            "path",
+            "must be an absolute path to the program (no shell, no PATH lookup)".to_string(),
+        ));
+    }
+    let args = raw.args.unwrap_or_default();
+    if args.len() > 32 {
+        return Err(e("args", "has more than 32 arguments".to_string()));
+    }
+    if args
+        .iter()
+        .any(|a| a.len() > 1024 || a.chars().any(|c| c == '\0' || c == '\n' || c == '\r'))
+    {
+        return Err(e(
+            "args",
+            "an argument is longer than 1024 bytes or contains NUL or a line break".to_string(),
+        ));
+    }
+    let timeout = check_range(raw.timeout.unwrap_or(20), 1, 120, &|m| e("timeout", m))?;
+    Ok(CommandConfig {
+        name,
+        path,
+        args,
+        timeout: Duration::from_secs(timeout),
+    })
+}
+
+/// What went wrong running the program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// The program or a directory above it fails a safety check.
+    Unsafe(String),
+    /// It could not be started, or its exit status could not be read.
+    Spawn(String),
+    /// The users file's recipient cannot be passed safely.
+    BadRecipient(String),
+    /// Still running after the timeout: its process group was killed.
+    Timeout(Duration),
+    /// Exit 69 (EX_UNAVAILABLE) or 75 (EX_TEMPFAIL).
+    TempFail { code: i32, output: String },
+    /// Exit 67 (EX_NOUSER) or 68 (EX_NOHOST).
+    NoSuchRecipient { code: i32, output: String },
+    /// Exit 77, 78 (EX_NOPERM, EX_CONFIG), 126 or 127.
+    ConfigFail { code: i32, output: String },
+    /// Any other non-zero exit status.
+    Failed { code: i32, output: String },
+    /// Killed by a signal (not ours).
+    Killed { signal: i32, output: String },
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use CommandError::*;
+        let with = |o: &str| {
+            if o.is_empty() {
+                String::new()
+            } else {
+                format!(": {o}")
+            }
+        };
+        match self {
+            Unsafe(d) => write!(f, "refusing to run it: {d}"),
+            Spawn(d) => write!(f, "{d}"),
+            BadRecipient(d) => write!(f, "the recipient {d}"),
+            Timeout(t) => write!(
+                f,
+                "still running after {} s: killed (raise [command] timeout if it needs longer)",
+                t.as_secs()
+            ),
+            TempFail { code, output } => {
+                write!(f, "exit status {code} (temporary failure){}", with(output))
+            }
+            NoSuchRecipient { code, output } => {
+                write!(f, "exit status {code} (no such recipient){}", with(output))
+            }
+            ConfigFail { code, output } => {
+                write!(
+                    f,
+                    "exit status {code} (configuration problem){}",
+                    with(output)
+                )
+            }
+            Failed { code, output } => write!(f, "exit status {code}{}", with(output)),
+            Killed { signal, output } => write!(f, "killed by signal {signal}{}", with(output)),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl From<CommandError> for DeliveryError {
+    fn from(e: CommandError) -> DeliveryError {
+        use CommandError::*;
+        let text = e.to_string();
+        match e {
+            Timeout(_) | TempFail { .. } => DeliveryError::Unreachable(text),
+            BadRecipient(_) | NoSuchRecipient { .. } | Failed { .. } | Killed { .. } => {
+                DeliveryError::Rejected {
+                    reason: text,
+                    retry_after: None,
+                }
+            }
+            Unsafe(_) | Spawn(_) | ConfigFail { .. } => DeliveryError::Misconfigured(text),
+        }
+    }
+}
+
+/// Checks every directory above `path` (which is not resolved): owned by
+/// `owner`, and not writable by group or others unless sticky (the sticky
+/// bit keeps others from replacing entries they do not own).
+fn check_ancestors(path: &Path, owner: Owner) -> Result<(), String> {
+    for dir in path.ancestors().skip(1) {
+        let meta = std::fs::symlink_metadata(dir)
+            .map_err(|e| format!("{}: cannot be checked: {e}", dir.display()))?;
+        if meta.uid() != owner.0 {
+            return Err(format!(
+                "{}: owned by uid {}, must be owned by uid {}",
+                dir.display(),
+                meta.uid(),
+                owner.0
+            ));
+        }
+        if meta.file_type().is_symlink() {
+            // Where it points is checked on the resolved path.
+            continue;
+        }
+        let mode = meta.mode();
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(format!(
+                "{}: directory mode {:04o} is writable by group or others (chmod go-w {})",
+                dir.display(),
+                mode & 0o7777,
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the program the way secure files are checked and returns its
+/// resolved path: absolute; it and every directory above it (before and
+/// after resolving symlinks) owned by `owner` and not writable by group or
+/// others; a regular, executable file.
+pub fn check_program(path: &Path, owner: Owner) -> Result<PathBuf, String> {
+    if !path.is_absolute() {
+        return Err(format!("{}: path must be absolute", path.display()));
+    }
+    check_ancestors(path, owner)?;
+    let real = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{}: no such file", path.display()),
+        _ => format!("{}: cannot be resolved: {e}", path.display()),
+    })?;
+    if real != path {
+        check_ancestors(&real, owner)?;
+    }
+    let meta = std::fs::symlink_metadata(&real)
+        .map_err(|e| format!("{}: cannot be checked: {e}", real.display()))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{}: not a regular file", real.display()));
+    }
+    if meta.uid() != owner.0 {
+        return Err(format!(
+            "{}: owned by uid {}, must be owned by uid {} (chown {} {})",
+            real.display(),
+            meta.uid(),
+            owner.0,
+            owner.0,
+            real.display()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "{}: mode {:04o} is writable by group or others (chmod go-w {})",
+            real.display(),
+            mode & 0o7777,
+            real.display()
+        ));
+    }
+    if mode & 0o111 == 0 {
+        return Err(format!(
+            "{}: not executable (chmod 755 {})",
+            real.display(),
+            real.display()
+        ));
+    }
+    Ok(real)
+}
+
+/// The message as an anonymous in-memory file, positioned at its start, to
+/// be the program's stdin. A file rather than a pipe: no writer to block,
+/// and no SIGPIPE in the calling process if the program does not read it.
+fn message_file(text: &str) -> std::io::Result<File> {
+    // SAFETY: the name is a NUL-terminated literal; memfd_create returns a
+    // new descriptor we own, or -1.
+    let fd = unsafe { libc::memfd_create(c"pam_gateway_message".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    let mut file = unsafe { File::from_raw_fd(fd) };
+    file.write_all(text.as_bytes())?;
+    file.rewind()?;
+    Ok(file)
+}
+
+/// In the child between fork and exec: marks every descriptor above stderr
+/// close-on-exec, so the program inherits none of the caller's (std's own
+/// error pipe is already close-on-exec and must stay open until exec).
+fn close_inherited_fds() -> std::io::Result<()> {
+    // SAFETY: close_range and fcntl are async-signal-safe system calls that
+    // only change descriptor flags.
+    unsafe {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) == 0
+        {
+            return Ok(());
+        }
+        // Kernels before 5.11: one descriptor at a time, up to a bound.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur.min(65_536) as i32
+        } else {
+            4096
+        };
+        for fd in 3..max {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bounded capture of one output stream.
+struct Capture {
+    pipe: Option<File>,
+    kept: Vec<u8>,
+}
+
+impl Capture {
+    fn new(pipe: Option<impl Into<std::os::fd::OwnedFd>>) -> Capture {
+        let pipe = pipe.map(|p| File::from(p.into()));
+        if let Some(p) = &pipe {
+            // SAFETY: the descriptor is open for the lifetime of `p`.
+            unsafe {
+                let flags = libc::fcntl(p.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(p.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+        }
+        Capture {
+            pipe,
+            kept: Vec::new(),
+        }
+    }
+
+    /// Reads what is available now; closes the pipe at EOF.
+    fn drain(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => {
+                    self.pipe = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = OUTPUT_CAP.saturating_sub(self.kept.len());
+                    self.kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(_) => {
+                    self.pipe = None;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Waits up to `wait` for output on the open pipes (or just sleeps).
+fn poll_pipes(captures: &[&Capture], wait: Duration) {
+    let mut fds: Vec<libc::pollfd> = captures
+        .iter()
+        .filter_map(|c| c.pipe.as_ref())
+        .map(|p| libc::pollfd {
+            fd: p.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = wait.as_millis().min(1000) as i32;
+    if fds.is_empty() {
+        std::thread::sleep(wait);
+        return;
+    }
+    // SAFETY: `fds` is a valid array of fds.len() pollfd structures.
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
+    }
+}
+
+/// Has the child exited? Looks without reaping it (WNOWAIT), so its pid —
+/// and so its process group id — cannot be reused before we kill the group.
+fn has_exited(child: &Child) -> std::io::Result<bool> {
+    // SAFETY: siginfo_t is plain data; waitid fills it or leaves si_pid 0.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            child.id(),
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: waitid succeeded, so `info` was written as a SIGCHLD siginfo.
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// Kills the child's whole process group (the child leads it).
+fn kill_group(child: &Child) {
+    // SAFETY: kill has no memory-safety preconditions; the group id is our
+    // unreaped child's pid, so it cannot name anyone else's group.
+    unsafe {
+        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+/// What the log may see of the program's output: one line, at most 200
+/// characters, no control characters, no run of 6 or more digits (that
+/// could be the code), the recipient masked.
+pub fn output_excerpt(stderr: &[u8], stdout: &[u8], recipient: &str) -> String {
+    let raw = if stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+        stderr
+    } else {
+        stdout
+    };
+    let text = mask_recipient(&String::from_utf8_lossy(raw), recipient);
+    let mut out = String::new();
+    let mut digits = String::new();
+    let flush = |digits: &mut String, out: &mut String| {
+        if digits.len() >= 6 {
+            out.push_str("[digits]");
+        } else {
+            out.push_str(digits);
+        }
+        digits.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        flush(&mut digits, &mut out);
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
+        if !(c == ' ' && (out.is_empty() || out.ends_with(' '))) {
+            out.push(c);
+        }
+    }
+    flush(&mut digits, &mut out);
+    let out = out.trim_end();
+    let mut short: String = out.chars().take(200).collect();
+    if out.chars().count() > 200 {
+        short.push('…');
+    }
+    short
+}
+
+/// The command as a [`Gateway`].
+pub struct CommandGateway {
+    cfg: CommandConfig,
+    owner: Owner,
+}
+
+impl CommandGateway {
+    /// A gateway whose program must be root-owned.
+    pub fn new(cfg: &CommandConfig) -> CommandGateway {
+        CommandGateway::with_owner(cfg, Owner::ROOT)
+    }
+
+    /// Same, with another required owner (tests run by another user).
+    pub fn with_owner(cfg: &CommandConfig, owner: Owner) -> CommandGateway {
+        CommandGateway {
+            cfg: cfg.clone(),
+            owner,
+        }
+    }
+
+    /// Runs the program once for `recipient` with `text` on stdin.
+    pub fn run(&self, recipient: &str, text: &str) -> Result<(), CommandError> {
+        check_address(recipient).map_err(CommandError::BadRecipient)?;
+        let program = check_program(&self.cfg.path, self.owner).map_err(CommandError::Unsafe)?;
+        let stdin = message_file(text)
+            .map_err(|e| CommandError::Spawn(format!("cannot prepare the message: {e}")))?;
+        let mut command = Command::new(&program);
+        command
+            .args(&self.cfg.args)
+            .arg(recipient)
+            .env_clear()
+            .current_dir("/")
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: the closure only makes async-signal-safe system calls.
+        unsafe {
+            command.pre_exec(close_inherited_fds);
+        }
+        let mut child = command.spawn().map_err(|e| {
+            CommandError::Spawn(format!("{}: cannot be started: {e}", program.display()))
+        })?;
+        let mut out = Capture::new(child.stdout.take());
+        let mut err = Capture::new(child.stderr.take());
+        let deadline = Instant::now() + self.cfg.timeout;
+        let outcome = loop {
+            let now = Instant::now();
+            let wait = deadline
+                .saturating_duration_since(now)
+                .min(Duration::from_millis(20));
+            poll_pipes(&[&out, &err], wait);
+            out.drain();
+            err.drain();
+            match has_exited(&child) {
+                Ok(true) => break Ok(()),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
+            if Instant::now() >= deadline {
+                break Err(std::io::Error::from(std::io::ErrorKind::TimedOut));
+            }
+        };
+        // Whatever happened, nothing of the program's group may live on,
+        // and the child is reaped before we return. (When waitid failed the
+        // child may already be gone and its pid reused: no kill then.)
+        if !matches!(&outcome, Err(e) if e.kind() != std::io::ErrorKind::TimedOut) {
+            kill_group(&child);
+        }
+        let status: std::io::Result<ExitStatus> = child.wait();
+        // Output still buffered in the pipes (a grandchild may hold them
+        // open: read for a moment only).
+        let until = Instant::now() + DRAIN_GRACE;
+        while (out.pipe.is_some() || err.pipe.is_some()) && Instant::now() < until {
+            poll_pipes(&[&out, &err], Duration::from_millis(10));
+            out.drain();
+            err.drain();
+        }
+        let output = || output_excerpt(&err.kept, &out.kept, recipient);
+        match outcome {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return Err(CommandError::Timeout(self.cfg.timeout));
+            }
+            Err(e) => {
+                return Err(CommandError::Spawn(format!(
+                    "cannot read its exit status ({e}); does the calling program ignore SIGCHLD?"
+                )));
+            }
+            Ok(()) => {}
+        }
+        let status = status
+            .map_err(|e| CommandError::Spawn(format!("cannot read its exit status ({e})")))?;
+        match (status.code(), status.signal()) {
+            (Some(0), _) => Ok(()),
+            (Some(code @ (69 | 75)), _) => Err(CommandError::TempFail {
+                code,
+                output: output(),
+            }),
+            (Some(code @ (67 | 68)), _) => Err(CommandError::NoSuchRecipient {
+                code,
+                output: output(),
+            }),
+            (Some(code @ (77 | 78 | 126 | 127)), _) => Err(CommandError::ConfigFail {
+                code,
+                output: output(),
+            }),
+            (Some(code), _) => Err(CommandError::Failed {
+                code,
+                output: output(),
+            }),
+            (None, Some(signal)) => Err(CommandError::Killed {
+                signal,
+                output: output(),
+            }),
+            (None, None) => Err(CommandError::Spawn("ended without a status".to_string())),
+        }
+    }
+}
+
+impl Gateway for CommandGateway {
+    fn id(&self) -> &'static str {
+        "command"
+    }
+
+    fn display_name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        let path = self.cfg.path.display().to_string();
+        self.run(recipient, text)
+            .map_err(|e| match DeliveryError::from(e) {
+                DeliveryError::Unreachable(r) => DeliveryError::Unreachable(format!("{path}: {r}")),
+                DeliveryError::Rejected {
+                    reason,
+                    retry_after,
+                } => DeliveryError::Rejected {
+                    reason: format!("{path}: {reason}"),
+                    retry_after,
+                },
+                DeliveryError::Misconfigured(r) => {
+                    DeliveryError::Misconfigured(format!("{path}: {r}"))
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_hides_codes_and_controls() {
+        let e = output_excerpt(
+            b"error: could not send 123456 to +4915112345678\n\x1b[31mred\x07 42\n",
+            b"",
+            "+4915112345678",
+        );
+        assert_eq!(e, "error: could not send [digits] to ***678 [31mred 42");
+        assert!(!e.contains("123456"));
+        assert_eq!(output_excerpt(b"  \n", b"from stdout", "x"), "from stdout");
+        assert_eq!(output_excerpt(&[b'a'; 500], b"", "x").chars().count(), 201);
+    }
+}

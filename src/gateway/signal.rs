@@ -1,0 +1,452 @@
+//! Signal, through one of the two HTTP front ends of signal-cli:
+//!
+//! - `mode = "rest"` (default): bbernhard/signal-cli-rest-api,
+//!   `POST {url}/v2/send` with `{"number", "recipients": [..], "message"}`;
+//!   success is `201` with a `timestamp`; failures are `400`/`429` with
+//!   `{"error": ".."}`.
+//! - `mode = "jsonrpc"`: signal-cli's own daemon (`signal-cli daemon
+//!   --http`), `POST {url}/api/v1/rpc` with a JSON-RPC 2.0 `send` request.
+//!   Success is a `result` whose per-recipient `results` all have
+//!   `"type": "SUCCESS"`; failures are a JSON-RPC `error` (whose
+//!   `data.response.results` says why for each recipient).
+//!
+//! Neither has authentication of its own; `username`/`password` are for a
+//! reverse proxy in front of it (HTTP Basic), and are redacted from errors.
+
+use std::cell::OnceCell;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{DeliveryError, Gateway, mask_recipient};
+use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
+use crate::http::{self, HttpAnswer, TransportError};
+use crate::toml_errors::ParseError;
+use crate::users::PhoneNumber;
+
+/// Which signal-cli front end answers at `url`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignalMode {
+    /// signal-cli-rest-api (`/v2/send`).
+    #[default]
+    Rest,
+    /// signal-cli's JSON-RPC HTTP daemon (`/api/v1/rpc`).
+    Jsonrpc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSignal {
+    url: String,
+    number: Option<String>,
+    mode: Option<SignalMode>,
+    username: Option<String>,
+    password: Option<String>,
+    timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    proxy: Option<String>,
+}
+
+/// `[signal]` of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalConfig {
+    /// Base URL of the front end, without a trailing slash.
+    pub url: String,
+    /// The sending account. Required for `rest`; for `jsonrpc` sent as
+    /// `account` (needed when the daemon serves several accounts).
+    pub number: Option<PhoneNumber>,
+    pub mode: SignalMode,
+    /// HTTP Basic credentials for a proxy in front of the API.
+    pub basic_auth: Option<(String, Secret)>,
+    pub http: HttpSettings,
+}
+
+/// Validates `[signal]`.
+pub(crate) fn parse_section(raw: RawSignal, e: SectionError) -> Result<SignalConfig, ParseError> {
+    let url = check_service_url(&raw.url).map_err(|m| e("url", m))?;
+    let mode = raw.mode.unwrap_or_default();
+    let number = raw
+        .number
+        .as_deref()
+        .map(PhoneNumber::parse)
+        .transpose()
+        .map_err(|m| e("number", m))?;
+    if mode == SignalMode::Rest && number.is_none() {
+        return Err(e(
+            "number",
+            "is required with mode = \"rest\": the registered account that sends the codes \
+             (e.g. \"+4915112345678\")"
+                .to_string(),
+        ));
+    }
+    let basic_auth = match (raw.username, raw.password) {
+        (None, None) => None,
+        (Some(u), Some(p)) if !u.is_empty() && !u.contains(':') && !p.is_empty() => {
+            Some((u, Secret::new(p)))
+        }
+        (Some(_), Some(_)) => {
+            return Err(e(
+                "username",
+                "username must be non-empty without `:`, and password non-empty".to_string(),
+            ));
+        }
+        (Some(_), None) => return Err(e("username", "is set but password is not".to_string())),
+        (None, Some(_)) => return Err(e("password", "is set but username is not".to_string())),
+    };
+    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    Ok(SignalConfig {
+        url,
+        number,
+        mode,
+        basic_auth,
+        http,
+    })
+}
+
+/// What went wrong sending through signal-cli.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalError {
+    Transport(TransportError),
+    /// The recipient has no Signal account.
+    NotOnSignal,
+    /// The recipient's safety number changed and is not trusted yet.
+    UntrustedIdentity,
+    /// Signal's rate limit (or a captcha challenge) for this account.
+    RateLimited {
+        retry_after: Option<u64>,
+    },
+    /// signal-cli could not reach the Signal servers.
+    NetworkFailure,
+    /// The front end refused the message for another reason.
+    Refused {
+        status: u16,
+        message: String,
+    },
+    /// 401/403 from the front end or the proxy before it.
+    Unauthorized(u16),
+    /// Not a signal-cli front end at this URL (404, unknown method) or an
+    /// account it does not know.
+    WrongEndpoint(String),
+    /// 5xx, or a JSON-RPC internal error.
+    Server {
+        status: u16,
+    },
+    /// An answer we cannot read as success or failure.
+    Malformed(String),
+}
+
+impl std::fmt::Display for SignalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use SignalError::*;
+        match self {
+            Transport(t) => write!(f, "{t}"),
+            NotOnSignal => f.write_str("the recipient is not registered with Signal"),
+            UntrustedIdentity => f.write_str(
+                "the recipient's safety number changed and is not trusted: check it with the \
+                 user, then trust it (signal-cli trust, or the REST API's identities endpoint)",
+            ),
+            RateLimited {
+                retry_after: Some(s),
+            } => write!(f, "rate limited by Signal, retry after {s} s"),
+            RateLimited { retry_after: None } => f.write_str(
+                "rate limited by Signal (a captcha challenge may have to be solved for the \
+                 sending account)",
+            ),
+            NetworkFailure => f.write_str("signal-cli could not reach the Signal servers"),
+            Refused { status, message } => write!(f, "refused ({status}): {message}"),
+            Unauthorized(status) => write!(
+                f,
+                "credentials refused ({status}): check [signal] username and password"
+            ),
+            WrongEndpoint(d) => write!(f, "{d}: check [signal] url, mode and number"),
+            Server { status } => write!(f, "signal-cli server error {status}"),
+            Malformed(d) => write!(f, "unreadable answer: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for SignalError {}
+
+impl From<SignalError> for DeliveryError {
+    fn from(e: SignalError) -> DeliveryError {
+        use SignalError::*;
+        let text = e.to_string();
+        match e {
+            Transport(_) | NetworkFailure | Server { .. } | Malformed(_) => {
+                DeliveryError::Unreachable(text)
+            }
+            NotOnSignal | UntrustedIdentity | Refused { .. } => DeliveryError::Rejected {
+                reason: text,
+                retry_after: None,
+            },
+            RateLimited { retry_after } => DeliveryError::Rejected {
+                reason: text,
+                retry_after,
+            },
+            Unauthorized(_) | WrongEndpoint(_) => DeliveryError::Misconfigured(text),
+        }
+    }
+}
+
+/// Signal as a [`Gateway`]: the recipient is an E.164 phone number.
+pub struct SignalGateway {
+    cfg: SignalConfig,
+    client: OnceCell<reqwest::blocking::Client>,
+}
+
+impl SignalGateway {
+    pub fn new(cfg: &SignalConfig) -> SignalGateway {
+        SignalGateway {
+            cfg: cfg.clone(),
+            client: OnceCell::new(),
+        }
+    }
+
+    fn secrets(&self) -> Vec<&str> {
+        match &self.cfg.basic_auth {
+            Some((_, p)) => vec![p.expose()],
+            None => vec![],
+        }
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<HttpAnswer, SignalError> {
+        let secrets = self.secrets();
+        let client = match self.client.get() {
+            Some(c) => c,
+            None => {
+                let c = http::client(&self.cfg.http).map_err(|e| {
+                    SignalError::Transport(TransportError::Other(http::scrub(&e, &secrets)))
+                })?;
+                self.client.get_or_init(|| c)
+            }
+        };
+        let mut request = client.post(format!("{}{path}", self.cfg.url)).json(body);
+        if let Some((user, password)) = &self.cfg.basic_auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        http::exchange(request, &secrets).map_err(SignalError::Transport)
+    }
+
+    /// A service message, bounded, without secrets or the full recipient.
+    fn clean(&self, text: &str, recipient: &str) -> String {
+        mask_recipient(&http::excerpt(text, 200, &self.secrets()), recipient)
+    }
+
+    /// Sends through signal-cli-rest-api.
+    pub fn send_rest(&self, recipient: &str, text: &str) -> Result<(), SignalError> {
+        let number = self.cfg.number.as_ref().map(PhoneNumber::as_str);
+        let answer = self.post(
+            "/v2/send",
+            &json!({ "number": number, "recipients": [recipient], "message": text }),
+        )?;
+        let parsed: Option<Value> = serde_json::from_str(&answer.body).ok();
+        let message = parsed
+            .as_ref()
+            .and_then(|v| v.get("error"))
+            .and_then(Value::as_str)
+            .map(|m| self.clean(m, recipient))
+            .unwrap_or_default();
+        match answer.status {
+            201 | 200 => {
+                let v = parsed.ok_or_else(|| {
+                    SignalError::Malformed(format!(
+                        "HTTP {} with a body that is not JSON",
+                        answer.status
+                    ))
+                })?;
+                // Some versions list per-recipient failures next to the
+                // timestamp; any of them means this recipient got nothing.
+                check_results(&v)?;
+                if let Some(errors) = v.get("errors").and_then(Value::as_array)
+                    && !errors.is_empty()
+                {
+                    let first = errors
+                        .first()
+                        .map(|e| match e.as_str() {
+                            Some(s) => s.to_string(),
+                            None => e.to_string(),
+                        })
+                        .unwrap_or_default();
+                    return Err(classify_message(
+                        answer.status,
+                        &self.clean(&first, recipient),
+                    ));
+                }
+                let has_timestamp = match v.get("timestamp") {
+                    Some(Value::String(s)) => !s.is_empty(),
+                    Some(Value::Number(_)) => true,
+                    _ => false,
+                };
+                if !has_timestamp {
+                    return Err(SignalError::Malformed(format!(
+                        "HTTP {} without a \"timestamp\"",
+                        answer.status
+                    )));
+                }
+                Ok(())
+            }
+            401 | 403 => Err(SignalError::Unauthorized(answer.status)),
+            404 | 405 => Err(SignalError::WrongEndpoint(format!(
+                "no signal-cli-rest-api /v2/send at this URL (HTTP {})",
+                answer.status
+            ))),
+            429 => Err(SignalError::RateLimited {
+                retry_after: answer.retry_after,
+            }),
+            s if s >= 500 => Err(SignalError::Server { status: s }),
+            s if parsed.is_some() => Err(classify_message(s, &message)),
+            s => Err(SignalError::Malformed(format!(
+                "HTTP {s} with a body that is not JSON"
+            ))),
+        }
+    }
+
+    /// Sends through signal-cli's JSON-RPC HTTP daemon.
+    pub fn send_jsonrpc(&self, recipient: &str, text: &str) -> Result<(), SignalError> {
+        let mut id_bytes = [0u8; 8];
+        getrandom::fill(&mut id_bytes)
+            .map_err(|e| SignalError::Transport(TransportError::Other(e.to_string())))?;
+        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut params = json!({ "recipient": [recipient], "message": text });
+        if let Some(n) = &self.cfg.number {
+            params["account"] = json!(n.as_str());
+        }
+        let answer = self.post(
+            "/api/v1/rpc",
+            &json!({ "jsonrpc": "2.0", "method": "send", "params": params, "id": id }),
+        )?;
+        match answer.status {
+            401 | 403 => return Err(SignalError::Unauthorized(answer.status)),
+            404 | 405 => {
+                return Err(SignalError::WrongEndpoint(format!(
+                    "no signal-cli JSON-RPC daemon at this URL (HTTP {}; started with \
+                     `daemon --http`?)",
+                    answer.status
+                )));
+            }
+            s if s >= 500 => return Err(SignalError::Server { status: s }),
+            _ => {}
+        }
+        let v: Value = serde_json::from_str(&answer.body).map_err(|_| {
+            SignalError::Malformed(format!(
+                "HTTP {} with a body that is not JSON",
+                answer.status
+            ))
+        })?;
+        if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+            let code = error.get("code").and_then(Value::as_i64).unwrap_or(0);
+            let message = self.clean(
+                error.get("message").and_then(Value::as_str).unwrap_or(""),
+                recipient,
+            );
+            // The per-recipient results, when signal-cli attached them,
+            // say more than the summary message.
+            if let Some(response) = error.pointer("/data/response") {
+                check_results(response)?;
+            }
+            return Err(match code {
+                -5 => SignalError::RateLimited { retry_after: None },
+                -4 => SignalError::UntrustedIdentity,
+                -3 => SignalError::NetworkFailure,
+                -32602 => SignalError::WrongEndpoint(format!(
+                    "signal-cli refused the parameters ({message}); is [signal] number an \
+                     account of this daemon?"
+                )),
+                -32601 | -32600 | -32700 => SignalError::WrongEndpoint(format!(
+                    "signal-cli did not accept the request ({code}: {message})"
+                )),
+                -32603 => SignalError::Server { status: 500 },
+                _ => classify_message(answer.status, &message),
+            });
+        }
+        if answer.status != 200 {
+            return Err(SignalError::Malformed(format!(
+                "HTTP {} without a JSON-RPC error",
+                answer.status
+            )));
+        }
+        if v.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+            return Err(SignalError::Malformed(
+                "the JSON-RPC answer has another id than the request".to_string(),
+            ));
+        }
+        let result = v
+            .get("result")
+            .ok_or_else(|| SignalError::Malformed("no \"result\" and no \"error\"".to_string()))?;
+        check_results(result)?;
+        if result.get("timestamp").and_then(Value::as_u64).is_none() {
+            return Err(SignalError::Malformed(
+                "the send result has no \"timestamp\"".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Fails on the first per-recipient result that is not `SUCCESS`
+/// (signal-cli's `results: [{"type": .., "retryAfterSeconds": ..}]`).
+fn check_results(v: &Value) -> Result<(), SignalError> {
+    let Some(results) = v.get("results").and_then(Value::as_array) else {
+        return Ok(());
+    };
+    for r in results {
+        let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
+        match kind {
+            "SUCCESS" => {}
+            "UNREGISTERED_FAILURE" => return Err(SignalError::NotOnSignal),
+            "IDENTITY_FAILURE" => return Err(SignalError::UntrustedIdentity),
+            "RATE_LIMIT_FAILURE" | "PROOF_REQUIRED_FAILURE" => {
+                return Err(SignalError::RateLimited {
+                    retry_after: r.get("retryAfterSeconds").and_then(Value::as_u64),
+                });
+            }
+            "NETWORK_FAILURE" => return Err(SignalError::NetworkFailure),
+            other => {
+                return Err(SignalError::Refused {
+                    status: 200,
+                    message: format!(
+                        "recipient result {:?}",
+                        other.chars().take(40).collect::<String>()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Maps signal-cli's error text (the REST API passes it through) to a case.
+fn classify_message(status: u16, message: &str) -> SignalError {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("unregistered user") || lower.contains("not registered with signal") {
+        SignalError::NotOnSignal
+    } else if lower.contains("untrusted") {
+        SignalError::UntrustedIdentity
+    } else if lower.contains("rate limit") || lower.contains("proof required") {
+        SignalError::RateLimited { retry_after: None }
+    } else {
+        SignalError::Refused {
+            status,
+            message: message.to_string(),
+        }
+    }
+}
+
+impl Gateway for SignalGateway {
+    fn id(&self) -> &'static str {
+        "signal"
+    }
+
+    fn display_name(&self) -> &str {
+        "Signal"
+    }
+
+    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        match self.cfg.mode {
+            SignalMode::Rest => self.send_rest(recipient, text),
+            SignalMode::Jsonrpc => self.send_jsonrpc(recipient, text),
+        }
+        .map_err(DeliveryError::from)
+    }
+}

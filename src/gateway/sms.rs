@@ -1,0 +1,454 @@
+//! SMS through a provider's HTTP API. One `[sms]` section names the
+//! provider and its keys; each provider's request and answer live in its
+//! own file:
+//!
+//! - [`playsms`]: a playSMS server's webservices (`op=pv`);
+//! - [`websms`]: websms.com / LINK Mobility REST (`/rest/smsmessaging/text`);
+//! - [`twilio`]: Twilio's `Messages.json`.
+
+pub mod playsms;
+pub mod twilio;
+pub mod websms;
+
+use std::cell::OnceCell;
+
+use serde::Deserialize;
+
+use super::{DeliveryError, Gateway};
+use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
+use crate::http::{self, TransportError};
+use crate::toml_errors::ParseError;
+use crate::users::PhoneNumber;
+
+pub const DEFAULT_WEBSMS_URL: &str = "https://api.websms.com";
+pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSms {
+    provider: String,
+    url: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    account_sid: Option<String>,
+    auth_token: Option<String>,
+    from: Option<String>,
+    max_parts: Option<u32>,
+    timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    proxy: Option<String>,
+}
+
+/// playSMS: webservices URL (`.../index.php`), user, webservices token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaySmsConfig {
+    pub url: String,
+    pub username: String,
+    pub token: Secret,
+    /// Sender id (`from`), if the playSMS account may set one.
+    pub from: Option<String>,
+}
+
+/// How websms is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebSmsAuth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSmsConfig {
+    pub url: String,
+    pub auth: WebSmsAuth,
+    /// `maxSmsPerMessage`: how many SMS one code may take.
+    pub max_parts: u32,
+}
+
+/// Who a Twilio message comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioSender {
+    /// `From`: a Twilio number or an alphanumeric sender id.
+    From(String),
+    /// `MessagingServiceSid` (`MG…`).
+    MessagingService(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioConfig {
+    pub url: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub sender: TwilioSender,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsProvider {
+    PlaySms(PlaySmsConfig),
+    WebSms(WebSmsConfig),
+    Twilio(TwilioConfig),
+}
+
+impl SmsProvider {
+    /// The provider's name for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SmsProvider::PlaySms(_) => "playSMS",
+            SmsProvider::WebSms(_) => "websms",
+            SmsProvider::Twilio(_) => "Twilio",
+        }
+    }
+}
+
+/// `[sms]` of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsConfig {
+    pub provider: SmsProvider,
+    pub http: HttpSettings,
+}
+
+const PROVIDERS: &[(&str, &[&str])] = &[
+    ("playsms", &["url", "username", "token", "from"]),
+    (
+        "websms",
+        &["url", "username", "password", "token", "max_parts"],
+    ),
+    ("twilio", &["url", "account_sid", "auth_token", "from"]),
+];
+
+fn is_hex_sid(s: &str, prefix: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn required<'a>(
+    value: &'a Option<String>,
+    key: &str,
+    e: SectionError,
+) -> Result<&'a str, ParseError> {
+    match value.as_deref() {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(_) => Err(e(key, "must not be empty".to_string())),
+        None => Err(e(key, "is required for this provider".to_string())),
+    }
+}
+
+/// Validates `[sms]`: a known provider, only its keys, each checked.
+pub(crate) fn parse_section(raw: RawSms, e: SectionError) -> Result<SmsConfig, ParseError> {
+    let Some((provider, allowed)) = PROVIDERS.iter().find(|(p, _)| *p == raw.provider) else {
+        return Err(e(
+            "provider",
+            format!(
+                "unknown provider {:?}; known: playsms, websms, twilio",
+                raw.provider.chars().take(40).collect::<String>()
+            ),
+        ));
+    };
+    let present = [
+        ("url", raw.url.is_some()),
+        ("username", raw.username.is_some()),
+        ("password", raw.password.is_some()),
+        ("token", raw.token.is_some()),
+        ("account_sid", raw.account_sid.is_some()),
+        ("auth_token", raw.auth_token.is_some()),
+        ("from", raw.from.is_some()),
+        ("max_parts", raw.max_parts.is_some()),
+    ];
+    for (key, is_set) in present {
+        if is_set && !allowed.contains(&key) {
+            let owners: Vec<&str> = PROVIDERS
+                .iter()
+                .filter(|(_, keys)| keys.contains(&key))
+                .map(|(p, _)| *p)
+                .collect();
+            return Err(e(
+                key,
+                format!(
+                    "is not a key of provider {provider:?} (it belongs to {}); keys of \
+                     {provider:?}: {}",
+                    owners.join(", "),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let url = |default: Option<&str>| -> Result<String, ParseError> {
+        match (raw.url.as_deref(), default) {
+            (Some(u), _) | (None, Some(u)) => check_service_url(u).map_err(|m| e("url", m)),
+            (None, None) => Err(e(
+                "url",
+                "is required for playsms: the webservices address, e.g. \
+                 \"https://sms.example.org/index.php\""
+                    .to_string(),
+            )),
+        }
+    };
+    let provider = match *provider {
+        "playsms" => {
+            let username = required(&raw.username, "username", e)?.to_string();
+            let token = required(&raw.token, "token", e)?;
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(e(
+                    "token",
+                    "must not contain spaces (value not shown)".to_string(),
+                ));
+            }
+            if let Some(from) = &raw.from
+                && (from.is_empty() || from.len() > 20 || from.chars().any(char::is_control))
+            {
+                return Err(e(
+                    "from",
+                    "must be a sender id of 1 to 20 characters".to_string(),
+                ));
+            }
+            SmsProvider::PlaySms(PlaySmsConfig {
+                url: url(None)?,
+                username,
+                token: Secret::new(token.to_string()),
+                from: raw.from.clone(),
+            })
+        }
+        "websms" => {
+            let auth = match (&raw.username, &raw.password, &raw.token) {
+                (Some(_), Some(_), None) => WebSmsAuth::Basic {
+                    username: required(&raw.username, "username", e)?.to_string(),
+                    password: Secret::new(required(&raw.password, "password", e)?.to_string()),
+                },
+                (None, None, Some(_)) => {
+                    WebSmsAuth::Bearer(Secret::new(required(&raw.token, "token", e)?.to_string()))
+                }
+                (_, _, Some(_)) => {
+                    return Err(e(
+                        "token",
+                        "use either token or username and password, not both".to_string(),
+                    ));
+                }
+                (Some(_), None, None) => {
+                    return Err(e("username", "is set but password is not".to_string()));
+                }
+                (None, Some(_), None) => {
+                    return Err(e("password", "is set but username is not".to_string()));
+                }
+                (None, None, None) => {
+                    return Err(e(
+                        "provider",
+                        "websms needs token = \"…\" or username and password".to_string(),
+                    ));
+                }
+            };
+            if let WebSmsAuth::Basic { username, .. } = &auth
+                && username.contains(':')
+            {
+                return Err(e("username", "must not contain `:`".to_string()));
+            }
+            let max_parts = crate::config::check_range(raw.max_parts.unwrap_or(3), 1, 10, &|m| {
+                e("max_parts", m)
+            })?;
+            SmsProvider::WebSms(WebSmsConfig {
+                url: url(Some(DEFAULT_WEBSMS_URL))?,
+                auth,
+                max_parts,
+            })
+        }
+        _ => {
+            let account_sid = required(&raw.account_sid, "account_sid", e)?;
+            if !is_hex_sid(account_sid, "AC") {
+                return Err(e(
+                    "account_sid",
+                    "is not a Twilio Account SID (\"AC\" and 32 hex digits)".to_string(),
+                ));
+            }
+            let auth_token = required(&raw.auth_token, "auth_token", e)?;
+            let from = required(&raw.from, "from", e)?;
+            let sender = if is_hex_sid(from, "MG") {
+                TwilioSender::MessagingService(from.to_string())
+            } else if PhoneNumber::parse(from).is_ok()
+                || (from.len() <= 11
+                    && from.bytes().any(|b| b.is_ascii_alphabetic())
+                    && from.bytes().all(|b| b.is_ascii_alphanumeric() || b == b' '))
+            {
+                TwilioSender::From(from.to_string())
+            } else {
+                return Err(e(
+                    "from",
+                    "must be a Twilio number in E.164 form (\"+15005550006\"), an alphanumeric \
+                     sender id (up to 11 letters and digits) or a Messaging Service SID (\"MG…\")"
+                        .to_string(),
+                ));
+            };
+            SmsProvider::Twilio(TwilioConfig {
+                url: url(Some(DEFAULT_TWILIO_URL))?,
+                account_sid: account_sid.to_string(),
+                auth_token: Secret::new(auth_token.to_string()),
+                sender,
+            })
+        }
+    };
+    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    Ok(SmsConfig { provider, http })
+}
+
+/// What went wrong sending an SMS, common to the providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsError {
+    Transport(TransportError),
+    /// Credentials, token, IP allow-list or account refused.
+    Unauthorized(String),
+    /// The account has no credit or hit its quota.
+    NoCredit(String),
+    /// The configured sender is not allowed.
+    BadSender(String),
+    /// The provider refused the recipient's number.
+    BadRecipient(String),
+    /// The message needs more parts than allowed.
+    TooLong(String),
+    RateLimited {
+        retry_after: Option<u64>,
+    },
+    /// Our request is not what this provider expects (wrong URL, API).
+    BadRequest(String),
+    /// The provider refused the message for another reason.
+    Refused(String),
+    /// 5xx, or the provider's own "internal error".
+    Server(String),
+    Malformed(String),
+}
+
+impl std::fmt::Display for SmsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use SmsError::*;
+        match self {
+            Transport(t) => write!(f, "{t}"),
+            Unauthorized(d) => write!(f, "credentials refused: {d}"),
+            NoCredit(d) => write!(f, "no credit or quota left: {d}"),
+            BadSender(d) => write!(f, "sender refused: {d} (check [sms] from)"),
+            BadRecipient(d) => write!(f, "recipient refused: {d}"),
+            TooLong(d) => write!(
+                f,
+                "message too long: {d} (shorten [message] template or raise [sms] max_parts)"
+            ),
+            RateLimited {
+                retry_after: Some(s),
+            } => write!(f, "rate limited, retry after {s} s"),
+            RateLimited { retry_after: None } => f.write_str("rate limited"),
+            BadRequest(d) => write!(
+                f,
+                "request not accepted: {d} (check [sms] url and provider)"
+            ),
+            Refused(d) => write!(f, "refused: {d}"),
+            Server(d) => write!(f, "server error: {d}"),
+            Malformed(d) => write!(f, "unreadable answer: {d}"),
+        }
+    }
+}
+
+impl std::error::Error for SmsError {}
+
+impl From<SmsError> for DeliveryError {
+    fn from(e: SmsError) -> DeliveryError {
+        use SmsError::*;
+        let text = e.to_string();
+        match e {
+            Transport(_) | Server(_) | Malformed(_) => DeliveryError::Unreachable(text),
+            BadRecipient(_) | Refused(_) => DeliveryError::Rejected {
+                reason: text,
+                retry_after: None,
+            },
+            RateLimited { retry_after } => DeliveryError::Rejected {
+                reason: text,
+                retry_after,
+            },
+            Unauthorized(_) | NoCredit(_) | BadSender(_) | TooLong(_) | BadRequest(_) => {
+                DeliveryError::Misconfigured(text)
+            }
+        }
+    }
+}
+
+/// SMS as a [`Gateway`]: the recipient is an E.164 phone number.
+pub struct SmsGateway {
+    cfg: SmsConfig,
+    client: OnceCell<reqwest::blocking::Client>,
+}
+
+impl SmsGateway {
+    pub fn new(cfg: &SmsConfig) -> SmsGateway {
+        SmsGateway {
+            cfg: cfg.clone(),
+            client: OnceCell::new(),
+        }
+    }
+
+    /// Every secret of the configured provider.
+    pub(crate) fn secrets(&self) -> Vec<&str> {
+        match &self.cfg.provider {
+            SmsProvider::PlaySms(c) => vec![c.token.expose()],
+            SmsProvider::WebSms(c) => match &c.auth {
+                WebSmsAuth::Basic { password, .. } => vec![password.expose()],
+                WebSmsAuth::Bearer(t) => vec![t.expose()],
+            },
+            SmsProvider::Twilio(c) => vec![c.auth_token.expose()],
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::blocking::Client, SmsError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = http::client(&self.cfg.http).map_err(|e| {
+            SmsError::Transport(TransportError::Other(http::scrub(&e, &self.secrets())))
+        })?;
+        Ok(self.client.get_or_init(|| c))
+    }
+
+    /// Sends `text` to `recipient` with the configured provider.
+    pub fn send_sms(&self, recipient: &str, text: &str) -> Result<(), SmsError> {
+        let phone = PhoneNumber::parse(recipient).map_err(SmsError::BadRecipient)?;
+        let client = self.client()?;
+        let secrets = self.secrets();
+        match &self.cfg.provider {
+            SmsProvider::PlaySms(c) => playsms::send(client, c, &phone, text, &secrets),
+            SmsProvider::WebSms(c) => websms::send(client, c, &phone, text, &secrets),
+            SmsProvider::Twilio(c) => twilio::send(client, c, &phone, text, &secrets),
+        }
+    }
+}
+
+impl Gateway for SmsGateway {
+    fn id(&self) -> &'static str {
+        "sms"
+    }
+
+    fn display_name(&self) -> &str {
+        "SMS"
+    }
+
+    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
+        self.send_sms(recipient, text).map_err(|e| {
+            let provider = self.cfg.provider.name();
+            match DeliveryError::from(e) {
+                DeliveryError::Unreachable(r) => {
+                    DeliveryError::Unreachable(format!("{provider}: {r}"))
+                }
+                DeliveryError::Rejected {
+                    reason,
+                    retry_after,
+                } => DeliveryError::Rejected {
+                    reason: format!("{provider}: {reason}"),
+                    retry_after,
+                },
+                DeliveryError::Misconfigured(r) => {
+                    DeliveryError::Misconfigured(format!("{provider}: {r}"))
+                }
+            }
+        })
+    }
+}
+
+/// A service message for an error: bounded, secrets redacted, the full
+/// phone number masked.
+pub(crate) fn clean(text: &str, recipient: &PhoneNumber, secrets: &[&str]) -> String {
+    let text = http::excerpt(text, 200, secrets);
+    // Providers echo numbers with or without `+`.
+    let text = super::mask_recipient(&text, recipient.as_str());
+    super::mask_recipient(&text, recipient.digits())
+}

@@ -74,6 +74,16 @@ impl UserEntry {
     pub fn is_empty(&self) -> bool {
         self.telegram.is_none()
     }
+
+    /// Every recipient of this entry as (gateway id, recipient), in the
+    /// order the module tries them.
+    pub fn recipients(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        if let Some(chat) = &self.telegram {
+            out.push(("telegram", chat.as_str()));
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -12,7 +12,10 @@
 //! - [`code`]: CSPRNG codes and constant-time comparison.
 //! - [`log`]: syslog (authpriv) without codes or tokens.
 //! - [`setup`]: loading both files the way a login does, shared with the CLI.
+//! - [`toml_edits`]: comment-preserving edits of both files (CLI).
+//! - [`cli`]: the `pam-gateway` admin CLI, a second front end over the above.
 
+pub mod cli;
 pub mod code;
 pub mod config;
 pub mod flow;
@@ -22,5 +25,6 @@ pub mod log;
 pub mod pam_module;
 pub mod secure_file;
 pub mod setup;
+pub mod toml_edits;
 pub mod toml_errors;
 pub mod users;

@@ -109,7 +109,8 @@ where
     }
 }
 
-fn hostname() -> String {
+/// This machine's name, for messages (`alice@host`); `localhost` if unknown.
+pub fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for buf.len() bytes; gethostname writes at
     // most that many and we stop at the first NUL (or the end).

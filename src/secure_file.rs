@@ -227,6 +227,23 @@ pub struct FileLock {
 
 impl FileLock {
     pub fn acquire(path: &Path) -> Result<FileLock, FileError> {
+        match Self::lock(path, true)? {
+            Some(lock) => Ok(lock),
+            // A blocking flock only returns once it holds the lock.
+            None => Err(FileError::Write(
+                path.to_path_buf(),
+                std::io::Error::other("flock returned without the lock"),
+            )),
+        }
+    }
+
+    /// Like [`acquire`](Self::acquire) without waiting: `None` when another
+    /// process holds the lock.
+    pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, FileError> {
+        Self::lock(path, false)
+    }
+
+    fn lock(path: &Path, wait: bool) -> Result<Option<FileLock>, FileError> {
         let mut lock_path = path.as_os_str().to_owned();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
@@ -238,19 +255,100 @@ impl FileLock {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&lock_path)
             .map_err(|e| FileError::Write(lock_path.clone(), e))?;
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
         loop {
             // SAFETY: the fd is open for the lifetime of `file`.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc == 0 {
                 break;
             }
             let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(FileError::Write(lock_path, err));
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EWOULDBLOCK) if !wait => return Ok(None),
+                _ => return Err(FileError::Write(lock_path, err)),
             }
         }
-        Ok(FileLock { _file: file })
+        Ok(Some(FileLock { _file: file }))
     }
+}
+
+/// The prefix of the temp files [`write_atomic`] creates for `path`.
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".to_string());
+    format!(".{name}.tmp-")
+}
+
+/// Removes temp files that a writer killed between creating and renaming
+/// them left beside `path`. They never replace the real file (only a
+/// completed rename does), but they should not pile up. Call it only while
+/// holding `path`'s [`FileLock`]: every writer works under it, so no temp
+/// file seen then belongs to a live writer. Returns how many were removed.
+pub fn remove_stale_temps(path: &Path) -> Result<usize, FileError> {
+    let dir = parent_of(path);
+    let prefix = temp_prefix(path);
+    let entries = std::fs::read_dir(&dir).map_err(|e| FileError::DirUnusable(dir.clone(), e))?;
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&prefix) && std::fs::remove_file(dir.join(name)).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Read-modify-write of a protected file, the one way the CLI changes
+/// `gateway.toml` and `users.toml`: checks the directory, takes the file's
+/// [`FileLock`], clears stale temp files, reads the current text with the
+/// same checks as [`read_secure`] (`None` when the file does not exist yet),
+/// and writes what `edit` returns with [`write_atomic`]. `edit` returning
+/// `Ok(None)` leaves the file as it is.
+///
+/// A new file gets `new_mode`; an existing one keeps its mode minus the
+/// group/other write bits (and the read bits for a secret).
+pub fn update_locked<E: From<FileError>>(
+    path: &Path,
+    secrecy: Secrecy,
+    owner: Owner,
+    new_mode: u32,
+    edit: impl FnOnce(Option<&str>) -> Result<Option<String>, E>,
+) -> Result<(), E> {
+    if !path.is_absolute() {
+        return Err(FileError::NotAbsolute(path.to_path_buf()).into());
+    }
+    check_dir(path, owner)?;
+    let _lock = FileLock::acquire(path)?;
+    remove_stale_temps(path)?;
+    let current = match read_secure(path, secrecy, owner) {
+        Ok(text) => Some(text),
+        Err(FileError::NotFound(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    let mode = match &current {
+        None => new_mode,
+        Some(_) => {
+            let meta = std::fs::symlink_metadata(path)
+                .map_err(|e| FileError::Open(path.to_path_buf(), e))?;
+            let strip = match secrecy {
+                Secrecy::Public => 0o022,
+                Secrecy::Secret => 0o077,
+            };
+            meta.permissions().mode() & 0o7777 & !strip
+        }
+    };
+    if let Some(text) = edit(current.as_deref())? {
+        write_atomic(path, text.as_bytes(), mode)?;
+    }
+    Ok(())
 }
 
 /// Replaces `path` with `contents` atomically: temp file in the same
@@ -258,15 +356,11 @@ impl FileLock {
 /// holds a [`FileLock`] when read-modify-write must not interleave.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
     let dir = parent_of(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".to_string());
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce)
         .map_err(|e| FileError::Write(path.to_path_buf(), std::io::Error::other(e.to_string())))?;
     let suffix: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
+    let tmp = dir.join(format!("{}{suffix}", temp_prefix(path)));
     let result = (|| -> std::io::Result<()> {
         let mut file = OpenOptions::new()
             .write(true)
@@ -274,6 +368,15 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
             .mode(mode)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)?;
+        // root:root, as the module expects, even when root runs with
+        // another group (sudo -g, newgrp).
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            // SAFETY: the fd is open for the lifetime of `file`.
+            if unsafe { libc::fchown(file.as_raw_fd(), 0, 0) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
         // The umask may have masked bits off; set exactly what was asked.
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(contents)?;
@@ -414,5 +517,73 @@ mod tests {
             .filter(|n| n.contains(".tmp-"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn try_acquire_sees_a_held_lock() {
+        let dir = private_dir();
+        let p = dir.join("users.toml");
+        let held = FileLock::acquire(&p).expect("lock");
+        // flock locks belong to the open file, so a second open conflicts
+        // even within one process.
+        assert!(FileLock::try_acquire(&p).expect("try").is_none());
+        drop(held);
+        assert!(FileLock::try_acquire(&p).expect("try").is_some());
+    }
+
+    #[test]
+    fn update_locked_keeps_mode_clears_stale_temps_and_can_leave_the_file() {
+        let dir = private_dir();
+        let p = dir.join("users.toml");
+        write(&p, "old\n", 0o640);
+        write(&dir.join(".users.toml.tmp-dead"), "half", 0o600);
+        write(&dir.join(".other.toml.tmp-live"), "x", 0o600);
+        let owner = Owner::current();
+        update_locked(&p, Secrecy::Public, owner, 0o600, |cur| {
+            assert_eq!(cur, Some("old\n"));
+            Ok::<_, FileError>(Some("new\n".to_string()))
+        })
+        .expect("update");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "new\n");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o640, "existing mode kept");
+        assert!(
+            !dir.join(".users.toml.tmp-dead").exists(),
+            "stale temp removed"
+        );
+        assert!(
+            dir.join(".other.toml.tmp-live").exists(),
+            "other files' temps kept"
+        );
+        update_locked(&p, Secrecy::Public, owner, 0o600, |_| {
+            Ok::<_, FileError>(None)
+        })
+        .expect("no-op");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "new\n");
+        // A new file gets the given mode; a secret loses group/other bits.
+        let n = dir.join("new.toml");
+        update_locked(&n, Secrecy::Secret, owner, 0o600, |cur| {
+            assert_eq!(cur, None);
+            Ok::<_, FileError>(Some("x\n".to_string()))
+        })
+        .expect("create");
+        let mode = std::fs::metadata(&n).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn update_locked_refuses_unsafe_files() {
+        let dir = private_dir();
+        let p = dir.join("users.toml");
+        write(&p, "x", 0o666);
+        let err = update_locked(&p, Secrecy::Public, Owner::current(), 0o600, |_| {
+            Ok::<_, FileError>(Some("y".to_string()))
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, FileError::GroupOrOtherWritable { .. }),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "x");
     }
 }

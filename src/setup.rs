@@ -13,7 +13,7 @@ use crate::gateway::sms::SmsGateway;
 use crate::gateway::telegram::TelegramGateway;
 use crate::gateway::webhook::WebhookGateway;
 use crate::gateway::{Gateway, GatewayKind};
-use crate::secure_file::{FileError, Owner, Secrecy, read_secure};
+use crate::secure_file::{FileError, Owner, Secrecy, read_secure, update_locked};
 use crate::toml_errors::ParseError;
 use crate::users::{UserEntry, Users};
 
@@ -116,4 +116,79 @@ pub fn enrolment(config: &Config, users: &Users, user: &str) -> Result<Enrolment
         None => Ok(Enrolment::NotEnrolled),
         Some(entry) => Ok(Enrolment::Enrolled(routes_for(config, user, entry)?)),
     }
+}
+
+/// Mode of a `gateway.toml` the CLI creates (it holds the bot token).
+pub const CONFIG_FILE_MODE: u32 = 0o600;
+/// Mode of a `users.toml` the CLI creates: the module runs as root, so
+/// nobody else needs to read who is enrolled where.
+pub const USERS_FILE_MODE: u32 = 0o600;
+
+/// The first lines of a users file the CLI creates.
+pub const NEW_USERS_FILE: &str = "# pam_gateway recipients: one [users.NAME] table per user.\n\
+# Written by `pam-gateway enroll`; comments and other entries are kept.\n\n";
+
+/// The first lines of a config file the CLI creates.
+pub const NEW_CONFIG_FILE: &str = "# pam_gateway configuration (root:root, mode 0600: it holds the bot token).\n\
+# Every key: /usr/share/doc/pam-gateway/examples/gateway.toml\n\n";
+
+/// Like [`load_users`], but a users file that does not exist yet is an
+/// empty one (nobody enrolled): the CLI creates it on first enrolment.
+pub fn load_users_or_empty(config: &Config, owner: Owner) -> Result<Users, SetupError> {
+    match read_secure(&config.users_file, Secrecy::Public, owner) {
+        Ok(text) => Ok(Users::parse(&config.users_file, &text)?),
+        Err(FileError::NotFound(_)) => Ok(Users::default()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes `gateway.toml` under its lock. `edit` gets the current text (or
+/// [`NEW_CONFIG_FILE`] when there is none); what it returns must be a valid
+/// config, since the module reads this file at every login. (The current
+/// text may be invalid: fixing it is what the edit may be for.)
+pub fn update_config<E: From<SetupError> + From<FileError>>(
+    path: &Path,
+    owner: Owner,
+    edit: impl FnOnce(&str) -> Result<String, E>,
+) -> Result<(), E> {
+    update_locked(
+        path,
+        Secrecy::Secret,
+        owner,
+        CONFIG_FILE_MODE,
+        |current: Option<&str>| -> Result<Option<String>, E> {
+            let new = edit(current.unwrap_or(NEW_CONFIG_FILE))?;
+            Config::parse(path, &new).map_err(SetupError::from)?;
+            Ok(Some(new))
+        },
+    )
+}
+
+/// Changes the users file the config names, under its lock. `edit` gets
+/// the parsed users and the text (or [`NEW_USERS_FILE`]) and returns the
+/// new text, or `None` to leave the file alone. The result must parse
+/// exactly as the module will parse it.
+pub fn update_users<E: From<SetupError> + From<FileError>>(
+    config: &Config,
+    owner: Owner,
+    edit: impl FnOnce(&Users, &str) -> Result<Option<String>, E>,
+) -> Result<(), E> {
+    let path = &config.users_file;
+    update_locked(
+        path,
+        Secrecy::Public,
+        owner,
+        USERS_FILE_MODE,
+        |current: Option<&str>| -> Result<Option<String>, E> {
+            let text = current.unwrap_or(NEW_USERS_FILE);
+            let users = Users::parse(path, text).map_err(SetupError::from)?;
+            match edit(&users, text)? {
+                None => Ok(None),
+                Some(new) => {
+                    Users::parse(path, &new).map_err(SetupError::from)?;
+                    Ok(Some(new))
+                }
+            }
+        },
+    )
 }

@@ -159,6 +159,15 @@ impl UserEntry {
             GatewayKind::Command => self.command.as_deref(),
         }
     }
+
+    /// Every recipient of this entry as (gateway id, recipient), in the
+    /// default gateway order (`gateways` in gateway.toml may reorder them).
+    pub fn recipients(&self) -> Vec<(&'static str, &str)> {
+        GatewayKind::ALL
+            .iter()
+            .filter_map(|k| self.recipient(*k).map(|r| (k.id(), r)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

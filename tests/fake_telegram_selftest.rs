@@ -385,6 +385,29 @@ fn get_updates_long_poll_returns_pushed_update_and_offset_confirms_it() {
 }
 
 #[test]
+fn a_second_get_updates_ends_the_first_long_poll_with_409() {
+    let fake = start();
+    let (first, elapsed) = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| {
+            let t = Instant::now();
+            let r = post_json(&fake, "getUpdates", &json!({"timeout": 20}));
+            (r, t.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, v) = post_json(&fake, "getUpdates", &json!({"timeout": 0}));
+        assert_eq!(status, 200, "the newer request is served: {v}");
+        waiting.join().expect("poller")
+    });
+    let (status, v) = first;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(
+        v["description"],
+        "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+#[test]
 fn webhook_mode_answers_get_updates_with_409() {
     let fake = start();
     fake.set_mode(Mode::Webhook);

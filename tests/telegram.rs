@@ -256,3 +256,39 @@ fn get_me_and_get_updates() {
         TelegramError::WebhookActive
     );
 }
+
+#[test]
+fn confirm_updates_drops_what_was_read_and_keeps_the_rest() {
+    let fake = fake();
+    let c = client(&fake, 10);
+    let a = fake.push_update(123456977, "private", "one");
+    let b = fake.push_update(123456977, "private", "two");
+    c.confirm_updates(a + 1).expect("confirm");
+    assert_eq!(
+        fake.pending_updates(),
+        1,
+        "only the one below the offset goes"
+    );
+    let left = c.get_updates(None, 0).expect("updates");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].update_id, b);
+}
+
+#[test]
+fn a_competing_reader_is_a_poll_conflict_not_a_webhook() {
+    let fake = fake();
+    let c = client(&fake, 10);
+    let err = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| c.get_updates(None, 20));
+        std::thread::sleep(Duration::from_millis(300));
+        let other = client(&fake, 10);
+        other.get_updates(None, 0).expect("newer poll");
+        waiting.join().expect("poller").unwrap_err()
+    });
+    assert_eq!(err, TelegramError::PollConflict);
+    assert!(err.to_string().contains("another program"), "{err}");
+    assert!(matches!(
+        DeliveryError::from(err),
+        DeliveryError::Misconfigured(_)
+    ));
+}

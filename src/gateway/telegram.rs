@@ -34,6 +34,9 @@ pub enum TelegramError {
     RateLimited { retry_after: Option<u64> },
     /// 409 on getUpdates: a webhook is set for this bot.
     WebhookActive,
+    /// 409 on getUpdates without a webhook: another getUpdates request for
+    /// this bot (another program, or a second copy of this one) took over.
+    PollConflict,
     /// Another 4xx with Telegram's description.
     BadRequest { status: u16, description: String },
     /// 5xx from Telegram (or from a proxy in front of it).
@@ -65,6 +68,10 @@ impl std::fmt::Display for TelegramError {
                 "a webhook is set for this bot, so getUpdates is refused (409): \
                  remove it with deleteWebhook or use another bot",
             ),
+            PollConflict => f.write_str(
+                "another program is reading this bot's updates (409: terminated by other \
+                 getUpdates request): stop it, or wait until it is done, and try again",
+            ),
             BadRequest {
                 status,
                 description,
@@ -93,7 +100,7 @@ impl From<TelegramError> for DeliveryError {
                 reason: text,
                 retry_after,
             },
-            Unauthorized | WebhookActive => DeliveryError::Misconfigured(text),
+            Unauthorized | WebhookActive | PollConflict => DeliveryError::Misconfigured(text),
         }
     }
 }
@@ -217,7 +224,10 @@ impl TelegramClient {
             }
             401 | 404 => Err(TelegramError::Unauthorized),
             403 => Err(TelegramError::Blocked(description)),
-            409 => Err(TelegramError::WebhookActive),
+            409 if description.to_ascii_lowercase().contains("webhook") => {
+                Err(TelegramError::WebhookActive)
+            }
+            409 => Err(TelegramError::PollConflict),
             429 => Err(TelegramError::RateLimited {
                 retry_after: parsed
                     .as_ref()
@@ -304,6 +314,17 @@ impl TelegramClient {
                 })
             })
             .collect())
+    }
+
+    /// Confirms every update below `offset` without waiting: a getUpdates
+    /// with `limit` 1 and no long poll. The one update it may return stays
+    /// unconfirmed, for whoever reads the updates next.
+    pub fn confirm_updates(&self, offset: i64) -> Result<(), TelegramError> {
+        self.call(
+            "getUpdates",
+            &json!({ "offset": offset, "limit": 1, "timeout": 0, "allowed_updates": ["message"] }),
+        )
+        .map(|_| ())
     }
 }
 

@@ -6,6 +6,10 @@
 //! it is bounded: sockets have read/write timeouts, long polls are capped at
 //! 50 s and every blocking loop checks the shutdown flag at least every 25 ms.
 //!
+//! `getUpdates` long-polls with offsets like the real API, and like it ends
+//! a long poll with 409 ("terminated by other getUpdates request") when a
+//! newer `getUpdates` arrives: two readers of one bot's updates conflict.
+//!
 //! Included by integration tests with
 //! `#[path = "support/fake_telegram.rs"] mod fake_telegram;` and by the
 //! example with `#[path = "../tests/support/fake_telegram.rs"]`.
@@ -145,6 +149,9 @@ struct State {
     updates: VecDeque<(i64, Value)>,
     next_update_id: i64,
     next_message_id: i64,
+    /// Counts `getUpdates` calls; a long poll that sees a newer one end
+    /// with 409, as the real API does.
+    poll_generation: u64,
 }
 
 impl Shared {
@@ -186,6 +193,7 @@ impl FakeTelegram {
                 updates: VecDeque::new(),
                 next_update_id: FIRST_UPDATE_ID,
                 next_message_id: 1,
+                poll_generation: 0,
             }),
             changed: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -1071,8 +1079,18 @@ fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Reply {
         .min(MAX_LONG_POLL_SECS);
     let deadline = Instant::now() + Duration::from_secs(timeout);
     let mut st = shared.state();
+    // Like the real API, a new getUpdates ends any long poll still waiting.
+    st.poll_generation += 1;
+    let generation = st.poll_generation;
+    shared.changed.notify_all();
     confirm(&mut st.updates, offset);
     loop {
+        if st.poll_generation != generation {
+            return Reply::error(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+            );
+        }
         // A positive offset also hides updates pushed later with lower ids.
         if offset.is_some_and(|o| o > 0) {
             confirm(&mut st.updates, offset);

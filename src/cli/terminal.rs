@@ -1,0 +1,98 @@
+//! Answers typed by the admin: from the terminal (secrets without echo), or
+//! from standard input when that is not a terminal, so scripts and tests
+//! drive every command the same way.
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+
+use zeroize::Zeroizing;
+
+/// Longest line read; a token or a code is far shorter.
+const MAX_LINE: u64 = 4096;
+
+/// Standard input, line by line.
+pub struct Input {
+    tty: bool,
+    stdin: std::io::StdinLock<'static>,
+}
+
+/// Turns terminal echo off until dropped.
+struct EchoOff {
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new() -> Option<EchoOff> {
+        // SAFETY: termios is plain old data; tcgetattr fills it in.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: fd 0 is a terminal (checked by the caller) and `saved` is
+        // a valid termios to write to.
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
+            return None;
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        quiet.c_lflag |= libc::ECHONL;
+        // SAFETY: as above; `quiet` is a termios derived from the current one.
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &quiet) } != 0 {
+            return None;
+        }
+        Some(EchoOff { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `new` on the same fd.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &self.saved) };
+    }
+}
+
+impl Input {
+    pub fn new() -> Input {
+        let stdin = std::io::stdin();
+        Input {
+            tty: stdin.is_terminal(),
+            stdin: stdin.lock(),
+        }
+    }
+
+    /// Is standard input a terminal (a person typing)?
+    pub fn is_terminal(&self) -> bool {
+        self.tty
+    }
+
+    /// Shows `prompt` on stderr and reads one line, without its line end
+    /// and surrounding blanks; on a terminal with `hidden`, without echo.
+    /// `Ok(None)` at end of input.
+    pub fn line(
+        &mut self,
+        prompt: &str,
+        hidden: bool,
+    ) -> Result<Option<Zeroizing<String>>, String> {
+        let mut err = std::io::stderr();
+        let _ = write!(err, "{prompt}");
+        let _ = err.flush();
+        let _echo = if self.tty && hidden {
+            EchoOff::new()
+        } else {
+            None
+        };
+        let mut raw = Zeroizing::new(Vec::new());
+        let n = (&mut self.stdin)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| format!("cannot read standard input: {e}"))?;
+        if !self.tty {
+            // The answer came from a pipe: end the prompt's line.
+            let _ = writeln!(err);
+        }
+        if n == 0 {
+            return Ok(None);
+        }
+        if raw.last() != Some(&b'\n') && n as u64 == MAX_LINE {
+            return Err(format!("input line longer than {MAX_LINE} bytes"));
+        }
+        let text = std::str::from_utf8(&raw).map_err(|_| "input is not UTF-8".to_string())?;
+        Ok(Some(Zeroizing::new(text.trim().to_string())))
+    }
+}

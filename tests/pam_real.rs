@@ -360,7 +360,8 @@ fn setcred_succeeds() {
     cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
         .arg(&env.pam_d)
         .arg("/etc/pam.d")
-        .args(["pamtester", "pgw", "alice", "setcred"]);
+        .args(pamtester_command())
+        .args(["pgw", "alice", "setcred"]);
     let out = cmd.output().expect("pamtester");
     assert!(
         out.status.success(),

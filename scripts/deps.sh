@@ -56,7 +56,9 @@ case "$mode" in
     deb)   want="libpam0g-dev gcc libc6-dev dpkg-dev" ;;
     cross)
         want="libpam0g-dev gcc libc6-dev"
-        for t in ${*:-$PI_TARGETS}; do want_cross "$t"; done ;;
+        # shellcheck disable=SC2086 # a list of words
+        [ $# -gt 0 ] || set -- $PI_TARGETS
+        for t in "$@"; do want_cross "$t"; done ;;
     test-arm)
         # The aarch64 build under qemu-user with Debian's arm64 libpam and
         # PAM modules (pam_deny, pam_permit); pamtester:arm64 is unpacked, not

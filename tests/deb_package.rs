@@ -164,7 +164,8 @@ fn build_packages(out: &Path) -> Package {
                 .arg(&bin_dir)
                 .arg("--out")
                 .arg(out)
-                .args(["--version", version]),
+                .args(["--version", version])
+                .env("DEB_COMPRESS", "gzip"),
         );
         PathBuf::from(deb.lines().last().expect("mkdeb prints the .deb"))
     };

@@ -11,7 +11,7 @@ DESTDIR ?=
 PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
 RELEASE := target/release
 
-.PHONY: all build test lint unit demo install uninstall clean
+.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm
 
 all: build
 
@@ -37,6 +37,26 @@ lint:
 		$(CARGO) clippy --locked --all-targets -- -D warnings; \
 	else echo "lint: cargo clippy not installed (rustup component add clippy); skipped"; fi
 
+# Raspberry Pi builds (README "Raspberry Pi"): module, CLI and .deb for
+# Raspberry Pi OS 64-bit (aarch64, arm64) and 32-bit (armv7, armhf), with
+# Debian's rustc-web and cross gcc; nothing is downloaded by rustup.
+# Binaries in target/cross/<triple>/release, packages in target/deb.
+CROSS_TARGETS ?= aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf
+cross:
+	@scripts/deps.sh cross $(CROSS_TARGETS)
+	scripts/cross.sh $(CROSS_TARGETS)
+
+# The Debian package for this machine, in target/deb (README "Debian package").
+deb: build
+	@scripts/deps.sh deb
+	scripts/mkdeb.sh --bin-dir $(RELEASE) --out target/deb
+
+# The aarch64 build through Debian's arm64 libpam under qemu-user, and its
+# .deb through dpkg; root, like make test.
+test-arm:
+	@scripts/deps.sh test-arm
+	scripts/test-arm.sh
+
 demo:
 	@scripts/deps.sh demo
 	$(CARGO) build --release --locked --lib --examples
@@ -55,12 +75,17 @@ install: build
 	install -m 644 conf/*.toml pam.d/* sshd_config.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook
 	install -m 644 conf/webhook/*.toml $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook/
+	install -d -m 755 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 644 man/pam_gateway.8 man/pam-gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/gateway.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
 	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so and $(PREFIX)/sbin/pam-gateway."
 	@echo "Next: pam-gateway configure telegram; then see README 'Enabling it'."
 
 uninstall:
 	rm -f $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so $(DESTDIR)$(PREFIX)/sbin/pam-gateway
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pam-gateway
+	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/pam_gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam-gateway.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man5/gateway.toml.5
 
 clean:
 	$(CARGO) clean

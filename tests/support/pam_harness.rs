@@ -5,6 +5,10 @@
 //!
 //! Needs root (the module insists on root-owned files), `pamtester` and
 //! `bwrap` (`make test` installs them).
+//!
+//! `make test-arm` points the same tests at another build: `PGW_TEST_MODULE`
+//! names the module to load, `PGW_TEST_PAMTESTER` the pamtester command
+//! (words split on spaces, e.g. `qemu-aarch64-static /path/to/pamtester`).
 #![allow(dead_code)]
 
 use std::fs;
@@ -30,10 +34,12 @@ pub fn require_root_tools() {
         "real-libpam tests need root (the module only trusts root-owned files) \
          and run inside a private mount namespace; run `make test` as root"
     );
-    for tool in ["pamtester", "bwrap"] {
-        let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
+    let pamtester = pamtester_command();
+    for tool in [pamtester[0].as_str(), "bwrap"] {
+        let found = Path::new(tool).is_absolute() && Path::new(tool).is_file()
+            || std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+                .unwrap_or(false);
         assert!(
             found,
             "{tool} is missing: apt-get install pamtester bubblewrap"
@@ -41,8 +47,25 @@ pub fn require_root_tools() {
     }
 }
 
-/// The cdylib cargo built next to this test binary.
+/// The pamtester command line: `pamtester`, or `PGW_TEST_PAMTESTER`.
+pub fn pamtester_command() -> Vec<String> {
+    match std::env::var("PGW_TEST_PAMTESTER") {
+        Ok(cmd) if !cmd.trim().is_empty() => cmd.split_whitespace().map(String::from).collect(),
+        _ => vec!["pamtester".to_string()],
+    }
+}
+
+/// The cdylib cargo built next to this test binary, or `PGW_TEST_MODULE`.
 pub fn module_path() -> PathBuf {
+    if let Some(so) = std::env::var_os("PGW_TEST_MODULE") {
+        let so = PathBuf::from(so);
+        assert!(
+            so.is_file(),
+            "PGW_TEST_MODULE={} is not a file",
+            so.display()
+        );
+        return so;
+    }
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
     let so = dir.join("libpam_gateway.so");
@@ -233,71 +256,74 @@ impl PamEnv {
         answers: Answers,
         fake: Option<&FakeTelegram>,
     ) -> PamRun {
-        let mut child = Command::new("bwrap")
-            .args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
+        let mut cmd = Command::new("bwrap");
+        cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
             .arg(&self.pam_d)
-            .arg("/etc/pam.d")
-            .arg("--bind")
-            .arg(&self.log_path)
-            .arg("/dev/log")
-            .args([
-                "--die-with-parent",
-                "pamtester",
-                "-v",
-                "pgw",
-                user,
-                "authenticate",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn bwrap pamtester");
-        let mut stdin = child.stdin.take().expect("stdin");
-        let type_code = |stdin: &mut std::process::ChildStdin, wait: Duration| {
-            let fake = fake.expect("a fake to read the code from");
-            let msg = fake
-                .wait_for_message(wait)
-                .expect("the fake received no code in time");
-            let code = crate::fake_telegram::find_code(&msg.text).expect("code in message");
-            let _ = writeln!(stdin, "{code}");
-        };
-        match answers {
-            Answers::DeliveredCode(wait) => type_code(&mut stdin, wait),
-            Answers::Lines(lines) => {
-                for l in lines {
-                    let _ = writeln!(stdin, "{l}");
-                }
-            }
-            Answers::LinesThenCode(lines, wait) => {
-                for l in lines {
-                    let _ = writeln!(stdin, "{l}");
-                }
-                type_code(&mut stdin, wait)
-            }
-            Answers::Eof => {}
-            Answers::CodeFrom(wait) => {
-                let code = wait().expect("no gateway delivered a code in time");
-                let _ = writeln!(stdin, "{code}");
-            }
+            .arg("/etc/pam.d");
+        if self.syslog.get() {
+            cmd.arg("--bind").arg(&self.log_path).arg("/dev/log");
         }
-        drop(stdin);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if child.try_wait().expect("wait").is_some() || Instant::now() > deadline {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let out = child.wait_with_output().expect("output");
+        cmd.arg("--die-with-parent")
+            .args(pamtester_command())
+            .args(["-v", "pgw", user, "authenticate"]);
+        let mut run = converse(&mut cmd, answers, fake);
         // Datagrams are queued before pamtester exits; give the socket a beat.
-        let log = self.read_log();
-        PamRun {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            log,
+        run.log = self.read_log();
+        run
+    }
+}
+
+/// Runs a PAM client (pamtester, directly or inside a namespace) and plays
+/// the user on its stdin as `answers` says; `log` is left empty.
+pub fn converse(cmd: &mut Command, answers: Answers, fake: Option<&FakeTelegram>) -> PamRun {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the PAM client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let type_code = |stdin: &mut std::process::ChildStdin, wait: Duration| {
+        let fake = fake.expect("a fake to read the code from");
+        let msg = fake
+            .wait_for_message(wait)
+            .expect("the fake received no code in time");
+        let code = crate::fake_telegram::find_code(&msg.text).expect("code in message");
+        let _ = writeln!(stdin, "{code}");
+    };
+    match answers {
+        Answers::DeliveredCode(wait) => type_code(&mut stdin, wait),
+        Answers::Lines(lines) => {
+            for l in lines {
+                let _ = writeln!(stdin, "{l}");
+            }
         }
+        Answers::LinesThenCode(lines, wait) => {
+            for l in lines {
+                let _ = writeln!(stdin, "{l}");
+            }
+            type_code(&mut stdin, wait)
+        }
+        Answers::Eof => {}
+        Answers::CodeFrom(wait) => {
+            let code = wait().expect("no gateway delivered a code in time");
+            let _ = writeln!(stdin, "{code}");
+        }
+    }
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if child.try_wait().expect("wait").is_some() || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    PamRun {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        log: String::new(),
     }
 }

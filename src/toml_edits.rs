@@ -158,6 +158,57 @@ fn last_gateway_position(doc: &DocumentMut) -> Option<isize> {
         .max()
 }
 
+/// Comment lines right after a table's last key are stored as the prefix
+/// of the next table, yet belong to the table above (a commented-out key).
+/// Splits such a prefix at its first blank line: `(head, tail)` when
+/// comment lines come before that blank line.
+fn split_trailing_comments(prefix: &str) -> Option<(&str, &str)> {
+    let mut offset = 0;
+    for line in prefix.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            return (offset > 0).then(|| (&prefix[..offset], &prefix[offset + line.len()..]));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The key path of the table (at any depth) that comes first after
+/// document position `after`.
+fn next_table_path(table: &Table, after: isize) -> Option<Vec<String>> {
+    fn walk(
+        table: &Table,
+        after: isize,
+        path: &mut Vec<String>,
+        best: &mut Option<(isize, Vec<String>)>,
+    ) {
+        for (key, item) in table.iter() {
+            let Some(t) = item.as_table() else { continue };
+            path.push(key.to_string());
+            if let Some(p) = t.position()
+                && p > after
+                && best.as_ref().is_none_or(|(b, _)| p < *b)
+            {
+                *best = Some((p, path.clone()));
+            }
+            walk(t, after, path, best);
+            path.pop();
+        }
+    }
+    let mut best = None;
+    walk(table, after, &mut Vec::new(), &mut best);
+    best.map(|(_, path)| path)
+}
+
+/// The table at `path` below `table`.
+fn table_at_mut<'a>(table: &'a mut Table, path: &[String]) -> Option<&'a mut Table> {
+    let mut t = table;
+    for key in path {
+        t = t.get_mut(key)?.as_table_mut()?;
+    }
+    Some(t)
+}
+
 /// What [`set_gateway_section`] changed besides the section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SectionEdit {
@@ -185,13 +236,30 @@ pub fn set_gateway_section(
     let position = last_gateway_position(&doc);
     if doc.get(section).is_none() {
         let mut t = Table::new();
+        let mut prefix = header;
         if let Some(p) = position {
             // Equal positions keep document order, and this table is
             // visited last: it lands right after that gateway section.
             t.set_position(Some(p));
+            // Comment lines right below that section's last key stay with
+            // it, above the new header.
+            if let Some(next) = next_table_path(doc.as_table(), p)
+                .and_then(|path| table_at_mut(doc.as_table_mut(), &path))
+            {
+                let old = next
+                    .decor()
+                    .prefix()
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                if let Some((head, tail)) = split_trailing_comments(&old) {
+                    prefix = format!("{prefix}{head}\n");
+                    next.decor_mut().set_prefix(format!("\n{tail}"));
+                }
+            }
         }
-        if !header.is_empty() {
-            t.decor_mut().set_prefix(header.as_str());
+        if !prefix.is_empty() {
+            t.decor_mut().set_prefix(prefix);
         }
         doc.insert(section, Item::Table(t));
     }
@@ -474,6 +542,36 @@ mod tests {
             "{}",
             again.text
         );
+    }
+
+    #[test]
+    fn comments_below_the_last_gateway_stay_with_it() {
+        let text = include_str!("../conf/gateway.toml");
+        let edit = set_gateway_section(
+            f(),
+            text,
+            "signal",
+            SIGNAL_KEYS,
+            &signal_values("http://127.0.0.1:8080"),
+        )
+        .expect("edit");
+        assert!(
+            edit.text.contains(
+                "connect_timeout = 5\n# Optional outbound proxy. Proxy variables in the \
+                 environment are ignored.\n# proxy = \"http://proxy.example.org:3128\"\n\n\
+                 [signal]\nurl = \"http://127.0.0.1:8080\"\nnumber = \"+4915100000001\"\n\n\
+                 # ---- Signal"
+            ),
+            "{}",
+            edit.text
+        );
+        // Every other line is still there, in order.
+        let removed: Vec<&str> = text
+            .lines()
+            .filter(|l| !edit.text.lines().any(|m| m == *l))
+            .collect();
+        assert!(removed.is_empty(), "{removed:?}");
+        Config::parse(f(), &edit.text).expect("valid");
     }
 
     #[test]

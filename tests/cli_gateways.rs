@@ -352,7 +352,7 @@ fn configure_signal_checks_the_api_joins_the_gateway_list_and_keeps_the_file() {
     out.expect_code(0)
         .expect_in_stdout("signal-cli-rest-api 0.92 (json-rpc mode) answers at")
         .expect_in_stdout("has the account ***001")
-        .expect_in_stdout("[signal] url, number, username, timeout, password")
+        .expect_in_stdout("[signal] url, number, username, password, timeout")
         .expect_in_stdout("Added signal to `gateways`")
         .expect_in_stdout("tried in this order: telegram, signal")
         .expect_in_stdout("pam-gateway enroll USER --signal");
@@ -1108,6 +1108,10 @@ fn enroll_with_wrong_codes_or_a_refused_recipient_writes_nothing() {
         recipient_of(&w.s, "bin", GatewayKind::Signal).as_deref(),
         Some(PHONE)
     );
+    // The same number for a second user: allowed, with a warning.
+    w.s.run(&["enroll", "sys", "--signal", PHONE, "--no-verify"], "")
+        .expect_code(0)
+        .expect_in_stdout("number ***678 is already enrolled for bin on signal");
 }
 
 #[test]

@@ -198,6 +198,20 @@ pub struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// Every key this plan sets, in the order of [`Plan::managed`] (keys
+    /// it does not manage, such as timeout, last).
+    fn keys(&self, answers: &[Option<&str>]) -> Vec<(&'static str, Value)> {
+        let mut keys = self.values.clone();
+        keys.extend((self.place)(answers));
+        keys.sort_by_key(|(k, _)| {
+            self.managed
+                .iter()
+                .position(|m| m == k)
+                .unwrap_or(self.managed.len())
+        });
+        keys
+    }
+
     /// The new text of gateway.toml: `current` with this section.
     fn edit(
         &self,
@@ -205,9 +219,8 @@ impl Plan<'_> {
         current: &str,
         answers: &[Option<&str>],
     ) -> Result<SectionEdit, ParseError> {
-        let mut values = self.values.clone();
-        values.extend((self.place)(answers));
-        toml_edits::set_gateway_section(path, current, self.kind.id(), self.managed, &values)
+        let keys = self.keys(answers);
+        toml_edits::set_gateway_section(path, current, self.kind.id(), self.managed, &keys)
     }
 
     /// A validation error in words: an option of this command is wrong
@@ -286,8 +299,7 @@ pub fn write_section(path: &Path, plan: Plan) -> Result<(), CliError> {
         added = edit.added_to_order;
         Ok(edit.text)
     })?;
-    let mut keys: Vec<&str> = plan.values.iter().map(|(k, _)| *k).collect();
-    keys.extend((plan.place)(&answers).iter().map(|(k, _)| *k));
+    let keys: Vec<&str> = plan.keys(&answers).iter().map(|(k, _)| *k).collect();
     println!(
         "Wrote {} (root:root, mode 0600): [{}] {}.",
         path.display(),

@@ -321,7 +321,7 @@ fn other_gateway(args: &EnrollArgs) -> Option<(GatewayKind, &str)> {
     .find_map(|(kind, value)| value.as_deref().map(|v| (kind, v)))
 }
 
-/// What a recipient on `kind` is called: "number", "address".
+/// What a recipient on `kind` is called: "chat", "number", "recipient".
 fn noun(kind: GatewayKind) -> &'static str {
     match kind {
         GatewayKind::Telegram => "chat",

@@ -89,10 +89,10 @@ pub fn check(config: &Config, kind: GatewayKind, owner: Owner) -> Health {
                 Ok(found) => Health::Ok(found),
                 Err(e) => from_delivery(
                     DeliveryError::from(e),
+                    &cfg.url,
                     "Check that signal-cli-rest-api (or `signal-cli daemon --http`) runs and \
                      listens at [signal] url, and the network in between",
-                    "Check [signal] url, mode, number, username and password: `pam-gateway \
-                     configure signal`",
+                    "Fix with `pam-gateway configure signal`",
                 ),
             },
         },
@@ -108,11 +108,12 @@ pub fn check(config: &Config, kind: GatewayKind, owner: Owner) -> Health {
                     )),
                     Err(e) => from_delivery(
                         DeliveryError::from(e),
+                        provider,
                         &format!(
                             "Check that {provider} can be reached from this host ([sms] url, \
                              proxy, firewall)"
                         ),
-                        "Check the [sms] settings: `pam-gateway configure sms`",
+                        "Fix with `pam-gateway configure sms`",
                     ),
                 }
             }
@@ -159,10 +160,12 @@ pub fn check(config: &Config, kind: GatewayKind, owner: Owner) -> Health {
     }
 }
 
-fn from_delivery(e: DeliveryError, unreachable_fix: &str, refused_fix: &str) -> Health {
+/// A delivery error as health; `at` (a URL, a provider) says where an
+/// unreachable service was looked for.
+fn from_delivery(e: DeliveryError, at: &str, unreachable_fix: &str, refused_fix: &str) -> Health {
     match e {
         DeliveryError::Unreachable(what) => Health::Unreachable(Problem {
-            what,
+            what: format!("{at}: {what}"),
             fix: unreachable_fix.to_string(),
         }),
         DeliveryError::Rejected { reason, .. } => Health::Refused(Problem {

@@ -371,7 +371,8 @@ pub struct ConfigureTelegramArgs {
 }
 
 const ENROLL_LONG: &str = "\
-Link USER (an account on this system) to a Telegram chat.
+Link USER (an account on this system) to a Telegram chat, or to a recipient
+on another gateway.
 
 Without --telegram: prints a link https://t.me/<bot>?start=<nonce> (and its
 QR code) for USER to open; waits until USER presses Start (at most --timeout

@@ -10,6 +10,8 @@ use std::path::Path;
 
 use toml_edit::{DocumentMut, Item, Table, Value};
 
+use crate::gateway::GatewayKind;
+
 use crate::toml_errors::{ParseError, line_at};
 
 fn parse(file: &Path, text: &str) -> Result<DocumentMut, ParseError> {
@@ -34,14 +36,20 @@ fn not_a_table(file: &Path, key: &str) -> ParseError {
 /// Sets `key` in `table` to a string, keeping the comment that may follow
 /// the old value on its line.
 fn set_string(table: &mut dyn toml_edit::TableLike, key: &str, text: &str) {
+    set_value(table, key, Value::from(text));
+}
+
+/// Sets `key` in `table` to `value`, keeping the comment that may follow
+/// the old value on its line.
+fn set_value(table: &mut dyn toml_edit::TableLike, key: &str, value: Value) {
     match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(old) => {
             let decor = old.decor().clone();
-            *old = Value::from(text);
+            *old = value;
             *old.decor_mut() = decor;
         }
         None => {
-            table.insert(key, toml_edit::value(text));
+            table.insert(key, Item::Value(value));
         }
     }
 }
@@ -131,6 +139,159 @@ pub fn set_telegram(
     Ok(doc.to_string())
 }
 
+/// The largest document position of a gateway section (or a table below
+/// one): a new gateway section goes right after it.
+fn last_gateway_position(doc: &DocumentMut) -> Option<isize> {
+    fn deepest(table: &Table) -> Option<isize> {
+        table
+            .iter()
+            .filter_map(|(_, item)| item.as_table())
+            .filter_map(deepest)
+            .chain(table.position())
+            .max()
+    }
+    doc.as_table()
+        .iter()
+        .filter(|(key, _)| GatewayKind::from_id(key).is_some())
+        .filter_map(|(_, item)| item.as_table())
+        .filter_map(deepest)
+        .max()
+}
+
+/// Comment lines right after a table's last key are stored as the prefix
+/// of the next table, yet belong to the table above (a commented-out key).
+/// Splits such a prefix at its first blank line: `(head, tail)` when
+/// comment lines come before that blank line.
+fn split_trailing_comments(prefix: &str) -> Option<(&str, &str)> {
+    let mut offset = 0;
+    for line in prefix.split_inclusive('\n') {
+        if line.trim().is_empty() {
+            return (offset > 0).then(|| (&prefix[..offset], &prefix[offset + line.len()..]));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+/// The key path of the table (at any depth) that comes first after
+/// document position `after`.
+fn next_table_path(table: &Table, after: isize) -> Option<Vec<String>> {
+    fn walk(
+        table: &Table,
+        after: isize,
+        path: &mut Vec<String>,
+        best: &mut Option<(isize, Vec<String>)>,
+    ) {
+        for (key, item) in table.iter() {
+            let Some(t) = item.as_table() else { continue };
+            path.push(key.to_string());
+            if let Some(p) = t.position()
+                && p > after
+                && best.as_ref().is_none_or(|(b, _)| p < *b)
+            {
+                *best = Some((p, path.clone()));
+            }
+            walk(t, after, path, best);
+            path.pop();
+        }
+    }
+    let mut best = None;
+    walk(table, after, &mut Vec::new(), &mut best);
+    best.map(|(_, path)| path)
+}
+
+/// The table at `path` below `table`.
+fn table_at_mut<'a>(table: &'a mut Table, path: &[String]) -> Option<&'a mut Table> {
+    let mut t = table;
+    for key in path {
+        t = t.get_mut(key)?.as_table_mut()?;
+    }
+    Some(t)
+}
+
+/// What [`set_gateway_section`] changed besides the section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SectionEdit {
+    pub text: String,
+    /// The `gateways` list after the edit, when the file has one and the
+    /// gateway had to be added to it.
+    pub added_to_order: Option<Vec<String>>,
+}
+
+/// Writes one gateway's `[section]`: sets `values` (a replaced value keeps
+/// its comments), removes the keys of `managed` that `values` does not
+/// set, and keeps every other key (timeouts, proxy) and comment. A new
+/// section goes right after the last gateway section. When the file has
+/// an explicit `gateways = [...]` without this gateway, it is appended
+/// (a list that leaves out a configured section is invalid).
+pub fn set_gateway_section(
+    file: &Path,
+    text: &str,
+    section: &str,
+    managed: &[&str],
+    values: &[(&str, Value)],
+) -> Result<SectionEdit, ParseError> {
+    let mut doc = parse(file, text)?;
+    let header = take_header(&mut doc);
+    let position = last_gateway_position(&doc);
+    if doc.get(section).is_none() {
+        let mut t = Table::new();
+        let mut prefix = header;
+        if let Some(p) = position {
+            // Equal positions keep document order, and this table is
+            // visited last: it lands right after that gateway section.
+            t.set_position(Some(p));
+            // Comment lines right below that section's last key stay with
+            // it, above the new header.
+            if let Some(next) = next_table_path(doc.as_table(), p)
+                .and_then(|path| table_at_mut(doc.as_table_mut(), &path))
+            {
+                let old = next
+                    .decor()
+                    .prefix()
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                if let Some((head, tail)) = split_trailing_comments(&old) {
+                    prefix = format!("{prefix}{head}\n");
+                    next.decor_mut().set_prefix(format!("\n{tail}"));
+                }
+            }
+        }
+        if !prefix.is_empty() {
+            t.decor_mut().set_prefix(prefix);
+        }
+        doc.insert(section, Item::Table(t));
+    }
+    let table = doc
+        .get_mut(section)
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| not_a_table(file, section))?;
+    for key in managed {
+        if !values.iter().any(|(k, _)| k == key) {
+            table.remove(key);
+        }
+    }
+    for (key, value) in values {
+        set_value(table, key, value.clone());
+    }
+    let mut added_to_order = None;
+    if let Some(list) = doc.get_mut("gateways").and_then(Item::as_array_mut)
+        && !list.iter().any(|v| v.as_str() == Some(section))
+    {
+        list.push(section);
+        added_to_order = Some(
+            list.iter()
+                .map(|v| v.as_str().unwrap_or("?").to_string())
+                .collect(),
+        );
+    }
+    Ok(SectionEdit {
+        text: doc.to_string(),
+        added_to_order,
+    })
+}
+
 /// Sets `[users.USER] <gateway> = "RECIPIENT"`, keeping the user's other keys.
 pub fn set_user_recipient(
     file: &Path,
@@ -197,6 +358,7 @@ pub fn remove_user(file: &Path, text: &str, user: &str) -> Result<Option<String>
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::gateway::GatewayKind;
     use crate::users::Users;
 
     const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
@@ -300,6 +462,134 @@ mod tests {
         assert_eq!(out, "");
         assert_eq!(remove_user(f(), text, "carol").expect("edit"), None);
         assert_eq!(remove_user(f(), "", "carol").expect("edit"), None);
+    }
+
+    const SIGNAL_KEYS: &[&str] = &["url", "number", "mode", "username", "password"];
+
+    fn signal_values(url: &str) -> Vec<(&'static str, Value)> {
+        vec![
+            ("url", Value::from(url)),
+            ("number", Value::from("+4915100000001")),
+        ]
+    }
+
+    #[test]
+    fn gateway_section_lands_after_the_last_gateway_and_joins_the_list() {
+        let text = format!(
+            "# top\ngateways = [\"telegram\"] # order\n\n[telegram]\nbot_token = \"{TOKEN}\"\n\n\
+             # codes\n[code]\ndigits = 8\n"
+        );
+        let edit = set_gateway_section(
+            f(),
+            &text,
+            "signal",
+            SIGNAL_KEYS,
+            &signal_values("http://127.0.0.1:8080"),
+        )
+        .expect("edit");
+        assert_eq!(
+            edit.added_to_order,
+            Some(vec!["telegram".to_string(), "signal".to_string()])
+        );
+        assert_eq!(
+            edit.text,
+            format!(
+                "# top\ngateways = [\"telegram\", \"signal\"] # order\n\n[telegram]\n\
+                 bot_token = \"{TOKEN}\"\n\n[signal]\nurl = \"http://127.0.0.1:8080\"\n\
+                 number = \"+4915100000001\"\n\n# codes\n[code]\ndigits = 8\n"
+            )
+        );
+        let c = Config::parse(f(), &edit.text).expect("valid");
+        assert_eq!(
+            c.gateways,
+            [GatewayKind::Telegram, GatewayKind::Signal],
+            "{}",
+            edit.text
+        );
+    }
+
+    #[test]
+    fn gateway_section_replaced_managed_keys_only() {
+        let text = "[signal]\n# where\nurl = \"http://127.0.0.1:1\" # old\nmode = \"jsonrpc\"\n\
+                    username = \"u\"\npassword = \"p\"\ntimeout = 3\n";
+        let edit = set_gateway_section(
+            f(),
+            text,
+            "signal",
+            SIGNAL_KEYS,
+            &signal_values("http://127.0.0.1:2"),
+        )
+        .expect("edit");
+        assert_eq!(edit.added_to_order, None, "no list, none added");
+        assert_eq!(
+            edit.text,
+            "[signal]\n# where\nurl = \"http://127.0.0.1:2\" # old\ntimeout = 3\n\
+             number = \"+4915100000001\"\n"
+        );
+        // Already listed: the list stays as it is.
+        let listed = format!("gateways = [\"signal\"]\n{}", edit.text);
+        let again = set_gateway_section(
+            f(),
+            &listed,
+            "signal",
+            SIGNAL_KEYS,
+            &signal_values("http://127.0.0.1:3"),
+        )
+        .expect("edit");
+        assert_eq!(again.added_to_order, None);
+        assert!(
+            again.text.starts_with("gateways = [\"signal\"]\n"),
+            "{}",
+            again.text
+        );
+    }
+
+    #[test]
+    fn comments_below_the_last_gateway_stay_with_it() {
+        let text = include_str!("../conf/gateway.toml");
+        let edit = set_gateway_section(
+            f(),
+            text,
+            "signal",
+            SIGNAL_KEYS,
+            &signal_values("http://127.0.0.1:8080"),
+        )
+        .expect("edit");
+        assert!(
+            edit.text.contains(
+                "connect_timeout = 5\n# Optional outbound proxy. Proxy variables in the \
+                 environment are ignored.\n# proxy = \"http://proxy.example.org:3128\"\n\n\
+                 [signal]\nurl = \"http://127.0.0.1:8080\"\nnumber = \"+4915100000001\"\n\n\
+                 # ---- Signal"
+            ),
+            "{}",
+            edit.text
+        );
+        // Every other line is still there, in order.
+        let removed: Vec<&str> = text
+            .lines()
+            .filter(|l| !edit.text.lines().any(|m| m == *l))
+            .collect();
+        assert!(removed.is_empty(), "{removed:?}");
+        Config::parse(f(), &edit.text).expect("valid");
+    }
+
+    #[test]
+    fn gateway_section_into_a_new_or_comment_only_file() {
+        let edit = set_gateway_section(
+            f(),
+            "# config\n",
+            "command",
+            &["path"],
+            &[("path", Value::from("/usr/bin/gammu"))],
+        )
+        .expect("edit");
+        assert_eq!(
+            edit.text,
+            "# config\n\n[command]\npath = \"/usr/bin/gammu\"\n"
+        );
+        let err = set_gateway_section(f(), "signal = 3\n", "signal", &[], &[]).unwrap_err();
+        assert!(err.to_string().contains("not a table"), "{err}");
     }
 
     #[test]

@@ -488,3 +488,127 @@ fn section_checks() {
     .unwrap_err();
     assert!(!err.to_string().contains(PROXY_PASSWORD), "{err}");
 }
+
+// The harmless checks `pam-gateway configure signal` and `status` make.
+
+#[test]
+fn rest_check_asks_about_and_accounts_and_sends_nothing() {
+    let fake = FakeHttp::start(|req: &Request| match req.path.as_str() {
+        "/v1/about" => Reply::json(200, json!({"versions": ["v1", "v2"], "build": 2})).into(),
+        "/v1/accounts" => Reply::json(200, json!(["+4915100000009", ACCOUNT])).into(),
+        _ => Reply::text(500, "unexpected").into(),
+    });
+    let found = rest(&fake, "").check().expect("check");
+    assert_eq!(
+        found,
+        format!(
+            "signal-cli-rest-api answers at {} and has the account ***001",
+            fake.url()
+        )
+    );
+    let methods: Vec<(String, String)> = fake
+        .requests()
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(
+        methods,
+        [
+            ("GET".to_string(), "/v1/about".to_string()),
+            ("GET".to_string(), "/v1/accounts".to_string())
+        ]
+    );
+    // An older API without the account list: not checked, not refused.
+    fake.push(Reply::json(200, json!({"versions": ["v1"], "build": 1})));
+    fake.push(Reply::text(404, "404 page not found"));
+    let found = rest(&fake, "").check().expect("check");
+    assert!(found.contains("could not be listed, HTTP 404"), "{found}");
+    for (about, expected) in [
+        (Reply::json(401, json!({})), "credentials refused (401)"),
+        (Reply::text(404, ""), "no signal-cli-rest-api at this URL"),
+        (
+            Reply::json(200, json!({"name": "other"})),
+            "has no \"versions\"",
+        ),
+        (Reply::text(200, "<html>"), "did not answer JSON"),
+        (Reply::text(502, ""), "server error 502"),
+    ] {
+        fake.push(about);
+        let err = rest(&fake, "").check().unwrap_err();
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+        assert_clean(&err);
+    }
+    // An account the API does not have, masked.
+    fake.push(Reply::json(200, json!({"versions": ["v1", "v2"]})));
+    fake.push(Reply::json(200, json!(["+4915100000009"])));
+    let err = rest(&fake, "").check().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the account ***001 is not registered or linked"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(ACCOUNT), "{err}");
+    assert!(matches!(
+        DeliveryError::from(err),
+        DeliveryError::Misconfigured(_)
+    ));
+}
+
+#[test]
+fn jsonrpc_check_asks_version_and_accounts() {
+    let answer = |req: &Request, result: Value| {
+        Answer::from(Reply::json(
+            200,
+            json!({"jsonrpc": "2.0", "result": result, "id": req.json()["id"]}),
+        ))
+    };
+    let fake = FakeHttp::start(move |req: &Request| match req.json()["method"].as_str() {
+        Some("version") => answer(req, json!({"version": "0.13.4"})),
+        Some("listAccounts") => answer(req, json!([{"number": ACCOUNT}])),
+        _ => Reply::text(500, "unexpected").into(),
+    });
+    let found = jsonrpc(&fake, "").check().expect("check");
+    assert!(
+        found.starts_with("signal-cli 0.13.4 (JSON-RPC daemon) answers at")
+            && found.ends_with("and has the account ***001"),
+        "{found}"
+    );
+    // A single-account daemon knows no `listAccounts`; an old one no
+    // `version`: both still pass.
+    let error = |req: &Request, code: i64| {
+        Answer::from(Reply::json(
+            200,
+            json!({"jsonrpc": "2.0", "id": req.json()["id"],
+                   "error": {"code": code, "message": "Method not implemented"}}),
+        ))
+    };
+    fake.set_handler(move |req: &Request| error(req, -32601));
+    let found = jsonrpc(&fake, "").check().expect("check");
+    assert!(
+        found.starts_with("a signal-cli JSON-RPC daemon answers at")
+            && found.contains("single-account daemon"),
+        "{found}"
+    );
+    // Not the account, another id, not JSON-RPC at all.
+    fake.set_handler(move |req: &Request| match req.json()["method"].as_str() {
+        Some("version") => answer(req, json!({"version": "0.13.4"})),
+        _ => answer(req, json!([{"number": "+4915100000009"}])),
+    });
+    let err = jsonrpc(&fake, "").check().unwrap_err();
+    assert!(err.to_string().contains("***001 is not one of"), "{err}");
+    fake.set_handler(|_: &Request| {
+        Reply::json(200, json!({"jsonrpc": "2.0", "result": {}, "id": "other"})).into()
+    });
+    let err = jsonrpc(&fake, "").check().unwrap_err();
+    assert!(err.to_string().contains("another id"), "{err}");
+    fake.set_handler(|_: &Request| Reply::text(404, "").into());
+    let err = jsonrpc(&fake, "").check().unwrap_err();
+    assert!(
+        err.to_string().contains("no signal-cli JSON-RPC daemon"),
+        "{err}"
+    );
+    assert!(
+        fake.requests().iter().all(|r| r.json()["method"] != "send"),
+        "nothing sent"
+    );
+}

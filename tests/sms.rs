@@ -656,3 +656,91 @@ fn section_checks() {
     let err = parse(&format!("provider = \"playsms\"\nurl = \"https://s.example.org/i.php\"\nusername = \"u\"\ntoken = \"a {PLAYSMS_TOKEN}\"")).unwrap_err();
     assert!(!err.to_string().contains(PLAYSMS_TOKEN), "{err}");
 }
+
+// The harmless checks `pam-gateway configure sms` and `status` make.
+
+#[test]
+fn checks_send_nothing_and_read_the_answers() {
+    // playSMS: the credit query with the user's token, JSON or plain text.
+    let fake = FakeHttp::start(|req: &Request| {
+        assert_eq!(req.query_value("op").as_deref(), Some("cr"), "only op=cr");
+        Reply::json(200, json!({"status": "OK", "error": "0", "credit": "42.5"})).into()
+    });
+    let found = playsms(&fake).check().expect("check");
+    assert_eq!(
+        found.as_deref(),
+        Some("playSMS accepts the user and token (credit 42.5)")
+    );
+    let req = fake
+        .wait_for_request(Duration::from_secs(5))
+        .expect("request");
+    assert_eq!(req.query_value("h").as_deref(), Some(PLAYSMS_TOKEN));
+    assert_eq!(req.query_value("u").as_deref(), Some("pam"));
+    fake.push(Reply::text(200, "OK 12"));
+    assert_eq!(
+        playsms(&fake).check().expect("plain").as_deref(),
+        Some("playSMS accepts the user and token (credit 12)")
+    );
+    for (answer, expected) in [
+        (Reply::text(200, "ERR 100"), "credentials refused"),
+        (
+            Reply::json(200, json!({"status": "ERR", "error": "106"})),
+            "not allowed from this IP",
+        ),
+        (Reply::text(404, "no"), "no playSMS webservices at this URL"),
+        (Reply::text(200, "<html>login</html>"), "neither OK nor ERR"),
+    ] {
+        fake.push(answer);
+        let err = playsms(&fake).check().unwrap_err();
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+        assert_clean(&err);
+    }
+
+    // Twilio: the account lookup; only an active account passes.
+    let fake = FakeHttp::start(|req: &Request| {
+        assert_eq!(req.method, "GET", "nothing is posted");
+        Reply::json(
+            200,
+            json!({"sid": TWILIO_SID, "status": "active", "type": "Trial"}),
+        )
+        .into()
+    });
+    assert_eq!(
+        twilio(&fake).check().expect("check").as_deref(),
+        Some("Twilio accepts the account SID and auth token (account active, Trial)")
+    );
+    let req = fake
+        .wait_for_request(Duration::from_secs(5))
+        .expect("request");
+    assert_eq!(req.path, format!("/2010-04-01/Accounts/{TWILIO_SID}.json"));
+    assert_eq!(
+        req.basic_auth(),
+        Some((TWILIO_SID.to_string(), TWILIO_TOKEN.to_string()))
+    );
+    for (answer, expected) in [
+        (
+            Reply::json(200, json!({"sid": TWILIO_SID, "status": "suspended"})),
+            "the Twilio account is suspended, not active",
+        ),
+        (
+            Reply::json(401, json!({"code": 20003, "message": "Authenticate"})),
+            "check [sms] account_sid and auth_token",
+        ),
+        (
+            Reply::json(404, json!({"code": 20404, "message": "not found"})),
+            "no such account",
+        ),
+        (Reply::text(200, "not json"), "not JSON"),
+        (Reply::text(503, ""), "server error"),
+    ] {
+        fake.push(answer);
+        let err = twilio(&fake).check().unwrap_err();
+        assert!(err.to_string().contains(expected), "{expected}: {err}");
+        assert_clean(&err);
+    }
+
+    // websms has no request that sends nothing: none is made.
+    let fake = FakeHttp::start(|_: &Request| Reply::text(500, "").into());
+    assert_eq!(websms_token(&fake).check().expect("check"), None);
+    assert!(fake.requests().is_empty());
+}

@@ -1,5 +1,6 @@
-//! `pam-gateway enroll USER`: find USER's Telegram chat with a deep link,
-//! prove it with a code, and only then write it into the users file.
+//! `pam-gateway enroll USER`: find USER's Telegram chat with a deep link
+//! (or take the recipient given for any gateway), prove it with a code,
+//! and only then write it into the users file.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -9,13 +10,13 @@ use super::terminal::Input;
 use super::{CliError, EnrollArgs, Exit, OWNER, explain, load_config, qr, system, telegram_config};
 use crate::code;
 use crate::config::{Config, TelegramConfig};
-use crate::gateway::redact;
 use crate::gateway::telegram::{BotInfo, TelegramClient};
+use crate::gateway::{GatewayKind, redact};
 use crate::pam_module::hostname;
 use crate::secure_file::FileLock;
 use crate::setup;
 use crate::toml_edits;
-use crate::users::{ChatId, mask};
+use crate::users::{ChatId, PhoneNumber, check_address, mask};
 
 /// Longest single getUpdates long poll (Telegram allows 50).
 const POLL_SECS: u64 = 25;
@@ -44,6 +45,23 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
         Err(m) => return Err(CliError::new(Exit::Usage, m)),
     }
     let config = load_config(config_path)?;
+    if let Some((kind, recipient)) = other_gateway(args) {
+        return enroll_other(&config, args, kind, recipient);
+    }
+    if config.telegram.is_none() && args.telegram.is_none() && !config.gateways.is_empty() {
+        let ids: Vec<&str> = config.gateways.iter().map(|k| k.id()).collect();
+        return Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "{} has no [telegram] section, and the link to press Start is Telegram's. \
+                 Give the recipient on a configured gateway ({}): e.g. `pam-gateway enroll \
+                 {user} --{} RECIPIENT`",
+                config.path.display(),
+                ids.join(", "),
+                ids.first().copied().unwrap_or("signal")
+            ),
+        ));
+    }
     let tg = telegram_config(&config)?;
     let users = setup::load_users_or_empty(&config, OWNER)?;
     let client = TelegramClient::new(tg).map_err(|e| explain::gateway(&e))?;
@@ -74,7 +92,20 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     if args.no_verify {
         println!("Not checked with a code (--no-verify).");
     } else {
-        verify(&client, &config, &bot, user, &found)?;
+        let to = format!(
+            "to {}chat {}",
+            found
+                .name
+                .as_deref()
+                .map(|n| format!("{n}'s "))
+                .unwrap_or_default(),
+            mask(found.chat.as_str())
+        );
+        confirm_code(&config, user, &to, "chat", |text| {
+            client
+                .send_message(found.chat.as_str(), text)
+                .map_err(|e| explain::delivery(&e, user, Some(&bot.username)))
+        })?;
     }
     setup::update_users(
         &config,
@@ -277,36 +308,154 @@ fn wait_for_start(
     }
 }
 
-/// Sends a code to the chat and asks for it here: whoever enrols must be
-/// in touch with whoever reads that chat.
-fn verify(
-    client: &TelegramClient,
+/// The gateway and recipient given with `--signal`, `--sms`, `--webhook`
+/// or `--command`.
+fn other_gateway(args: &EnrollArgs) -> Option<(GatewayKind, &str)> {
+    [
+        (GatewayKind::Signal, &args.signal),
+        (GatewayKind::Sms, &args.sms),
+        (GatewayKind::Webhook, &args.webhook),
+        (GatewayKind::Command, &args.command),
+    ]
+    .into_iter()
+    .find_map(|(kind, value)| value.as_deref().map(|v| (kind, v)))
+}
+
+/// What a recipient on `kind` is called: "chat", "number", "recipient".
+fn noun(kind: GatewayKind) -> &'static str {
+    match kind {
+        GatewayKind::Telegram => "chat",
+        GatewayKind::Signal | GatewayKind::Sms => "number",
+        GatewayKind::Webhook | GatewayKind::Command => "recipient",
+    }
+}
+
+/// `enroll USER --signal NUMBER` and its siblings: the recipient is given,
+/// checked with a code through that gateway, then written.
+fn enroll_other(
     config: &Config,
-    bot: &BotInfo,
+    args: &EnrollArgs,
+    kind: GatewayKind,
+    recipient: &str,
+) -> Result<(), CliError> {
+    let user = args.user.as_str();
+    let id = kind.id();
+    let option = format!("--{id} {recipient}");
+    let valid = match kind {
+        GatewayKind::Signal | GatewayKind::Sms => PhoneNumber::parse(recipient).map(|_| ()),
+        _ => check_address(recipient),
+    };
+    valid.map_err(|m| CliError::new(Exit::Usage, format!("{option}: {m}")))?;
+    let Some(gateway) = setup::gateway_for(config, kind) else {
+        return Err(CliError::new(
+            Exit::Files,
+            format!(
+                "{} has no [{id}] section: run `pam-gateway configure {id}` first",
+                config.path.display()
+            ),
+        ));
+    };
+    let users = setup::load_users_or_empty(config, OWNER)?;
+    let masked = mask(recipient);
+    let noun = noun(kind);
+    for (other, entry) in &users.users {
+        if other != user && entry.recipient(kind) == Some(recipient) {
+            println!(
+                "Warning: {noun} {masked} is already enrolled for {other} on {id}: both \
+                 users' codes will go there, and whoever reads it can log in as either."
+            );
+        }
+    }
+    let old = users.get(user);
+    if let Some(previous) = old.and_then(|e| e.recipient(kind))
+        && previous != recipient
+    {
+        println!(
+            "{user} is enrolled at {id} {} now; this replaces it.",
+            mask(previous)
+        );
+    }
+    let name = gateway.display_name().to_string();
+    if args.no_verify {
+        println!("Not checked with a code (--no-verify).");
+    } else {
+        confirm_code(
+            config,
+            user,
+            &format!("via {name} to {masked}"),
+            noun,
+            |text| {
+                gateway
+                    .send(recipient, text)
+                    .map_err(|e| explain::delivery_failure(&e, kind, &name, user))
+            },
+        )?;
+    }
+    setup::update_users(
+        config,
+        OWNER,
+        |_, text| -> Result<Option<String>, CliError> {
+            Ok(Some(toml_edits::set_user_recipient(
+                &config.users_file,
+                text,
+                user,
+                id,
+                recipient,
+            )?))
+        },
+    )?;
+    println!(
+        "Enrolled {user}: login codes go via {name} to {masked}. Wrote {}.",
+        config.users_file.display()
+    );
+    // The other gateways stay: say in which order a login tries them.
+    let others: Vec<(GatewayKind, &str)> = config
+        .gateways
+        .iter()
+        .filter_map(|k| {
+            if *k == kind {
+                Some((*k, recipient))
+            } else {
+                old.and_then(|e| e.recipient(*k)).map(|r| (*k, r))
+            }
+        })
+        .collect();
+    if others.len() > 1 {
+        let order: Vec<String> = others
+            .iter()
+            .map(|(k, r)| format!("{} {}", k.id(), mask(r)))
+            .collect();
+        println!(
+            "{user}'s gateways, in the order a login tries them: {}.",
+            order.join(", then ")
+        );
+    }
+    println!("Try it: pam-gateway test {user}");
+    Ok(())
+}
+
+/// Sends a code through `send` and asks for it here: whoever enrols must
+/// be in touch with whoever reads that `noun` (`to` says where it went).
+fn confirm_code(
+    config: &Config,
     user: &str,
-    found: &Found,
+    to: &str,
+    noun: &str,
+    send: impl FnOnce(&str) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     let code = code::generate(config.code.digits).map_err(|m| CliError::new(Exit::Failed, m))?;
     let text = format!(
         "{} is the pam_gateway enrolment code for {user}@{}. Tell it to the admin who is \
-         enrolling you: it makes this chat receive your login codes. If you did not ask for \
+         enrolling you: it makes this {noun} receive your login codes. If you did not ask for \
          this, do not share it.",
         code.expose(),
         hostname()
     );
-    client
-        .send_message(found.chat.as_str(), &text)
-        .map_err(|e| explain::delivery(&e, user, Some(&bot.username)))?;
+    send(&text)?;
     let sent = Instant::now();
     println!(
-        "Sent a {}-digit code to {}chat {}. Type it here to confirm the chat.",
-        config.code.digits,
-        found
-            .name
-            .as_deref()
-            .map(|n| format!("{n}'s "))
-            .unwrap_or_default(),
-        mask(found.chat.as_str())
+        "Sent a {}-digit code {to}. Type it here to confirm the {noun}.",
+        config.code.digits
     );
     let mut input = Input::new();
     for attempt in 1..=TRIES {
@@ -334,14 +483,14 @@ fn verify(
         }
         let left = TRIES - attempt;
         if left > 0 {
-            eprintln!("That is not the code sent to the chat; {left} tries left.");
+            eprintln!("That is not the code sent to the {noun}; {left} tries left.");
         }
     }
     Err(CliError::new(
         Exit::Failed,
         format!(
-            "wrong code {TRIES} times: nothing was written. Check that the chat is {user}'s and \
-             run the command again"
+            "wrong code {TRIES} times: nothing was written. Check that the {noun} is {user}'s \
+             and run the command again"
         ),
     ))
 }

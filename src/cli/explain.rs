@@ -1,7 +1,8 @@
-//! Telegram's answers in words an admin can act on.
+//! Gateways' answers in words an admin can act on.
 
 use super::{CliError, Exit};
 use crate::gateway::telegram::TelegramError;
+use crate::gateway::{DeliveryError, GatewayKind};
 
 /// Why a message to `user`'s chat was not delivered, and what to do.
 /// `bot` is the bot's @username when known.
@@ -70,4 +71,50 @@ pub fn gateway(err: &TelegramError) -> CliError {
         other => format!("Telegram: {other}"),
     };
     CliError::new(Exit::Gateway, message)
+}
+
+/// Why a message to `user` through a gateway other than Telegram was not
+/// delivered, and what to do. `name` is the gateway's display name.
+pub fn delivery_failure(
+    err: &DeliveryError,
+    kind: GatewayKind,
+    name: &str,
+    user: &str,
+) -> CliError {
+    let id = kind.id();
+    match err {
+        DeliveryError::Rejected {
+            reason,
+            retry_after,
+        } => CliError::new(
+            Exit::Failed,
+            format!(
+                "{name} refused the message to {user}: {reason}{}",
+                match retry_after {
+                    Some(s) if !reason.contains("retry after") => format!(" (retry after {s} s)"),
+                    _ => String::new(),
+                }
+            ),
+        ),
+        DeliveryError::Misconfigured(reason) => CliError::new(
+            Exit::Gateway,
+            format!(
+                "{name} is not set up right: {reason}. Fix [{id}] in gateway.toml \
+                 (`pam-gateway configure {id}`), then check with `pam-gateway status`"
+            ),
+        ),
+        DeliveryError::Unreachable(reason) => CliError::new(
+            Exit::Gateway,
+            match kind {
+                GatewayKind::Command => format!(
+                    "{name} could not deliver for now: {reason}. Check the program's device or \
+                     service, then try again"
+                ),
+                _ => format!(
+                    "{name} cannot be reached from this host: {reason}. Check that the service \
+                     runs, the network, DNS and firewall, or [{id}] url and proxy in gateway.toml"
+                ),
+            },
+        ),
+    }
 }

@@ -8,6 +8,7 @@
 mod configure;
 mod enroll;
 mod explain;
+mod gateway_check;
 mod pam_stacks;
 mod qr;
 mod sshd;
@@ -21,7 +22,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH, TelegramConfig};
 use crate::secure_file::Owner;
@@ -37,23 +38,29 @@ Exit status:
   2  usage: bad arguments, no such system user, user not enrolled
   3  files: gateway.toml or the users file is missing, unsafe or invalid,
      or cannot be written
-  4  gateway: Telegram cannot be reached or refuses the bot (token, webhook)
+  4  gateway: a gateway cannot be reached, refuses our credentials (bot
+     token, webhook, API password), or its program fails its checks
   5  needs root";
 
 const ABOUT: &str = "Set up pam_gateway: the bot, enrolments and checks";
 
 const LONG_ABOUT: &str = "\
 Set up pam_gateway, the PAM module that sends a one-time login code over
-Telegram after the password (or SSH key).
+Telegram (or Signal, SMS, a webhook, a local command) after the password (or
+SSH key).
 
 A first setup, as root:
   pam-gateway configure telegram     store the bot token from @BotFather
   pam-gateway enroll alice           link alice's Telegram chat (deep link + code)
   pam-gateway test alice             send alice a test message
-  pam-gateway status                 check files, bot, PAM stacks and sshd
+  pam-gateway status                 check files, gateways, PAM stacks and sshd
 
-Every command needs root: gateway.toml holds the bot token and is readable by
-root only.";
+Other gateways: `pam-gateway configure signal|sms|webhook|command --help`,
+then `pam-gateway enroll alice --signal +4915112345678` (or --sms, --webhook,
+--command).
+
+Every command needs root: gateway.toml holds the bot token and other secrets
+and is readable by root only.";
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -79,7 +86,7 @@ pub enum Command {
     /// Store a gateway's credentials after checking them with the service
     #[command(subcommand)]
     Configure(ConfigureGateway),
-    /// Link USER's Telegram chat: deep link, Start, code check, users file
+    /// Link USER's Telegram chat (deep link), or another gateway's recipient, after a code check
     #[command(long_about = ENROLL_LONG, after_help = EXIT_CODES)]
     Enroll(EnrollArgs),
     /// Send USER a test message and say in words what happened
@@ -108,6 +115,242 @@ pub enum ConfigureGateway {
     /// Store the Telegram bot token (read without echo, checked with getMe)
     #[command(long_about = CONFIGURE_TELEGRAM_LONG, after_help = EXIT_CODES)]
     Telegram(ConfigureTelegramArgs),
+    /// Store the Signal API (signal-cli-rest-api or signal-cli's daemon), checked first
+    #[command(long_about = CONFIGURE_SIGNAL_LONG, after_help = EXIT_CODES)]
+    Signal(ConfigureSignalArgs),
+    /// Store the SMS provider (playSMS, websms, Twilio); secrets read without echo
+    #[command(long_about = CONFIGURE_SMS_LONG, after_help = EXIT_CODES)]
+    Sms(ConfigureSmsArgs),
+    /// Store a webhook (ntfy, Gotify, Matrix, Slack, ...); URL and header values read without echo
+    #[command(long_about = CONFIGURE_WEBHOOK_LONG, after_help = EXIT_CODES)]
+    Webhook(ConfigureWebhookArgs),
+    /// Store a local program that delivers the code (gammu, signal-cli, mail)
+    #[command(long_about = CONFIGURE_COMMAND_LONG, after_help = EXIT_CODES)]
+    Command(ConfigureCommandArgs),
+}
+
+/// What every `configure` of a gateway other than Telegram does: the end
+/// of each one's help.
+macro_rules! configure_common {
+    () => {
+        "\n\n\
+The options describe the whole [section]: a key this command manages and
+you leave out is removed from it; timeout (unless given), connect_timeout,
+proxy and all comments stay. Secrets are read without echo from the
+terminal, or one line each from standard input when that is not a terminal;
+they are never printed. Nothing is written unless the result is a valid
+gateway.toml and the service accepted the settings (where it offers a check
+that sends nothing). Then gateway.toml is written atomically, root:root
+0600, keeping comments and other sections; a new section goes after the
+last gateway section, and when the file lists `gateways = [...]`, the
+gateway is appended to that list (tried last)."
+    };
+}
+
+const CONFIGURE_SIGNAL_LONG: &str = concat!(
+    "\
+Store how to reach Signal: signal-cli-rest-api (--mode rest, the default:
+POST /v2/send) or signal-cli's own daemon (`signal-cli -a NUMBER daemon
+--http 127.0.0.1:8080`, --mode jsonrpc). The account must be registered or
+linked in signal-cli first.
+
+Checked before writing, sending nothing: signal-cli-rest-api's GET /v1/about
+and GET /v1/accounts (is --number one of its accounts?); the daemon's
+JSON-RPC `version` and, for a multi-account daemon, `listAccounts`.
+
+With --username (HTTP Basic for a reverse proxy in front of the API, which
+has no authentication of its own) the password is read as a secret.
+
+Example:
+  pam-gateway configure signal --url http://127.0.0.1:8080 --number +4915100000001",
+    configure_common!()
+);
+
+const CONFIGURE_SMS_LONG: &str = concat!(
+    "\
+Store the SMS provider and its credentials.
+
+  playsms  --url (the webservices address, .../index.php), --username,
+           optional --from; reads the webservices token. Checked with the
+           credit query (op=cr), which sends nothing.
+  websms   optional --url (default https://api.websms.com), optional
+           --max-parts; reads the API token, or with --username the
+           password. websms has no check that sends nothing: only the
+           settings are checked.
+  twilio   --account-sid AC..., --from (your Twilio number, an alphanumeric
+           sender id, or a Messaging Service SID MG...), optional --url;
+           reads the auth token. Checked with the account lookup (GET
+           Accounts/SID.json), which sends nothing.
+
+No SMS is sent: `pam-gateway test USER` sends a real one.
+
+Example:
+  pam-gateway configure sms --provider twilio --account-sid AC0123... --from +15005550006",
+    configure_common!()
+);
+
+const CONFIGURE_WEBHOOK_LONG: &str = concat!(
+    "\
+Store a webhook: an HTTP request per code, for ntfy, Gotify, Matrix and the
+incoming webhooks of Slack, Discord and Mattermost.
+
+--recipe NAME fills in name, method, content type, body and header names
+from the tested recipes (README: Webhook; /usr/share/doc/pam-gateway/
+examples/webhook/); options given as well override them. Without a recipe,
+--body is required.
+
+The URL is read first (without echo: incoming-webhook URLs are secrets),
+then the value of each header, in the order of --header (a recipe's own
+headers first; for a recipe, an empty answer leaves its header out, and
+where the recipe's header is `Authorization: Bearer ...` the token alone
+is enough). Placeholders: {recipient} (the user's webhook entry) and {txn}
+in the URL path; {message}, {recipient} and {txn} in the body.
+
+There is no check that sends nothing: only the settings are checked.
+`pam-gateway test USER` sends a real message.
+
+Example:
+  pam-gateway configure webhook --recipe ntfy",
+    configure_common!()
+);
+
+const CONFIGURE_COMMAND_LONG: &str = concat!(
+    "\
+Store a local program that delivers the code: it runs as
+`PATH ARG... RECIPIENT` with the message on standard input, no shell, an
+empty environment, working directory /.
+
+Checked before writing exactly as every login checks it: the program (with
+symlinks resolved) and every directory above it owned by root and not
+writable by group or others, a regular executable file. Nothing is run.
+
+Example (gammu and a USB modem; users.toml: command = \"+4915112345678\"):
+  pam-gateway configure command --name SMS --path /usr/bin/gammu --arg sendsms --arg TEXT",
+    configure_common!()
+);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignalModeArg {
+    /// signal-cli-rest-api (POST /v2/send)
+    Rest,
+    /// signal-cli's JSON-RPC daemon (`signal-cli daemon --http`)
+    Jsonrpc,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureSignalArgs {
+    /// Base URL of the API, e.g. http://127.0.0.1:8080 (https, or http to a loopback address)
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// The registered Signal account that sends the codes, E.164 (+4915100000001);
+    /// required with --mode rest
+    #[arg(long, value_name = "NUMBER")]
+    pub number: Option<String>,
+    /// Which signal-cli front end answers at --url [default: rest]
+    #[arg(long, value_enum)]
+    pub mode: Option<SignalModeArg>,
+    /// HTTP Basic user of a reverse proxy in front of the API; its password
+    /// is then read without echo
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+    /// Seconds for the whole request, 1-120 (default: the file's, else 10)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SmsProviderArg {
+    /// a playSMS server's webservices
+    Playsms,
+    /// websms.com / LINK Mobility REST
+    Websms,
+    /// Twilio Messages API
+    Twilio,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureSmsArgs {
+    /// Which provider sends the SMS
+    #[arg(long, value_enum)]
+    pub provider: SmsProviderArg,
+    /// API address; required for playsms (https://sms.example.org/index.php)
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// playsms: the playSMS user; websms: HTTP Basic user (the password is
+    /// then read instead of a token)
+    #[arg(long, value_name = "NAME")]
+    pub username: Option<String>,
+    /// playsms: sender id (optional); twilio: number, sender id or MG... SID
+    #[arg(long, value_name = "SENDER")]
+    pub from: Option<String>,
+    /// twilio: the Account SID (AC and 32 hex digits)
+    #[arg(long, value_name = "SID")]
+    pub account_sid: Option<String>,
+    /// websms: SMS one code may take, 1-10 (default 3)
+    #[arg(long, value_name = "N")]
+    pub max_parts: Option<u32>,
+    /// Seconds for the whole request, 1-120 (default: the file's, else 10)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookRecipe {
+    Ntfy,
+    Gotify,
+    Matrix,
+    Slack,
+    Discord,
+    Mattermost,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebhookMethodArg {
+    Post,
+    Put,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureWebhookArgs {
+    /// Start from a tested recipe (name, method, content type, body, headers)
+    #[arg(long, value_enum)]
+    pub recipe: Option<WebhookRecipe>,
+    /// Shown in the prompt: "Code sent via NAME to ***xyz" (default: the
+    /// recipe's, else "webhook")
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// HTTP method (default: the recipe's, else POST)
+    #[arg(long, value_enum)]
+    pub method: Option<WebhookMethodArg>,
+    /// Content-Type of the body (default: the recipe's, else application/json)
+    #[arg(long, value_name = "TYPE")]
+    pub content_type: Option<String>,
+    /// Body template with {message} (required without --recipe), e.g.
+    /// '{"topic":"{recipient}","message":"{message}"}'
+    #[arg(long, value_name = "TEMPLATE")]
+    pub body: Option<String>,
+    /// A header to send; its value is read without echo (repeatable)
+    #[arg(long = "header", value_name = "NAME")]
+    pub headers: Vec<String>,
+    /// Seconds for the whole request, 1-120 (default: the file's, else 10)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigureCommandArgs {
+    /// Absolute path of the program (no shell, no PATH lookup)
+    #[arg(long, visible_alias = "program", value_name = "PATH")]
+    pub path: String,
+    /// An argument before the recipient (repeatable, in order)
+    #[arg(long = "arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Shown in the prompt: "Code sent via NAME to ***678" (default "command")
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Seconds before the program is killed, 1-120 (default: the file's, else 20)
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=120))]
+    pub timeout: Option<u64>,
 }
 
 const CONFIGURE_TELEGRAM_LONG: &str = "\
@@ -128,7 +371,8 @@ pub struct ConfigureTelegramArgs {
 }
 
 const ENROLL_LONG: &str = "\
-Link USER (an account on this system) to a Telegram chat.
+Link USER (an account on this system) to a Telegram chat, or to a recipient
+on another gateway.
 
 Without --telegram: prints a link https://t.me/<bot>?start=<nonce> (and its
 QR code) for USER to open; waits until USER presses Start (at most --timeout
@@ -141,19 +385,56 @@ users file (atomically, under a lock, keeping comments and other users).
 With --telegram CHAT_ID: uses that chat, still checked with a code unless
 --no-verify.
 
+With --signal NUMBER, --sms NUMBER (E.164: +4915112345678), --webhook
+RECIPIENT (what {recipient} stands for: ntfy topic, Matrix room id, ...) or
+--command RECIPIENT (the program's last argument): sends a code through that
+gateway (configure it first) and asks for it here, as above, unless
+--no-verify; then writes [users.USER] signal = \"NUMBER\" (or sms, webhook,
+command). The user's other gateways stay: a login tries them in the order of
+`gateways` in gateway.toml.
+
 Only one enrolment reads the bot's messages at a time; a second one waits
 for its turn before it prints its link.";
 
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("recipient").multiple(false)))]
 pub struct EnrollArgs {
     /// The system user to enrol
     #[arg(value_name = "USER")]
     pub user: String,
     /// Use this Telegram chat id instead of waiting for Start
-    #[arg(long, value_name = "CHAT_ID", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "CHAT_ID",
+        allow_hyphen_values = true,
+        group = "recipient"
+    )]
     pub telegram: Option<String>,
-    /// Do not send a code to check the chat (only with --telegram)
-    #[arg(long, requires = "telegram")]
+    /// Enrol this Signal number (E.164) for USER
+    #[arg(long, value_name = "NUMBER", group = "recipient")]
+    pub signal: Option<String>,
+    /// Enrol this phone number (E.164) for USER's SMS
+    #[arg(long, value_name = "NUMBER", group = "recipient")]
+    pub sms: Option<String>,
+    /// Enrol this webhook recipient ({recipient}: ntfy topic, Matrix room id, ...)
+    #[arg(
+        long,
+        value_name = "RECIPIENT",
+        group = "recipient",
+        allow_hyphen_values = true
+    )]
+    pub webhook: Option<String>,
+    /// Enrol this command recipient (the program's last argument)
+    #[arg(
+        long,
+        value_name = "RECIPIENT",
+        group = "recipient",
+        allow_hyphen_values = true
+    )]
+    pub command: Option<String>,
+    /// Do not send a code to check the recipient (only with --telegram,
+    /// --signal, --sms, --webhook or --command)
+    #[arg(long, requires = "recipient")]
     pub no_verify: bool,
     /// Seconds to wait for USER to press Start
     #[arg(long, value_name = "SECONDS", default_value_t = 300,
@@ -167,7 +448,11 @@ pub struct EnrollArgs {
 const STATUS_LONG: &str = "\
 Check everything a login through pam_gateway needs, and say what to fix:
   - gateway.toml and the users file: found, valid, owner and mode right;
-  - each configured gateway: reachable, credentials accepted (Telegram getMe);
+  - each configured gateway, in the order tried: configured, and where the
+    service has a check that sends nothing, reachable with our credentials
+    (Telegram getMe, signal-cli /v1/about or `version`, playSMS credit,
+    Twilio account); the command gateway's program passes its checks;
+    webhooks and websms: settings valid;
   - the PAM stacks in /etc/pam.d that load pam_gateway.so: module installed,
     arguments valid, placed after the password check, control flag;
   - sshd (from `sshd -T`, when sshd is installed): UsePAM,
@@ -268,12 +553,31 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
             require_root("configure telegram", "it writes gateway.toml")?;
             configure::telegram(config, args)
         }
+        Command::Configure(ConfigureGateway::Signal(args)) => {
+            require_root("configure signal", "it writes gateway.toml")?;
+            configure::signal::run(config, args)
+        }
+        Command::Configure(ConfigureGateway::Sms(args)) => {
+            require_root("configure sms", "it writes gateway.toml")?;
+            configure::sms::run(config, args)
+        }
+        Command::Configure(ConfigureGateway::Webhook(args)) => {
+            require_root("configure webhook", "it writes gateway.toml")?;
+            configure::webhook::run(config, args)
+        }
+        Command::Configure(ConfigureGateway::Command(args)) => {
+            require_root("configure command", "it writes gateway.toml")?;
+            configure::command::run(config, args)
+        }
         Command::Enroll(args) => {
-            require_root("enroll", "it reads the bot token and writes the users file")?;
+            require_root(
+                "enroll",
+                "it reads the gateways' secrets and writes the users file",
+            )?;
             enroll::run(config, args)
         }
         Command::Test { user } => {
-            require_root("test", "it reads the bot token from gateway.toml")?;
+            require_root("test", "it reads the gateways' secrets from gateway.toml")?;
             test_message::run(config, user)
         }
         Command::Status(args) => {

@@ -4,9 +4,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::gateway_check::{self, Health};
 use super::{CliError, Exit, OWNER, StatusArgs, pam_stacks, sshd, system, users};
 use crate::config::{Config, FailMode, Unenrolled};
-use crate::gateway::telegram::{TelegramClient, TelegramError};
+use crate::gateway::GatewayKind;
 use crate::setup::{self, SetupError};
 use crate::users::Users;
 
@@ -124,7 +125,7 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<(), CliError> {
     r.section("Gateways");
     match &config {
         None => r.line(Level::Info, "not checked: gateway.toml is unusable"),
-        Some(c) => check_gateways(&mut r, c),
+        Some(c) => check_gateways(&mut r, c, users.as_ref()),
     }
 
     r.section(&format!("PAM stacks ({})", args.pam_dir.display()));
@@ -187,47 +188,129 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn check_gateways(r: &mut Report, c: &Config) {
-    let Some(tg) = &c.telegram else {
+fn check_gateways(r: &mut Report, c: &Config, users: Option<&Users>) {
+    if c.gateways.is_empty() {
         r.line(
             Level::Fail,
             "no gateway is configured, so no code can be sent: run `pam-gateway configure \
-             telegram`",
+             telegram` (or signal, sms, webhook, command)",
         );
         return;
-    };
-    let result = TelegramClient::new(tg).and_then(|client| client.get_me());
-    match result {
-        Ok(bot) => r.line(
-            Level::Ok,
-            &format!("telegram: bot @{} answers at {}", bot.username, tg.api_url),
-        ),
-        Err(TelegramError::Unauthorized) => r.line(
-            Level::Fail,
-            "telegram: the bot token is refused (401/404): every code fails to send. Copy the \
-             current token from @BotFather and run `pam-gateway configure telegram`",
-        ),
-        Err(e) => {
-            let (level, consequence) = match c.failmode {
-                FailMode::Secure => (
-                    Level::Fail,
-                    "logins are refused while this lasts (failmode = \"secure\")",
-                ),
-                FailMode::Safe => (
-                    Level::Warn,
-                    "logins skip the code while this lasts (failmode = \"safe\")",
-                ),
-            };
-            r.line(
-                level,
-                &format!(
-                    "telegram: {} cannot be used ({e}): {consequence}. Check the network, \
-                     DNS, firewall, or api_url and proxy in gateway.toml",
-                    tg.api_url
-                ),
-            );
+    }
+    if c.gateways.len() > 1 {
+        let ids: Vec<&str> = c.gateways.iter().map(|k| k.id()).collect();
+        r.line(
+            Level::Info,
+            &format!(
+                "a user's gateways are tried in this order: {}",
+                ids.join(", ")
+            ),
+        );
+    }
+    let health: Vec<(GatewayKind, Health)> = c
+        .gateways
+        .iter()
+        .map(|k| (*k, gateway_check::check(c, *k, OWNER)))
+        .collect();
+    for (kind, h) in &health {
+        let label = gateway_check::label(c, *kind);
+        match h {
+            Health::Ok(found) | Health::Unchecked(found) => {
+                r.line(Level::Ok, &format!("{label}: {found}"));
+            }
+            Health::Unreachable(p) | Health::Refused(p) => {
+                let (level, consequence) = consequence(c, users, &health, *kind);
+                r.line(
+                    level,
+                    &format!("{label}: {}: {consequence}. {}", p.what, p.fix),
+                );
+            }
         }
     }
+}
+
+/// What a broken gateway means for logins: users with another working
+/// gateway fall back to it; the others are refused, or skip the code when
+/// `failmode = "safe"` and every gateway of theirs is only unreachable.
+fn consequence(
+    c: &Config,
+    users: Option<&Users>,
+    health: &[(GatewayKind, Health)],
+    kind: GatewayKind,
+) -> (Level, String) {
+    let of = |k: GatewayKind| health.iter().find(|(x, _)| *x == k).map(|(_, h)| h);
+    let usable = |k: GatewayKind| of(k).is_some_and(Health::is_usable);
+    let refused = |k: GatewayKind| matches!(of(k), Some(Health::Refused(_)));
+    let safe = c.failmode == FailMode::Safe;
+    let skip = "skip the code while this lasts (failmode = \"safe\")";
+    let Some(users) = users else {
+        return if safe && !refused(kind) {
+            (Level::Warn, format!("logins {skip}"))
+        } else {
+            (Level::Fail, "every code sent through it fails".to_string())
+        };
+    };
+    let (mut stopped, mut skipping, mut falling_back) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, entry) in &users.users {
+        let theirs: Vec<GatewayKind> = c
+            .gateways
+            .iter()
+            .copied()
+            .filter(|k| entry.recipient(*k).is_some())
+            .collect();
+        if !theirs.contains(&kind) {
+            continue;
+        }
+        if theirs.iter().any(|k| usable(*k)) {
+            falling_back.push(name.as_str());
+        } else if safe && !theirs.iter().any(|k| refused(*k)) {
+            skipping.push(name.as_str());
+        } else {
+            stopped.push(name.as_str());
+        }
+    }
+    if !stopped.is_empty() {
+        (
+            Level::Fail,
+            format!(
+                "logins of {} are refused while this lasts (no other gateway of theirs works)",
+                names(&stopped)
+            ),
+        )
+    } else if !skipping.is_empty() {
+        (
+            Level::Warn,
+            format!("logins of {} {skip}", names(&skipping)),
+        )
+    } else if !falling_back.is_empty() {
+        (
+            Level::Warn,
+            format!(
+                "{} fall(s) back to their other gateways",
+                names(&falling_back)
+            ),
+        )
+    } else {
+        (
+            Level::Warn,
+            "nobody is enrolled with it yet, and enrolments through it fail".to_string(),
+        )
+    }
+}
+
+/// `a, b, c and 4 more`.
+fn names(list: &[&str]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = list
+        .iter()
+        .take(SHOWN)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if list.len() > SHOWN {
+        text.push_str(&format!(" and {} more", list.len() - SHOWN));
+    }
+    text
 }
 
 fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::ServiceReport]) {

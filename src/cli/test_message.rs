@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{CliError, Exit, OWNER, explain, load_config, telegram_config};
-use crate::gateway::DeliveryError;
+use crate::gateway::GatewayKind;
 use crate::gateway::telegram::TelegramClient;
 use crate::pam_module::hostname;
 use crate::setup;
@@ -24,36 +24,38 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     };
     let routes = setup::routes_for(&config, user, entry)?;
     let text = format!(
-        "pam_gateway test message for {user}@{}: your login codes will arrive in this chat. \
+        "pam_gateway test message for {user}@{}: your login codes will arrive here. \
          Nothing to do.",
         hostname()
     );
     let mut first_error = None;
+    let mut failed = Vec::new();
     for route in &routes {
-        let result = if route.gateway.id() == "telegram" {
-            // The client under the gateway, for answers precise enough to
-            // say what to do ("press Start in @bot").
-            let tg = telegram_config(&config)?;
-            let client = TelegramClient::new(tg).map_err(|e| explain::gateway(&e))?;
-            match client.get_me() {
-                Err(e) => Err(explain::gateway(&e)),
-                Ok(bot) => client
-                    .send_message(&route.recipient, &text)
-                    .map(|()| format!(" (@{})", bot.username))
-                    .map_err(|e| explain::delivery(&e, user, Some(&bot.username))),
+        let result = match GatewayKind::from_id(route.gateway.id()) {
+            Some(GatewayKind::Telegram) => {
+                // The client under the gateway, for answers precise enough
+                // to say what to do ("press Start in @bot").
+                telegram_config(&config)
+                    .and_then(|tg| TelegramClient::new(tg).map_err(|e| explain::gateway(&e)))
+                    .and_then(|client| {
+                        let bot = client.get_me().map_err(|e| explain::gateway(&e))?;
+                        client
+                            .send_message(&route.recipient, &text)
+                            .map(|()| format!(" (@{})", bot.username))
+                            .map_err(|e| explain::delivery(&e, user, Some(&bot.username)))
+                    })
             }
-        } else {
-            route
+            Some(kind) => route
                 .gateway
                 .send(&route.recipient, &text)
                 .map(|()| String::new())
                 .map_err(|e| {
-                    let exit = match e {
-                        DeliveryError::Rejected { .. } => Exit::Failed,
-                        _ => Exit::Gateway,
-                    };
-                    CliError::new(exit, e.to_string())
-                })
+                    explain::delivery_failure(&e, kind, route.gateway.display_name(), user)
+                }),
+            None => Err(CliError::new(
+                Exit::Failed,
+                format!("unknown gateway {}", route.gateway.id()),
+            )),
         };
         match result {
             Ok(via) => println!(
@@ -63,16 +65,33 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
                 recipient_name(route.gateway.id(), &route.recipient)
             ),
             Err(e) => {
+                // With several routes, each failure says why here; the
+                // exit status is the first one's.
+                let why = if routes.len() > 1 {
+                    format!(": {}", e.message)
+                } else {
+                    ".".to_string()
+                };
                 println!(
-                    "Not delivered via {} to {user}'s {}.",
+                    "Not delivered via {} to {user}'s {}{why}",
                     route.gateway.display_name(),
                     recipient_name(route.gateway.id(), &route.recipient)
                 );
+                failed.push(route.gateway.display_name().to_string());
                 first_error.get_or_insert(e);
             }
         }
     }
     match first_error {
+        Some(e) if routes.len() > 1 => Err(CliError::new(
+            e.exit,
+            format!(
+                "not delivered via {} ({} of {user}'s {} gateways): see above",
+                failed.join(", "),
+                failed.len(),
+                routes.len()
+            ),
+        )),
         Some(e) => Err(e),
         None => Ok(()),
     }

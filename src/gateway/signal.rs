@@ -384,6 +384,201 @@ impl SignalGateway {
     }
 }
 
+impl SignalGateway {
+    fn get(&self, path: &str) -> Result<HttpAnswer, SignalError> {
+        let secrets = self.secrets();
+        let client = match self.client.get() {
+            Some(c) => c,
+            None => {
+                let c = http::client(&self.cfg.http).map_err(|e| {
+                    SignalError::Transport(TransportError::Other(http::scrub(&e, &secrets)))
+                })?;
+                self.client.get_or_init(|| c)
+            }
+        };
+        let mut request = client.get(format!("{}{path}", self.cfg.url));
+        if let Some((user, password)) = &self.cfg.basic_auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        http::exchange(request, &secrets).map_err(SignalError::Transport)
+    }
+
+    /// Asks the front end who it is, and whether it has the sending
+    /// account, without sending anything: signal-cli-rest-api's
+    /// `GET /v1/about` and `GET /v1/accounts`; the JSON-RPC daemon's
+    /// `version` and (multi-account daemons only) `listAccounts`. Returns
+    /// what it found, in words.
+    pub fn check(&self) -> Result<String, SignalError> {
+        match self.cfg.mode {
+            SignalMode::Rest => self.check_rest(),
+            SignalMode::Jsonrpc => self.check_jsonrpc(),
+        }
+    }
+
+    fn check_rest(&self) -> Result<String, SignalError> {
+        let answer = self.get("/v1/about")?;
+        match answer.status {
+            200 => {}
+            401 | 403 => return Err(SignalError::Unauthorized(answer.status)),
+            404 | 405 => {
+                return Err(SignalError::WrongEndpoint(format!(
+                    "no signal-cli-rest-api at this URL (GET /v1/about: HTTP {}; with \
+                     `signal-cli daemon --http` use mode = \"jsonrpc\")",
+                    answer.status
+                )));
+            }
+            s if s >= 500 => return Err(SignalError::Server { status: s }),
+            s => {
+                return Err(SignalError::Malformed(format!(
+                    "GET /v1/about answered HTTP {s}"
+                )));
+            }
+        }
+        let about: Value = serde_json::from_str(&answer.body).map_err(|_| {
+            SignalError::WrongEndpoint(
+                "GET /v1/about did not answer JSON: not signal-cli-rest-api".to_string(),
+            )
+        })?;
+        if !about.get("versions").is_some_and(Value::is_array) {
+            return Err(SignalError::WrongEndpoint(
+                "GET /v1/about has no \"versions\": not signal-cli-rest-api".to_string(),
+            ));
+        }
+        let short = |v: Option<&Value>| {
+            v.and_then(Value::as_str)
+                .map(|s| http::excerpt(s, 20, &[]))
+                .filter(|s| !s.is_empty())
+        };
+        let mut found = match (short(about.get("version")), short(about.get("mode"))) {
+            (Some(v), Some(m)) => format!("signal-cli-rest-api {v} ({m} mode)"),
+            (Some(v), None) => format!("signal-cli-rest-api {v}"),
+            (None, _) => "signal-cli-rest-api".to_string(),
+        };
+        found.push_str(&format!(" answers at {}", self.cfg.url));
+        let Some(number) = &self.cfg.number else {
+            return Ok(found);
+        };
+        let masked = crate::users::mask(number.as_str());
+        let answer = self.get("/v1/accounts")?;
+        let accounts: Option<Vec<String>> = (answer.status == 200)
+            .then(|| serde_json::from_str(&answer.body).ok())
+            .flatten();
+        match accounts {
+            Some(list) if list.iter().any(|a| a == number.as_str()) => {
+                found.push_str(&format!(" and has the account {masked}"));
+                Ok(found)
+            }
+            Some(list) => Err(SignalError::WrongEndpoint(format!(
+                "the account {masked} is not registered or linked in this \
+                 signal-cli-rest-api (it has {} other account(s)): register or link it there \
+                 first, or correct the number",
+                list.len()
+            ))),
+            // Older versions have no account list: the send will tell.
+            None => {
+                found.push_str(&format!(
+                    " (its accounts could not be listed, HTTP {}: the account {masked} is not \
+                     checked)",
+                    answer.status
+                ));
+                Ok(found)
+            }
+        }
+    }
+
+    /// One JSON-RPC call: the `result`, or the error's code and message.
+    fn rpc(&self, method: &str, params: Option<Value>) -> Result<RpcAnswer, SignalError> {
+        let mut id_bytes = [0u8; 8];
+        getrandom::fill(&mut id_bytes)
+            .map_err(|e| SignalError::Transport(TransportError::Other(e.to_string())))?;
+        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut request = json!({ "jsonrpc": "2.0", "method": method, "id": id });
+        if let Some(p) = params {
+            request["params"] = p;
+        }
+        let answer = self.post("/api/v1/rpc", &request)?;
+        match answer.status {
+            401 | 403 => return Err(SignalError::Unauthorized(answer.status)),
+            404 | 405 => {
+                return Err(SignalError::WrongEndpoint(format!(
+                    "no signal-cli JSON-RPC daemon at this URL (HTTP {}; started with \
+                     `daemon --http`? signal-cli-rest-api needs mode = \"rest\")",
+                    answer.status
+                )));
+            }
+            s if s >= 500 => return Err(SignalError::Server { status: s }),
+            _ => {}
+        }
+        let v: Value = serde_json::from_str(&answer.body).map_err(|_| {
+            SignalError::WrongEndpoint(format!(
+                "HTTP {} with a body that is not JSON: not a signal-cli JSON-RPC daemon",
+                answer.status
+            ))
+        })?;
+        if let Some(error) = v.get("error").filter(|e| !e.is_null()) {
+            return Ok(RpcAnswer::Error(
+                error.get("code").and_then(Value::as_i64).unwrap_or(0),
+            ));
+        }
+        if v.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+            return Err(SignalError::Malformed(
+                "the JSON-RPC answer has another id than the request".to_string(),
+            ));
+        }
+        Ok(RpcAnswer::Result(
+            v.get("result").cloned().unwrap_or(Value::Null),
+        ))
+    }
+
+    fn check_jsonrpc(&self) -> Result<String, SignalError> {
+        let mut found = match self.rpc("version", None)? {
+            RpcAnswer::Result(r) => match r.get("version").and_then(Value::as_str) {
+                Some(v) => format!("signal-cli {} (JSON-RPC daemon)", http::excerpt(v, 20, &[])),
+                None => "a signal-cli JSON-RPC daemon".to_string(),
+            },
+            // Versions before the `version` command still answer JSON-RPC.
+            RpcAnswer::Error(-32601) => "a signal-cli JSON-RPC daemon".to_string(),
+            RpcAnswer::Error(code) => {
+                return Err(SignalError::WrongEndpoint(format!(
+                    "the JSON-RPC `version` call failed with error {code}"
+                )));
+            }
+        };
+        found.push_str(&format!(" answers at {}", self.cfg.url));
+        let Some(number) = &self.cfg.number else {
+            return Ok(found);
+        };
+        let masked = crate::users::mask(number.as_str());
+        match self.rpc("listAccounts", None)? {
+            RpcAnswer::Result(Value::Array(list)) => {
+                let has = list
+                    .iter()
+                    .any(|a| a.get("number").and_then(Value::as_str) == Some(number.as_str()));
+                if !has {
+                    return Err(SignalError::WrongEndpoint(format!(
+                        "the account {masked} is not one of this daemon's {} account(s): \
+                         register or link it in signal-cli first, or correct the number",
+                        list.len()
+                    )));
+                }
+                found.push_str(&format!(" and has the account {masked}"));
+            }
+            // A single-account daemon has no account list: it sends as
+            // the account it was started with (`-a`).
+            _ => found.push_str(&format!(
+                " (a single-account daemon: it sends as the account it was started with, so \
+                 {masked} is not checked)"
+            )),
+        }
+        Ok(found)
+    }
+}
+
+enum RpcAnswer {
+    Result(Value),
+    Error(i64),
+}
+
 /// Fails on the first per-recipient result that is not `SUCCESS`
 /// (signal-cli's `results: [{"type": .., "retryAfterSeconds": ..}]`).
 fn check_results(v: &Value) -> Result<(), SignalError> {

@@ -400,6 +400,19 @@ impl SmsGateway {
         Ok(self.client.get_or_init(|| c))
     }
 
+    /// Proves the credentials with a harmless read-only request where the
+    /// provider has one — playSMS's credit query (`op=cr`), Twilio's
+    /// account lookup — and says what it found. websms has none that sends
+    /// nothing: `Ok(None)`.
+    pub fn check(&self) -> Result<Option<String>, SmsError> {
+        let secrets = self.secrets();
+        match &self.cfg.provider {
+            SmsProvider::PlaySms(c) => playsms::credit(self.client()?, c, &secrets).map(Some),
+            SmsProvider::Twilio(c) => twilio::account(self.client()?, c, &secrets).map(Some),
+            SmsProvider::WebSms(_) => Ok(None),
+        }
+    }
+
     /// Sends `text` to `recipient` with the configured provider.
     pub fn send_sms(&self, recipient: &str, text: &str) -> Result<(), SmsError> {
         let phone = PhoneNumber::parse(recipient).map_err(SmsError::BadRecipient)?;

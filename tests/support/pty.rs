@@ -130,6 +130,29 @@ impl PtyChild {
         }
     }
 
+    /// Waits until the terminal no longer echoes (a program reading a
+    /// secret has turned echo off), like pexpect's `waitnoecho`: typing
+    /// earlier could be flushed by the program's TCSAFLUSH.
+    pub fn wait_for_echo_off(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // SAFETY: termios is plain data; tcgetattr on the master reads
+            // the settings of the pty pair.
+            let mut t: libc::termios = unsafe { std::mem::zeroed() };
+            let rc = unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut t) };
+            assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
+            if t.c_lflag & libc::ECHO == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline && !self.eof,
+                "echo never went off; transcript:\n{}",
+                self.transcript()
+            );
+            self.pump(Duration::from_millis(10));
+        }
+    }
+
     /// Types `line` and Enter.
     pub fn send_line(&mut self, line: &str) {
         self.master

@@ -40,25 +40,100 @@ pub fn send(
     interpret(&answer, to, secrets)
 }
 
+/// The account's credit (`op=cr`): proves URL, user and token without
+/// sending anything.
+pub fn credit(
+    client: &reqwest::blocking::Client,
+    cfg: &PlaySmsConfig,
+    secrets: &[&str],
+) -> Result<String, SmsError> {
+    let query: Vec<(&str, &str)> = vec![
+        ("app", "ws"),
+        ("u", &cfg.username),
+        ("h", cfg.token.expose()),
+        ("op", "cr"),
+    ];
+    let url = Secret::new(format!("{}?{}", cfg.url, http::form_encode(&query)));
+    let answer = http::exchange(client.get(url.expose()), secrets).map_err(SmsError::Transport)?;
+    interpret_credit(&answer)
+}
+
+/// Reads the answer to `op=cr`: `{"status":"OK","credit":".."}` or `OK 12.5`.
+pub fn interpret_credit(answer: &HttpAnswer) -> Result<String, SmsError> {
+    check_status(answer.status)?;
+    let body = answer.body.trim();
+    let (status, code, credit) = match serde_json::from_str::<Value>(body) {
+        Ok(v) => (
+            v.get("status")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            match v.get("error") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            },
+            match v.get("credit") {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                _ => String::new(),
+            },
+        ),
+        Err(_) => match body.strip_prefix("ERR") {
+            Some(rest) => (
+                "ERR".to_string(),
+                rest.trim_start()
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect(),
+                String::new(),
+            ),
+            None => match body.strip_prefix("OK") {
+                Some(rest) => ("OK".to_string(), String::new(), rest.trim().to_string()),
+                None => (String::new(), String::new(), String::new()),
+            },
+        },
+    };
+    match status.as_str() {
+        "OK" => {
+            let credit: String = credit
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+                .take(20)
+                .collect();
+            Ok(if credit.is_empty() {
+                "playSMS accepts the user and token".to_string()
+            } else {
+                format!("playSMS accepts the user and token (credit {credit})")
+            })
+        }
+        "ERR" => Err(error_code(&code, "")),
+        _ => Err(SmsError::Malformed(
+            "the credit query got neither OK nor ERR: is [sms] url the webservices address \
+             (…/index.php)?"
+                .to_string(),
+        )),
+    }
+}
+
+/// The HTTP status of a playSMS answer, before its body is read.
+fn check_status(status: u16) -> Result<(), SmsError> {
+    match status {
+        200 => Ok(()),
+        401 | 403 => Err(SmsError::Unauthorized(format!(
+            "HTTP {status} from the playSMS server"
+        ))),
+        404 | 405 => Err(SmsError::BadRequest(format!(
+            "HTTP {status}: no playSMS webservices at this URL (it ends in /index.php)"
+        ))),
+        s if s >= 500 => Err(SmsError::Server(format!("HTTP {s}"))),
+        s => Err(SmsError::Refused(format!("HTTP {s}"))),
+    }
+}
+
 /// Reads playSMS's answer: success only with an `OK` status.
 pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Result<(), SmsError> {
-    match answer.status {
-        200 => {}
-        401 | 403 => {
-            return Err(SmsError::Unauthorized(format!(
-                "HTTP {} from the playSMS server",
-                answer.status
-            )));
-        }
-        404 | 405 => {
-            return Err(SmsError::BadRequest(format!(
-                "HTTP {}: no playSMS webservices at this URL (it ends in /index.php)",
-                answer.status
-            )));
-        }
-        s if s >= 500 => return Err(SmsError::Server(format!("HTTP {s}"))),
-        s => return Err(SmsError::Refused(format!("HTTP {s}"))),
-    }
+    check_status(answer.status)?;
     let body = answer.body.trim();
     if let Ok(v) = serde_json::from_str::<Value>(body) {
         // An error at top level, or the first (only) recipient's entry.

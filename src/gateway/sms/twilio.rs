@@ -36,6 +36,77 @@ pub fn send(
     interpret(&answer, to, secrets)
 }
 
+/// Looks the account up (`GET /2010-04-01/Accounts/{sid}.json`): proves
+/// the SID and auth token without sending anything.
+pub fn account(
+    client: &reqwest::blocking::Client,
+    cfg: &TwilioConfig,
+    secrets: &[&str],
+) -> Result<String, SmsError> {
+    let request = client
+        .get(format!(
+            "{}/2010-04-01/Accounts/{}.json",
+            cfg.url, cfg.account_sid
+        ))
+        .basic_auth(&cfg.account_sid, Some(cfg.auth_token.expose()));
+    let answer = http::exchange(request, secrets).map_err(SmsError::Transport)?;
+    interpret_account(&answer, secrets)
+}
+
+/// Reads the account lookup: only an `active` account can send.
+pub fn interpret_account(answer: &HttpAnswer, secrets: &[&str]) -> Result<String, SmsError> {
+    let parsed: Option<Value> = serde_json::from_str(&answer.body).ok();
+    let text = |key: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .map(|s| http::excerpt(s, 40, secrets))
+            .unwrap_or_default()
+    };
+    if answer.status == 200 {
+        if parsed.is_none() {
+            return Err(SmsError::Malformed("a body that is not JSON".to_string()));
+        }
+        return match text("status").as_str() {
+            "active" => Ok(format!(
+                "Twilio accepts the account SID and auth token (account active{})",
+                match text("type").as_str() {
+                    "" => String::new(),
+                    t => format!(", {t}"),
+                }
+            )),
+            "" => Err(SmsError::Malformed(
+                "the account lookup has no \"status\"".to_string(),
+            )),
+            other => Err(SmsError::Unauthorized(format!(
+                "the Twilio account is {other}, not active: it cannot send"
+            ))),
+        };
+    }
+    let code = parsed
+        .as_ref()
+        .and_then(|v| v.get("code"))
+        .and_then(Value::as_u64);
+    let what = match code {
+        Some(c) => format!("Twilio {c} ({})", text("message")),
+        None => format!("HTTP {}", answer.status),
+    };
+    Err(match (answer.status, code) {
+        (s, _) if s >= 500 => SmsError::Server(what),
+        (401, _) | (403, _) | (_, Some(20003)) => {
+            SmsError::Unauthorized(format!("{what}: check [sms] account_sid and auth_token"))
+        }
+        (404, _) | (_, Some(20404)) => {
+            SmsError::BadRequest(format!("{what}: no such account or API at this URL"))
+        }
+        (429, _) => SmsError::RateLimited {
+            retry_after: answer.retry_after,
+        },
+        _ => SmsError::Refused(what),
+    })
+}
+
 /// Reads Twilio's answer.
 pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Result<(), SmsError> {
     let parsed: Option<Value> = serde_json::from_str(&answer.body).ok();

@@ -12,15 +12,24 @@
 //! - [`code`]: CSPRNG codes and constant-time comparison.
 //! - [`log`]: syslog (authpriv) without codes or tokens.
 //! - [`setup`]: loading both files the way a login does, shared with the CLI.
+//! - [`state`]: per-user mutable state under `state_dir` (flock + atomic
+//!   replace); [`limits`] over it (codes per window, lockouts).
+//! - [`policy`]: who is covered (exempt networks and groups).
+//! - [`totp`] and [`backup_codes`]: the fallback factors.
 
+pub mod backup_codes;
 pub mod code;
 pub mod config;
 pub mod flow;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod log;
 pub mod pam_module;
+pub mod policy;
 pub mod secure_file;
 pub mod setup;
+pub mod state;
 pub mod toml_errors;
+pub mod totp;
 pub mod users;

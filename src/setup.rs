@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::config::Config;
 use crate::flow::{Enrolment, Route};
 use crate::gateway::telegram::TelegramGateway;
-use crate::secure_file::{FileError, Owner, Secrecy, read_secure};
+use crate::secure_file::{FileError, Owner, Secrecy, read_secure, read_secure_with_mode};
 use crate::toml_errors::ParseError;
 use crate::users::{UserEntry, Users};
 
@@ -57,10 +57,18 @@ pub fn load_config(path: &Path, owner: Owner) -> Result<Config, SetupError> {
     Ok(Config::parse(path, &text)?)
 }
 
-/// Reads and validates the users file the config names.
+/// Reads and validates the users file the config names. Once it holds a
+/// `totp_secret` it is a secret itself: group or other read denies.
 pub fn load_users(config: &Config, owner: Owner) -> Result<Users, SetupError> {
-    let text = read_secure(&config.users_file, Secrecy::Public, owner)?;
-    Ok(Users::parse(&config.users_file, &text)?)
+    let (text, mode) = read_secure_with_mode(&config.users_file, Secrecy::Public, owner)?;
+    let users = Users::parse(&config.users_file, &text)?;
+    if mode & 0o044 != 0 && users.users.values().any(|u| u.totp_secret.is_some()) {
+        return Err(SetupError::File(FileError::GroupOrOtherReadable {
+            path: config.users_file.clone(),
+            mode,
+        }));
+    }
+    Ok(users)
 }
 
 /// The routes for one user's entry, in the order they are tried.

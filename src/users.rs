@@ -14,6 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
+use crate::totp::TotpKey;
 
 /// A Telegram chat id, kept as its decimal text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,8 @@ enum RawChatId {
 #[serde(deny_unknown_fields)]
 struct RawUser {
     telegram: Option<RawChatId>,
+    /// Base32 authenticator secret (fallback factor).
+    totp_secret: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -67,6 +70,9 @@ struct RawUsers {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserEntry {
     pub telegram: Option<ChatId>,
+    /// Authenticator secret: asked for when delivery fails, accepted at
+    /// any prompt. Its presence makes users.toml a secret (mode 0600).
+    pub totp_secret: Option<TotpKey>,
 }
 
 impl UserEntry {
@@ -112,11 +118,22 @@ impl Users {
                     Some(ChatId::parse(&s).map_err(|m| err(Some("telegram"), m))?)
                 }
             };
-            let user = UserEntry { telegram };
-            if user.is_empty() {
+            let totp_secret = match &entry.totp_secret {
+                None => None,
+                Some(text) => {
+                    Some(TotpKey::from_base32(text).map_err(|m| err(Some("totp_secret"), m))?)
+                }
+            };
+            let user = UserEntry {
+                telegram,
+                totp_secret,
+            };
+            // An authenticator alone is a way in too (no gateway needed).
+            if user.is_empty() && user.totp_secret.is_none() {
                 return Err(err(
                     None,
-                    "names no recipient (add e.g. telegram = \"CHAT_ID\")".to_string(),
+                    "names no recipient (add e.g. telegram = \"CHAT_ID\") and no totp_secret"
+                        .to_string(),
                 ));
             }
             users.insert(name, user);
@@ -196,6 +213,30 @@ mod tests {
         assert!(err.message.contains("no recipient"), "{err}");
         let err = parse("[alice]\ntelegram = \"1\"\n").unwrap_err();
         assert!(err.message.contains("alice"), "{err}");
+    }
+
+    #[test]
+    fn totp_secrets() {
+        let u = parse(
+            "[users.alice]\ntelegram = \"1\"\ntotp_secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\n\
+             [users.bob]\ntotp_secret = \"gezd gnbv gy3t qojq\"\n",
+        )
+        .expect("parse");
+        assert!(
+            u.get("alice")
+                .and_then(|e| e.totp_secret.as_ref())
+                .is_some()
+        );
+        let bob = u.get("bob").expect("bob");
+        assert!(bob.telegram.is_none() && bob.totp_secret.is_some());
+        let err =
+            parse("[users.alice]\ntelegram = \"1\"\ntotp_secret = \"SECRETVALUE1\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("users.alice.totp_secret"));
+        assert!(!err.to_string().contains("SECRETVALUE1"), "{err}");
+        // A TOML type error on the line never quotes it either.
+        let err = parse("[users.alice]\ntotp_secret = 12345\n").unwrap_err();
+        assert!(!err.to_string().contains("12345"), "{err}");
     }
 
     #[test]

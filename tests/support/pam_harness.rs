@@ -89,6 +89,8 @@ pub struct PamEnv {
     pub etc: PathBuf,
     pub config: PathBuf,
     pub users: PathBuf,
+    /// `state_dir` in the config (created by the module on first use).
+    pub state: PathBuf,
     pub pam_d: PathBuf,
     pub log_sock: UnixDatagram,
     pub log_path: PathBuf,
@@ -104,6 +106,8 @@ pub enum Answers {
     LinesThenCode(Vec<String>, Duration),
     /// Close stdin without typing (EOF at the prompt).
     Eof,
+    /// Type what this returns (called when the module runs, e.g. a TOTP code).
+    Computed(Box<dyn FnOnce() -> String + Send>),
 }
 
 pub struct PamRun {
@@ -156,12 +160,15 @@ impl PamEnv {
         fs::create_dir(&pam_d).expect("mkdir");
         let config = etc.join("gateway.toml");
         let users = etc.join("users.toml");
+        let state = dir.path().join("state");
         write_file(
             &config,
             &format!(
-                "users_file = \"{}\"\n[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
+                "users_file = \"{}\"\nstate_dir = \"{}\"\n\
+                 [telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{api_url}\"\n\
                  timeout = 2\nconnect_timeout = 1\n{extra}",
-                users.display()
+                users.display(),
+                state.display()
             ),
             0o600,
         );
@@ -180,6 +187,7 @@ impl PamEnv {
             etc,
             config,
             users,
+            state,
             pam_d,
             log_sock,
             log_path,
@@ -224,6 +232,19 @@ impl PamEnv {
         answers: Answers,
         fake: Option<&FakeTelegram>,
     ) -> PamRun {
+        self.authenticate_with(user, &[], answers, fake)
+    }
+
+    /// [`PamEnv::authenticate`] with PAM items set through pamtester's
+    /// `-I` (e.g. `("rhost", "203.0.113.7")`).
+    pub fn authenticate_with(
+        &self,
+        user: &str,
+        items: &[(&str, &str)],
+        answers: Answers,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
+        let item_args: Vec<String> = items.iter().map(|(k, v)| format!("-I{k}={v}")).collect();
         let mut child = Command::new("bwrap")
             .args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
             .arg(&self.pam_d)
@@ -231,14 +252,9 @@ impl PamEnv {
             .arg("--bind")
             .arg(&self.log_path)
             .arg("/dev/log")
-            .args([
-                "--die-with-parent",
-                "pamtester",
-                "-v",
-                "pgw",
-                user,
-                "authenticate",
-            ])
+            .args(["--die-with-parent", "pamtester", "-v"])
+            .args(&item_args)
+            .args(["pgw", user, "authenticate"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -267,6 +283,9 @@ impl PamEnv {
                 type_code(&mut stdin, wait)
             }
             Answers::Eof => {}
+            Answers::Computed(f) => {
+                let _ = writeln!(stdin, "{}", f());
+            }
         }
         drop(stdin);
         let deadline = Instant::now() + Duration::from_secs(30);

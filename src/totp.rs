@@ -164,6 +164,32 @@ pub fn qr_terminal(text: &str) -> Result<String, String> {
         .build())
 }
 
+/// Issuer shown by authenticator apps.
+pub const ISSUER: &str = "pam_gateway";
+
+/// What `pam-gateway totp USER` shows and stores: a new secret (base32 goes
+/// into the user's `totp_secret`), its otpauth URI and the URI as a
+/// terminal QR code. The URI and QR code hold the secret.
+pub struct TotpEnrolment {
+    pub key: TotpKey,
+    pub uri: String,
+    pub qr: String,
+}
+
+impl fmt::Debug for TotpEnrolment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TotpEnrolment([redacted])")
+    }
+}
+
+/// A new authenticator enrolment for `user` on `host` (account `user@host`).
+pub fn new_enrolment(user: &str, host: &str) -> Result<TotpEnrolment, String> {
+    let key = TotpKey::generate()?;
+    let uri = otpauth_uri(&key, &format!("{user}@{host}"), ISSUER);
+    let qr = qr_terminal(&uri)?;
+    Ok(TotpEnrolment { key, uri, qr })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +279,24 @@ mod tests {
                 .query_pairs()
                 .any(|(k, v)| k == "secret" && v == RFC_SECRET_B32)
         );
+    }
+
+    #[test]
+    fn enrolment_bundles_a_fresh_secret() {
+        let e = new_enrolment("alice", "pi").expect("enrolment");
+        let b32 = e.key.to_base32();
+        assert!(e.uri.starts_with("otpauth://totp/pam_gateway:alice%40pi?secret="), "{}", e.uri);
+        assert!(e.uri.contains(&b32));
+        assert!(e.qr.lines().count() > 10);
+        assert!(!format!("{e:?}").contains(&b32));
+        // What the app computes from the URI's secret is what the module accepts.
+        let from_uri = TotpKey::from_base32(&b32).expect("key");
+        let now = 1_800_000_000;
+        assert_eq!(
+            e.key.matching_step(from_uri.code_at(now).as_bytes(), now),
+            Some(TotpKey::step_of(now))
+        );
+        assert_ne!(new_enrolment("alice", "pi").expect("enrolment").uri, e.uri);
     }
 
     #[test]

@@ -285,7 +285,12 @@ mod tests {
     fn enrolment_bundles_a_fresh_secret() {
         let e = new_enrolment("alice", "pi").expect("enrolment");
         let b32 = e.key.to_base32();
-        assert!(e.uri.starts_with("otpauth://totp/pam_gateway:alice%40pi?secret="), "{}", e.uri);
+        assert!(
+            e.uri
+                .starts_with("otpauth://totp/pam_gateway:alice%40pi?secret="),
+            "{}",
+            e.uri
+        );
         assert!(e.uri.contains(&b32));
         assert!(e.qr.lines().count() > 10);
         assert!(!format!("{e:?}").contains(&b32));

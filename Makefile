@@ -11,7 +11,7 @@ DESTDIR ?=
 PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
 RELEASE := target/release
 
-.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm
+.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz
 
 all: build
 
@@ -28,6 +28,30 @@ test:
 	# The real-libpam tests load the cdylib, which `cargo test` alone does not build.
 	$(CARGO) build --locked --lib
 	$(CARGO) test --locked --all-targets
+
+# The long-lived host at full length: one process, 10,000 PAM cycles against
+# the loopback fake (`make test` runs 200). Prints fds/threads/RSS per tenth.
+SOAK_CYCLES ?= 10000
+soak:
+	@scripts/deps.sh test
+	$(CARGO) build --locked --lib
+	PGW_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --locked --test soak -- --nocapture
+
+# cargo-fuzz targets, FUZZ_SECONDS each; the corpus in fuzz/corpus is kept.
+# Needs a nightly toolchain and cargo-fuzz (installed here if missing).
+# Not part of `make test` or CI.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer
+fuzz:
+	@scripts/deps.sh build
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || \
+		{ echo "fuzz: needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		$(CARGO) +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done
 
 lint:
 	@if $(CARGO) fmt --version >/dev/null 2>&1; then \

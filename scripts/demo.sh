@@ -39,6 +39,7 @@ echo "fake Bot API on http://127.0.0.1:$PORT (bot token 123456789:AAE…, chat 1
 umask 077
 cat > "$DIR/etc/gateway.toml" <<TOML
 users_file = "$DIR/etc/users.toml"
+state_dir = "$DIR/state"
 
 [telegram]
 bot_token = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"

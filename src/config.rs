@@ -15,6 +15,9 @@ use crate::gateway::command::{CommandConfig, RawCommand};
 use crate::gateway::signal::{RawSignal, SignalConfig};
 use crate::gateway::sms::{RawSms, SmsConfig};
 use crate::gateway::webhook::{RawWebhook, WebhookConfig};
+use crate::limits::{Limits, RawLimits};
+use crate::policy::AccessPolicy;
+use crate::state::DEFAULT_STATE_DIR;
 use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
@@ -83,6 +86,8 @@ pub enum FailMode {
 struct RawConfig {
     users_file: Option<String>,
     gateways: Option<Vec<String>>,
+    state_dir: Option<String>,
+    limits: Option<RawLimits>,
     telegram: Option<RawTelegram>,
     signal: Option<RawSignal>,
     sms: Option<RawSms>,
@@ -116,6 +121,9 @@ struct RawCode {
 struct RawPolicy {
     unenrolled: Option<Unenrolled>,
     failmode: Option<FailMode>,
+    exempt_networks: Option<Vec<String>>,
+    require_groups: Option<Vec<String>>,
+    exempt_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -163,6 +171,12 @@ pub struct Config {
     pub unenrolled: Unenrolled,
     pub failmode: FailMode,
     pub template: String,
+    /// Per-user mutable state (limits, TOTP replay guard, backup codes).
+    pub state_dir: PathBuf,
+    /// `[limits]`: codes per window, lockout after wrong answers.
+    pub limits: Limits,
+    /// `[policy]` coverage: exempt networks and groups.
+    pub access: AccessPolicy,
 }
 
 /// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
@@ -437,7 +451,23 @@ impl Config {
         let ttl = check_range(code.ttl.unwrap_or(300), 30, 3600, &|m| e("ttl", m))?;
         let attempts = check_range(code.attempts.unwrap_or(3), 1, 10, &|m| e("attempts", m))?;
 
+        let state_dir = PathBuf::from(raw.state_dir.as_deref().unwrap_or(DEFAULT_STATE_DIR));
+        if !state_dir.is_absolute() {
+            return Err(err_at(
+                "",
+                "state_dir",
+                "must be an absolute path".to_string(),
+            ));
+        }
+        let limits = Limits::from_raw(raw.limits, &|k, m| err_at("limits", k, m))?;
+
         let policy = raw.policy.unwrap_or_default();
+        let access = AccessPolicy::from_lists(
+            policy.exempt_networks.as_deref(),
+            policy.require_groups.as_deref(),
+            policy.exempt_groups.as_deref(),
+            &|k, m| err_at("policy", k, m),
+        )?;
         let template = raw
             .message
             .and_then(|m| m.template)
@@ -461,6 +491,9 @@ impl Config {
             unenrolled: policy.unenrolled.unwrap_or_default(),
             failmode: policy.failmode.unwrap_or_default(),
             template,
+            state_dir,
+            limits,
+            access,
         })
     }
 
@@ -500,6 +533,55 @@ mod tests {
         assert_eq!(c.unenrolled, Unenrolled::Deny);
         assert_eq!(c.failmode, FailMode::Secure);
         assert_eq!(c.template, DEFAULT_TEMPLATE);
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/pam_gateway"));
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.access, AccessPolicy::default());
+    }
+
+    #[test]
+    fn state_limits_and_policy_keys() {
+        let text = "state_dir = \"/srv/state\"\n[limits]\ncodes_per_window = 3\nwindow = 600\n\
+                    failures_before_lockout = 4\nlockout = 60\nmax_lockout = 3600\n\
+                    [policy]\nexempt_networks = [\"10.0.0.0/8\", \"::1\"]\n\
+                    require_groups = [\"staff\"]\nexempt_groups = [\"robots\"]\n";
+        let c = parse(text).expect("parse");
+        assert_eq!(c.state_dir, PathBuf::from("/srv/state"));
+        assert_eq!(
+            c.limits,
+            Limits {
+                codes_per_window: 3,
+                window: 600,
+                failures_before_lockout: 4,
+                lockout: 60,
+                max_lockout: 3600
+            }
+        );
+        assert_eq!(c.access.exempt_networks.len(), 2);
+        assert_eq!(c.access.require_groups, ["staff"]);
+        assert_eq!(c.access.exempt_groups, ["robots"]);
+        for (bad, line, key) in [
+            ("state_dir = \"state\"\n", 1, "state_dir"),
+            (
+                "[limits]\n\ncodes_per_window = 0\n",
+                3,
+                "limits.codes_per_window",
+            ),
+            ("[limits]\nlockouts = 5\n", 2, "limits.lockouts"),
+            (
+                "[policy]\nexempt_networks = [\"10.0.0.1/8\"]\n",
+                2,
+                "policy.exempt_networks",
+            ),
+            (
+                "[policy]\nrequire_groups = [\"\"]\n",
+                2,
+                "policy.require_groups",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.line, Some(line), "{bad}: {err}");
+            assert_eq!(err.key.as_deref(), Some(key), "{bad}: {err}");
+        }
     }
 
     #[test]

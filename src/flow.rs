@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
+use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
 use crate::gateway::{DeliveryError, Gateway};
+use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
+use crate::policy::{Coverage, Groups};
+use crate::state::{StateStore, WallClock, update_with};
+use crate::totp::TotpKey;
 use crate::users::mask;
 
 /// A user's answer to a prompt; wiped on drop.
@@ -43,6 +48,11 @@ pub trait Conversation {
     fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError>;
     /// Shows an error line (PAM_ERROR_MSG).
     fn error(&mut self, text: &str) -> Result<(), ConvError>;
+    /// Shows an informational line (PAM_TEXT_INFO). By default dropped.
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        let _ = text;
+        Ok(())
+    }
 }
 
 /// Monotonic time since an arbitrary start: expiry must not follow changes
@@ -125,8 +135,17 @@ pub enum Outcome {
     DeliveryFailedIgnored,
     /// The conversation broke (EOF, no terminal).
     ConversationFailed,
-    /// Something on this machine failed (no randomness).
+    /// Something on this machine failed (no randomness, group lookup).
     SystemError,
+    /// Too many wrong answers: locked out, nothing sent or accepted.
+    LockedOut,
+    /// `codes_per_window` codes were sent already and no fallback factor
+    /// is set up: nothing sent.
+    RateLimited,
+    /// `[policy]` does not cover this login (exempt network or group).
+    PolicyIgnored,
+    /// The user's state file is unsafe, corrupt or cannot be written.
+    StateFailed,
 }
 
 impl Outcome {
@@ -143,6 +162,10 @@ impl Outcome {
             Outcome::DeliveryFailedIgnored => "ignored-delivery-failed",
             Outcome::ConversationFailed => "conversation-error",
             Outcome::SystemError => "system-error",
+            Outcome::LockedOut => "denied-locked-out",
+            Outcome::RateLimited => "denied-rate-limited",
+            Outcome::PolicyIgnored => "ignored-policy",
+            Outcome::StateFailed => "denied-state-error",
         }
     }
 }
@@ -155,6 +178,74 @@ pub struct Flow<'a> {
     pub codes: &'a mut dyn CodeSource,
     pub log: &'a mut dyn Log,
     pub debug: bool,
+    /// Per-user state: limits, TOTP replay guard, backup codes.
+    pub state: &'a dyn StateStore,
+    /// Wall-clock time for the persistent limits and TOTP.
+    pub wall: &'a dyn WallClock,
+    /// Group lookups for `[policy]`.
+    pub groups: &'a dyn Groups,
+    /// The user's authenticator secret, if they have one.
+    pub totp: Option<&'a TotpKey>,
+}
+
+/// The ways a second factor can be proven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Factor {
+    /// The code sent through this gateway.
+    Sent(&'static str),
+    Totp,
+    Backup {
+        left: usize,
+    },
+}
+
+impl Factor {
+    fn id(&self) -> &'static str {
+        match self {
+            Factor::Sent(gateway) => gateway,
+            Factor::Totp => "totp",
+            Factor::Backup { .. } => "backup-code",
+        }
+    }
+}
+
+/// The fallback factors a user has.
+#[derive(Debug, Clone, Copy)]
+struct Fallback {
+    totp: bool,
+    backup: bool,
+}
+
+impl Fallback {
+    fn any(&self) -> bool {
+        self.totp || self.backup
+    }
+    fn prompt(&self) -> &'static str {
+        match (self.totp, self.backup) {
+            (true, true) => "Authenticator or backup code: ",
+            (true, false) => "Authenticator code: ",
+            _ => "Backup code: ",
+        }
+    }
+}
+
+/// What an answer may match.
+struct Expect<'c> {
+    /// The code that was sent, its deadline and gateway.
+    code: Option<(&'c Code, Duration, &'static str)>,
+}
+
+/// How one answer was judged.
+enum Verdict {
+    Accepted(Factor),
+    /// The sent code, but too late.
+    Expired,
+    Wrong {
+        expired: bool,
+        replay: bool,
+        locked_until: Option<u64>,
+    },
+    Locked(u64),
 }
 
 /// Fills the message template.
@@ -243,9 +334,45 @@ impl Flow<'_> {
         outcome
     }
 
+    /// A log line about this login that is not its result.
+    fn note(&mut self, ctx: &LoginContext, level: Level, text: &str) {
+        self.log.log(
+            level,
+            &format!(
+                "user={} rhost={} {}",
+                clean(&ctx.user),
+                clean(ctx.rhost_or_local()),
+                clean(text)
+            ),
+        );
+    }
+
     /// Runs one authentication to its [`Outcome`].
     pub fn authenticate(&mut self, ctx: &LoginContext, enrolment: Enrolment) -> Outcome {
         let attempts = self.config.code.attempts;
+        match self
+            .config
+            .access
+            .coverage(&ctx.user, ctx.rhost.as_deref(), self.groups)
+        {
+            Ok(Coverage::Covered) => {}
+            Ok(Coverage::Exempt(why)) => {
+                return self.finish(
+                    ctx,
+                    "-",
+                    Outcome::PolicyIgnored,
+                    &format!("not covered by [policy]: {why}"),
+                );
+            }
+            Err(e) => {
+                return self.finish(
+                    ctx,
+                    "-",
+                    Outcome::SystemError,
+                    &format!("[policy] cannot be applied: {e}"),
+                );
+            }
+        }
         let routes = match enrolment {
             Enrolment::NotEnrolled => match self.config.unenrolled {
                 Unenrolled::Ignore => {
@@ -302,6 +429,69 @@ impl Flow<'_> {
             Ok(c) => c,
             Err(e) => return self.finish(ctx, first_gateway, Outcome::SystemError, &e),
         };
+
+        // Reserve this send under the user's lock before anything goes out,
+        // so concurrent logins are counted exactly.
+        let now = self.wall.unix_now();
+        let limits = &self.config.limits;
+        let reserved = update_with(self.state, &ctx.user, |s| {
+            (limits::reserve_send(s, limits, now), s.backup_codes.len())
+        });
+        let (reservation, backup_left) = match reserved {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self
+                    .conv
+                    .error("Login refused: the login state cannot be read. Tell your admin.");
+                return self.finish(ctx, first_gateway, Outcome::StateFailed, &e.to_string());
+            }
+        };
+        let fallback = Fallback {
+            totp: self.totp.is_some(),
+            backup: backup_left > 0,
+        };
+        match reservation {
+            Ok(()) => {}
+            Err(Block::LockedOut { until }) => {
+                let wait = wait_text(until, now);
+                let _ = self
+                    .conv
+                    .error(&format!("Too many wrong codes. Try again in {wait}."));
+                return self.finish(
+                    ctx,
+                    first_gateway,
+                    Outcome::LockedOut,
+                    &format!(
+                        "locked out after too many wrong codes; no code sent; retry in {wait}"
+                    ),
+                );
+            }
+            Err(Block::TooManyCodes { until }) => {
+                let wait = wait_text(until, now);
+                let why = format!(
+                    "{} code(s) sent in the last {} s, the [limits] codes_per_window; \
+                     no code sent; next in {wait}",
+                    self.config.limits.codes_per_window, self.config.limits.window
+                );
+                if fallback.any() {
+                    self.note(
+                        ctx,
+                        Level::Warning,
+                        &format!("limit: {why}; asking for a fallback factor"),
+                    );
+                    let prompt = format!(
+                        "No new code sent (limit reached; next in {wait}). {}",
+                        fallback.prompt()
+                    );
+                    let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
+                    return self.conclude(ctx, first_gateway, result, attempts);
+                }
+                let _ = self.conv.error(&format!(
+                    "Too many codes requested: no code sent. Try again in {wait}."
+                ));
+                return self.finish(ctx, first_gateway, Outcome::RateLimited, &why);
+            }
+        }
         let issued_at = self.clock.now();
         let text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
 
@@ -343,11 +533,38 @@ impl Flow<'_> {
         text.zeroize();
 
         let Some(route) = delivered else {
+            // No code reached the user: the reservation does not count.
+            if let Err(e) = update_with(self.state, &ctx.user, |s| limits::release_send(s, now)) {
+                self.note(
+                    ctx,
+                    Level::Warning,
+                    &format!("could not give back the unused send: {e}"),
+                );
+            }
             let reason = if failures.is_empty() {
                 "the user's entry names no gateway".to_string()
             } else {
                 failures.join("; ")
             };
+            if fallback.any() {
+                // A user with an authenticator or backup codes is asked for
+                // one instead of being refused (or waved through).
+                self.note(
+                    ctx,
+                    Level::Info,
+                    &format!("no code delivered ({reason}); asking for a fallback factor"),
+                );
+                let prompt = match routes.first() {
+                    Some(r) => format!(
+                        "Could not send a code via {}. {}",
+                        r.gateway.display_name(),
+                        fallback.prompt()
+                    ),
+                    None => fallback.prompt().to_string(),
+                };
+                let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
+                return self.conclude(ctx, first_gateway, result, attempts);
+            }
             // failmode=safe covers a service we cannot reach. A refusal
             // (rate limit, blocked bot) or a misconfiguration can be caused
             // or kept up on purpose, so it always denies.
@@ -363,10 +580,33 @@ impl Flow<'_> {
         let gateway = route.gateway.id();
         let prompt = prompt_for(route);
         let deadline = issued_at + self.config.code.ttl;
-        match self.ask(ctx, Some((&code, deadline)), &prompt, attempts) {
+        let expect = Expect {
+            code: Some((&code, deadline, gateway)),
+        };
+        let result = self.ask(ctx, Some(expect), &prompt, attempts);
+        self.conclude(ctx, gateway, result, attempts)
+    }
+
+    /// Maps how the prompting ended to the outcome, and logs it.
+    fn conclude(
+        &mut self,
+        ctx: &LoginContext,
+        gateway: &'static str,
+        result: Result<AskResult, Outcome>,
+        attempts: u32,
+    ) -> Outcome {
+        match result {
             Err(outcome) => self.finish(ctx, gateway, outcome, "conversation failed"),
-            Ok(AskResult::Matched) => {
-                self.finish(ctx, gateway, Outcome::Success { gateway }, "code accepted")
+            Ok(AskResult::Matched(factor)) => {
+                let reason = match factor {
+                    Factor::Sent(_) => "code accepted".to_string(),
+                    Factor::Totp => "authenticator code accepted".to_string(),
+                    Factor::Backup { left } => {
+                        format!("backup code accepted; {left} left")
+                    }
+                };
+                let id = factor.id();
+                self.finish(ctx, id, Outcome::Success { gateway: id }, &reason)
             }
             Ok(AskResult::Expired) => self.finish(
                 ctx,
@@ -380,7 +620,78 @@ impl Flow<'_> {
                 Outcome::MaxTries,
                 &format!("{attempts} wrong code(s)"),
             ),
+            Ok(AskResult::LockedOut { until, started }) => {
+                let wait = wait_text(until, self.wall.unix_now());
+                let reason = if started {
+                    format!(
+                        "{} wrong codes in a row: locked out for {wait}",
+                        self.config.limits.failures_before_lockout
+                    )
+                } else {
+                    format!("locked out (by another login's wrong codes); retry in {wait}")
+                };
+                self.finish(ctx, gateway, Outcome::LockedOut, &reason)
+            }
+            Ok(AskResult::StateFailed(e)) => self.finish(ctx, gateway, Outcome::StateFailed, &e),
         }
+    }
+
+    /// Judges one answer under the user's lock: the lockout first, then the
+    /// sent code, an authenticator code, a backup code; anything else is a
+    /// wrong answer and counts towards the lockout.
+    fn judge(
+        &mut self,
+        ctx: &LoginContext,
+        expect: &Expect<'_>,
+        answer: &Answer,
+    ) -> Result<Verdict, String> {
+        let bytes = answer.as_bytes();
+        // An absurdly long answer is wrong without further work.
+        let bytes_ok = bytes.len() <= MAX_ANSWER_LEN;
+        let expired = expect
+            .code
+            .is_some_and(|(_, deadline, _)| self.clock.now() > deadline);
+        let now = self.wall.unix_now();
+        let limits = &self.config.limits;
+        let totp = self.totp;
+        update_with(self.state, &ctx.user, |s| {
+            if let Some(until) = limits::locked_until(s, limits, now) {
+                return Verdict::Locked(until);
+            }
+            let mut replay = false;
+            if bytes_ok {
+                if let Some((code, _, gateway)) = expect.code {
+                    if code.matches(bytes) {
+                        if expired {
+                            return Verdict::Expired;
+                        }
+                        limits::record_success(s);
+                        return Verdict::Accepted(Factor::Sent(gateway));
+                    }
+                }
+                if let Some(step) = totp.and_then(|k| k.matching_step(bytes, now)) {
+                    if s.totp_last_step.is_none_or(|last| step > last) {
+                        s.totp_last_step = Some(step);
+                        limits::record_success(s);
+                        return Verdict::Accepted(Factor::Totp);
+                    }
+                    replay = true;
+                }
+                if let Some(i) = backup_codes::find_match(&s.backup_codes, bytes) {
+                    s.backup_codes.remove(i);
+                    limits::record_success(s);
+                    return Verdict::Accepted(Factor::Backup {
+                        left: s.backup_codes.len(),
+                    });
+                }
+            }
+            Verdict::Wrong {
+                expired,
+                replay,
+                locked_until: limits::record_failure(s, limits, now),
+            }
+        })
+        .map_err(|e| e.to_string())
     }
 
     /// Prompts up to `attempts` times. With `expected = None` no answer can
@@ -388,7 +699,7 @@ impl Flow<'_> {
     fn ask(
         &mut self,
         ctx: &LoginContext,
-        expected: Option<(&Code, Duration)>,
+        expected: Option<Expect<'_>>,
         prompt: &str,
         attempts: u32,
     ) -> Result<AskResult, Outcome> {
@@ -404,13 +715,71 @@ impl Flow<'_> {
                     return Err(Outcome::ConversationFailed);
                 }
             };
-            if let Some((code, deadline)) = expected {
-                if self.clock.now() > deadline {
-                    let _ = self.conv.error("The code has expired.");
-                    return Ok(AskResult::Expired);
-                }
-                if answer.as_bytes().len() <= MAX_ANSWER_LEN && code.matches(answer.as_bytes()) {
-                    return Ok(AskResult::Matched);
+            if let Some(expect) = &expected {
+                let verdict = match self.judge(ctx, expect, &answer) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = self.conv.error(
+                            "Login refused: the login state cannot be saved. Tell your admin.",
+                        );
+                        return Ok(AskResult::StateFailed(e));
+                    }
+                };
+                match verdict {
+                    Verdict::Accepted(factor) => {
+                        if let Factor::Backup { left } = factor {
+                            let text = match left {
+                                0 => "Backup code accepted. That was your last one: \
+                                      ask your admin for new backup codes."
+                                    .to_string(),
+                                1 => "Backup code accepted. 1 backup code left.".to_string(),
+                                n => format!("Backup code accepted. {n} backup codes left."),
+                            };
+                            let _ = self.conv.info(&text);
+                        }
+                        return Ok(AskResult::Matched(factor));
+                    }
+                    Verdict::Expired => {
+                        let _ = self.conv.error("The code has expired.");
+                        return Ok(AskResult::Expired);
+                    }
+                    Verdict::Locked(until) => {
+                        let wait = wait_text(until, self.wall.unix_now());
+                        let _ = self
+                            .conv
+                            .error(&format!("Too many wrong codes. Try again in {wait}."));
+                        return Ok(AskResult::LockedOut {
+                            until,
+                            started: false,
+                        });
+                    }
+                    Verdict::Wrong {
+                        expired,
+                        replay,
+                        locked_until,
+                    } => {
+                        if replay {
+                            self.note(
+                                ctx,
+                                Level::Warning,
+                                "an authenticator code was used a second time: refused",
+                            );
+                        }
+                        if let Some(until) = locked_until {
+                            let wait = wait_text(until, self.wall.unix_now());
+                            let _ = self.conv.error(&format!(
+                                "Wrong code. Too many wrong codes: try again in {wait}."
+                            ));
+                            return Ok(AskResult::LockedOut {
+                                until,
+                                started: true,
+                            });
+                        }
+                        if expired {
+                            let _ = self.conv.error("The code has expired.");
+                            return Ok(AskResult::Expired);
+                        }
+                    }
                 }
             }
             let left = attempts - attempt;
@@ -431,9 +800,11 @@ impl Flow<'_> {
 }
 
 enum AskResult {
-    Matched,
+    Matched(Factor),
     Expired,
     Exhausted,
+    LockedOut { until: u64, started: bool },
+    StateFailed(String),
 }
 
 /// "Code sent via Telegram to ***977. Verification code: " — OpenSSH shows

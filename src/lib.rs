@@ -14,17 +14,26 @@
 //! - [`setup`]: loading both files the way a login does, shared with the CLI.
 //! - [`toml_edits`]: comment-preserving edits of both files (CLI).
 //! - [`cli`]: the `pam-gateway` admin CLI, a second front end over the above.
+//! - [`state`]: per-user mutable state under `state_dir` (flock + atomic
+//!   replace); [`limits`] over it (codes per window, lockouts).
+//! - [`policy`]: who is covered (exempt networks and groups).
+//! - [`totp`] and [`backup_codes`]: the fallback factors.
 
+pub mod backup_codes;
 pub mod cli;
 pub mod code;
 pub mod config;
 pub mod flow;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod log;
 pub mod pam_module;
+pub mod policy;
 pub mod secure_file;
 pub mod setup;
+pub mod state;
 pub mod toml_edits;
 pub mod toml_errors;
+pub mod totp;
 pub mod users;

@@ -17,8 +17,10 @@ use crate::flow::{
     Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
 };
 use crate::log::{Level, Log, SyslogLog};
+use crate::policy::SystemGroups;
 use crate::secure_file::Owner;
 use crate::setup;
+use crate::state::{FileStateStore, SystemWallClock};
 
 /// What OpenSSH passes as the password when the real one was wrong (or the
 /// user does not exist), so that PAM modules run the same either way.
@@ -67,10 +69,17 @@ pub fn pam_code(outcome: &Outcome) -> PamResultCode {
     match outcome {
         Outcome::Success { .. } => PamResultCode::PAM_SUCCESS,
         Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
-        Outcome::Expired | Outcome::NotEnrolledDenied | Outcome::WrongPassword => {
-            PamResultCode::PAM_AUTH_ERR
+        Outcome::Expired
+        | Outcome::NotEnrolledDenied
+        | Outcome::WrongPassword
+        | Outcome::RateLimited => PamResultCode::PAM_AUTH_ERR,
+        // All attempts are used up, across logins.
+        Outcome::LockedOut => PamResultCode::PAM_MAXTRIES,
+        Outcome::NotEnrolledIgnored | Outcome::DeliveryFailedIgnored | Outcome::PolicyIgnored => {
+            PamResultCode::PAM_IGNORE
         }
-        Outcome::NotEnrolledIgnored | Outcome::DeliveryFailedIgnored => PamResultCode::PAM_IGNORE,
+        // An unsafe or corrupt state file is a broken setup, like a bad config.
+        Outcome::StateFailed => PamResultCode::PAM_SERVICE_ERR,
         Outcome::DeliveryFailedDenied => PamResultCode::PAM_AUTHINFO_UNAVAIL,
         Outcome::ConversationFailed => PamResultCode::PAM_CONV_ERR,
         Outcome::SystemError => PamResultCode::PAM_SYSTEM_ERR,
@@ -94,6 +103,13 @@ impl Conversation for PamConversation<'_> {
     fn error(&mut self, text: &str) -> Result<(), ConvError> {
         self.conv
             .send(pam::constants::PAM_ERROR_MSG, text)
+            .map(|_| ())
+            .map_err(|code| ConvError(format!("{code:?}")))
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.conv
+            .send(pam::constants::PAM_TEXT_INFO, text)
             .map(|_| ())
             .map_err(|code| ConvError(format!("{code:?}")))
     }
@@ -201,6 +217,8 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let mut conversation = PamConversation { conv };
     let clock = MonotonicClock::default();
     let mut codes = OsCodeSource;
+    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
+    let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
     let mut flow = Flow {
         config: &config,
         conv: &mut conversation,
@@ -208,6 +226,10 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         codes: &mut codes,
         log: &mut log,
         debug: args.debug,
+        state: &store,
+        wall: &SystemWallClock,
+        groups: &SystemGroups,
+        totp,
     };
     let outcome = flow.authenticate(&ctx, enrolment);
     pam_code(&outcome)
@@ -265,6 +287,10 @@ mod tests {
             (Outcome::DeliveryFailedIgnored, PAM_IGNORE),
             (Outcome::ConversationFailed, PAM_CONV_ERR),
             (Outcome::SystemError, PAM_SYSTEM_ERR),
+            (Outcome::LockedOut, PAM_MAXTRIES),
+            (Outcome::RateLimited, PAM_AUTH_ERR),
+            (Outcome::PolicyIgnored, PAM_IGNORE),
+            (Outcome::StateFailed, PAM_SERVICE_ERR),
         ];
         for (outcome, code) in table {
             assert_eq!(pam_code(&outcome), code, "{outcome:?}");

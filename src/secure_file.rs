@@ -204,7 +204,22 @@ fn open_checked(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<File, Fil
 
 /// Reads a whole protected file after every check above has passed.
 pub fn read_secure(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<String, FileError> {
+    read_secure_with_mode(path, secrecy, owner).map(|(text, _)| text)
+}
+
+/// [`read_secure`], also returning the mode of the descriptor that was read,
+/// for callers that learn from the content whether it holds a secret.
+pub fn read_secure_with_mode(
+    path: &Path,
+    secrecy: Secrecy,
+    owner: Owner,
+) -> Result<(String, u32), FileError> {
     let file = open_checked(path, secrecy, owner)?;
+    let mode = file
+        .metadata()
+        .map_err(|e| FileError::Open(path.to_path_buf(), e))?
+        .permissions()
+        .mode();
     let mut buf = Vec::new();
     // The size was checked on the fd, but the file may grow while we read.
     file.take(MAX_FILE_SIZE + 1)
@@ -216,7 +231,8 @@ pub fn read_secure(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<String
             size: buf.len() as u64,
         });
     }
-    String::from_utf8(buf).map_err(|_| FileError::NotUtf8(path.to_path_buf()))
+    let text = String::from_utf8(buf).map_err(|_| FileError::NotUtf8(path.to_path_buf()))?;
+    Ok((text, mode))
 }
 
 /// An exclusive `flock` on `<file>.lock` beside the file, held until drop.

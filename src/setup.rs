@@ -13,7 +13,9 @@ use crate::gateway::sms::SmsGateway;
 use crate::gateway::telegram::TelegramGateway;
 use crate::gateway::webhook::WebhookGateway;
 use crate::gateway::{Gateway, GatewayKind};
-use crate::secure_file::{FileError, Owner, Secrecy, read_secure, update_locked};
+use crate::secure_file::{
+    FileError, Owner, Secrecy, read_secure, read_secure_with_mode, update_locked,
+};
 use crate::toml_errors::ParseError;
 use crate::users::{UserEntry, Users};
 
@@ -62,10 +64,18 @@ pub fn load_config(path: &Path, owner: Owner) -> Result<Config, SetupError> {
     Ok(Config::parse(path, &text)?)
 }
 
-/// Reads and validates the users file the config names.
+/// Reads and validates the users file the config names. Once it holds a
+/// `totp_secret` it is a secret itself: group or other read denies.
 pub fn load_users(config: &Config, owner: Owner) -> Result<Users, SetupError> {
-    let text = read_secure(&config.users_file, Secrecy::Public, owner)?;
-    Ok(Users::parse(&config.users_file, &text)?)
+    let (text, mode) = read_secure_with_mode(&config.users_file, Secrecy::Public, owner)?;
+    let users = Users::parse(&config.users_file, &text)?;
+    if mode & 0o044 != 0 && users.users.values().any(|u| u.totp_secret.is_some()) {
+        return Err(SetupError::File(FileError::GroupOrOtherReadable {
+            path: config.users_file.clone(),
+            mode,
+        }));
+    }
+    Ok(users)
 }
 
 /// The gateway for `kind` as configured, if `gateway.toml` has its section.

@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::gateway::GatewayKind;
 use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
+use crate::totp::TotpKey;
 
 /// A Telegram chat id, kept as its decimal text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +108,8 @@ struct RawUser {
     sms: Option<toml::Value>,
     webhook: Option<String>,
     command: Option<String>,
+    /// Base32 authenticator secret (fallback factor).
+    totp_secret: Option<String>,
 }
 
 /// Reads a phone number that must be a TOML string (an integer would have
@@ -139,6 +142,9 @@ pub struct UserEntry {
     pub webhook: Option<String>,
     /// The command's last argument: a phone number, a mail address.
     pub command: Option<String>,
+    /// Authenticator secret: asked for when delivery fails, accepted at
+    /// any prompt. Its presence makes users.toml a secret (mode 0600).
+    pub totp_secret: Option<TotpKey>,
 }
 
 impl UserEntry {
@@ -219,18 +225,26 @@ impl Users {
             };
             let webhook = address("webhook", entry.webhook)?;
             let command = address("command", entry.command)?;
+            let totp_secret = match &entry.totp_secret {
+                None => None,
+                Some(text) => {
+                    Some(TotpKey::from_base32(text).map_err(|m| err(Some("totp_secret"), m))?)
+                }
+            };
             let user = UserEntry {
                 telegram,
                 signal,
                 sms,
                 webhook,
                 command,
+                totp_secret,
             };
-            if user.is_empty() {
+            // An authenticator alone is a way in too (no gateway needed).
+            if user.is_empty() && user.totp_secret.is_none() {
                 return Err(err(
                     None,
                     "names no recipient (add e.g. telegram = \"CHAT_ID\" or \
-                     signal = \"+4915112345678\")"
+                     signal = \"+4915112345678\") and no totp_secret"
                         .to_string(),
                 ));
             }
@@ -362,6 +376,30 @@ mod tests {
             );
             assert!(err.message.contains(hint), "{key} = {bad}: {err}");
         }
+    }
+
+    #[test]
+    fn totp_secrets() {
+        let u = parse(
+            "[users.alice]\ntelegram = \"1\"\ntotp_secret = \"GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\"\n\
+             [users.bob]\ntotp_secret = \"gezd gnbv gy3t qojq\"\n",
+        )
+        .expect("parse");
+        assert!(
+            u.get("alice")
+                .and_then(|e| e.totp_secret.as_ref())
+                .is_some()
+        );
+        let bob = u.get("bob").expect("bob");
+        assert!(bob.telegram.is_none() && bob.totp_secret.is_some());
+        let err =
+            parse("[users.alice]\ntelegram = \"1\"\ntotp_secret = \"SECRETVALUE1\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("users.alice.totp_secret"));
+        assert!(!err.to_string().contains("SECRETVALUE1"), "{err}");
+        // A TOML type error on the line never quotes it either.
+        let err = parse("[users.alice]\ntotp_secret = 12345\n").unwrap_err();
+        assert!(!err.to_string().contains("12345"), "{err}");
     }
 
     #[test]

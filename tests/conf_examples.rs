@@ -27,6 +27,9 @@ fn example_gateway_toml_parses_to_the_documented_defaults() {
     assert_eq!(c.unenrolled, Unenrolled::Deny);
     assert_eq!(c.failmode, FailMode::Secure);
     assert!(c.telegram.is_some());
+    assert_eq!(c.state_dir, std::path::Path::new("/var/lib/pam_gateway"));
+    assert_eq!(c.limits, pam_gateway::limits::Limits::default());
+    assert_eq!(c.access, pam_gateway::policy::AccessPolicy::default());
 }
 
 #[test]

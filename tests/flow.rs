@@ -13,6 +13,29 @@ use pam_gateway::flow::{
 };
 use pam_gateway::gateway::{DeliveryError, Gateway};
 use pam_gateway::log::MemoryLog;
+use pam_gateway::policy::Groups;
+use pam_gateway::state::{MemoryStateStore, WallClock};
+
+/// No policy rules in these tests: group lookups must not happen.
+struct NoGroups;
+
+impl Groups for NoGroups {
+    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+        Err("no group lookups expected".into())
+    }
+    fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+        Err("no group lookups expected".into())
+    }
+}
+
+/// Wall time that moves with the fake monotonic clock.
+struct FakeWall(FakeClock);
+
+impl WallClock for FakeWall {
+    fn unix_now(&self) -> u64 {
+        1_700_000_000 + self.0.0.get().as_secs()
+    }
+}
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 
@@ -196,6 +219,8 @@ fn run(case: Case) -> Run {
         host: "pi".into(),
         password_was_wrong: case.password_was_wrong,
     };
+    let store = MemoryStateStore::default();
+    let wall = FakeWall(clock.clone());
     let outcome = Flow {
         config: &config,
         conv: &mut conv,
@@ -203,6 +228,10 @@ fn run(case: Case) -> Run {
         codes: &mut codes,
         log: &mut log_w,
         debug: true,
+        state: &store,
+        wall: &wall,
+        groups: &NoGroups,
+        totp: None,
     }
     .authenticate(&ctx, enrolment);
     let log_text = log.text();

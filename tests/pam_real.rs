@@ -68,7 +68,7 @@ fn right_code_logs_in() {
 fn logins_work_the_same_without_syslog() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
-    env.syslog.set(false);
+    env.syslog.store(false, std::sync::atomic::Ordering::SeqCst);
     let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
     assert!(run.success, "{}", run.dump());
     let run = env.authenticate("alice", Answers::Lines(vec!["0".into(); 3]), Some(&fake));

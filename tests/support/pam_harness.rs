@@ -112,11 +112,13 @@ pub struct PamEnv {
     pub etc: PathBuf,
     pub config: PathBuf,
     pub users: PathBuf,
+    /// `state_dir` in the config (created by the module on first use).
+    pub state: PathBuf,
     pub pam_d: PathBuf,
     pub log_sock: UnixDatagram,
     pub log_path: PathBuf,
     /// Bind the log socket over /dev/log (false: no syslog at all).
-    pub syslog: std::cell::Cell<bool>,
+    pub syslog: std::sync::atomic::AtomicBool,
 }
 
 /// How the simulated user answers the prompts.
@@ -131,6 +133,8 @@ pub enum Answers {
     Eof,
     /// Type the code this returns (it waits for whichever fake got it).
     CodeFrom(Box<dyn Fn() -> Option<String>>),
+    /// Type what this returns (called when the module runs, e.g. a TOTP code).
+    Computed(Box<dyn FnOnce() -> String + Send>),
 }
 
 pub struct PamRun {
@@ -195,9 +199,14 @@ impl PamEnv {
         fs::create_dir(&pam_d).expect("mkdir");
         let config = etc.join("gateway.toml");
         let users = etc.join("users.toml");
+        let state = dir.path().join("state");
         write_file(
             &config,
-            &format!("users_file = \"{}\"\n{config_body}", users.display()),
+            &format!(
+                "users_file = \"{}\"\nstate_dir = \"{}\"\n{config_body}",
+                users.display(),
+                state.display()
+            ),
             0o600,
         );
         write_file(&users, users_body, 0o644);
@@ -211,10 +220,11 @@ impl PamEnv {
             etc,
             config,
             users,
+            state,
             pam_d,
             log_sock,
             log_path,
-            syslog: std::cell::Cell::new(true),
+            syslog: std::sync::atomic::AtomicBool::new(true),
         };
         // libpam falls back to `other` for anything missing: deny.
         write_file(
@@ -256,16 +266,31 @@ impl PamEnv {
         answers: Answers,
         fake: Option<&FakeTelegram>,
     ) -> PamRun {
+        self.authenticate_with(user, &[], answers, fake)
+    }
+
+    /// [`PamEnv::authenticate`] with PAM items set through pamtester's
+    /// `-I` (e.g. `("rhost", "203.0.113.7")`).
+    pub fn authenticate_with(
+        &self,
+        user: &str,
+        items: &[(&str, &str)],
+        answers: Answers,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
+        let item_args: Vec<String> = items.iter().map(|(k, v)| format!("-I{k}={v}")).collect();
         let mut cmd = Command::new("bwrap");
         cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
             .arg(&self.pam_d)
             .arg("/etc/pam.d");
-        if self.syslog.get() {
+        if self.syslog.load(std::sync::atomic::Ordering::SeqCst) {
             cmd.arg("--bind").arg(&self.log_path).arg("/dev/log");
         }
         cmd.arg("--die-with-parent")
             .args(pamtester_command())
-            .args(["-v", "pgw", user, "authenticate"]);
+            .arg("-v")
+            .args(&item_args)
+            .args(["pgw", user, "authenticate"]);
         let mut run = converse(&mut cmd, answers, fake);
         // Datagrams are queued before pamtester exits; give the socket a beat.
         run.log = self.read_log();
@@ -308,6 +333,9 @@ pub fn converse(cmd: &mut Command, answers: Answers, fake: Option<&FakeTelegram>
         Answers::CodeFrom(wait) => {
             let code = wait().expect("no gateway delivered a code in time");
             let _ = writeln!(stdin, "{code}");
+        }
+        Answers::Computed(f) => {
+            let _ = writeln!(stdin, "{}", f());
         }
     }
     drop(stdin);

@@ -1,0 +1,466 @@
+//! Who the module covers: `[policy]` `exempt_networks` (CIDRs matched
+//! against PAM_RHOST), `require_groups` and `exempt_groups`.
+//!
+//! A login the policy does not cover gets PAM_IGNORE, never PAM_SUCCESS:
+//! the rest of the stack decides, so an exemption can only skip this
+//! factor, never grant a login.
+
+use std::ffi::{CStr, CString};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// `[policy]`'s coverage rules, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessPolicy {
+    pub exempt_networks: Vec<IpNet>,
+    /// When not empty, only members of one of these groups are covered.
+    pub require_groups: Vec<String>,
+    /// Members of any of these groups are not covered.
+    pub exempt_groups: Vec<String>,
+}
+
+/// Whether this login is covered, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    Covered,
+    /// Not covered: PAM_IGNORE, with the reason for the log.
+    Exempt(String),
+}
+
+/// Group lookups (NSS in production, a table in tests).
+pub trait Groups {
+    /// The gids `user` belongs to (primary and supplementary), or `None`
+    /// for a user the system does not know.
+    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String>;
+    /// The gid of a group name, or `None` if there is no such group.
+    fn group_gid(&self, group: &str) -> Result<Option<u32>, String>;
+}
+
+/// Parses one `exempt_networks` entry: a CIDR (`10.0.0.0/8`, `2001:db8::/32`)
+/// or a single address. Host bits set after the prefix are an error: they
+/// usually mean a typo in the prefix length.
+pub fn parse_network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    let net = if text.contains('/') {
+        text.parse::<IpNet>()
+            .map_err(|_| format!("{text:?} is not a CIDR network (e.g. 192.0.2.0/24)"))?
+    } else {
+        let ip = text
+            .parse::<IpAddr>()
+            .map_err(|_| format!("{text:?} is not an IP address or CIDR network"))?;
+        IpNet::from(ip)
+    };
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has bits set after the /{} prefix; did you mean {}?",
+            net.prefix_len(),
+            net.trunc()
+        ));
+    }
+    Ok(net)
+}
+
+/// A remote host from PAM_RHOST as an address: `[::1]`, a `%zone` suffix
+/// and IPv4-mapped IPv6 (`::ffff:192.0.2.7`) are understood. A host name
+/// is not an address and matches no network.
+pub fn rhost_ip(rhost: &str) -> Option<IpAddr> {
+    let host = rhost.trim();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let host = host.split('%').next().unwrap_or(host);
+    host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
+}
+
+fn check_group_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control()) {
+        return Err(format!("{name:?} is not a valid group name"));
+    }
+    Ok(name.to_string())
+}
+
+impl AccessPolicy {
+    /// Validates the three lists; the error names the key.
+    pub fn from_lists<E>(
+        exempt_networks: Option<&[String]>,
+        require_groups: Option<&[String]>,
+        exempt_groups: Option<&[String]>,
+        err: &dyn Fn(&str, String) -> E,
+    ) -> Result<AccessPolicy, E> {
+        let exempt_networks = exempt_networks
+            .unwrap_or_default()
+            .iter()
+            .map(|n| parse_network(n).map_err(|m| err("exempt_networks", m)))
+            .collect::<Result<Vec<_>, E>>()?;
+        let groups = |key: &str, list: Option<&[String]>| {
+            list.unwrap_or_default()
+                .iter()
+                .map(|g| check_group_name(g).map_err(|m| err(key, m)))
+                .collect::<Result<Vec<_>, E>>()
+        };
+        Ok(AccessPolicy {
+            exempt_networks,
+            require_groups: groups("require_groups", require_groups)?,
+            exempt_groups: groups("exempt_groups", exempt_groups)?,
+        })
+    }
+
+    /// Decides whether a login of `user` from `rhost` is covered. A group
+    /// the config names that does not exist is an error (it would silently
+    /// change who is covered), and so is a failed lookup: both deny.
+    pub fn coverage(
+        &self,
+        user: &str,
+        rhost: Option<&str>,
+        groups: &dyn Groups,
+    ) -> Result<Coverage, String> {
+        if let Some(ip) = rhost.and_then(rhost_ip) {
+            if let Some(net) = self.exempt_networks.iter().find(|n| n.contains(&ip)) {
+                return Ok(Coverage::Exempt(format!(
+                    "remote host {ip} is in exempt network {net}"
+                )));
+            }
+        }
+        if self.require_groups.is_empty() && self.exempt_groups.is_empty() {
+            return Ok(Coverage::Covered);
+        }
+        let user_gids = groups.user_gids(user)?.unwrap_or_default();
+        let gid_of = |name: &str, key: &str| -> Result<u32, String> {
+            groups.group_gid(name)?.ok_or_else(|| {
+                format!(
+                    "[policy] {key} names group {name:?}, which does not exist: fix gateway.toml"
+                )
+            })
+        };
+        for name in &self.exempt_groups {
+            if user_gids.contains(&gid_of(name, "exempt_groups")?) {
+                return Ok(Coverage::Exempt(format!("member of exempt group {name}")));
+            }
+        }
+        if !self.require_groups.is_empty() {
+            let mut member = false;
+            for name in &self.require_groups {
+                member |= user_gids.contains(&gid_of(name, "require_groups")?);
+            }
+            if !member {
+                return Ok(Coverage::Exempt(format!(
+                    "not a member of any required group ({})",
+                    self.require_groups.join(", ")
+                )));
+            }
+        }
+        Ok(Coverage::Covered)
+    }
+}
+
+/// NSS lookups through libc (`getpwnam_r`, `getgrouplist`, `getgrnam_r`).
+pub struct SystemGroups;
+
+/// Largest buffer offered to the `*_r` lookups.
+const MAX_NSS_BUFFER: usize = 1 << 20;
+
+fn c_name(name: &str, what: &str) -> Result<CString, String> {
+    CString::new(name).map_err(|_| format!("{what} name contains a NUL byte"))
+}
+
+impl Groups for SystemGroups {
+    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
+        let cuser = c_name(user, "user")?;
+        let mut buf: Vec<libc::c_char> = vec![0; 4096];
+        // SAFETY: passwd is plain old data; all-zero is a valid value and
+        // getpwnam_r overwrites it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        loop {
+            // SAFETY: every pointer is valid for the call: the name is a
+            // NUL-terminated CString, pwd and result are live locals, and buf
+            // is valid for buf.len() bytes.
+            let rc = unsafe {
+                libc::getpwnam_r(
+                    cuser.as_ptr(),
+                    &mut pwd,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                )
+            };
+            if rc == libc::ERANGE && buf.len() < MAX_NSS_BUFFER {
+                buf.resize(buf.len() * 2, 0);
+                continue;
+            }
+            if rc != 0 {
+                return Err(format!(
+                    "cannot look up user {user:?}: {}",
+                    std::io::Error::from_raw_os_error(rc)
+                ));
+            }
+            break;
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        let primary = pwd.pw_gid;
+        let mut capacity: libc::c_int = 64;
+        loop {
+            let mut gids: Vec<libc::gid_t> = vec![0; capacity as usize];
+            let mut count = capacity;
+            // SAFETY: gids is valid for `count` entries; getgrouplist writes
+            // at most that many and sets count to the number it needs.
+            let rc = unsafe {
+                libc::getgrouplist(cuser.as_ptr(), primary, gids.as_mut_ptr(), &mut count)
+            };
+            if rc >= 0 {
+                gids.truncate(count.max(0) as usize);
+                return Ok(Some(gids));
+            }
+            let next = if count > capacity {
+                count
+            } else {
+                capacity * 2
+            };
+            if next > 65_536 {
+                return Err(format!("user {user:?} is in too many groups to list"));
+            }
+            capacity = next;
+        }
+    }
+
+    fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
+        let cgroup = c_name(group, "group")?;
+        let mut buf: Vec<libc::c_char> = vec![0; 4096];
+        // SAFETY: group is plain old data; all-zero is valid and is overwritten.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        loop {
+            // SAFETY: as for getpwnam_r above.
+            let rc = unsafe {
+                libc::getgrnam_r(
+                    cgroup.as_ptr(),
+                    &mut grp,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    &mut result,
+                )
+            };
+            if rc == libc::ERANGE && buf.len() < MAX_NSS_BUFFER {
+                buf.resize(buf.len() * 2, 0);
+                continue;
+            }
+            if rc != 0 {
+                return Err(format!(
+                    "cannot look up group {group:?}: {}",
+                    std::io::Error::from_raw_os_error(rc)
+                ));
+            }
+            break;
+        }
+        if result.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(grp.gr_gid))
+    }
+}
+
+/// The name of the group with `gid` (for tests and messages).
+pub fn group_name(gid: u32) -> Option<String> {
+    // SAFETY: getgrgid returns NULL or a pointer to static storage that is
+    // valid until the next getgr* call; we copy the name out at once.
+    let grp = unsafe { libc::getgrgid(gid) };
+    if grp.is_null() {
+        return None;
+    }
+    // SAFETY: gr_name of a non-NULL entry is a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr((*grp).gr_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Table {
+        users: BTreeMap<&'static str, Vec<u32>>,
+        groups: BTreeMap<&'static str, u32>,
+        fail: bool,
+    }
+
+    impl Groups for Table {
+        fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
+            if self.fail {
+                return Err("NSS is down".into());
+            }
+            Ok(self.users.get(user).cloned())
+        }
+        fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
+            Ok(self.groups.get(group).copied())
+        }
+    }
+
+    fn table() -> Table {
+        Table {
+            users: [
+                ("alice", vec![100, 27]),
+                ("bob", vec![100]),
+                ("svc", vec![900]),
+            ]
+            .into_iter()
+            .collect(),
+            groups: [("users", 100), ("sudo", 27), ("robots", 900)]
+                .into_iter()
+                .collect(),
+            fail: false,
+        }
+    }
+
+    fn policy(nets: &[&str], require: &[&str], exempt: &[&str]) -> AccessPolicy {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let err = |k: &str, m: String| format!("{k}: {m}");
+        AccessPolicy::from_lists(Some(&v(nets)), Some(&v(require)), Some(&v(exempt)), &err)
+            .expect("policy")
+    }
+
+    #[test]
+    fn networks_parse_strictly() {
+        assert_eq!(
+            parse_network("10.0.0.0/8").expect("net").to_string(),
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            parse_network("192.0.2.7").expect("net").to_string(),
+            "192.0.2.7/32"
+        );
+        assert_eq!(parse_network("::1").expect("net").to_string(), "::1/128");
+        assert_eq!(
+            parse_network(" 2001:db8::/32 ").expect("net").to_string(),
+            "2001:db8::/32"
+        );
+        let e = parse_network("10.0.0.1/8").unwrap_err();
+        assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
+        for bad in [
+            "10.0.0.0/33",
+            "10.0.0/8",
+            "example.org",
+            "",
+            "10.0.0.0/",
+            "::/129",
+            "1.2.3.4/-1",
+        ] {
+            assert!(parse_network(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rhost_forms() {
+        let ip = |s: &str| rhost_ip(s).map(|i| i.to_string());
+        assert_eq!(ip("192.0.2.7").as_deref(), Some("192.0.2.7"));
+        assert_eq!(ip("::ffff:192.0.2.7").as_deref(), Some("192.0.2.7"));
+        assert_eq!(ip("[2001:db8::1]").as_deref(), Some("2001:db8::1"));
+        assert_eq!(ip("fe80::1%eth0").as_deref(), Some("fe80::1"));
+        assert_eq!(ip("host.example.org"), None);
+        assert_eq!(ip(""), None);
+    }
+
+    #[test]
+    fn exempt_networks_match_by_prefix() {
+        let p = policy(&["10.0.0.0/8", "2001:db8::/32", "192.0.2.7"], &[], &[]);
+        let t = table();
+        let cov = |rhost: Option<&str>| p.coverage("alice", rhost, &t).expect("coverage");
+        assert!(matches!(cov(Some("10.255.1.2")), Coverage::Exempt(_)));
+        assert!(matches!(cov(Some("::ffff:10.1.1.1")), Coverage::Exempt(_)));
+        assert!(matches!(cov(Some("2001:db8:ffff::9")), Coverage::Exempt(_)));
+        assert!(matches!(cov(Some("192.0.2.7")), Coverage::Exempt(_)));
+        assert_eq!(cov(Some("192.0.2.8")), Coverage::Covered);
+        assert_eq!(cov(Some("11.0.0.1")), Coverage::Covered);
+        assert_eq!(cov(Some("2001:db9::1")), Coverage::Covered);
+        assert_eq!(cov(Some("10.example.org")), Coverage::Covered);
+        assert_eq!(cov(None), Coverage::Covered);
+        assert_eq!(cov(Some("")), Coverage::Covered);
+    }
+
+    #[test]
+    fn groups_require_and_exempt() {
+        let t = table();
+        let p = policy(&[], &["users"], &["robots"]);
+        assert_eq!(p.coverage("alice", None, &t), Ok(Coverage::Covered));
+        assert!(
+            matches!(p.coverage("svc", None, &t), Ok(Coverage::Exempt(r)) if r.contains("robots"))
+        );
+        assert!(
+            matches!(p.coverage("nobody", None, &t), Ok(Coverage::Exempt(r)) if r.contains("required"))
+        );
+        let p = policy(&[], &["sudo"], &[]);
+        assert_eq!(p.coverage("alice", None, &t), Ok(Coverage::Covered));
+        assert!(matches!(
+            p.coverage("bob", None, &t),
+            Ok(Coverage::Exempt(_))
+        ));
+        // Exempt wins over required.
+        let p = policy(&[], &["users"], &["sudo"]);
+        assert!(matches!(
+            p.coverage("alice", None, &t),
+            Ok(Coverage::Exempt(_))
+        ));
+        assert_eq!(p.coverage("bob", None, &t), Ok(Coverage::Covered));
+    }
+
+    #[test]
+    fn unknown_group_or_failed_lookup_is_an_error() {
+        let t = table();
+        let e = policy(&[], &["userz"], &[])
+            .coverage("alice", None, &t)
+            .unwrap_err();
+        assert!(
+            e.contains("\"userz\"") && e.contains("require_groups"),
+            "{e}"
+        );
+        let e = policy(&[], &[], &["robotz"])
+            .coverage("alice", None, &t)
+            .unwrap_err();
+        assert!(e.contains("exempt_groups"), "{e}");
+        let broken = Table {
+            fail: true,
+            ..table()
+        };
+        assert!(
+            policy(&[], &["users"], &[])
+                .coverage("alice", None, &broken)
+                .is_err()
+        );
+        // No group rules: no lookup at all.
+        assert_eq!(
+            policy(&[], &[], &[]).coverage("alice", None, &broken),
+            Ok(Coverage::Covered)
+        );
+    }
+
+    #[test]
+    fn bad_lists_name_the_key() {
+        let err = |k: &str, m: String| format!("{k}: {m}");
+        let e =
+            AccessPolicy::from_lists(Some(&["nope".to_string()]), None, None, &err).unwrap_err();
+        assert!(e.starts_with("exempt_networks:"), "{e}");
+        let e = AccessPolicy::from_lists(None, Some(&[String::new()]), None, &err).unwrap_err();
+        assert!(e.starts_with("require_groups:"), "{e}");
+    }
+
+    #[test]
+    fn system_lookups_know_root() {
+        let g = SystemGroups;
+        let root_gids = g.user_gids("root").expect("lookup").expect("root exists");
+        assert!(root_gids.contains(&0), "{root_gids:?}");
+        assert_eq!(g.group_gid("root").expect("lookup"), Some(0));
+        assert_eq!(group_name(0).as_deref(), Some("root"));
+        assert_eq!(g.user_gids("no-such-user-pgw").expect("lookup"), None);
+        assert_eq!(g.group_gid("no-such-group-pgw").expect("lookup"), None);
+        assert!(g.user_gids("a\0b").is_err());
+        let p = policy(&[], &["root"], &[]);
+        assert_eq!(p.coverage("root", None, &g), Ok(Coverage::Covered));
+        assert!(matches!(
+            p.coverage("no-such-user-pgw", None, &g),
+            Ok(Coverage::Exempt(_))
+        ));
+    }
+}

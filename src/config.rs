@@ -177,6 +177,20 @@ pub struct Config {
     pub limits: Limits,
     /// `[policy]` coverage: exempt networks and groups.
     pub access: AccessPolicy,
+    /// Keys the decoy recipient shown to users without an entry.
+    pub decoy_key: DecoyKey,
+}
+
+/// SHA-256 of the config file's text. The file is root-only and holds the
+/// gateways' secrets, so the key is unknown to anyone who could compare a
+/// decoy with its inputs. Debug is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DecoyKey(pub [u8; 32]);
+
+impl fmt::Debug for DecoyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DecoyKey([redacted])")
+    }
 }
 
 /// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
@@ -494,7 +508,23 @@ impl Config {
             state_dir,
             limits,
             access,
+            decoy_key: {
+                use sha2::Digest;
+                DecoyKey(sha2::Sha256::digest(text.as_bytes()).into())
+            },
         })
+    }
+
+    /// The gateway name a prompt shows for `kind` ("Telegram", or the
+    /// `name` of a [webhook] or [command] section).
+    pub fn display_name(&self, kind: GatewayKind) -> &str {
+        match kind {
+            GatewayKind::Telegram => "Telegram",
+            GatewayKind::Signal => "Signal",
+            GatewayKind::Sms => "SMS",
+            GatewayKind::Webhook => self.webhook.as_ref().map_or("webhook", |w| w.name.as_str()),
+            GatewayKind::Command => self.command.as_ref().map_or("command", |c| c.name.as_str()),
+        }
     }
 
     /// Whether `gateway.toml` has a section for `kind`.

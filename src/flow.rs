@@ -387,7 +387,8 @@ impl Flow<'_> {
                     // Same prompts as a real login, so enrolment does not leak
                     // through behaviour; nothing is sent.
                     self.debug(ctx, "not enrolled: prompting without sending");
-                    return match self.ask(ctx, None, "Verification code: ", attempts) {
+                    let prompt = decoy_prompt(self.config, &ctx.user);
+                    return match self.ask(ctx, None, &prompt, attempts) {
                         Err(outcome) => self.finish(ctx, "-", outcome, "conversation failed"),
                         Ok(_) => self.finish(
                             ctx,
@@ -805,6 +806,26 @@ enum AskResult {
     Exhausted,
     LockedOut { until: u64, started: bool },
     StateFailed(String),
+}
+
+/// The prompt for a user without an entry under `unenrolled = "deny"`: it
+/// looks like an enrolled user's (first gateway, three digits), so the prompt
+/// does not tell someone who has a password whether the account is enrolled.
+/// The digits are keyed on the config's secrets and stable per user.
+pub fn decoy_prompt(config: &Config, user: &str) -> String {
+    use sha2::Digest;
+    let Some(kind) = config.gateways.first() else {
+        return "Verification code: ".to_string();
+    };
+    let mut hash = sha2::Sha256::new();
+    hash.update(config.decoy_key.0);
+    hash.update(user.as_bytes());
+    let digest = hash.finalize();
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1000;
+    format!(
+        "Code sent via {} to ***{n:03}. Verification code: ",
+        config.display_name(*kind)
+    )
 }
 
 /// "Code sent via Telegram to ***977. Verification code: " — OpenSSH shows

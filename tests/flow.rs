@@ -372,6 +372,35 @@ fn unenrolled_deny_prompts_sends_nothing_and_fails() {
     assert_eq!(r.outcome, Outcome::NotEnrolledDenied);
     assert_eq!(r.prompts.len(), 3, "same number of prompts as a real login");
     assert_eq!(r.sends, 0);
+    // The prompt has an enrolled user's shape: enrolment does not leak.
+    let p = &r.prompts[0];
+    assert!(p.starts_with("Code sent via Telegram to ***"), "{p}");
+    assert!(p.ends_with(". Verification code: "), "{p}");
+    let digits = &p["Code sent via Telegram to ***".len()..][..3];
+    assert!(digits.bytes().all(|b| b.is_ascii_digit()), "{p}");
+    assert!(r.prompts.iter().all(|q| q == p), "stable within a login");
+}
+
+#[test]
+fn decoy_prompt_is_stable_per_user_and_keyed_on_the_config() {
+    let parse = |extra: &str| {
+        Config::parse(
+            Path::new("/etc/pam_gateway/gateway.toml"),
+            &format!("[telegram]\nbot_token = \"{TOKEN}\"\n{extra}"),
+        )
+        .expect("config")
+    };
+    let a = parse("");
+    let b = parse("# another install\n");
+    let decoy = pam_gateway::flow::decoy_prompt;
+    assert_eq!(decoy(&a, "mallory"), decoy(&a, "mallory"));
+    // 50 names, 1000 possible tails: different keys or names give different
+    // tails almost always (a collision of all 50 cannot happen by chance).
+    let names: Vec<String> = (0..50).map(|i| format!("user{i}")).collect();
+    let tails = |c: &Config| names.iter().map(|n| decoy(c, n)).collect::<Vec<_>>();
+    assert_ne!(tails(&a), tails(&b), "keyed on the config");
+    let distinct: std::collections::BTreeSet<_> = tails(&a).into_iter().collect();
+    assert!(distinct.len() > 30, "{} distinct of 50", distinct.len());
 }
 
 #[test]

@@ -19,7 +19,10 @@
 //! - [`policy`]: who is covered (exempt networks and groups).
 //! - [`totp`] and [`backup_codes`]: the fallback factors.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod backup_codes;
 pub mod cli;

@@ -33,6 +33,7 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod log;
+pub mod nss;
 pub mod pam_module;
 pub mod policy;
 pub mod secure_file;

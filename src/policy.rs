@@ -5,7 +5,7 @@
 //! the rest of the stack decides, so an exemption can only skip this
 //! factor, never grant a login.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -155,111 +155,16 @@ impl AccessPolicy {
     }
 }
 
-/// NSS lookups through libc (`getpwnam_r`, `getgrouplist`, `getgrnam_r`).
+/// NSS lookups through libc (see [`crate::nss`]).
 pub struct SystemGroups;
-
-/// Largest buffer offered to the `*_r` lookups.
-const MAX_NSS_BUFFER: usize = 1 << 20;
-
-fn c_name(name: &str, what: &str) -> Result<CString, String> {
-    CString::new(name).map_err(|_| format!("{what} name contains a NUL byte"))
-}
 
 impl Groups for SystemGroups {
     fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
-        let cuser = c_name(user, "user")?;
-        let mut buf: Vec<libc::c_char> = vec![0; 4096];
-        // SAFETY: passwd is plain old data; all-zero is a valid value and
-        // getpwnam_r overwrites it.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        loop {
-            // SAFETY: every pointer is valid for the call: the name is a
-            // NUL-terminated CString, pwd and result are live locals, and buf
-            // is valid for buf.len() bytes.
-            let rc = unsafe {
-                libc::getpwnam_r(
-                    cuser.as_ptr(),
-                    &mut pwd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                )
-            };
-            if rc == libc::ERANGE && buf.len() < MAX_NSS_BUFFER {
-                buf.resize(buf.len() * 2, 0);
-                continue;
-            }
-            if rc != 0 {
-                return Err(format!(
-                    "cannot look up user {user:?}: {}",
-                    std::io::Error::from_raw_os_error(rc)
-                ));
-            }
-            break;
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        let primary = pwd.pw_gid;
-        let mut capacity: libc::c_int = 64;
-        loop {
-            let mut gids: Vec<libc::gid_t> = vec![0; capacity as usize];
-            let mut count = capacity;
-            // SAFETY: gids is valid for `count` entries; getgrouplist writes
-            // at most that many and sets count to the number it needs.
-            let rc = unsafe {
-                libc::getgrouplist(cuser.as_ptr(), primary, gids.as_mut_ptr(), &mut count)
-            };
-            if rc >= 0 {
-                gids.truncate(count.max(0) as usize);
-                return Ok(Some(gids));
-            }
-            let next = if count > capacity {
-                count
-            } else {
-                capacity * 2
-            };
-            if next > 65_536 {
-                return Err(format!("user {user:?} is in too many groups to list"));
-            }
-            capacity = next;
-        }
+        crate::nss::user_groups(user)
     }
 
     fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
-        let cgroup = c_name(group, "group")?;
-        let mut buf: Vec<libc::c_char> = vec![0; 4096];
-        // SAFETY: group is plain old data; all-zero is valid and is overwritten.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        loop {
-            // SAFETY: as for getpwnam_r above.
-            let rc = unsafe {
-                libc::getgrnam_r(
-                    cgroup.as_ptr(),
-                    &mut grp,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                )
-            };
-            if rc == libc::ERANGE && buf.len() < MAX_NSS_BUFFER {
-                buf.resize(buf.len() * 2, 0);
-                continue;
-            }
-            if rc != 0 {
-                return Err(format!(
-                    "cannot look up group {group:?}: {}",
-                    std::io::Error::from_raw_os_error(rc)
-                ));
-            }
-            break;
-        }
-        if result.is_null() {
-            return Ok(None);
-        }
-        Ok(Some(grp.gr_gid))
+        crate::nss::group_gid(group)
     }
 }
 

@@ -38,6 +38,8 @@ pub mod pam_module;
 pub mod policy;
 pub mod secure_file;
 pub mod setup;
+#[cfg(test)]
+mod test_dir;
 pub mod state;
 pub mod toml_edits;
 pub mod toml_errors;

@@ -411,16 +411,11 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::os::unix::fs::symlink;
 
-    fn private_dir() -> PathBuf {
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).expect("random");
-        let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("pgw-sf-{name}"));
-        std::fs::create_dir(&dir).expect("mkdir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        dir
+    fn private_dir() -> TestDir {
+        TestDir::new("sf")
     }
 
     fn write(path: &Path, text: &str, mode: u32) {

@@ -384,16 +384,11 @@ impl StateStore for MemoryStateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dir::TestDir;
     use std::os::unix::fs::PermissionsExt;
 
-    fn private_dir() -> PathBuf {
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).expect("random");
-        let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("pgw-state-{name}"));
-        std::fs::create_dir(&dir).expect("mkdir");
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        dir
+    fn private_dir() -> TestDir {
+        TestDir::new("state")
     }
 
     fn store(dir: &Path) -> FileStateStore {

@@ -108,7 +108,7 @@ pub enum Command {
     /// Check everything a login needs; exit 1 when something would stop logins
     #[command(long_about = STATUS_LONG, after_help = EXIT_CODES)]
     Status(StatusArgs),
-    /// List enrolled users and their gateways (recipients masked)
+    /// List enrolled users, their gateways (recipients masked), fallbacks and lockouts
     Users,
     /// Remove USER's enrolment from the users file
     #[command(after_help = EXIT_CODES)]

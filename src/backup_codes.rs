@@ -239,9 +239,20 @@ pub fn generate(
 /// Makes a new set of [`COUNT`] codes for `user`, replacing any earlier
 /// set in the user's state, and returns them for printing (once).
 pub fn issue(store: &dyn StateStore, user: &str) -> Result<Vec<BackupCode>, StateError> {
+    issue_replacing(store, user).map(|(codes, _)| codes)
+}
+
+/// [`issue`], also saying how many unused codes of the earlier set it
+/// voided (counted under the same lock as the replacement).
+pub fn issue_replacing(
+    store: &dyn StateStore,
+    user: &str,
+) -> Result<(Vec<BackupCode>, usize), StateError> {
     let (codes, hashes) = generate(COUNT, ITERATIONS).map_err(StateError::BadUser)?;
-    update_with(store, user, move |state| state.backup_codes = hashes)?;
-    Ok(codes)
+    let voided = update_with(store, user, move |state| {
+        std::mem::replace(&mut state.backup_codes, hashes).len()
+    })?;
+    Ok((codes, voided))
 }
 
 /// How many unused codes `user` has.
@@ -366,7 +377,8 @@ mod tests {
         let store = MemoryStateStore::default();
         let first = issue(&store, "alice").expect("issue");
         assert_eq!(remaining(&store, "alice").expect("count"), COUNT);
-        let second = issue(&store, "alice").expect("issue");
+        let (second, voided) = issue_replacing(&store, "alice").expect("issue");
+        assert_eq!(voided, COUNT);
         let state = store.get("alice").expect("state");
         assert_eq!(state.backup_codes.len(), COUNT);
         assert_eq!(

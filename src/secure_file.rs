@@ -338,6 +338,24 @@ pub fn update_locked<E: From<FileError>>(
     new_mode: u32,
     edit: impl FnOnce(Option<&str>) -> Result<Option<String>, E>,
 ) -> Result<(), E> {
+    update_locked_as(path, secrecy, owner, new_mode, |current| {
+        Ok(edit(current)?.map(|text| (text, secrecy)))
+    })
+}
+
+/// [`update_locked`] for a file whose content decides how private it must
+/// be (users.toml turns secret once it holds a `totp_secret`): the file is
+/// read with `secrecy`'s checks, and `edit` returns the new text with the
+/// secrecy it needs. Written as [`Secrecy::Secret`], an existing file also
+/// loses its group/other read bits, in the same atomic replace (the new
+/// content is never readable by others, not even for a moment).
+pub fn update_locked_as<E: From<FileError>>(
+    path: &Path,
+    secrecy: Secrecy,
+    owner: Owner,
+    new_mode: u32,
+    edit: impl FnOnce(Option<&str>) -> Result<Option<(String, Secrecy)>, E>,
+) -> Result<(), E> {
     if !path.is_absolute() {
         return Err(FileError::NotAbsolute(path.to_path_buf()).into());
     }
@@ -349,19 +367,26 @@ pub fn update_locked<E: From<FileError>>(
         Err(FileError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let mode = match &current {
-        None => new_mode,
-        Some(_) => {
-            let meta = std::fs::symlink_metadata(path)
-                .map_err(|e| FileError::Open(path.to_path_buf(), e))?;
-            let strip = match secrecy {
-                Secrecy::Public => 0o022,
-                Secrecy::Secret => 0o077,
-            };
-            meta.permissions().mode() & 0o7777 & !strip
-        }
+    let old_mode = match &current {
+        None => None,
+        Some(_) => Some(
+            std::fs::symlink_metadata(path)
+                .map_err(|e| FileError::Open(path.to_path_buf(), e))?
+                .permissions()
+                .mode(),
+        ),
     };
-    if let Some(text) = edit(current.as_deref())? {
+    if let Some((text, written_as)) = edit(current.as_deref())? {
+        let mode = match old_mode {
+            None => new_mode,
+            Some(old) => {
+                let strip = match (secrecy, written_as) {
+                    (Secrecy::Public, Secrecy::Public) => 0o022,
+                    _ => 0o077,
+                };
+                old & 0o7777 & !strip
+            }
+        };
         write_atomic(path, text.as_bytes(), mode)?;
     }
     Ok(())
@@ -580,6 +605,38 @@ mod tests {
         .expect("create");
         let mode = std::fs::metadata(&n).expect("meta").permissions().mode();
         assert_eq!(mode & 0o7777, 0o600);
+    }
+
+    #[test]
+    fn update_locked_as_secret_drops_read_bits_in_the_same_write() {
+        let dir = private_dir();
+        let p = dir.join("users.toml");
+        write(&p, "public\n", 0o644);
+        let owner = Owner::current();
+        // Public content keeps the readable mode.
+        update_locked_as(&p, Secrecy::Public, owner, 0o600, |_| {
+            Ok::<_, FileError>(Some(("still public\n".to_string(), Secrecy::Public)))
+        })
+        .expect("update");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o644);
+        // Secret content: the replaced file is owner-only.
+        update_locked_as(&p, Secrecy::Public, owner, 0o600, |cur| {
+            assert_eq!(cur, Some("still public\n"));
+            Ok::<_, FileError>(Some(("secret\n".to_string(), Secrecy::Secret)))
+        })
+        .expect("update");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "secret\n");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        // Left alone: the mode does not change either.
+        write(&p, "public\n", 0o644);
+        update_locked_as(&p, Secrecy::Public, owner, 0o600, |_| {
+            Ok::<_, FileError>(None)
+        })
+        .expect("no-op");
+        let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o644);
     }
 
     #[test]

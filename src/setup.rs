@@ -14,7 +14,7 @@ use crate::gateway::telegram::TelegramGateway;
 use crate::gateway::webhook::WebhookGateway;
 use crate::gateway::{Gateway, GatewayKind};
 use crate::secure_file::{
-    FileError, Owner, Secrecy, read_secure, read_secure_with_mode, update_locked,
+    FileError, Owner, Secrecy, read_secure, read_secure_with_mode, update_locked, update_locked_as,
 };
 use crate::toml_errors::ParseError;
 use crate::users::{UserEntry, Users};
@@ -177,26 +177,33 @@ pub fn update_config<E: From<SetupError> + From<FileError>>(
 /// Changes the users file the config names, under its lock. `edit` gets
 /// the parsed users and the text (or [`NEW_USERS_FILE`]) and returns the
 /// new text, or `None` to leave the file alone. The result must parse
-/// exactly as the module will parse it.
+/// exactly as the module will parse it. A result holding a `totp_secret`
+/// is written owner-only (the module denies it otherwise), in the same
+/// atomic replace.
 pub fn update_users<E: From<SetupError> + From<FileError>>(
     config: &Config,
     owner: Owner,
     edit: impl FnOnce(&Users, &str) -> Result<Option<String>, E>,
 ) -> Result<(), E> {
     let path = &config.users_file;
-    update_locked(
+    update_locked_as(
         path,
         Secrecy::Public,
         owner,
         USERS_FILE_MODE,
-        |current: Option<&str>| -> Result<Option<String>, E> {
+        |current: Option<&str>| -> Result<Option<(String, Secrecy)>, E> {
             let text = current.unwrap_or(NEW_USERS_FILE);
             let users = Users::parse(path, text).map_err(SetupError::from)?;
             match edit(&users, text)? {
                 None => Ok(None),
                 Some(new) => {
-                    Users::parse(path, &new).map_err(SetupError::from)?;
-                    Ok(Some(new))
+                    let parsed = Users::parse(path, &new).map_err(SetupError::from)?;
+                    let secrecy = if parsed.users.values().any(|u| u.totp_secret.is_some()) {
+                        Secrecy::Secret
+                    } else {
+                        Secrecy::Public
+                    };
+                    Ok(Some((new, secrecy)))
                 }
             }
         },

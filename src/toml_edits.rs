@@ -308,6 +308,17 @@ pub fn set_user_recipient(
     Ok(doc.to_string())
 }
 
+/// Sets `[users.USER] totp_secret = "BASE32"`, keeping the user's other
+/// keys (a replaced secret keeps its place and trailing comment).
+pub fn set_user_totp_secret(
+    file: &Path,
+    text: &str,
+    user: &str,
+    base32: &str,
+) -> Result<String, ParseError> {
+    set_user_recipient(file, text, user, "totp_secret", base32)
+}
+
 /// Removes `[users.USER]`. Returns `None` when the user has no entry.
 pub fn remove_user(file: &Path, text: &str, user: &str) -> Result<Option<String>, ParseError> {
     let mut doc = parse(file, text)?;
@@ -431,6 +442,38 @@ mod tests {
         assert!(out.starts_with("# users\n\n[users.alice]"), "{out}");
         let out = set_telegram(f(), "# config\n# more", TOKEN, None).expect("edit");
         assert!(out.starts_with("# config\n# more\n\n[telegram]\n"), "{out}");
+    }
+
+    #[test]
+    fn totp_secret_joins_the_entry_and_replaces_in_place() {
+        const A: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+        const B: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
+        let text = "# team\n[users.alice]\n# phone\ntelegram = \"1\"\n\n[users.bob]\nsms = \"+4915112345678\"\n";
+        let out = set_user_totp_secret(f(), text, "alice", A).expect("edit");
+        assert_eq!(
+            out,
+            format!(
+                "# team\n[users.alice]\n# phone\ntelegram = \"1\"\ntotp_secret = \"{A}\"\n\n\
+                 [users.bob]\nsms = \"+4915112345678\"\n"
+            )
+        );
+        let u = Users::parse(f(), &out).expect("valid");
+        assert!(
+            u.get("alice")
+                .and_then(|e| e.totp_secret.as_ref())
+                .is_some()
+        );
+        assert!(u.get("bob").and_then(|e| e.totp_secret.as_ref()).is_none());
+        let marked = out.replace(&format!("\"{A}\"\n"), &format!("\"{A}\" # phone app\n"));
+        let again = set_user_totp_secret(f(), &marked, "alice", B).expect("edit");
+        assert_eq!(again, marked.replace(A, B));
+        // A user with no entry gets one holding only the secret (valid).
+        let out = set_user_totp_secret(f(), text, "carol", A).expect("edit");
+        let u = Users::parse(f(), &out).expect("valid");
+        assert!(
+            u.get("carol")
+                .is_some_and(|e| e.is_empty() && e.totp_secret.is_some())
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! so a man page can be generated from it). Every command returns a
 //! [`CliError`] whose [`Exit`] is the documented exit status.
 
+mod backup_codes;
 mod configure;
 mod enroll;
 mod explain;
@@ -16,6 +17,8 @@ mod status;
 mod system;
 mod terminal;
 mod test_message;
+mod totp;
+mod unlock;
 mod users;
 
 use std::fmt;
@@ -33,11 +36,12 @@ pub const EXIT_CODES: &str = "\
 Exit status:
   0  done; for status: nothing found that would stop logins
   1  not done: status found something that would stop logins, the test
-     message was refused, or the enrolment did not complete (time-out,
-     wrong code, refused chat)
-  2  usage: bad arguments, no such system user, user not enrolled
-  3  files: gateway.toml or the users file is missing, unsafe or invalid,
-     or cannot be written
+     message was refused, the enrolment did not complete (time-out,
+     wrong code, refused chat), or the authenticator code was wrong
+  2  usage: bad arguments, no such system user, user not enrolled, user
+     already has an authenticator (totp without --replace)
+  3  files: gateway.toml, the users file or the state directory is
+     missing, unsafe or invalid, or cannot be written
   4  gateway: a gateway cannot be reached, refuses our credentials (bot
      token, webhook, API password), or its program fails its checks
   5  needs root";
@@ -58,6 +62,11 @@ A first setup, as root:
 Other gateways: `pam-gateway configure signal|sms|webhook|command --help`,
 then `pam-gateway enroll alice --signal +4915112345678` (or --sms, --webhook,
 --command).
+
+For the day no code can be delivered:
+  pam-gateway totp alice             an authenticator app (QR code), checked first
+  pam-gateway backup-codes alice     ten one-time codes for paper
+  pam-gateway unlock alice           lift a lockout after wrong codes
 
 Every command needs root: gateway.toml holds the bot token and other secrets
 and is readable by root only.";
@@ -99,7 +108,7 @@ pub enum Command {
     /// Check everything a login needs; exit 1 when something would stop logins
     #[command(long_about = STATUS_LONG, after_help = EXIT_CODES)]
     Status(StatusArgs),
-    /// List enrolled users and their gateways (recipients masked)
+    /// List enrolled users, their gateways (recipients masked), fallbacks and lockouts
     Users,
     /// Remove USER's enrolment from the users file
     #[command(after_help = EXIT_CODES)]
@@ -108,7 +117,81 @@ pub enum Command {
         #[arg(value_name = "USER")]
         user: String,
     },
+    /// Give USER an authenticator app (QR code), checked with a code, then stored
+    #[command(long_about = TOTP_LONG, after_help = EXIT_CODES)]
+    Totp(TotpArgs),
+    /// Print ten new one-time backup codes for USER; the previous set stops working
+    #[command(long_about = BACKUP_CODES_LONG, after_help = EXIT_CODES)]
+    BackupCodes {
+        /// The enrolled user to give the codes to
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+    /// Lift USER's lockout and clear the code limits (backup codes and
+    /// the authenticator stay)
+    #[command(long_about = UNLOCK_LONG, after_help = EXIT_CODES)]
+    Unlock {
+        /// The user to unlock
+        #[arg(value_name = "USER")]
+        user: String,
+    },
 }
+
+const TOTP_LONG: &str = "\
+Give USER (an account on this system) an authenticator app: a new secret
+(160 bits), shown once as an otpauth:// URI, its QR code and the key for
+typing in by hand. Any authenticator app reads it (SHA-1, 6 digits, 30 s).
+
+Then the app's current code is asked for here (three tries): read from the
+terminal, or from standard input when that is not a terminal. Only a right
+code writes [users.USER] totp_secret = \"...\" into the users file (atomically,
+under a lock, keeping comments, other users and USER's other keys) and makes
+the file mode 0600: the module refuses a users file holding a secret that
+others can read. The code typed here is not accepted again at a login.
+
+A login then accepts an authenticator code at any pam_gateway prompt, and
+asks for one when no code can be delivered (gateway down, send limit
+reached), whatever failmode says. USER may have no gateway at all: then
+every login asks for the authenticator code.
+
+A user who already has a secret keeps it unless --replace is given (their
+app's old entry then stops working).";
+
+#[derive(Debug, Args)]
+pub struct TotpArgs {
+    /// The system user to give an authenticator
+    #[arg(value_name = "USER")]
+    pub user: String,
+    /// Replace the secret USER already has (the old app entry stops working)
+    #[arg(long)]
+    pub replace: bool,
+    /// Store the secret without asking for a code first
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Do not print the QR code (the URI and the key are still shown)
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+const BACKUP_CODES_LONG: &str = "\
+Make ten new one-time backup codes for USER (enrolled in the users file)
+and print them on standard output, one per line and nothing else, so they
+can go straight to a file or a printer:
+  pam-gateway backup-codes alice > alice-codes.txt
+Each code works once, at any pam_gateway prompt, and when no code can be
+delivered. Only salted hashes are stored (in USER's file in state_dir,
+created root 0700 if missing): the codes cannot be shown again. The
+previous set, if any, stops working; standard error says how many of its
+codes were still unused.";
+
+const UNLOCK_LONG: &str = "\
+Lift USER's lockout after too many wrong codes, and clear what the limits
+count for USER: wrong answers, earlier lockouts (each makes the next one
+longer) and the codes sent in the current window. Done under USER's lock
+in state_dir, so a login running at the same moment is counted correctly.
+The authenticator's replay guard and the unused backup codes stay.
+
+`pam-gateway users` shows who is locked out.";
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigureGateway {
@@ -514,6 +597,15 @@ impl From<crate::secure_file::FileError> for CliError {
     }
 }
 
+impl From<crate::state::StateError> for CliError {
+    fn from(e: crate::state::StateError) -> CliError {
+        match e {
+            crate::state::StateError::BadUser(m) => CliError::new(Exit::Usage, m),
+            other => CliError::new(Exit::Files, other.to_string()),
+        }
+    }
+}
+
 impl From<crate::toml_errors::ParseError> for CliError {
     fn from(e: crate::toml_errors::ParseError) -> CliError {
         CliError::new(Exit::Files, e.to_string())
@@ -592,6 +684,40 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
             require_root("remove", "it writes the users file")?;
             users::remove(config, user)
         }
+        Command::Totp(args) => {
+            require_root(
+                "totp",
+                "it writes a secret into the users file, which only root may read",
+            )?;
+            totp::run(config, args)
+        }
+        Command::BackupCodes { user } => {
+            require_root(
+                "backup-codes",
+                "it writes USER's file in the state directory",
+            )?;
+            backup_codes::run(config, user)
+        }
+        Command::Unlock { user } => {
+            require_root("unlock", "it writes USER's file in the state directory")?;
+            unlock::run(config, user)
+        }
+    }
+}
+
+/// Refuses a USER that is not an account on this system (a typo would
+/// otherwise create an entry nobody can use).
+fn require_account(user: &str) -> Result<(), CliError> {
+    match system::user_exists(user) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "there is no account {user:?} on this system (`getent passwd {user}` finds \
+                 nothing): create it first, or check the spelling"
+            ),
+        )),
+        Err(m) => Err(CliError::new(Exit::Usage, m)),
     }
 }
 

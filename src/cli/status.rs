@@ -5,10 +5,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::gateway_check::{self, Health};
-use super::{CliError, Exit, OWNER, StatusArgs, pam_stacks, sshd, system, users};
+use super::{CliError, Exit, OWNER, StatusArgs, pam_stacks, sshd, system, unlock, users};
 use crate::config::{Config, FailMode, Unenrolled};
 use crate::gateway::GatewayKind;
+use crate::limits::wait_text;
 use crate::setup::{self, SetupError};
+use crate::state::FileStateStore;
 use crate::users::Users;
 
 /// How a finding bears on logins.
@@ -121,6 +123,10 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<(), CliError> {
                 None
             }
         });
+
+    if let Some(c) = &config {
+        check_state_dir(&mut r, c);
+    }
 
     r.section("Gateways");
     match &config {
@@ -332,9 +338,40 @@ fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::Serv
     for line in users::table(u) {
         r.line(Level::Info, &line);
     }
+    let now = unlock::now();
     for (name, entry) in &u.users {
         if let Err(e) = setup::routes_for(c, name, entry) {
             r.line(Level::Fail, &format!("{e}: {name}'s logins are refused"));
+        }
+        if entry.is_empty() && entry.totp_secret.is_some() {
+            r.line(
+                Level::Info,
+                &format!("{name}  authenticator only (no gateway)"),
+            );
+        }
+        // A broken state file is reported once, under Files.
+        if let Ok(state) = unlock::read_state(c, name) {
+            let standing = unlock::Standing::of(&state, &c.limits, now);
+            if let Some(until) = standing.locked_until {
+                r.line(
+                    Level::Warn,
+                    &format!(
+                        "{name} is locked out for another {} after wrong codes: no code is \
+                         sent or accepted until then (pam-gateway unlock {name})",
+                        wait_text(until, now)
+                    ),
+                );
+            } else if let Some(until) = standing.window_full_until {
+                r.line(
+                    Level::Info,
+                    &format!(
+                        "{name} was sent {} codes in the last {} s: the next code goes in {}",
+                        standing.sent,
+                        c.limits.window,
+                        wait_text(until, now)
+                    ),
+                );
+            }
         }
         match system::user_exists(name) {
             Ok(true) => {}
@@ -355,6 +392,38 @@ fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::Serv
                 "users not listed here cannot log in through {} (unenrolled = \"deny\")",
                 services.join(", ")
             ),
+        );
+    }
+}
+
+/// `state_dir` as a login will find it: missing (a login creates it), or
+/// safe, and every enrolled user's file readable.
+fn check_state_dir(r: &mut Report, c: &Config) {
+    let dir = c.state_dir.display();
+    if !unlock::state_dir_exists(c) {
+        r.line(
+            Level::Info,
+            &format!("{dir}: not there yet; the first login creates it (root, 0700)"),
+        );
+        return;
+    }
+    let store = FileStateStore::new(&c.state_dir, OWNER);
+    if let Err(e) = store.ensure_dir() {
+        r.line(Level::Fail, &format!("{e}: the module refuses every login"));
+        return;
+    }
+    let users = setup::load_users_or_empty(c, OWNER).unwrap_or_default();
+    let mut broken = 0;
+    for name in users.users.keys() {
+        if let Err(e) = store.load(name) {
+            broken += 1;
+            r.line(Level::Fail, &format!("{e}: {name}'s logins are refused"));
+        }
+    }
+    if broken == 0 {
+        r.line(
+            Level::Ok,
+            &format!("{dir}: state directory ({})", describe_file(&c.state_dir)),
         );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{CliError, Exit, OWNER, load_config};
+use super::{CliError, Exit, OWNER, load_config, unlock};
 use crate::config::Unenrolled;
 use crate::setup;
 use crate::toml_edits;
@@ -46,6 +46,53 @@ pub fn list(config_path: &Path) -> Result<(), CliError> {
     println!("{:<width$}  {:<9} RECIPIENT", "USER", "GATEWAY");
     for line in table(&users) {
         println!("{line}");
+    }
+
+    // Fallback factors and what the limits hold, from state_dir.
+    let now = unlock::now();
+    let mut problems = Vec::new();
+    let mut rows = Vec::new();
+    for (name, entry) in &users.users {
+        let state = unlock::read_state(&config, name);
+        let mut fallback = Vec::new();
+        if entry.totp_secret.is_some() {
+            fallback.push("authenticator".to_string());
+        }
+        let limits = match &state {
+            Ok(st) => {
+                let standing = unlock::Standing::of(st, &config.limits, now);
+                match standing.backup_codes {
+                    0 => {}
+                    1 => fallback.push("1 backup code".to_string()),
+                    n => fallback.push(format!("{n} backup codes")),
+                }
+                standing.describe(name, &config.limits, now)
+            }
+            Err(e) => {
+                problems.push(e.to_string());
+                "state unreadable: logins are refused (below)".to_string()
+            }
+        };
+        let fallback = if fallback.is_empty() {
+            "-".to_string()
+        } else {
+            fallback.join(", ")
+        };
+        rows.push((name, fallback, limits));
+    }
+    let fb_width = rows
+        .iter()
+        .map(|(_, f, _)| f.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("FALLBACK".len());
+    println!("\n{:<width$}  {:<fb_width$}  LIMITS", "USER", "FALLBACK");
+    for (name, fallback, limits) in rows {
+        println!("{name:<width$}  {fallback:<fb_width$}  {limits}");
+    }
+    problems.dedup();
+    for p in problems {
+        println!("\n{p}");
     }
     Ok(())
 }

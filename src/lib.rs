@@ -38,9 +38,9 @@ pub mod pam_module;
 pub mod policy;
 pub mod secure_file;
 pub mod setup;
+pub mod state;
 #[cfg(test)]
 mod test_dir;
-pub mod state;
 pub mod toml_edits;
 pub mod toml_errors;
 pub mod totp;

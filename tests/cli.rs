@@ -14,6 +14,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
+use clap::CommandFactory;
+
 use cli_harness::*;
 use fake_telegram::{FakeOptions, FakeTelegram, Mode, find_code};
 use pam_gateway::config::Config;
@@ -885,16 +887,67 @@ fn every_command_refuses_to_run_without_root() {
     let bin = dir.path().join("pam-gateway");
     fs::copy(BIN, &bin).expect("copy");
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod");
-    for args in [
+    // Every command, with arguments that would get past clap's parsing.
+    let commands: Vec<Vec<&str>> = vec![
         vec!["configure", "telegram"],
+        vec![
+            "configure",
+            "signal",
+            "--url",
+            "http://127.0.0.1:9",
+            "--number",
+            "+4915100000001",
+        ],
+        vec!["configure", "sms", "--provider", "websms"],
+        vec!["configure", "webhook", "--recipe", "ntfy"],
+        vec!["configure", "command", "--path", "/bin/true"],
         vec!["enroll", "daemon"],
         vec!["test", "daemon"],
         vec!["status"],
         vec!["users"],
         vec!["remove", "daemon"],
-    ] {
+        vec!["totp", "daemon"],
+        vec!["backup-codes", "daemon"],
+        vec!["unlock", "daemon"],
+    ];
+    // The list above is every command the CLI has: one added later without
+    // being added here fails this test.
+    let mut leaves = Vec::new();
+    for sub in pam_gateway::cli::Cli::command().get_subcommands() {
+        let nested: Vec<_> = sub.get_subcommands().collect();
+        if nested.is_empty() {
+            leaves.push(sub.get_name().to_string());
+        }
+        for leaf in nested {
+            leaves.push(format!("{} {}", sub.get_name(), leaf.get_name()));
+        }
+    }
+    let listed: Vec<String> = commands
+        .iter()
+        .map(|args| {
+            let words: Vec<&str> = args
+                .iter()
+                .take_while(|a| !a.starts_with('-'))
+                .copied()
+                .collect();
+            // `configure X` names a command; `enroll daemon` names one and a user.
+            let n = if words.first() == Some(&"configure") {
+                2
+            } else {
+                1
+            };
+            words[..n.min(words.len())].join(" ")
+        })
+        .collect();
+    for leaf in &leaves {
+        assert!(
+            listed.contains(leaf),
+            "`pam-gateway {leaf}` is missing from this test"
+        );
+    }
+    for (args, name) in commands.iter().zip(&listed) {
         let out = std::process::Command::new(&bin)
-            .args(&args)
+            .args(args.iter())
             .uid(65534)
             .gid(65534)
             .stdin(std::process::Stdio::null())
@@ -903,9 +956,10 @@ fn every_command_refuses_to_run_without_root() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(5), "{args:?}: {stderr}");
         assert!(
-            stderr.contains("needs root") && stderr.contains("sudo"),
+            stderr.contains(&format!("`pam-gateway {name}` needs root")) && stderr.contains("sudo"),
             "{args:?}: {stderr}"
         );
+        assert!(out.stdout.is_empty(), "{args:?}");
     }
     // Help works for anyone.
     let out = std::process::Command::new(&bin)

@@ -505,6 +505,61 @@ fn unlock_lifts_a_lockout_so_the_next_login_gets_a_code() {
         .expect_in_stderr("check the spelling");
 }
 
+// ---------------------------------------------------------------- status ----
+
+#[test]
+fn status_with_the_gateway_down_warns_for_users_with_a_fallback_factor() {
+    // Telegram down (closed port); daemon has an authenticator, bin backup
+    // codes, sys neither: only sys's logins stop, the others are asked for
+    // their fallback factor (tests above prove that through libpam).
+    let d = dirs(None);
+    write_file(
+        &d.users,
+        &format!(
+            "[users.daemon]\ntelegram = \"{CHAT}\"\ntotp_secret = \"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\"\n\
+             [users.bin]\ntelegram = \"{CHAT}\"\n[users.sys]\ntelegram = \"{CHAT}\"\n"
+        ),
+        0o600,
+    );
+    let store = FileStateStore::new(&d.state, Owner::ROOT);
+    backup_codes::issue(&store, "bin").expect("backup codes");
+    let pam_dir = d.dir.path().join("pam.d");
+    fs::create_dir(&pam_dir).expect("mkdir");
+    let pam_dir = pam_dir.display().to_string();
+    let status = || run(&d.config, &["status", "--pam-dir", &pam_dir], "");
+
+    let out = status();
+    out.expect_code(1)
+        .expect_in_stdout("FAIL  telegram: ")
+        .expect_in_stdout("logins of sys are refused while this lasts (no other working gateway, no authenticator, no backup codes)")
+        .expect_in_stdout("bin (10 backup codes), daemon (authenticator) will be asked for their authenticator or backup code instead while this lasts");
+    assert!(!out.stdout.contains("logins of bin"), "{}", out.dump());
+    assert!(!out.stdout.contains("logins of daemon"), "{}", out.dump());
+
+    // Without sys, nothing stops logins: a warning, exit 0.
+    write_file(
+        &d.users,
+        &format!(
+            "[users.daemon]\ntelegram = \"{CHAT}\"\ntotp_secret = \"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\"\n\
+             [users.bin]\ntelegram = \"{CHAT}\"\n"
+        ),
+        0o600,
+    );
+    let out = status();
+    out.expect_code(0)
+        .expect_in_stdout("warn  telegram: ")
+        .expect_in_stdout("bin (10 backup codes), daemon (authenticator) will be asked");
+    assert!(!out.stdout.contains("FAIL"), "{}", out.dump());
+
+    // bin's codes used up: bin's logins stop again.
+    update_with(&store, "bin", |s| s.backup_codes.clear()).expect("state");
+    let out = status();
+    out.expect_code(1)
+        .expect_in_stdout("FAIL  telegram: ")
+        .expect_in_stdout("logins of bin are refused while this lasts")
+        .expect_in_stdout("daemon (authenticator) will be asked");
+}
+
 // ------------------------------------------------------------ root, help ----
 
 #[test]

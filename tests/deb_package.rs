@@ -270,7 +270,12 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     assert_fact(&f, "profile", "644 root:root", "install");
     assert_fact(&f, "man8", "644 root:root 644 root:root", "install");
     assert_fact(&f, "man5", "644 root:root", "install");
-    assert_fact(&f, "examples", "gateway.toml pam.d users.toml", "install");
+    assert_fact(
+        &f,
+        "examples",
+        "gateway.toml pam.d sshd_config.d users.toml webhook",
+        "install",
+    );
     assert_fact(
         &f,
         "common_auth",

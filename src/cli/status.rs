@@ -11,7 +11,7 @@ use crate::gateway::GatewayKind;
 use crate::limits::wait_text;
 use crate::setup::{self, SetupError};
 use crate::state::FileStateStore;
-use crate::users::Users;
+use crate::users::{UserEntry, Users};
 
 /// How a finding bears on logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,8 +236,10 @@ fn check_gateways(r: &mut Report, c: &Config, users: Option<&Users>) {
 }
 
 /// What a broken gateway means for logins: users with another working
-/// gateway fall back to it; the others are refused, or skip the code when
-/// `failmode = "safe"` and every gateway of theirs is only unreachable.
+/// gateway fall back to it; users with an authenticator or unused backup
+/// codes are asked for one (whatever `failmode` says, as a login does); the
+/// others are refused, or skip the code when `failmode = "safe"` and every
+/// gateway of theirs is only unreachable.
 fn consequence(
     c: &Config,
     users: Option<&Users>,
@@ -257,6 +259,7 @@ fn consequence(
         };
     };
     let (mut stopped, mut skipping, mut falling_back) = (Vec::new(), Vec::new(), Vec::new());
+    let mut asked_for_fallback = Vec::new();
     for (name, entry) in &users.users {
         let theirs: Vec<GatewayKind> = c
             .gateways
@@ -269,39 +272,67 @@ fn consequence(
         }
         if theirs.iter().any(|k| usable(*k)) {
             falling_back.push(name.as_str());
+        } else if let Some(factor) = fallback_factor(c, name, entry) {
+            asked_for_fallback.push(format!("{name} ({factor})"));
         } else if safe && !theirs.iter().any(|k| refused(*k)) {
             skipping.push(name.as_str());
         } else {
             stopped.push(name.as_str());
         }
     }
+    // Every group of users gets its part of the line; any user whose
+    // logins stop makes it a FAIL.
+    let mut parts = Vec::new();
     if !stopped.is_empty() {
-        (
-            Level::Fail,
-            format!(
-                "logins of {} are refused while this lasts (no other gateway of theirs works)",
-                names(&stopped)
-            ),
-        )
-    } else if !skipping.is_empty() {
-        (
-            Level::Warn,
-            format!("logins of {} {skip}", names(&skipping)),
-        )
-    } else if !falling_back.is_empty() {
-        (
-            Level::Warn,
-            format!(
-                "{} fall(s) back to their other gateways",
-                names(&falling_back)
-            ),
-        )
-    } else {
-        (
-            Level::Warn,
-            "nobody is enrolled with it yet, and enrolments through it fail".to_string(),
-        )
+        parts.push(format!(
+            "logins of {} are refused while this lasts (no other working gateway, no \
+             authenticator, no backup codes)",
+            names(&stopped)
+        ));
     }
+    if !skipping.is_empty() {
+        parts.push(format!("logins of {} {skip}", names(&skipping)));
+    }
+    if !asked_for_fallback.is_empty() {
+        let list: Vec<&str> = asked_for_fallback.iter().map(String::as_str).collect();
+        parts.push(format!(
+            "{} will be asked for their authenticator or backup code instead while this lasts",
+            names(&list)
+        ));
+    }
+    if !falling_back.is_empty() {
+        parts.push(format!(
+            "{} fall(s) back to their other gateways",
+            names(&falling_back)
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("nobody is enrolled with it yet, and enrolments through it fail".to_string());
+    }
+    let level = if stopped.is_empty() {
+        Level::Warn
+    } else {
+        Level::Fail
+    };
+    (level, parts.join("; "))
+}
+
+/// The fallback factors a login of `name` would ask for when no code can
+/// be delivered: `authenticator`, `3 backup codes`, or both. A state file
+/// that cannot be read counts as no backup codes (the login is refused
+/// then, and the Files section says why).
+fn fallback_factor(c: &Config, name: &str, entry: &UserEntry) -> Option<String> {
+    let backup = unlock::read_state(c, name).map_or(0, |s| s.backup_codes.len());
+    let mut factors = Vec::new();
+    if entry.totp_secret.is_some() {
+        factors.push("authenticator".to_string());
+    }
+    match backup {
+        0 => {}
+        1 => factors.push("1 backup code".to_string()),
+        n => factors.push(format!("{n} backup codes")),
+    }
+    (!factors.is_empty()).then(|| factors.join(", "))
 }
 
 /// `a, b, c and 4 more`.

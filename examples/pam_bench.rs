@@ -405,7 +405,7 @@ fn inner(args: &Args) -> Result<(), String> {
         );
         println!("|---|---:|---:|---|---|---|");
         let fifo = args.dir.join("codes").display().to_string();
-        let loops: Vec<(&str, &str, Vec<String>)> = vec![
+        let mut loops: Vec<(&str, &str, Vec<String>)> = vec![
             ("pam_permit", "bench-permit", vec![]),
             (
                 "pam_google_authenticator",
@@ -413,13 +413,29 @@ fn inner(args: &Args) -> Result<(), String> {
                 vec!["--totp-secret".into(), args.ga_secret.clone()],
             ),
             ("pam_gateway (http)", "bench-gw", {
-                let mut v = vec!["--codes".to_string(), fifo];
+                let mut v = vec!["--codes".to_string(), fifo.clone()];
                 if let Some(dir) = args.state_dirs.first() {
                     v.extend(["--reset-state".to_string(), dir.display().to_string()]);
                 }
                 v
             }),
         ];
+        // The state dir on a tmpfs (bench.sh's second --state-dir): the
+        // module's own cost, without waiting for the disk.
+        if let Some(dir) = args.state_dirs.get(1)
+            && args.dir.join("pam.d/bench-gw-tmpfs").is_file()
+        {
+            loops.push((
+                "pam_gateway (http, state on tmpfs)",
+                "bench-gw-tmpfs",
+                vec![
+                    "--codes".to_string(),
+                    fifo,
+                    "--reset-state".to_string(),
+                    dir.display().to_string(),
+                ],
+            ));
+        }
         let mut rates = BTreeMap::new();
         for (name, service, extra) in loops {
             let m = run_loop(args, service, &extra)?;

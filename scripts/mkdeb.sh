@@ -127,7 +127,9 @@ install -d -m 755 "$root/DEBIAN"
 install -m 755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$root/DEBIAN/"
 
 # Depends from the ELF files' needs (libc6, libgcc-s1, libpam0g), as
-# dh_shlibdeps would; libpam-runtime for pam-auth-update.
+# dh_shlibdeps would; libpam-runtime for pam-auth-update. Recommends
+# ca-certificates: https gateways (Telegram's default api_url) are verified
+# against its bundle, /etc/ssl/certs/ca-certificates.crt.
 shlibs=$(cd "$work" && mkdir -p debian && printf 'Source: pam-gateway\n\nPackage: pam-gateway\nArchitecture: any\n' > debian/control &&
     DEB_HOST_ARCH=$arch dpkg-shlibdeps -O -e "debian/pam-gateway/lib/$multiarch/security/pam_gateway.so" \
         -e debian/pam-gateway/usr/sbin/pam-gateway 2>shlibdeps.err | sed -n 's/^shlibs:Depends=//p')
@@ -143,6 +145,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: $shlibs, libpam-runtime (>= 1.0.1-6)
+Recommends: ca-certificates
 Section: admin
 Priority: optional
 Description: second login factor: one-time codes over Telegram (PAM module)

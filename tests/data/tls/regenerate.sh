@@ -4,7 +4,7 @@
 #   other-ca.pem      a second CA nobody trusts (key thrown away)
 #   leaf.pem/.key     server cert for IP 127.0.0.1 and localhost, from ca.pem
 #   wrong-name.pem/.key  server cert for gateway.invalid only, from ca.pem
-# EC P-256, valid 2020-01-01 to 2120-01-01. Used by tests/http_tls.rs and by
+# EC P-256, valid 2020-01-01 to 2120-01-01. Used by tests/http_client.rs and by
 # make bench (the https case); never by anything outside loopback.
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -435,6 +435,21 @@ fn inner(args: &Args) -> Result<(), String> {
                     dir.display().to_string(),
                 ],
             ));
+            // --case variants (bench.sh: on the tmpfs state dir) too.
+            for (name, service, input) in &args.extra {
+                if *input == Input::Fifo {
+                    loops.push((
+                        name.as_str(),
+                        service.as_str(),
+                        vec![
+                            "--codes".to_string(),
+                            args.dir.join("codes").display().to_string(),
+                            "--reset-state".to_string(),
+                            dir.display().to_string(),
+                        ],
+                    ));
+                }
+            }
         }
         let mut rates = BTreeMap::new();
         for (name, service, extra) in loops {

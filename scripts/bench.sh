@@ -21,7 +21,8 @@
 #   BENCH_STRIP=strip                       strip for that target
 #   BENCH_LABEL=text                        heading for the report
 #   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
-#                                           next to it (http fake), for experiments
+#                                           next to it (http fake, state on
+#                                           tmpfs; also in the loop), for experiments
 # Another architecture under qemu-user: `make bench-arm` (scripts/bench-arm.sh)
 # sets these for the aarch64 build of `make cross`.
 set -euo pipefail
@@ -137,8 +138,9 @@ for v in ${BENCH_VARIANTS:-}; do
     name=${v%%=*}
     cp "${v#*=}" "$DIR/variant-$name.so"
     chmod 644 "$DIR/variant-$name.so"
-    echo "auth required $DIR/variant-$name.so config=$DIR/etc/gateway-http.toml" > "$DIR/pam.d/bench-v-$name"
-    EXTRA+=(--case "variant $name (http)=bench-v-$name:fifo")
+    # On the tmpfs state dir: compare with "pam_gateway (http, state on tmpfs)".
+    echo "auth required $DIR/variant-$name.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-v-$name"
+    EXTRA+=(--case "variant $name (http, state on tmpfs)=bench-v-$name:fifo")
 done
 chmod 644 "$DIR"/pam.d/*
 

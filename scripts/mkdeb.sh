@@ -137,6 +137,18 @@ shlibs=$(cd "$work" && mkdir -p debian && printf 'Source: pam-gateway\n\nPackage
 grep -v 'binaries to analyze' "$work/shlibdeps.err" >&2 || true
 rm -f "$work/debian/control"
 [ -n "$shlibs" ] || { echo "mkdeb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+# A module linked with packed relocations (build.rs, native builds) needs
+# glibc's GLIBC_ABI_DT_RELR (2.36): a version need without a symbol, which
+# dpkg-shlibdeps does not see. An older libc6 could not load the module, and
+# every login through a stack that requires it would fail.
+if LC_ALL=C readelf -V "$root/lib/$multiarch/security/pam_gateway.so" | grep -q 'GLIBC_ABI_DT_RELR'; then
+    libc_min=$(printf '%s' "$shlibs" | sed -n 's/.*libc6 (>= \([^)]*\)).*/\1/p')
+    if [ -z "$libc_min" ]; then
+        shlibs="libc6 (>= 2.36), $shlibs"
+    elif dpkg --compare-versions "$libc_min" lt 2.36; then
+        shlibs=$(printf '%s' "$shlibs" | sed "s/libc6 (>= [^)]*)/libc6 (>= 2.36)/")
+    fi
+fi
 
 cat > "$root/DEBIAN/control" <<EOF
 Package: pam-gateway

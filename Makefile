@@ -11,7 +11,7 @@ DESTDIR ?=
 PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
 RELEASE := target/release
 
-.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz
+.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm
 
 all: build
 
@@ -80,6 +80,21 @@ deb: build
 test-arm:
 	@scripts/deps.sh test-arm
 	scripts/test-arm.sh
+
+# What one login costs next to pam_permit and pam_google_authenticator
+# (BENCHMARKS.md). Root; nothing on the host changes. Not a test: it never
+# fails because a machine is slow. BENCH_RUNS, BENCH_CYCLES: sizes.
+bench:
+	@scripts/deps.sh bench
+	$(CARGO) build --release --locked --lib --example fake_telegram --example pam_bench --example pam_loop
+	@scripts/bench.sh
+
+# The same for the aarch64 build of `make cross`, under qemu-user (relative
+# figures only); root.
+bench-arm:
+	@scripts/deps.sh bench-arm
+	$(CARGO) build --release --locked --example fake_telegram --example pam_bench
+	@scripts/bench-arm.sh
 
 demo:
 	@scripts/deps.sh demo

@@ -3,17 +3,26 @@
 //! ```text
 //! cargo run --example fake_telegram -- [--port N] [--token T] [--chat ID]...
 //!     [--blocked ID]... [--bot-username NAME] [--ready-file PATH]
-//!     [--messages PATH] [--mode normal|down500|garbage|never|webhook]
+//!     [--messages PATH] [--codes PATH] [--tls-cert PEM --tls-key PEM]
+//!     [--mode normal|down500|garbage|never|webhook]
 //! ```
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once bound, writes the port to
 //! the ready file (atomically: temp file, then rename), prints each delivered
 //! message as `[fake Telegram] to chat <id>: <text>` and appends it as one
-//! JSON line `{"chat_id":..,"text":..}` to the messages file. Runs until
-//! killed.
+//! JSON line `{"chat_id":..,"text":..}` to the messages file, and writes
+//! the code in it (the first run of 6 to 10 digits) as one line to the codes
+//! file. The codes file may be a FIFO: it is opened read-write, so opening
+//! never blocks and the pipe stays open between readers; `make bench` feeds
+//! pamtester's stdin from it. With `--tls-cert`/`--tls-key` (e.g.
+//! tests/data/tls/leaf.pem and leaf.key) it serves https instead, through
+//! a TLS front on its own port (the one printed and written to the ready
+//! file). Runs until killed.
 
 #[path = "../tests/support/fake_telegram.rs"]
 mod fake_telegram;
+#[path = "../tests/support/tls_front.rs"]
+mod tls_front;
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode, SentMessage};
 use std::fs::{self, File, OpenOptions};
@@ -23,13 +32,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage: fake_telegram [--port N] [--token T] [--chat ID]... [--blocked ID]... \
-[--bot-username NAME] [--ready-file PATH] [--messages PATH] \
-[--mode normal|down500|garbage|never|webhook]";
+[--bot-username NAME] [--ready-file PATH] [--messages PATH] [--codes PATH] \
+[--tls-cert PEM --tls-key PEM] [--mode normal|down500|garbage|never|webhook]";
 
 struct Args {
     opts: FakeOptions,
     ready_file: Option<PathBuf>,
     messages: Option<PathBuf>,
+    codes: Option<PathBuf>,
+    tls: Option<(PathBuf, PathBuf)>,
     mode: Mode,
 }
 
@@ -38,6 +49,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut chats = Vec::new();
     let mut ready_file = None;
     let mut messages = None;
+    let mut codes = None;
+    let mut tls_cert = None;
+    let mut tls_key = None;
     let mut mode = Mode::Normal;
     while let Some(arg) = argv.next() {
         if arg == "-h" || arg == "--help" {
@@ -71,6 +85,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--bot-username" => opts.bot_username = value()?,
             "--ready-file" => ready_file = Some(PathBuf::from(value()?)),
             "--messages" => messages = Some(PathBuf::from(value()?)),
+            "--codes" => codes = Some(PathBuf::from(value()?)),
+            "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
+            "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
             "--mode" => {
                 let v = value()?;
                 mode = match v.as_str() {
@@ -93,10 +110,17 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     if !chats.is_empty() {
         opts.chats = chats;
     }
+    let tls = match (tls_cert, tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together".to_string()),
+    };
     Ok(Args {
         opts,
         ready_file,
         messages,
+        codes,
+        tls,
         mode,
     })
 }
@@ -117,7 +141,15 @@ fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
     })
 }
 
-fn record(m: &SentMessage, messages: Option<&mut File>) -> io::Result<()> {
+fn record(
+    m: &SentMessage,
+    messages: Option<&mut File>,
+    codes: Option<&mut File>,
+) -> io::Result<()> {
+    // The code first: a benchmark's pamtester is waiting for it.
+    if let (Some(f), Some(code)) = (codes, fake_telegram::find_code(&m.text)) {
+        f.write_all(format!("{code}\n").as_bytes())?;
+    }
     let mut out = io::stdout().lock();
     writeln!(out, "[fake Telegram] to chat {}: {}", m.chat_id, m.text)?;
     out.flush()?;
@@ -144,20 +176,47 @@ fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
+    // Read-write: opening a FIFO this way does not wait for a reader.
+    let mut codes = match &args.codes {
+        Some(p) => Some(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let fake = FakeTelegram::start(args.opts).map_err(|e| format!("cannot listen: {e}"))?;
     fake.set_mode(args.mode);
+    let front = match &args.tls {
+        Some((cert, key)) => {
+            let backend = ([127, 0, 0, 1], fake.port()).into();
+            Some(
+                tls_front::TlsFront::start(cert, key, backend)
+                    .map_err(|e| format!("cannot serve TLS: {e}"))?,
+            )
+        }
+        None => None,
+    };
+    let (url, port) = match &front {
+        Some(f) => (f.url(), f.port()),
+        None => (fake.url(), fake.port()),
+    };
     {
         let mut out = io::stdout().lock();
-        writeln!(out, "listening on {}", fake.url()).map_err(|e| e.to_string())?;
+        writeln!(out, "listening on {url}").map_err(|e| e.to_string())?;
         out.flush().map_err(|e| e.to_string())?;
     }
     if let Some(p) = &args.ready_file {
-        write_atomically(p, &format!("{}\n", fake.port()))
+        write_atomically(p, &format!("{port}\n"))
             .map_err(|e| format!("cannot write {}: {e}", p.display()))?;
     }
     loop {
         if let Some(m) = fake.wait_for_message(Duration::from_secs(1)) {
-            record(&m, messages.as_mut()).map_err(|e| format!("cannot record a message: {e}"))?;
+            record(&m, messages.as_mut(), codes.as_mut())
+                .map_err(|e| format!("cannot record a message: {e}"))?;
         }
     }
 }

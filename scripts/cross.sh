@@ -9,7 +9,8 @@
 # Toolchain: Debian's rustc-web/cargo-web (/usr/bin) with libstd-rust-web-dev
 # for the target architecture, so nothing has to be downloaded by rustup; a
 # rustup toolchain that already has the target is used when Debian's is not
-# there. Set CROSS_CARGO and CROSS_RUSTC to choose yourself.
+# there. Set CROSS_CARGO and CROSS_RUSTC to choose yourself, CROSS_EXTRA_ARGS
+# to build more (make bench-arm: --example pam_loop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,11 +65,12 @@ for t in "${targets[@]}"; do
     # The linker, and the C compiler and archiver for ring's C and assembly.
     # RUSTC/RUSTDOC keep a rustup proxy earlier in PATH from being used by
     # Debian's cargo (it would pick rustup's rustc, which lacks the target).
+    # shellcheck disable=SC2086 # CROSS_EXTRA_ARGS is a list of words
     if ! env "CARGO_TARGET_${upper}_LINKER=$gnu-gcc" \
         "CC_${t//-/_}=$gnu-gcc" "AR_${t//-/_}=$gnu-ar" \
         "RUSTC=$rustc" "RUSTDOC=$(dirname "$rustc")/rustdoc" \
         "$cargo" build --release --locked --target "$t" --target-dir "$TARGET_DIR" \
-        --lib --bin pam-gateway; then
+        --lib --bin pam-gateway ${CROSS_EXTRA_ARGS:-}; then
         failed+=("$t")
         continue
     fi

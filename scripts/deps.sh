@@ -2,7 +2,7 @@
 # Makes sure the Debian packages a make target needs are there.
 #   scripts/deps.sh build|test|demo|deb
 #   scripts/deps.sh cross [TRIPLE...]    (default: both Raspberry Pi targets)
-#   scripts/deps.sh test-arm
+#   scripts/deps.sh test-arm|bench|bench-arm
 # As root: installs what is missing with apt-get (after apt-get update).
 # Otherwise: names the missing packages and fails.
 set -eu
@@ -53,7 +53,8 @@ case "$mode" in
     build) want="libpam0g-dev gcc libc6-dev" ;;
     # The real-client tests: sshd and ssh, sudo, login, unshare/setpriv; the
     # package test: dpkg-deb and man pages.
-    test)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap openssh-server openssh-client sudo login util-linux dpkg-dev groff-base" ;;
+    # ca-certificates: tests/http_client.rs loads the system CA bundle.
+    test)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap openssh-server openssh-client sudo login util-linux dpkg-dev groff-base ca-certificates" ;;
     demo)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap" ;;
     deb)   want="libpam0g-dev gcc libc6-dev dpkg-dev" ;;
     cross)
@@ -68,7 +69,16 @@ case "$mode" in
         want="libpam0g-dev gcc libc6-dev pamtester bubblewrap qemu-user-static"
         want_cross aarch64-unknown-linux-gnu
         want="$want libpam0g:arm64 libpam-modules:arm64" ;;
-    *) echo "usage: $0 build|test|demo|deb|cross [TRIPLE...]|test-arm" >&2; exit 2 ;;
+    # make bench: pam_google_authenticator and oathtool are the comparison,
+    # ca-certificates the https case's bundle, binutils strips.
+    bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils" ;;
+    # make bench-arm: the same under qemu-user; the arm64 pamtester and
+    # pam_google_authenticator are unpacked by scripts/bench-arm.sh.
+    bench-arm)
+        want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates oathtool binutils qemu-user-static"
+        want_cross aarch64-unknown-linux-gnu
+        want="$want libpam0g:arm64 libpam-modules:arm64" ;;
+    *) echo "usage: $0 build|test|demo|deb|cross [TRIPLE...]|test-arm|bench|bench-arm" >&2; exit 2 ;;
 esac
 
 missing=""

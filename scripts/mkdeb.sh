@@ -129,7 +129,9 @@ install -d -m 755 "$root/DEBIAN"
 install -m 755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$root/DEBIAN/"
 
 # Depends from the ELF files' needs (libc6, libgcc-s1, libpam0g), as
-# dh_shlibdeps would; libpam-runtime for pam-auth-update.
+# dh_shlibdeps would; libpam-runtime for pam-auth-update. Recommends
+# ca-certificates: https gateways (Telegram's default api_url) are verified
+# against its bundle, /etc/ssl/certs/ca-certificates.crt.
 shlibs=$(cd "$work" && mkdir -p debian && printf 'Source: pam-gateway\n\nPackage: pam-gateway\nArchitecture: any\n' > debian/control &&
     DEB_HOST_ARCH=$arch dpkg-shlibdeps -O -e "debian/pam-gateway/lib/$multiarch/security/pam_gateway.so" \
         -e debian/pam-gateway/usr/sbin/pam-gateway 2>shlibdeps.err | sed -n 's/^shlibs:Depends=//p')
@@ -137,6 +139,18 @@ shlibs=$(cd "$work" && mkdir -p debian && printf 'Source: pam-gateway\n\nPackage
 grep -v 'binaries to analyze' "$work/shlibdeps.err" >&2 || true
 rm -f "$work/debian/control"
 [ -n "$shlibs" ] || { echo "mkdeb: dpkg-shlibdeps found no dependencies" >&2; exit 1; }
+# A module linked with packed relocations (build.rs, native builds) needs
+# glibc's GLIBC_ABI_DT_RELR (2.36): a version need without a symbol, which
+# dpkg-shlibdeps does not see. An older libc6 could not load the module, and
+# every login through a stack that requires it would fail.
+if LC_ALL=C readelf -V "$root/lib/$multiarch/security/pam_gateway.so" | grep -q 'GLIBC_ABI_DT_RELR'; then
+    libc_min=$(printf '%s' "$shlibs" | sed -n 's/.*libc6 (>= \([^)]*\)).*/\1/p')
+    if [ -z "$libc_min" ]; then
+        shlibs="libc6 (>= 2.36), $shlibs"
+    elif dpkg --compare-versions "$libc_min" lt 2.36; then
+        shlibs=$(printf '%s' "$shlibs" | sed "s/libc6 (>= [^)]*)/libc6 (>= 2.36)/")
+    fi
+fi
 
 cat > "$root/DEBIAN/control" <<EOF
 Package: pam-gateway
@@ -145,6 +159,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
 Depends: $shlibs, libpam-runtime (>= 1.0.1-6)
+Recommends: ca-certificates
 Section: admin
 Priority: optional
 Description: second login factor: one-time codes over Telegram (PAM module)

@@ -1,14 +1,66 @@
 //! The one way HTTP clients are built: bounded timeouts, no proxy from the
 //! environment (a login's environment is not the admin's), rustls with the
 //! ring provider and full certificate verification, capped response bodies.
+//!
+//! Every gateway uses reqwest's blocking client built here. Its TLS
+//! configuration is ours, not reqwest's default: that default asks
+//! rustls-platform-verifier, which on Linux reads the whole system store --
+//! the PEM bundle *and* every file in `/etc/ssl/certs` -- each time a client
+//! is built, even for a plain-http request that never handshakes; that was
+//! 94 % of the instructions of a loopback login (BENCHMARKS.md). Here the
+//! verifier is rustls' own `WebPkiServerVerifier` (chain to a trusted root,
+//! validity dates, name, key usage), created at the first certificate a
+//! server presents, from one PEM bundle at a fixed path
+//! ([`SYSTEM_CA_BUNDLES`]), parsed by rustls-pki-types.
+//!
+//! `SSL_CERT_FILE` and `SSL_CERT_DIR` are ignored on purpose: the module
+//! runs inside sudo, su and login with the *caller's* environment, and a
+//! user who could point it at a CA of their own could impersonate the
+//! gateway (and, with `failmode = "safe"` or a self-made "delivered",
+//! weaken the second factor). A private CA is trusted once
+//! `update-ca-certificates` has put it into the system bundle.
 
 use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::config::HttpSettings;
 
 /// Largest response body read from a gateway.
 pub const MAX_BODY: u64 = 256 * 1024;
+
+/// The system's CA bundle as the distributions' ca-certificates packages
+/// keep it, first one that exists wins: Debian/Ubuntu/Arch/Gentoo,
+/// Fedora/RHEL, openSUSE, Alpine.
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Largest CA bundle read (Debian's is about 220 KB).
+pub const MAX_CA_BUNDLE: u64 = 4 * 1024 * 1024;
+
+/// Which certificates https connections are verified against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustRoots {
+    /// The system's CA bundle (the first of [`SYSTEM_CA_BUNDLES`] that
+    /// exists), kept current by the distribution's ca-certificates package,
+    /// with the admin's own CAs once update-ca-certificates added them.
+    System,
+    /// The CA certificates in this PEM file only (tests, a private CA).
+    PemFile(PathBuf),
+}
 
 /// Builds a blocking client for one gateway.
 pub fn client(settings: &HttpSettings) -> Result<reqwest::blocking::Client, String> {
@@ -20,17 +72,25 @@ pub fn client_with_timeout(
     settings: &HttpSettings,
     timeout: Duration,
 ) -> Result<reqwest::blocking::Client, String> {
-    // reqwest is built without a default provider; our copy of rustls is
-    // private to this module, so installing its default affects only us.
-    // An Err means it was already installed by an earlier call.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    client_with_roots(settings, timeout, TrustRoots::System)
+}
+
+/// Like [`client_with_timeout`], verifying https against `roots`. Nothing
+/// is read until the first TLS handshake: a plain-http (loopback) gateway
+/// never loads a certificate.
+pub fn client_with_roots(
+    settings: &HttpSettings,
+    timeout: Duration,
+    roots: TrustRoots,
+) -> Result<reqwest::blocking::Client, String> {
     let mut builder = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .connect_timeout(settings.connect_timeout)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("pam_gateway/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(0);
+        .pool_max_idle_per_host(0)
+        .tls_backend_preconfigured(tls_config(roots)?);
     if let Some(proxy) = &settings.proxy {
         let proxy = reqwest::Proxy::all(proxy.as_str())
             .map_err(|_| "the configured proxy is not a valid URL".to_string())?;
@@ -42,6 +102,165 @@ pub fn client_with_timeout(
             describe(&e.without_url())
         )
     })
+}
+
+/// TLS 1.2 and 1.3 with ring's safe defaults, HTTP/1.1 only (reqwest is
+/// built without HTTP/2), certificates checked by [`LazyWebPkiVerifier`].
+fn tls_config(roots: TrustRoots) -> Result<rustls::ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = LazyWebPkiVerifier {
+        algorithms: provider.signature_verification_algorithms,
+        provider: Arc::clone(&provider),
+        roots,
+        inner: OnceLock::new(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous() // only to install the verifier below, which verifies fully
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// rustls' `WebPkiServerVerifier`, created on the first certificate it has
+/// to check. Every check is the WebPKI verifier's own; only the loading of
+/// the roots waits until a server presents a certificate. If the roots
+/// cannot be loaded, every certificate is refused (fail closed) with the
+/// reason, which ends up in the gateway's error and the log.
+#[derive(Debug)]
+struct LazyWebPkiVerifier {
+    provider: Arc<CryptoProvider>,
+    algorithms: WebPkiSupportedAlgorithms,
+    roots: TrustRoots,
+    inner: OnceLock<Result<Arc<WebPkiServerVerifier>, String>>,
+}
+
+impl LazyWebPkiVerifier {
+    fn verifier(&self) -> Result<&Arc<WebPkiServerVerifier>, rustls::Error> {
+        self.inner
+            .get_or_init(|| {
+                let store = load_roots(&self.roots)?;
+                WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(store),
+                    Arc::clone(&self.provider),
+                )
+                .build()
+                .map_err(|e| format!("cannot set up certificate verification: {e}"))
+            })
+            .as_ref()
+            .map_err(|e| rustls::Error::General(e.clone()))
+    }
+}
+
+impl ServerCertVerifier for LazyWebPkiVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    // The handshake signatures need no roots: the same functions the WebPKI
+    // verifier calls, with the same algorithms. rustls calls these only
+    // after verify_server_cert accepted the certificate.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Reads the trusted CA certificates. The bundle decides whom the module
+/// trusts, so it is checked like the config files: the opened descriptor
+/// must be a regular file, owned by root (or by this process's user: an
+/// unprivileged CLI or test run), not writable by group or others, at most
+/// [`MAX_CA_BUNDLE`] bytes. Symbolic links are followed (Fedora's bundle is
+/// one). Blocks that are not certificates, or not valid PEM, are skipped
+/// as every TLS library does with a system bundle; a bundle without one
+/// usable certificate is refused.
+pub fn load_roots(roots: &TrustRoots) -> Result<RootCertStore, String> {
+    let path: &Path = match roots {
+        TrustRoots::PemFile(p) => p,
+        TrustRoots::System => SYSTEM_CA_BUNDLES
+            .iter()
+            .map(Path::new)
+            .find(|p| p.exists())
+            .ok_or_else(|| {
+                format!(
+                    "no system CA bundle found (looked for {}): install the ca-certificates package",
+                    SYSTEM_CA_BUNDLES.join(", ")
+                )
+            })?,
+    };
+    let what = |m: String| format!("trusted CA certificates {}: {m}", path.display());
+    // O_NONBLOCK: a FIFO put in its place must not hang the login in open();
+    // the fstat below then refuses it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| what(format!("cannot open: {e}")))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| what(format!("cannot stat: {e}")))?;
+    if !meta.is_file() {
+        return Err(what("not a regular file".into()));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if (meta.uid() != 0 && meta.uid() != euid) || meta.mode() & 0o022 != 0 {
+        return Err(what(format!(
+            "must be owned by root and not writable by group or others \
+             (owner uid {}, mode {:o}): fix with chown root and chmod go-w",
+            meta.uid(),
+            meta.mode() & 0o7777
+        )));
+    }
+    if meta.len() > MAX_CA_BUNDLE {
+        return Err(what(format!("larger than {MAX_CA_BUNDLE} bytes")));
+    }
+    let mut pem = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CA_BUNDLE)
+        .read_to_end(&mut pem)
+        .map_err(|e| what(format!("cannot read: {e}")))?;
+    let mut store = RootCertStore::empty();
+    store.add_parsable_certificates(CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok));
+    if store.is_empty() {
+        return Err(what(
+            "holds no usable CA certificate (PEM `CERTIFICATE` blocks): \
+             reinstall ca-certificates or run update-ca-certificates"
+                .into(),
+        ));
+    }
+    Ok(store)
 }
 
 /// Reads at most [`MAX_BODY`] bytes of a response body as text. A read

@@ -1,0 +1,45 @@
+//! Link settings for the PAM module (the cdylib only).
+//!
+//! A build script runs on the build machine: what it can learn about glibc
+//! is the build machine's. So packed relocations are used only for a native
+//! build (target = host), where that glibc is the one the module will run
+//! with (or the same release's, for `make deb`). Cross builds (`make
+//! cross`) do without: their target's glibc is not known here, and Debian
+//! 12's aarch64 linker does not pack them anyway (BENCHMARKS.md).
+
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PAM_GATEWAY_NO_RELR");
+    let var = |name: &str| std::env::var(name).unwrap_or_default();
+    let gnu_linux = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
+    let native = !var("TARGET").is_empty() && var("TARGET") == var("HOST");
+    // Packed relative relocations (DT_RELR): the module's ~9,000
+    // R_X86_64_RELATIVE entries of 24 bytes become a 2 KB bitmap -- about
+    // 190 KB less module, and less for the dynamic loader to read at every
+    // dlopen (BENCHMARKS.md). glibc reads DT_RELR since 2.36, and ld then
+    // marks the module as needing GLIBC_ABI_DT_RELR, so an older glibc
+    // refuses to load it with a clear message (and dpkg-shlibdeps makes the
+    // .deb depend on libc6 >= 2.36). PAM_GATEWAY_NO_RELR=1 turns it off,
+    // e.g. to build on Debian 12 for an older release.
+    if gnu_linux && native && var("PAM_GATEWAY_NO_RELR").is_empty() && host_glibc() >= Some((2, 36))
+    {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
+    }
+}
+
+/// The build machine's glibc version, from `getconf GNU_LIBC_VERSION`
+/// ("glibc 2.36").
+fn host_glibc() -> Option<(u32, u32)> {
+    let out = Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let version = text.trim().strip_prefix("glibc ")?;
+    let mut parts = version.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}

@@ -1,0 +1,653 @@
+//! The measuring half of `make bench` (scripts/bench.sh prepares the files
+//! and the fake Bot API, then runs this). Whole-process timing of one
+//! authentication through pamtester for each PAM stack side by side, in a
+//! private mount namespace; then the long-lived host loop (pam_loop).
+//!
+//! ```text
+//! pam_bench --dir DIR --ga-secret BASE32 [--runs N] [--warmup N] [--cycles N]
+//!           [--pamtester "CMD ARGS"] [--loop "CMD ARGS"] [--user NAME]
+//!           [--size LABEL=PATH]... [--bundle PATH] [--label TEXT]
+//!           [--case LABEL=SERVICE:none|totp|fifo]... [--rtt HOST:PORT/PATH]
+//!           [--state-dir DIR]... [--tmpfs DIR]...
+//! ```
+//!
+//! DIR holds `pam.d/` with the services `bench-permit`, `bench-ga`,
+//! `bench-gw` and optionally `bench-gw-tls`, `bench-gw-dns` and
+//! `bench-gw-tmpfs` (a case runs when its file exists), and `codes`, the
+//! FIFO the fake writes each delivered code to.
+//! `--case` adds a service of your own (e.g. a variant of the module) with
+//! where its answer comes from. `--rtt` names the fake's `getMe` (e.g.
+//! `127.0.0.1:4242/bot<TOKEN>/getMe`): each round also times one plain HTTP
+//! round trip to it from this process with std's TcpStream, the share of a
+//! pam_gateway login that is the server's and the loopback's, not the
+//! module's. `--state-dir` is a pam_gateway `state_dir`: its users' state
+//! files (`*.json`) are removed before each pam_gateway run, outside the
+//! timing, so every login is the first of its rate-limit window (the
+//! default limit of 5 codes per 15 minutes would stop a benchmark after 5
+//! runs) and pays what a real one does: the state file's locked,
+//! fsynced write. `--tmpfs` mounts an empty tmpfs there in the namespace
+//! (a state_dir below it shows what the fsyncs cost).
+//!
+//! How: this process binds a datagram socket and drains it (the syslog
+//! both modules write to; without one glibc's syslog falls back to
+//! /dev/console, which costs pam_google_authenticator a slow console
+//! write), then re-runs itself under `bwrap` with DIR/pam.d over
+//! /etc/pam.d, the socket over /dev/log and, with `--bundle`, that file
+//! over /etc/ssl/certs/ca-certificates.crt (the https case needs the test
+//! CA trusted). Inside, the cases run interleaved -- round r runs every
+//! case once, in an order rotated by r -- so a burst of load elsewhere on
+//! the machine hits every case alike. Each run is spawned directly (no
+//! shell), timed from spawn to exit, and its peak RSS and CPU time come
+//! from wait4's rusage. pam_google_authenticator gets a fresh code from
+//! `oathtool --totp -b SECRET` before each run (outside the timing); the
+//! pam_gateway cases read the code from the FIFO the fake fills.
+//! `--pamtester` and `--loop` may carry a wrapper, e.g.
+//! `--pamtester "qemu-aarch64-static -L /usr/aarch64-linux-gnu ./pamtester"`.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+struct Args {
+    dir: PathBuf,
+    ga_secret: String,
+    runs: usize,
+    warmup: usize,
+    cycles: u64,
+    pamtester: Vec<String>,
+    loop_cmd: Vec<String>,
+    user: String,
+    sizes: Vec<(String, PathBuf)>,
+    bundle: Option<PathBuf>,
+    label: String,
+    extra: Vec<(String, String, Input)>,
+    rtt: Option<String>,
+    state_dirs: Vec<PathBuf>,
+    tmpfs: Vec<PathBuf>,
+    inner: bool,
+}
+
+fn parse_args(argv: &[String]) -> Result<Args, String> {
+    let mut a = Args {
+        dir: PathBuf::new(),
+        ga_secret: String::new(),
+        runs: 100,
+        warmup: 5,
+        cycles: 10_000,
+        pamtester: vec!["pamtester".into()],
+        loop_cmd: Vec::new(),
+        user: "root".into(),
+        sizes: Vec::new(),
+        bundle: None,
+        label: String::new(),
+        extra: Vec::new(),
+        rtt: None,
+        state_dirs: Vec::new(),
+        tmpfs: Vec::new(),
+        inner: false,
+    };
+    let mut it = argv.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let words = |s: String| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        match flag.as_str() {
+            "--dir" => a.dir = PathBuf::from(value()?),
+            "--ga-secret" => a.ga_secret = value()?,
+            "--runs" => a.runs = value()?.parse().map_err(|_| "bad --runs")?,
+            "--warmup" => a.warmup = value()?.parse().map_err(|_| "bad --warmup")?,
+            "--cycles" => a.cycles = value()?.parse().map_err(|_| "bad --cycles")?,
+            "--pamtester" => a.pamtester = words(value()?),
+            "--loop" => a.loop_cmd = words(value()?),
+            "--user" => a.user = value()?,
+            "--size" => {
+                let v = value()?;
+                let (label, path) = v.split_once('=').ok_or("--size wants LABEL=PATH")?;
+                a.sizes.push((label.to_string(), PathBuf::from(path)));
+            }
+            "--bundle" => a.bundle = Some(PathBuf::from(value()?)),
+            "--label" => a.label = value()?,
+            "--case" => {
+                let v = value()?;
+                let (label, rest) = v
+                    .split_once('=')
+                    .ok_or("--case wants LABEL=SERVICE:INPUT")?;
+                let (service, input) = rest
+                    .split_once(':')
+                    .ok_or("--case wants LABEL=SERVICE:INPUT")?;
+                let input = match input {
+                    "none" => Input::Nothing,
+                    "totp" => Input::Totp,
+                    "fifo" => Input::Fifo,
+                    _ => return Err(format!("--case input {input:?}: none, totp or fifo")),
+                };
+                a.extra
+                    .push((label.to_string(), service.to_string(), input));
+            }
+            "--rtt" => a.rtt = Some(value()?),
+            "--state-dir" => a.state_dirs.push(PathBuf::from(value()?)),
+            "--tmpfs" => a.tmpfs.push(PathBuf::from(value()?)),
+            "--inner" => a.inner = true,
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    if a.dir.as_os_str().is_empty() || a.ga_secret.is_empty() {
+        return Err("--dir and --ga-secret are required".into());
+    }
+    if a.pamtester.is_empty() || a.runs == 0 {
+        return Err("--pamtester must name a program and --runs be positive".into());
+    }
+    Ok(a)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Input {
+    Nothing,
+    Totp,
+    Fifo,
+}
+
+struct Case {
+    name: String,
+    service: String,
+    input: Input,
+    wall_ms: Vec<f64>,
+    cpu_ms: Vec<f64>,
+    rss_kib: Vec<f64>,
+}
+
+const CASES: &[(&str, &str, Input)] = &[
+    ("pam_permit", "bench-permit", Input::Nothing),
+    ("pam_google_authenticator", "bench-ga", Input::Totp),
+    ("pam_gateway (http)", "bench-gw", Input::Fifo),
+    ("pam_gateway (https)", "bench-gw-tls", Input::Fifo),
+    ("pam_gateway (http, host name)", "bench-gw-dns", Input::Fifo),
+    (
+        "pam_gateway (http, state on tmpfs)",
+        "bench-gw-tmpfs",
+        Input::Fifo,
+    ),
+];
+
+struct Run {
+    ok: bool,
+    wall_ms: f64,
+    cpu_ms: f64,
+    rss_kib: f64,
+    stderr: String,
+}
+
+fn ms(tv: libc::timeval) -> f64 {
+    tv.tv_sec as f64 * 1e3 + tv.tv_usec as f64 / 1e3
+}
+
+/// Removes the users' state files (`*.json`) in pam_gateway's state_dir.
+fn reset_state(dir: &std::path::Path) -> Result<(), String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("{}: {e}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "json") {
+            std::fs::remove_file(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One pamtester run, timed from spawn to exit; rusage from wait4.
+fn run_once(args: &Args, case: &Case, capture: bool) -> Result<Run, String> {
+    if case.input == Input::Fifo {
+        for dir in &args.state_dirs {
+            reset_state(dir)?;
+        }
+    }
+    let stdin = match case.input {
+        Input::Nothing => Stdio::null(),
+        Input::Totp => {
+            let out = Command::new("oathtool")
+                .args(["--totp", "-b", &args.ga_secret])
+                .output()
+                .map_err(|e| format!("cannot run oathtool: {e}"))?;
+            if !out.status.success() {
+                return Err("oathtool failed".into());
+            }
+            let path = args.dir.join("ga-code");
+            std::fs::write(&path, &out.stdout).map_err(|e| e.to_string())?;
+            Stdio::from(File::open(&path).map_err(|e| e.to_string())?)
+        }
+        Input::Fifo => {
+            Stdio::from(File::open(args.dir.join("codes")).map_err(|e| format!("codes FIFO: {e}"))?)
+        }
+    };
+    let err_path = args.dir.join("last-stderr");
+    let stderr = if capture {
+        Stdio::from(File::create(&err_path).map_err(|e| e.to_string())?)
+    } else {
+        Stdio::null()
+    };
+    let start = Instant::now();
+    let child = Command::new(&args.pamtester[0])
+        .args(&args.pamtester[1..])
+        .args([case.service.as_str(), args.user.as_str(), "authenticate"])
+        .stdin(stdin)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", args.pamtester[0]))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data; zeroed is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet reaped (Child is never waited on).
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+    if rc != pid {
+        return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
+    }
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok(Run {
+        ok,
+        wall_ms,
+        cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
+        rss_kib: ru.ru_maxrss as f64,
+        stderr: if capture {
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        } else {
+            String::new()
+        },
+    })
+}
+
+/// One `POST` to the fake with `Connection: close`, read to the end: ms.
+fn round_trip(target: &str) -> Result<f64, String> {
+    use std::io::{Read, Write};
+    let (host, path) = target.split_once('/').ok_or("--rtt wants HOST:PORT/PATH")?;
+    let start = Instant::now();
+    let mut s = std::net::TcpStream::connect(host).map_err(|e| format!("--rtt: {e}"))?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer)
+        .map_err(|e| format!("--rtt: {e}"))?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err("--rtt: the fake did not answer 200".into());
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3)
+}
+
+fn sorted(v: &[f64]) -> Vec<f64> {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s
+}
+
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let s = sorted(v);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let pos = q * (s.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+}
+
+fn median(v: &[f64]) -> f64 {
+    quantile(v, 0.5)
+}
+
+/// The loop's `key=value` line as a map.
+fn run_loop(
+    args: &Args,
+    service: &str,
+    extra: &[String],
+) -> Result<BTreeMap<String, String>, String> {
+    let out = Command::new(&args.loop_cmd[0])
+        .args(&args.loop_cmd[1..])
+        .args(["--confdir", &args.dir.join("pam.d").display().to_string()])
+        .args(["--service", service, "--user", &args.user])
+        .args(["--cycles", &args.cycles.to_string()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", args.loop_cmd[0]))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let map: BTreeMap<String, String> = text
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !out.status.success() || map.is_empty() {
+        return Err(format!(
+            "pam_loop {service} failed: {}{}",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(map)
+}
+
+fn inner(args: &Args) -> Result<(), String> {
+    let mut cases: Vec<Case> = CASES
+        .iter()
+        .map(|&(name, service, input)| (name.to_string(), service.to_string(), input))
+        .chain(args.extra.iter().cloned())
+        .filter(|(_, service, _)| args.dir.join("pam.d").join(service).is_file())
+        .map(|(name, service, input)| Case {
+            name,
+            service,
+            input,
+            wall_ms: Vec::new(),
+            cpu_ms: Vec::new(),
+            rss_kib: Vec::new(),
+        })
+        .collect();
+    // Every case must work before anything is timed.
+    for case in &cases {
+        let run = run_once(args, case, true)?;
+        if !run.ok {
+            return Err(format!(
+                "{} ({}) does not authenticate:\n{}",
+                case.name, case.service, run.stderr
+            ));
+        }
+    }
+    let k = cases.len();
+    let mut rtts = Vec::new();
+    for round in 0..args.warmup + args.runs {
+        if let Some(target) = &args.rtt {
+            let ms = round_trip(target)?;
+            if round >= args.warmup {
+                rtts.push(ms);
+            }
+        }
+        for i in 0..k {
+            let idx = (i + round) % k;
+            let run = run_once(args, &cases[idx], false)?;
+            if !run.ok {
+                let again = run_once(args, &cases[idx], true)?;
+                return Err(format!(
+                    "{} failed in round {round}; a rerun said:\n{}",
+                    cases[idx].name, again.stderr
+                ));
+            }
+            if round >= args.warmup {
+                let c = &mut cases[idx];
+                c.wall_ms.push(run.wall_ms);
+                c.cpu_ms.push(run.cpu_ms);
+                c.rss_kib.push(run.rss_kib);
+            }
+        }
+    }
+    report(args, &cases, &rtts);
+
+    if args.cycles > 0 && !args.loop_cmd.is_empty() {
+        println!(
+            "\n### Long-lived host: {} authentications in one process (pam_start_confdir .. pam_end)\n",
+            args.cycles
+        );
+        println!(
+            "| stack | auths/s | µs per auth | fds before→after | threads before→after | RSS KiB before→after (peak) |"
+        );
+        println!("|---|---:|---:|---|---|---|");
+        let fifo = args.dir.join("codes").display().to_string();
+        let mut loops: Vec<(&str, &str, Vec<String>)> = vec![
+            ("pam_permit", "bench-permit", vec![]),
+            (
+                "pam_google_authenticator",
+                "bench-ga",
+                vec!["--totp-secret".into(), args.ga_secret.clone()],
+            ),
+            ("pam_gateway (http)", "bench-gw", {
+                let mut v = vec!["--codes".to_string(), fifo.clone()];
+                if let Some(dir) = args.state_dirs.first() {
+                    v.extend(["--reset-state".to_string(), dir.display().to_string()]);
+                }
+                v
+            }),
+        ];
+        // The state dir on a tmpfs (bench.sh's second --state-dir): the
+        // module's own cost, without waiting for the disk.
+        if let Some(dir) = args.state_dirs.get(1)
+            && args.dir.join("pam.d/bench-gw-tmpfs").is_file()
+        {
+            loops.push((
+                "pam_gateway (http, state on tmpfs)",
+                "bench-gw-tmpfs",
+                vec![
+                    "--codes".to_string(),
+                    fifo,
+                    "--reset-state".to_string(),
+                    dir.display().to_string(),
+                ],
+            ));
+            // --case variants (bench.sh: on the tmpfs state dir) too.
+            for (name, service, input) in &args.extra {
+                if *input == Input::Fifo {
+                    loops.push((
+                        name.as_str(),
+                        service.as_str(),
+                        vec![
+                            "--codes".to_string(),
+                            args.dir.join("codes").display().to_string(),
+                            "--reset-state".to_string(),
+                            dir.display().to_string(),
+                        ],
+                    ));
+                }
+            }
+        }
+        let mut rates = BTreeMap::new();
+        for (name, service, extra) in loops {
+            let m = run_loop(args, service, &extra)?;
+            let get = |k: &str| m.get(k).cloned().unwrap_or_else(|| "?".into());
+            let rate: f64 = get("auths_per_sec").parse().unwrap_or(f64::NAN);
+            rates.insert(name, rate);
+            println!(
+                "| {name} | {rate:.0} | {:.0} | {}→{} | {}→{} | {}→{} ({}) |",
+                1e6 / rate,
+                get("fds_before"),
+                get("fds_after"),
+                get("threads_before"),
+                get("threads_after"),
+                get("rss_kib_before"),
+                get("rss_kib_after"),
+                get("rss_kib_peak"),
+            );
+        }
+        if let (Some(gw), Some(ga)) = (
+            rates.get("pam_gateway (http)"),
+            rates.get("pam_google_authenticator"),
+        ) {
+            println!(
+                "\nLoop throughput ratio pam_gateway / pam_google_authenticator: {:.2} \
+                 (above 1 is faster)",
+                gw / ga
+            );
+        }
+    }
+    Ok(())
+}
+
+fn report(args: &Args, cases: &[Case], rtts: &[f64]) {
+    let title = if args.label.is_empty() {
+        String::new()
+    } else {
+        format!(" — {}", args.label)
+    };
+    println!(
+        "### One authentication, whole process{title}\n\n`{} SERVICE {} authenticate`, {} interleaved rounds \
+         (after {} warm-up rounds), private /etc/pam.d, syslog to a drained /dev/log.\n",
+        args.pamtester.join(" "),
+        args.user,
+        args.runs,
+        args.warmup
+    );
+    println!(
+        "| stack | median ms | min–max ms | p90 ms | CPU ms (median) | peak RSS KiB (median, max) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for c in cases {
+        let s = sorted(&c.wall_ms);
+        println!(
+            "| {} | {:.2} | {:.2}–{:.2} | {:.2} | {:.2} | {:.0}, {:.0} |",
+            c.name,
+            median(&c.wall_ms),
+            s[0],
+            s[s.len() - 1],
+            quantile(&c.wall_ms, 0.9),
+            median(&c.cpu_ms),
+            median(&c.rss_kib),
+            quantile(&c.rss_kib, 1.0),
+        );
+    }
+    if !rtts.is_empty() {
+        let s = sorted(rtts);
+        println!(
+            "| (reference) one HTTP round trip to the fake, std TcpStream | {:.2} | {:.2}–{:.2} | {:.2} | | |",
+            median(rtts),
+            s[0],
+            s[s.len() - 1],
+            quantile(rtts, 0.9)
+        );
+    }
+    let find = |n: &str| cases.iter().find(|c| c.name == n);
+    let (Some(permit), Some(ga)) = (find("pam_permit"), find("pam_google_authenticator")) else {
+        return;
+    };
+    let floor = median(&permit.wall_ms);
+    let floor_cpu = median(&permit.cpu_ms);
+    println!(
+        "\n| stack | wall ÷ GA (medians) | wall ÷ GA (median of per-round ratios) | CPU ÷ GA | wall over pam_permit, ms | CPU over pam_permit, ms | peak RSS − GA, KiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for c in cases.iter().filter(|c| c.name != "pam_permit") {
+        let is_ga = c.name == ga.name;
+        let paired: Vec<f64> = c
+            .wall_ms
+            .iter()
+            .zip(&ga.wall_ms)
+            .map(|(x, g)| x / g)
+            .collect();
+        let ratio = |v: f64| {
+            if is_ga {
+                "1 (reference)".to_string()
+            } else {
+                format!("{v:.2}")
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} | {:+.2} | {:+.2} | {:+.0} |",
+            c.name,
+            ratio(median(&c.wall_ms) / median(&ga.wall_ms)),
+            ratio(median(&paired)),
+            ratio(median(&c.cpu_ms) / median(&ga.cpu_ms)),
+            median(&c.wall_ms) - floor,
+            median(&c.cpu_ms) - floor_cpu,
+            median(&c.rss_kib) - median(&ga.rss_kib),
+        );
+    }
+    if !args.sizes.is_empty() {
+        println!("\n| module file | bytes |\n|---|---:|");
+        for (label, path) in &args.sizes {
+            match std::fs::metadata(path) {
+                Ok(m) => println!("| {label} | {} |", m.len()),
+                Err(e) => println!("| {label} | ({}: {e}) |", path.display()),
+            }
+        }
+    }
+}
+
+/// Binds the syslog socket, drains it, runs `--inner` in the namespace.
+fn outer(args: &Args, argv: &[String]) -> Result<(), String> {
+    let sock_path = args.dir.join("log.sock");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).map_err(|e| format!("syslog socket: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let lines = Arc::new(AtomicUsize::new(0));
+    let drain = {
+        let (stop, lines) = (Arc::clone(&stop), Arc::clone(&lines));
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            while !stop.load(Ordering::SeqCst) {
+                if sock.recv(&mut buf).is_ok() {
+                    lines.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new("bwrap");
+    cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
+        .arg(args.dir.join("pam.d"))
+        .arg("/etc/pam.d")
+        .arg("--bind")
+        .arg(&sock_path)
+        .arg("/dev/log");
+    for dir in &args.tmpfs {
+        cmd.arg("--tmpfs").arg(dir);
+    }
+    if let Some(bundle) = &args.bundle {
+        cmd.arg("--bind")
+            .arg(bundle)
+            .arg("/etc/ssl/certs/ca-certificates.crt");
+    }
+    let status = cmd
+        .arg("--die-with-parent")
+        .arg("--")
+        .arg(exe)
+        .arg("--inner")
+        .args(argv)
+        .status()
+        .map_err(|e| format!("cannot run bwrap (apt-get install bubblewrap): {e}"))?;
+    stop.store(true, Ordering::SeqCst);
+    let _ = drain.join();
+    let _ = std::fs::remove_file(&sock_path);
+    if !status.success() {
+        return Err("the measurement failed (see above)".into());
+    }
+    println!(
+        "\n({} syslog lines received from the modules.)",
+        lines.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match parse_args(&argv) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("pam_bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if args.inner {
+        inner(&args)
+    } else {
+        outer(&args, &argv)
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pam_bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,168 @@
+#!/bin/bash
+# make bench: what one login costs, pam_gateway next to pam_permit (the
+# floor) and pam_google_authenticator (the usual local second factor).
+# Prepares a private world -- PAM service files, configs, a TOTP secret, the
+# loopback fake Bot API over http and https (test CA) -- and hands over to
+# examples/pam_bench, which times pamtester runs inside a private mount
+# namespace and then runs the long-lived host loop (examples/pam_loop).
+# Nothing on the host changes; nothing leaves loopback. Needs root (the
+# module trusts only root-owned files; bwrap binds over /etc/pam.d).
+#
+# Knobs (environment):
+#   BENCH_RUNS=100 BENCH_WARMUP=5 BENCH_CYCLES=10000   sizes of the runs
+#   BENCH_MODULE=path/libpam_gateway.so     module to measure (default: the
+#                                           release build of this tree)
+#   BENCH_PAMTESTER="CMD ARGS"              pamtester, with any wrapper
+#   BENCH_LOOP="CMD ARGS"                   pam_loop built for the same target
+#   BENCH_SECURITY_DIR=DIR                  where that target's pam_permit.so and
+#                                           pam_deny.so are
+#   BENCH_GA_MODULE=path.so                 its pam_google_authenticator.so (default:
+#                                           in BENCH_SECURITY_DIR)
+#   BENCH_STRIP=strip                       strip for that target
+#   BENCH_LABEL=text                        heading for the report
+#   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
+#                                           next to it (http fake, state on
+#                                           tmpfs; also in the loop), for experiments
+# Another architecture under qemu-user: `make bench-arm` (scripts/bench-arm.sh)
+# sets these for the aarch64 build of `make cross`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "make bench needs root: PAM only trusts root-owned config files, and the"
+    echo "benchmark binds a private /etc/pam.d in a mount namespace. Run: sudo make bench"
+    exit 1
+fi
+
+RUNS=${BENCH_RUNS:-100}
+WARMUP=${BENCH_WARMUP:-5}
+CYCLES=${BENCH_CYCLES:-10000}
+REL=${CARGO_TARGET_DIR:-target}/release
+MODULE=${BENCH_MODULE:-$REL/libpam_gateway.so}
+PAMTESTER=${BENCH_PAMTESTER:-pamtester}
+LOOP=${BENCH_LOOP:-$PWD/$REL/examples/pam_loop}
+SECURITY=${BENCH_SECURITY_DIR:-$(scripts/pam-module-dir.sh)}
+GA_MODULE=${BENCH_GA_MODULE:-$SECURITY/pam_google_authenticator.so}
+STRIP=${BENCH_STRIP:-strip}
+LABEL=${BENCH_LABEL:-$(uname -m)}
+TLS=$PWD/tests/data/tls
+CHAT=123456977
+TOKEN=123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c
+
+for f in "$MODULE" "$SECURITY/pam_permit.so" "$SECURITY/pam_deny.so" "$GA_MODULE"; do
+    [ -f "$f" ] || { echo "bench: $f is missing" >&2; exit 1; }
+done
+
+DIR=$(mktemp -d /tmp/pam_gateway-bench.XXXXXX)
+chmod 700 "$DIR"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    rm -rf "$DIR"
+}
+trap cleanup EXIT
+umask 077
+mkdir -m 700 "$DIR/etc" "$DIR/pam.d"
+
+# The module as it would ship: a stripped copy (the release profile strips
+# already; this makes sure, and is the file whose size is reported).
+cp "$MODULE" "$DIR/pam_gateway.so"
+if ! "$STRIP" --strip-all "$DIR/pam_gateway.so" 2>/dev/null; then
+    echo "bench: $STRIP cannot strip $MODULE; measuring it as built" >&2
+fi
+chmod 644 "$DIR/pam_gateway.so"
+
+# pam_google_authenticator: a fresh TOTP secret in a file of our own.
+SECRET=$(head -c 20 /dev/urandom | base32 | tr -d '=')
+printf '%s\n" TOTP_AUTH\n' "$SECRET" > "$DIR/ga-secret"
+chmod 400 "$DIR/ga-secret"
+
+# The fake Bot API, once over http and once behind TLS; both write each
+# code they deliver to the FIFO that pamtester's stdin reads.
+mkfifo -m 600 "$DIR/codes"
+FAKE=$REL/examples/fake_telegram
+"$FAKE" --ready-file "$DIR/port" --codes "$DIR/codes" --chat $CHAT > "$DIR/fake.log" 2>&1 &
+PIDS+=($!)
+"$FAKE" --ready-file "$DIR/port-tls" --codes "$DIR/codes" --chat $CHAT \
+    --tls-cert "$TLS/leaf.pem" --tls-key "$TLS/leaf.key" > "$DIR/fake-tls.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 200); do [ -s "$DIR/port" ] && [ -s "$DIR/port-tls" ] && break; sleep 0.05; done
+if ! [ -s "$DIR/port" ] || ! [ -s "$DIR/port-tls" ]; then
+    echo "bench: the fake did not start" >&2
+    cat "$DIR"/fake*.log >&2
+    exit 1
+fi
+
+# The state dir is on the file system that holds /tmp, like
+# /var/lib/pam_gateway on most machines; "tmpfs" is the http case with the
+# state dir on a tmpfs (pam_bench mounts it in the namespace), where fsync
+# returns at once. pam_bench removes the users' state files between runs,
+# outside the timing, so the rate limit (5 codes per 15 minutes) never
+# binds and every login writes its state file as the first login of a
+# window does.
+mkdir -m 700 "$DIR/tmpfs"
+for variant in http:"http://127.0.0.1:$(cat "$DIR/port")" https:"https://127.0.0.1:$(cat "$DIR/port-tls")" \
+               dns:"http://localhost:$(cat "$DIR/port")" tmpfs:"http://127.0.0.1:$(cat "$DIR/port")"; do
+    state=$DIR/state
+    [ "${variant%%:*}" = tmpfs ] && state=$DIR/tmpfs/state
+    cat > "$DIR/etc/gateway-${variant%%:*}.toml" <<TOML
+users_file = "$DIR/etc/users.toml"
+state_dir = "$state"
+
+[telegram]
+bot_token = "$TOKEN"
+api_url = "${variant#*:}"
+TOML
+done
+printf '[users.root]\ntelegram = "%s"\n' $CHAT > "$DIR/etc/users.toml"
+chmod 644 "$DIR/etc/users.toml"
+
+# The https case trusts the system bundle plus the test CA: bound over
+# /etc/ssl/certs/ca-certificates.crt inside the namespace only.
+SYSTEM_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+[ -f $SYSTEM_BUNDLE ] || { echo "bench: $SYSTEM_BUNDLE missing (apt-get install ca-certificates)" >&2; exit 1; }
+cat $SYSTEM_BUNDLE "$TLS/ca.pem" > "$DIR/ca-bundle.crt"
+chmod 644 "$DIR/ca-bundle.crt"
+
+echo "auth required $SECURITY/pam_deny.so" > "$DIR/pam.d/other"
+echo "auth required $SECURITY/pam_permit.so" > "$DIR/pam.d/bench-permit"
+echo "auth required $GA_MODULE secret=$DIR/ga-secret" > "$DIR/pam.d/bench-ga"
+echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-http.toml" > "$DIR/pam.d/bench-gw"
+echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-https.toml" > "$DIR/pam.d/bench-gw-tls"
+# The same fake by name: what resolving a host name (getaddrinfo on a
+# blocking-pool thread, here from /etc/hosts) adds.
+echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-dns.toml" > "$DIR/pam.d/bench-gw-dns"
+echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-gw-tmpfs"
+EXTRA=()
+for v in ${BENCH_VARIANTS:-}; do
+    name=${v%%=*}
+    cp "${v#*=}" "$DIR/variant-$name.so"
+    chmod 644 "$DIR/variant-$name.so"
+    # On the tmpfs state dir: compare with "pam_gateway (http, state on tmpfs)".
+    echo "auth required $DIR/variant-$name.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-v-$name"
+    EXTRA+=(--case "variant $name (http, state on tmpfs)=bench-v-$name:fifo")
+done
+chmod 644 "$DIR"/pam.d/*
+
+OUT=$REL/bench/$(printf '%s' "$LABEL" | tr -c 'A-Za-z0-9_.-' '_').md
+mkdir -p "$REL/bench"
+{
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    echo "## pam_gateway benchmark — $LABEL"
+    echo
+    echo "Machine: $(nproc) CPUs, ${cpu:-unknown CPU}, kernel $(uname -r)," \
+        "Debian $(cat /etc/debian_version 2>/dev/null || echo '?'), $(date -u +%Y-%m-%d)."
+    echo "Module: $MODULE"
+    echo "State dir: $DIR/state on $(df --output=fstype "$DIR" | tail -n 1) ($(findmnt -n -o SOURCE --target "$DIR" 2>/dev/null || echo '?'))"
+    echo
+    "$REL/examples/pam_bench" --dir "$DIR" --ga-secret "$SECRET" \
+        --runs "$RUNS" --warmup "$WARMUP" --cycles "$CYCLES" \
+        --pamtester "$PAMTESTER" --loop "$LOOP" \
+        --size "pam_gateway.so (stripped)=$DIR/pam_gateway.so" \
+        --size "pam_google_authenticator.so=$GA_MODULE" \
+        --size "pam_permit.so=$SECURITY/pam_permit.so" \
+        --bundle "$DIR/ca-bundle.crt" --label "$LABEL" --state-dir "$DIR/state" \
+        --state-dir "$DIR/tmpfs/state" --tmpfs "$DIR/tmpfs" "${EXTRA[@]}" \
+        --rtt "127.0.0.1:$(cat "$DIR/port")/bot$TOKEN/getMe"
+} | tee "$OUT"
+echo "(report saved to $OUT)"

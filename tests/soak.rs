@@ -13,7 +13,7 @@ mod fake_telegram;
 #[path = "support/pam_harness.rs"]
 mod pam_harness;
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::{CString, c_int, c_void};
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,50 +28,9 @@ const WARMUP: usize = 20;
 /// Bounds the host must stay within after warm-up.
 const MAX_RSS_GROWTH_KB: i64 = 4096;
 
-// ---- libpam, declared here (pam-sys has no pam_start_confdir) -------------
-
-#[repr(C)]
-struct PamMessage {
-    msg_style: c_int,
-    msg: *const c_char,
-}
-
-#[repr(C)]
-struct PamResponse {
-    resp: *mut c_char,
-    resp_retcode: c_int,
-}
-
-type ConvFn = extern "C" fn(
-    num_msg: c_int,
-    msg: *mut *const PamMessage,
-    resp: *mut *mut PamResponse,
-    appdata: *mut c_void,
-) -> c_int;
-
-#[repr(C)]
-struct PamConv {
-    conv: ConvFn,
-    appdata_ptr: *mut c_void,
-}
-
-#[link(name = "pam")]
-unsafe extern "C" {
-    fn pam_start_confdir(
-        service: *const c_char,
-        user: *const c_char,
-        conv: *const PamConv,
-        confdir: *const c_char,
-        pamh: *mut *mut c_void,
-    ) -> c_int;
-    fn pam_authenticate(pamh: *mut c_void, flags: c_int) -> c_int;
-    fn pam_end(pamh: *mut c_void, status: c_int) -> c_int;
-}
-
-const PAM_SUCCESS: c_int = 0;
-const PAM_BUF_ERR: c_int = 5;
-const PAM_CONV_ERR: c_int = 19;
-const PAM_PROMPT_ECHO_OFF: c_int = 1;
+#[path = "support/libpam_ffi.rs"]
+mod libpam_ffi;
+use libpam_ffi::*;
 
 /// Answers every echo-off prompt with the next line of stdin; other
 /// messages get no response text. Responses are malloc'd: libpam frees them.

@@ -304,10 +304,7 @@ impl SignalGateway {
 
     /// Sends through signal-cli's JSON-RPC HTTP daemon.
     pub fn send_jsonrpc(&self, recipient: &str, text: &str) -> Result<(), SignalError> {
-        let mut id_bytes = [0u8; 8];
-        getrandom::fill(&mut id_bytes)
-            .map_err(|e| SignalError::Transport(TransportError::Other(e.to_string())))?;
-        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = new_rpc_id()?;
         let mut params = json!({ "recipient": [recipient], "message": text });
         if let Some(n) = &self.cfg.number {
             params["account"] = json!(n.as_str());
@@ -316,18 +313,7 @@ impl SignalGateway {
             "/api/v1/rpc",
             &json!({ "jsonrpc": "2.0", "method": "send", "params": params, "id": id }),
         )?;
-        match answer.status {
-            401 | 403 => return Err(SignalError::Unauthorized(answer.status)),
-            404 | 405 => {
-                return Err(SignalError::WrongEndpoint(format!(
-                    "no signal-cli JSON-RPC daemon at this URL (HTTP {}; started with \
-                     `daemon --http`?)",
-                    answer.status
-                )));
-            }
-            s if s >= 500 => return Err(SignalError::Server { status: s }),
-            _ => {}
-        }
+        jsonrpc_status(answer.status, "")?;
         let v: Value = serde_json::from_str(&answer.body).map_err(|_| {
             SignalError::Malformed(format!(
                 "HTTP {} with a body that is not JSON",
@@ -488,27 +474,13 @@ impl SignalGateway {
 
     /// One JSON-RPC call: the `result`, or the error's code and message.
     fn rpc(&self, method: &str, params: Option<Value>) -> Result<RpcAnswer, SignalError> {
-        let mut id_bytes = [0u8; 8];
-        getrandom::fill(&mut id_bytes)
-            .map_err(|e| SignalError::Transport(TransportError::Other(e.to_string())))?;
-        let id: String = id_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = new_rpc_id()?;
         let mut request = json!({ "jsonrpc": "2.0", "method": method, "id": id });
         if let Some(p) = params {
             request["params"] = p;
         }
         let answer = self.post("/api/v1/rpc", &request)?;
-        match answer.status {
-            401 | 403 => return Err(SignalError::Unauthorized(answer.status)),
-            404 | 405 => {
-                return Err(SignalError::WrongEndpoint(format!(
-                    "no signal-cli JSON-RPC daemon at this URL (HTTP {}; started with \
-                     `daemon --http`? signal-cli-rest-api needs mode = \"rest\")",
-                    answer.status
-                )));
-            }
-            s if s >= 500 => return Err(SignalError::Server { status: s }),
-            _ => {}
-        }
+        jsonrpc_status(answer.status, " signal-cli-rest-api needs mode = \"rest\"")?;
         let v: Value = serde_json::from_str(&answer.body).map_err(|_| {
             SignalError::WrongEndpoint(format!(
                 "HTTP {} with a body that is not JSON: not a signal-cli JSON-RPC daemon",
@@ -571,6 +543,28 @@ impl SignalGateway {
             )),
         }
         Ok(found)
+    }
+}
+
+/// A fresh JSON-RPC request id.
+fn new_rpc_id() -> Result<String, SignalError> {
+    let mut id_bytes = [0u8; 8];
+    getrandom::fill(&mut id_bytes)
+        .map_err(|e| SignalError::Transport(TransportError::Other(e.to_string())))?;
+    Ok(id_bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The HTTP statuses that mean the JSON-RPC call never reached signal-cli;
+/// `hint` is appended to the "wrong endpoint" advice.
+fn jsonrpc_status(status: u16, hint: &str) -> Result<(), SignalError> {
+    match status {
+        401 | 403 => Err(SignalError::Unauthorized(status)),
+        404 | 405 => Err(SignalError::WrongEndpoint(format!(
+            "no signal-cli JSON-RPC daemon at this URL (HTTP {status}; started with \
+             `daemon --http`?{hint})"
+        ))),
+        s if s >= 500 => Err(SignalError::Server { status: s }),
+        _ => Ok(()),
     }
 }
 

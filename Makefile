@@ -75,11 +75,13 @@ deb: build
 	@scripts/deps.sh deb
 	scripts/mkdeb.sh --bin-dir $(RELEASE) --out target/deb
 
-# The aarch64 build through Debian's arm64 libpam under qemu-user, and its
-# .deb through dpkg; root, like make test.
+# The aarch64 and armv7 builds through Debian's arm64 and armhf libpam
+# under qemu-user, and their .debs through dpkg; root, like make test.
+# ARM_TARGETS=aarch64-unknown-linux-gnu for one.
+ARM_TARGETS ?= $(CROSS_TARGETS)
 test-arm:
-	@scripts/deps.sh test-arm
-	scripts/test-arm.sh
+	@scripts/deps.sh test-arm $(ARM_TARGETS)
+	scripts/test-arm.sh $(ARM_TARGETS)
 
 # What one login costs next to pam_permit and pam_google_authenticator
 # (BENCHMARKS.md). Root; nothing on the host changes. Not a test: it never

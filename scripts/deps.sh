@@ -2,7 +2,8 @@
 # Makes sure the Debian packages a make target needs are there.
 #   scripts/deps.sh build|test|demo|deb
 #   scripts/deps.sh cross [TRIPLE...]    (default: both Raspberry Pi targets)
-#   scripts/deps.sh test-arm|bench|bench-arm
+#   scripts/deps.sh test-arm [TRIPLE...]   (default: both Raspberry Pi targets)
+#   scripts/deps.sh bench|bench-arm
 # As root: installs what is missing with apt-get (after apt-get update).
 # Otherwise: names the missing packages and fails.
 set -eu
@@ -63,12 +64,16 @@ case "$mode" in
         [ $# -gt 0 ] || set -- $PI_TARGETS
         for t in "$@"; do want_cross "$t"; done ;;
     test-arm)
-        # The aarch64 build under qemu-user with Debian's arm64 libpam and
-        # PAM modules (pam_deny, pam_permit); pamtester:arm64 is unpacked, not
-        # installed (it would replace the host's pamtester).
-        want="libpam0g-dev gcc libc6-dev pamtester bubblewrap qemu-user-static"
-        want_cross aarch64-unknown-linux-gnu
-        want="$want libpam0g:arm64 libpam-modules:arm64" ;;
+        # The ARM builds under qemu-user with Debian's ARM libpam and PAM
+        # modules (pam_deny, pam_permit, pam_unix); the ARM pamtester is
+        # unpacked, not installed (it would replace the host's pamtester).
+        want="libpam0g-dev gcc libc6-dev pamtester bubblewrap qemu-user-static dpkg-dev"
+        # shellcheck disable=SC2086 # a list of words
+        [ $# -gt 0 ] || set -- $PI_TARGETS
+        for t in "$@"; do
+            want_cross "$t"
+            want="$want libpam0g:$(deb_arch "$t") libpam-modules:$(deb_arch "$t")"
+        done ;;
     # make bench: pam_google_authenticator and oathtool are the comparison,
     # ca-certificates the https case's bundle, binutils strips.
     bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils" ;;
@@ -78,7 +83,7 @@ case "$mode" in
         want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates oathtool binutils qemu-user-static"
         want_cross aarch64-unknown-linux-gnu
         want="$want libpam0g:arm64 libpam-modules:arm64" ;;
-    *) echo "usage: $0 build|test|demo|deb|cross [TRIPLE...]|test-arm|bench|bench-arm" >&2; exit 2 ;;
+    *) echo "usage: $0 build|test|demo|deb|cross [TRIPLE...]|test-arm [TRIPLE...]|bench|bench-arm" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -10,6 +10,8 @@ PREFIX ?= /usr
 DESTDIR ?=
 PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
 RELEASE := target/release
+# The module as it ships (scripts/build-module.sh: the cdylib alone, with LTO).
+MODULE := $(RELEASE)/pam_gateway.so
 
 .PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm
 
@@ -17,17 +19,22 @@ all: build
 
 build:
 	@scripts/deps.sh build
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --bin pam-gateway
+	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
 
 # Everything CI runs: formatting, clippy, unit tests, the loopback gateway
 # tests, the real-libpam tests and the real-client tests (sshd, sudo, login;
-# root, private mount namespaces).
+# root, private mount namespaces), then the real-libpam tests again on the
+# release module.
 test:
 	@scripts/deps.sh test
 	$(MAKE) --no-print-directory lint
 	# The real-libpam tests load the cdylib, which `cargo test` alone does not build.
 	$(CARGO) build --locked --lib
 	$(CARGO) test --locked --all-targets
+	# And the module as it ships (release profile, LTO) through real libpam.
+	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
+	PGW_TEST_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --locked --test pam_real
 
 # The long-lived host at full length: one process, 10,000 PAM cycles against
 # the loopback fake (`make test` runs 200). Prints fds/threads/RSS per tenth.
@@ -88,7 +95,8 @@ test-arm:
 # fails because a machine is slow. BENCH_RUNS, BENCH_CYCLES: sizes.
 bench:
 	@scripts/deps.sh bench
-	$(CARGO) build --release --locked --lib --example fake_telegram --example pam_bench --example pam_loop
+	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop
+	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
 	@scripts/bench.sh
 
 # The same for the aarch64 build of `make cross`, under qemu-user (relative
@@ -100,14 +108,15 @@ bench-arm:
 
 demo:
 	@scripts/deps.sh demo
-	$(CARGO) build --release --locked --lib --examples
+	$(CARGO) build --release --locked --examples
+	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
 	@scripts/demo.sh
 
 # Installs the module into this system's PAM module directory and the CLI
 # into /usr/sbin. Never edits /etc/pam.d: see README "Enabling it".
 install: build
 	install -d -m 755 $(DESTDIR)$(PAM_MODULE_DIR)
-	install -m 644 $(RELEASE)/libpam_gateway.so $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so
+	install -m 644 $(MODULE) $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so
 	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin
 	install -m 755 $(RELEASE)/pam-gateway $(DESTDIR)$(PREFIX)/sbin/pam-gateway
 	install -d -m 700 $(DESTDIR)/etc/pam_gateway

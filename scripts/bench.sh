@@ -10,8 +10,8 @@
 #
 # Knobs (environment):
 #   BENCH_RUNS=100 BENCH_WARMUP=5 BENCH_CYCLES=10000   sizes of the runs
-#   BENCH_MODULE=path/libpam_gateway.so     module to measure (default: the
-#                                           release build of this tree)
+#   BENCH_MODULE=path/pam_gateway.so        module to measure (default: the
+#                                           release module of this tree)
 #   BENCH_PAMTESTER="CMD ARGS"              pamtester, with any wrapper
 #   BENCH_LOOP="CMD ARGS"                   pam_loop built for the same target
 #   BENCH_SECURITY_DIR=DIR                  where that target's pam_permit.so and
@@ -38,7 +38,7 @@ RUNS=${BENCH_RUNS:-100}
 WARMUP=${BENCH_WARMUP:-5}
 CYCLES=${BENCH_CYCLES:-10000}
 REL=${CARGO_TARGET_DIR:-target}/release
-MODULE=${BENCH_MODULE:-$REL/libpam_gateway.so}
+MODULE=${BENCH_MODULE:-$REL/pam_gateway.so}
 PAMTESTER=${BENCH_PAMTESTER:-pamtester}
 LOOP=${BENCH_LOOP:-$PWD/$REL/examples/pam_loop}
 SECURITY=${BENCH_SECURITY_DIR:-$(scripts/pam-module-dir.sh)}

@@ -4,7 +4,8 @@
 #   scripts/cross.sh [TRIPLE...]
 #     aarch64-unknown-linux-gnu       Raspberry Pi OS 64-bit (Pi 3, 4, 5, Zero 2 W)  -> arm64
 #     armv7-unknown-linux-gnueabihf   Raspberry Pi OS 32-bit on Pi 2, 3, 4, Zero 2 W -> armhf
-# Binaries land in target/cross/<triple>/release, packages in target/deb.
+# Binaries land in target/cross/<triple>/release (the module as pam_gateway.so),
+# packages in target/deb.
 #
 # Toolchain: Debian's rustc-web/cargo-web (/usr/bin) with libstd-rust-web-dev
 # for the target architecture, so nothing has to be downloaded by rustup; a
@@ -65,17 +66,20 @@ for t in "${targets[@]}"; do
     # The linker, and the C compiler and archiver for ring's C and assembly.
     # RUSTC/RUSTDOC keep a rustup proxy earlier in PATH from being used by
     # Debian's cargo (it would pick rustup's rustc, which lacks the target).
+    # The CLI (and CROSS_EXTRA_ARGS), then the module with LTO
+    # (scripts/build-module.sh says why it is built on its own).
+    cross_env=("CARGO_TARGET_${upper}_LINKER=$gnu-gcc"
+        "CC_${t//-/_}=$gnu-gcc" "AR_${t//-/_}=$gnu-ar"
+        "RUSTC=$rustc" "RUSTDOC=$(dirname "$rustc")/rustdoc" "CARGO=$cargo")
+    args=(--release --locked --target "$t" --target-dir "$TARGET_DIR")
+    out=$TARGET_DIR/$t/release
     # shellcheck disable=SC2086 # CROSS_EXTRA_ARGS is a list of words
-    if ! env "CARGO_TARGET_${upper}_LINKER=$gnu-gcc" \
-        "CC_${t//-/_}=$gnu-gcc" "AR_${t//-/_}=$gnu-ar" \
-        "RUSTC=$rustc" "RUSTDOC=$(dirname "$rustc")/rustdoc" \
-        "$cargo" build --release --locked --target "$t" --target-dir "$TARGET_DIR" \
-        --lib --bin pam-gateway ${CROSS_EXTRA_ARGS:-}; then
+    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" --bin pam-gateway ${CROSS_EXTRA_ARGS:-} ||
+        ! env "${cross_env[@]}" scripts/build-module.sh "$out" "${args[@]}"; then
         failed+=("$t")
         continue
     fi
-    out=$TARGET_DIR/$t/release
-    printf '%-40s %9d bytes\n' "$out/libpam_gateway.so" "$(stat -c %s "$out/libpam_gateway.so")"
+    printf '%-40s %9d bytes\n' "$out/pam_gateway.so" "$(stat -c %s "$out/pam_gateway.so")"
     printf '%-40s %9d bytes\n' "$out/pam-gateway" "$(stat -c %s "$out/pam-gateway")"
     if ! scripts/mkdeb.sh --arch "$arch" --bin-dir "$out" --out "$DEB_DIR"; then
         failed+=("$t")

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 TARGET=${CARGO_TARGET_DIR:-target}/release
-MODULE=$PWD/$TARGET/libpam_gateway.so
+MODULE=$PWD/$TARGET/pam_gateway.so
 FAKE=$PWD/$TARGET/examples/fake_telegram
 
 if [ "$(id -u)" != 0 ]; then

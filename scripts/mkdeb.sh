@@ -2,7 +2,8 @@
 # Builds the pam-gateway Debian package from binaries cargo already built.
 #   scripts/mkdeb.sh [--arch ARCH] [--bin-dir DIR] [--out DIR] [--version VERSION]
 #     --arch     Debian architecture of the binaries (default: this machine's)
-#     --bin-dir  directory holding libpam_gateway.so and pam-gateway (default: target/release)
+#     --bin-dir  directory holding pam_gateway.so (or cargo's libpam_gateway.so) and
+#                pam-gateway (default: target/release)
 #     --out      where the .deb goes (default: target/deb)
 #     --version  Debian version (default: Cargo.toml's version, revision -1)
 # Prints the path of the package. Needs dpkg-dev (dpkg-architecture,
@@ -40,7 +41,10 @@ multiarch=$(dpkg-architecture -a "$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)
 gnu=$(dpkg-architecture -a "$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null)
 if [ "$arch" = "$(dpkg --print-architecture)" ]; then strip="strip"; else strip="$gnu-strip"; fi
 
-so=$bin_dir/libpam_gateway.so
+# The module as it ships (scripts/build-module.sh); the debug build that the
+# package test uses has only cargo's libpam_gateway.so.
+so=$bin_dir/pam_gateway.so
+[ -f "$so" ] || so=$bin_dir/libpam_gateway.so
 cli=$bin_dir/pam-gateway
 for f in "$so" "$cli"; do
     [ -f "$f" ] || { echo "mkdeb: $f not built" >&2; exit 1; }

@@ -47,7 +47,7 @@ for T in "${targets[@]}"; do
     [ -n "$QEMU" ] || { echo "test-arm: $qemu-static missing: apt-get install qemu-user-static" >&2; exit 1; }
 
     # What runs must be what we mean to test.
-    for f in "$OUT/libpam_gateway.so" "$OUT/pam-gateway" "$PAMTESTER"; do
+    for f in "$OUT/pam_gateway.so" "$OUT/pam-gateway" "$PAMTESTER"; do
         LC_ALL=C readelf -h "$f" | grep -Eq "Machine: +$machine" ||
             { echo "test-arm: $f is not an $arch binary" >&2; exit 1; }
     done
@@ -58,7 +58,7 @@ for T in "${targets[@]}"; do
 
     export PGW_TEST_PAMTESTER="$QEMU $PAMTESTER"
     echo "== real-libpam tests: $T module, $arch libpam and pamtester, qemu-user"
-    PGW_TEST_MODULE=$OUT/libpam_gateway.so "$CARGO" test --locked --test pam_real
+    PGW_TEST_MODULE=$OUT/pam_gateway.so "$CARGO" test --locked --test pam_real
     t2=$(date +%s)
     echo "== package test: the $arch .deb under dpkg, logins through $arch pam_unix + pam_gateway"
     PGW_TEST_DEB_ARCH=$arch PGW_TEST_DEB_BIN_DIR=$OUT "$CARGO" test --locked --test deb_package

@@ -223,7 +223,17 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// Checks a gateway base URL: https anywhere, http only to loopback, no
 /// credentials or query in it. Returns it without a trailing slash.
 pub fn check_service_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        if url.is_ascii() {
+            format!("not a valid URL: {e}")
+        } else {
+            // url's IDNA back end is the ASCII-only one (Cargo.toml).
+            format!(
+                "not a valid URL: {e} (host names must be ASCII: write an \
+                 internationalised one in its xn-- form)"
+            )
+        }
+    })?;
     match parsed.scheme() {
         "https" => {}
         "http" => {
@@ -727,6 +737,9 @@ mod tests {
             ("ftp://127.0.0.1", false),
             ("https://user:pw@example.org", false),
             ("not a url", false),
+            // Internationalised host names only in their ASCII (xn--) form.
+            ("https://xn--bcher-kva.example", true),
+            ("https://b\u{fc}cher.example", false),
         ] {
             let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{url}\"\n");
             assert_eq!(parse(&text).is_ok(), ok, "{url}");

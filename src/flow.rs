@@ -563,6 +563,7 @@ impl Flow<'_> {
                     ),
                     None => fallback.prompt().to_string(),
                 };
+                drop(routes);
                 let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
                 return self.conclude(ctx, first_gateway, result, attempts);
             }
@@ -580,6 +581,10 @@ impl Flow<'_> {
 
         let gateway = route.gateway.id();
         let prompt = prompt_for(route);
+        // The user may take minutes to answer: the gateways' HTTP clients
+        // (reqwest's runtime thread, its epoll and sockets) go now, not at
+        // the end of the login.
+        drop(routes);
         let deadline = issued_at + self.config.code.ttl;
         let expect = Expect {
             code: Some((&code, deadline, gateway)),

@@ -151,8 +151,13 @@ pub fn check_dir(path: &Path, owner: Owner) -> Result<(), FileError> {
     Ok(())
 }
 
-/// Opens `path` without following a symlink and checks the open descriptor.
-fn open_checked(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<File, FileError> {
+/// Opens `path` without following a symlink and checks the open descriptor;
+/// returns it with the metadata those checks read.
+fn open_checked(
+    path: &Path,
+    secrecy: Secrecy,
+    owner: Owner,
+) -> Result<(File, std::fs::Metadata), FileError> {
     if !path.is_absolute() {
         return Err(FileError::NotAbsolute(path.to_path_buf()));
     }
@@ -199,7 +204,7 @@ fn open_checked(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<File, Fil
             size: meta.len(),
         });
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 /// Reads a whole protected file after every check above has passed.
@@ -214,13 +219,11 @@ pub fn read_secure_with_mode(
     secrecy: Secrecy,
     owner: Owner,
 ) -> Result<(String, u32), FileError> {
-    let file = open_checked(path, secrecy, owner)?;
-    let mode = file
-        .metadata()
-        .map_err(|e| FileError::Open(path.to_path_buf(), e))?
-        .permissions()
-        .mode();
-    let mut buf = Vec::new();
+    let (file, meta) = open_checked(path, secrecy, owner)?;
+    let mode = meta.permissions().mode();
+    // Room for the checked size and one byte more, so that a file read
+    // whole takes one read(2) and one that ends there, not a doubling series.
+    let mut buf = Vec::with_capacity(meta.len() as usize + 1);
     // The size was checked on the fd, but the file may grow while we read.
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut buf)
@@ -387,15 +390,36 @@ pub fn update_locked_as<E: From<FileError>>(
                 old & 0o7777 & !strip
             }
         };
-        write_atomic(path, text.as_bytes(), mode)?;
+        write_atomic(path, text.as_bytes(), mode, Durability::Rename)?;
     }
     Ok(())
 }
 
+/// How much of an atomic replace has reached the disk when it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// The new content and the rename (fsync of the file, then of the
+    /// directory): what the CLI writes, which an admin expects to find
+    /// after a power cut.
+    Rename,
+    /// The new content only (fsync of the file). After a crash the path
+    /// holds the old content or the new, each whole, never a torn or empty
+    /// file; only the rename may be lost. For the per-login state files,
+    /// where going back to the previous state is harmless and the
+    /// directory's fsync would cost every login about 0.1 ms (BENCHMARKS.md).
+    Content,
+}
+
 /// Replaces `path` with `contents` atomically: temp file in the same
-/// directory with `mode`, fsync, rename, fsync of the directory. The caller
-/// holds a [`FileLock`] when read-modify-write must not interleave.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+/// directory with `mode`, fsync, rename, and with [`Durability::Rename`]
+/// an fsync of the directory. The caller holds a [`FileLock`] when
+/// read-modify-write must not interleave.
+pub fn write_atomic(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    durability: Durability,
+) -> Result<(), FileError> {
     let dir = parent_of(path);
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce)
@@ -423,7 +447,9 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
         file.write_all(contents)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()?;
+        if durability == Durability::Rename {
+            File::open(&dir)?.sync_all()?;
+        }
         Ok(())
     })();
     if let Err(e) = result {
@@ -542,7 +568,7 @@ mod tests {
         let p = dir.join("users.toml");
         write(&p, "old", 0o644);
         let _lock = FileLock::acquire(&p).expect("lock");
-        write_atomic(&p, b"new\n", 0o600).expect("write");
+        write_atomic(&p, b"new\n", 0o600, Durability::Rename).expect("write");
         assert_eq!(std::fs::read_to_string(&p).expect("read"), "new\n");
         let mode = std::fs::metadata(&p).expect("meta").permissions().mode();
         assert_eq!(mode & 0o7777, 0o600);

@@ -18,7 +18,9 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::backup_codes::BackupHash;
-use crate::secure_file::{FileError, FileLock, Owner, Secrecy, read_secure, write_atomic};
+use crate::secure_file::{
+    Durability, FileError, FileLock, Owner, Secrecy, read_secure, write_atomic,
+};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/pam_gateway";
 /// The format written by this version.
@@ -330,9 +332,28 @@ impl StateStore for FileStateStore {
         f(&mut state);
         if state != before {
             state.version = STATE_VERSION;
-            write_atomic(&path, state.to_text().as_bytes(), 0o600).map_err(StateError::File)?;
+            write_atomic(
+                &path,
+                state.to_text().as_bytes(),
+                0o600,
+                durability_of(&before, &state),
+            )
+            .map_err(StateError::File)?;
         }
         Ok(())
+    }
+}
+
+/// How durable a change must be. A crash may bring back the previous
+/// counts of codes sent and wrong answers: harmless, and it saves every
+/// login the directory's fsync. A used backup code or TOTP step coming back
+/// would let that code be used again, and new backup codes are what the
+/// admin just handed out: those changes wait for the rename to be on disk.
+fn durability_of(before: &UserState, after: &UserState) -> Durability {
+    if before.backup_codes != after.backup_codes || before.totp_last_step != after.totp_last_step {
+        Durability::Rename
+    } else {
+        Durability::Content
     }
 }
 
@@ -446,6 +467,28 @@ mod tests {
         let before = std::fs::metadata(&file).expect("meta").ino();
         update_with(&s, "alice", |_| ()).expect("update");
         assert_eq!(std::fs::metadata(&file).expect("meta").ino(), before);
+    }
+
+    #[test]
+    fn only_counters_skip_the_directory_fsync() {
+        let before = UserState::new();
+        let mut counted = before.clone();
+        counted.sent.push(1_700_000_000);
+        counted.failures = 2;
+        counted.lockouts = 1;
+        counted.locked_until = Some(1_700_000_900);
+        assert_eq!(durability_of(&before, &counted), Durability::Content);
+        let mut totp = counted.clone();
+        totp.totp_last_step = Some(56_666_666);
+        assert_eq!(durability_of(&counted, &totp), Durability::Rename);
+        let with_codes = UserState::parse(
+            "{\"version\": 1, \"backup_codes\": [\"pbkdf2-sha256$10$00112233445566778899aabbccddeeff$\
+             00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"]}",
+        )
+        .expect("state with a backup code");
+        // A backup code used (or handed out) waits for the rename.
+        assert_eq!(durability_of(&with_codes, &before), Durability::Rename);
+        assert_eq!(durability_of(&before, &with_codes), Durability::Rename);
     }
 
     #[test]

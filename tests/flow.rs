@@ -65,6 +65,9 @@ enum Step {
 struct ScriptedConv {
     steps: Vec<Step>,
     prompts: Vec<String>,
+    /// How many gateways were still alive at each prompt.
+    gateways_at_prompt: Vec<u32>,
+    gateways_alive: Rc<Cell<u32>>,
     errors: Vec<String>,
     clock: FakeClock,
     delivered: Rc<RefCell<Vec<(String, String)>>>,
@@ -79,6 +82,8 @@ impl ScriptedConv {
         ScriptedConv {
             steps: steps.into_iter().rev().collect(),
             prompts: vec![],
+            gateways_at_prompt: vec![],
+            gateways_alive: Rc::new(Cell::new(0)),
             errors: vec![],
             clock: clock.clone(),
             delivered: delivered.clone(),
@@ -96,6 +101,7 @@ fn code_in(text: &str) -> String {
 impl Conversation for ScriptedConv {
     fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
         self.prompts.push(prompt.to_string());
+        self.gateways_at_prompt.push(self.gateways_alive.get());
         match self
             .steps
             .pop()
@@ -131,6 +137,14 @@ struct FakeGateway {
     result: Result<(), DeliveryError>,
     delivered: Rc<RefCell<Vec<(String, String)>>>,
     calls: Rc<Cell<u32>>,
+    /// Counts live gateways (a real one holds an HTTP client and its thread).
+    alive: Rc<Cell<u32>>,
+}
+
+impl Drop for FakeGateway {
+    fn drop(&mut self) {
+        self.alive.set(self.alive.get() - 1);
+    }
 }
 
 impl Gateway for FakeGateway {
@@ -161,6 +175,7 @@ impl CodeSource for FixedCodes {
 
 struct Run {
     outcome: Outcome,
+    gateways_at_prompt: Vec<u32>,
     prompts: Vec<String>,
     errors: Vec<String>,
     delivered: Vec<(String, String)>,
@@ -199,12 +214,14 @@ fn run(case: Case) -> Run {
     let mut log_w = log.clone();
     let mut codes = FixedCodes("024681");
     let enrolment = if case.enrolled {
+        conv.gateways_alive.set(1);
         Enrolment::Enrolled(vec![Route {
             gateway: Box::new(FakeGateway {
                 id: "telegram",
                 result: case.gateway_result,
                 delivered: delivered.clone(),
                 calls: calls.clone(),
+                alive: conv.gateways_alive.clone(),
             }),
             recipient: "123456977".into(),
         }])
@@ -246,6 +263,7 @@ fn run(case: Case) -> Run {
     let delivered = delivered.borrow().clone();
     Run {
         outcome,
+        gateways_at_prompt: conv.gateways_at_prompt,
         prompts: conv.prompts,
         errors: conv.errors,
         delivered,
@@ -255,6 +273,27 @@ fn run(case: Case) -> Run {
 }
 
 const SECOND: Duration = Duration::from_secs(1);
+
+#[test]
+fn gateways_are_released_before_the_user_is_asked() {
+    // Sent, then asked three times: no gateway (HTTP client, runtime
+    // thread) is held while the user reads and types.
+    let r = run(Case {
+        steps: vec![
+            Step::Type(SECOND, "111111\n"),
+            Step::Type(SECOND, "222222\n"),
+            Step::TypeDeliveredCode,
+        ],
+        ..Case::default()
+    });
+    assert!(
+        matches!(r.outcome, Outcome::Success { .. }),
+        "{:?}",
+        r.outcome
+    );
+    assert_eq!(r.sends, 1);
+    assert_eq!(r.gateways_at_prompt, vec![0, 0, 0]);
+}
 
 #[test]
 fn right_code_succeeds_and_message_says_who_where() {

@@ -44,7 +44,10 @@ if [ "$arch" = "$(dpkg --print-architecture)" ]; then strip="strip"; else strip=
 # The module as it ships (scripts/build-module.sh); the debug build that the
 # package test uses has only cargo's libpam_gateway.so.
 so=$bin_dir/pam_gateway.so
-[ -f "$so" ] || so=$bin_dir/libpam_gateway.so
+if [ ! -f "$so" ] && [ -f "$bin_dir/libpam_gateway.so" ]; then
+    so=$bin_dir/libpam_gateway.so
+    echo "mkdeb: no $bin_dir/pam_gateway.so; packaging cargo's libpam_gateway.so (built without LTO: make deb builds the module as it ships)" >&2
+fi
 cli=$bin_dir/pam-gateway
 for f in "$so" "$cli"; do
     [ -f "$f" ] || { echo "mkdeb: $f not built" >&2; exit 1; }

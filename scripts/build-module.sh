@@ -8,7 +8,7 @@
 # Why not `cargo build --lib`: the library is both a cdylib (the module) and
 # an rlib (the CLI, the tests and the examples link it). Cargo runs LTO only
 # on a unit whose crate types can all take it, and an rlib cannot, so
-# `cargo build` links the cdylib without LTO: 3.49 MB instead of 2.64 MB
+# `cargo build` links the cdylib without LTO: 3.45 MB instead of 2.65 MB
 # stripped, and slower to load (BENCHMARKS.md). `cargo rustc --crate-type
 # cdylib` builds the library as a cdylib alone, which cargo then LTOs.
 # Its output lands at the same libpam_gateway.so path that the next

@@ -12,7 +12,7 @@ use zeroize::Zeroize;
 use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
-use crate::gateway::{DeliveryError, Gateway};
+use crate::gateway::Gateway;
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
@@ -514,7 +514,7 @@ impl Flow<'_> {
                     break;
                 }
                 Err(e) => {
-                    if !matches!(e, DeliveryError::Unreachable(_)) {
+                    if !e.is_unreachable() {
                         only_unreachable = false;
                     }
                     let line = format!("{}: {e}", route.gateway.id());

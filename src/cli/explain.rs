@@ -103,7 +103,15 @@ pub fn delivery_failure(
                  (`pam-gateway configure {id}`), then check with `pam-gateway status`"
             ),
         ),
-        DeliveryError::Unreachable(reason) => CliError::new(
+        DeliveryError::Local(reason) => CliError::new(
+            Exit::Gateway,
+            format!(
+                "{name}: this machine could not send: {reason}. Check memory, open-file and process limits, then try again"
+            ),
+        ),
+        DeliveryError::Unreachable(reason)
+        | DeliveryError::Refused(reason)
+        | DeliveryError::ServiceFailed(reason) => CliError::new(
             Exit::Gateway,
             match kind {
                 GatewayKind::Command => format!(

@@ -164,7 +164,10 @@ pub fn check(config: &Config, kind: GatewayKind, owner: Owner) -> Health {
 /// unreachable service was looked for.
 fn from_delivery(e: DeliveryError, at: &str, unreachable_fix: &str, refused_fix: &str) -> Health {
     match e {
-        DeliveryError::Unreachable(what) => Health::Unreachable(Problem {
+        DeliveryError::Unreachable(what)
+        | DeliveryError::Refused(what)
+        | DeliveryError::ServiceFailed(what)
+        | DeliveryError::Local(what) => Health::Unreachable(Problem {
             what: format!("{at}: {what}"),
             fix: unreachable_fix.to_string(),
         }),

@@ -587,19 +587,7 @@ impl Gateway for CommandGateway {
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
         let path = self.cfg.path.display().to_string();
         self.run(recipient, text)
-            .map_err(|e| match DeliveryError::from(e) {
-                DeliveryError::Unreachable(r) => DeliveryError::Unreachable(format!("{path}: {r}")),
-                DeliveryError::Rejected {
-                    reason,
-                    retry_after,
-                } => DeliveryError::Rejected {
-                    reason: format!("{path}: {reason}"),
-                    retry_after,
-                },
-                DeliveryError::Misconfigured(r) => {
-                    DeliveryError::Misconfigured(format!("{path}: {r}"))
-                }
-            })
+            .map_err(|e| DeliveryError::from(e).prefixed(&path))
     }
 }
 

@@ -436,24 +436,8 @@ impl Gateway for SmsGateway {
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
-        self.send_sms(recipient, text).map_err(|e| {
-            let provider = self.cfg.provider.name();
-            match DeliveryError::from(e) {
-                DeliveryError::Unreachable(r) => {
-                    DeliveryError::Unreachable(format!("{provider}: {r}"))
-                }
-                DeliveryError::Rejected {
-                    reason,
-                    retry_after,
-                } => DeliveryError::Rejected {
-                    reason: format!("{provider}: {reason}"),
-                    retry_after,
-                },
-                DeliveryError::Misconfigured(r) => {
-                    DeliveryError::Misconfigured(format!("{provider}: {r}"))
-                }
-            }
-        })
+        self.send_sms(recipient, text)
+            .map_err(|e| DeliveryError::from(e).prefixed(self.cfg.provider.name()))
     }
 }
 

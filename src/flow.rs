@@ -91,6 +91,12 @@ pub struct LoginContext {
     pub host: String,
     /// PAM_AUTHTOK is OpenSSH's marker for a wrong password.
     pub password_was_wrong: bool,
+    /// The process's real uid is 0 (sshd, login, root's own su). Under su
+    /// or sudo run by a user it is not, and that caller can stop the process
+    /// or starve it of resources at will: a failure the remote side did not
+    /// prove is then never a reason to skip the code. `false` (the default)
+    /// is the strict reading.
+    pub caller_is_root: bool,
 }
 
 impl LoginContext {
@@ -110,6 +116,10 @@ pub struct Route {
 
 /// The user's entry in the users file, as routes.
 pub enum Enrolment {
+    /// The name PAM gave is not an account NSS knows (a typo, an attacker's
+    /// guess, or a spelling the account database does not resolve): denied
+    /// whatever `unenrolled` says, after the same prompts as a real login.
+    UnknownUser,
     NotEnrolled,
     Enrolled(Vec<Route>),
 }
@@ -146,6 +156,8 @@ pub enum Outcome {
     PolicyIgnored,
     /// The user's state file is unsafe, corrupt or cannot be written.
     StateFailed,
+    /// The account is unknown to NSS: prompted, sent nothing, failed.
+    UnknownUser,
 }
 
 impl Outcome {
@@ -166,6 +178,7 @@ impl Outcome {
             Outcome::RateLimited => "denied-rate-limited",
             Outcome::PolicyIgnored => "ignored-policy",
             Outcome::StateFailed => "denied-state-error",
+            Outcome::UnknownUser => "denied-unknown-user",
         }
     }
 }
@@ -263,10 +276,10 @@ pub fn render_message(template: &str, ctx: &LoginContext, code: &Code, ttl: Dura
         };
         match &after[..end] {
             "code" => out.push_str(code.expose()),
-            "user" => out.push_str(&ctx.user),
-            "host" => out.push_str(&ctx.host),
-            "service" => out.push_str(&ctx.service),
-            "rhost" => out.push_str(ctx.rhost_or_local()),
+            "user" => out.push_str(&message_field(&ctx.user)),
+            "host" => out.push_str(&message_field(&ctx.host)),
+            "service" => out.push_str(&message_field(&ctx.service)),
+            "rhost" => out.push_str(&message_field(ctx.rhost_or_local())),
             "minutes" => out.push_str(&minutes),
             other => {
                 out.push('{');
@@ -280,10 +293,21 @@ pub fn render_message(template: &str, ctx: &LoginContext, code: &Code, ttl: Dura
     out
 }
 
-/// Printable, bounded form of a value from PAM for log lines: control
-/// characters (forged log lines) and quotes replaced, at most 128 chars.
+/// A value from PAM as a log field ([`crate::log::field`]): bare when
+/// plain, otherwise quoted and escaped, so it cannot forge a line or a field.
 pub fn clean(value: &str) -> String {
-    clean_max(value, 128)
+    crate::log::field(value)
+}
+
+/// A value from PAM (user, service, remote host) as it goes into the
+/// message: control characters replaced (a newline in PAM_RHOST must not
+/// write lines of its own into the user's chat), at most 128 characters.
+pub fn message_field(value: &str) -> String {
+    value
+        .chars()
+        .take(128)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// Like [`clean`] with another bound: delivery errors are longer (one per
@@ -342,7 +366,7 @@ impl Flow<'_> {
                 "user={} rhost={} {}",
                 clean(&ctx.user),
                 clean(ctx.rhost_or_local()),
-                clean(text)
+                clean_max(text, 1000)
             ),
         );
     }
@@ -350,6 +374,22 @@ impl Flow<'_> {
     /// Runs one authentication to its [`Outcome`].
     pub fn authenticate(&mut self, ctx: &LoginContext, enrolment: Enrolment) -> Outcome {
         let attempts = self.config.code.attempts;
+        if matches!(enrolment, Enrolment::UnknownUser) {
+            // Before [policy] and `unenrolled`: neither may wave through a
+            // name the account database does not know. Same prompts as a
+            // real login; nothing is sent.
+            self.debug(ctx, "user unknown to NSS: prompting without sending");
+            let prompt = decoy_prompt(self.config, &ctx.user);
+            return match self.ask(ctx, None, &prompt, attempts) {
+                Err(outcome) => self.finish(ctx, "-", outcome, "conversation failed"),
+                Ok(_) => self.finish(
+                    ctx,
+                    "-",
+                    Outcome::UnknownUser,
+                    "no account of this name (NSS getpwnam); denied whatever unenrolled says",
+                ),
+            };
+        }
         match self
             .config
             .access
@@ -374,6 +414,9 @@ impl Flow<'_> {
             }
         }
         let routes = match enrolment {
+            Enrolment::UnknownUser => {
+                return self.finish(ctx, "-", Outcome::UnknownUser, "no account of this name");
+            }
             Enrolment::NotEnrolled => match self.config.unenrolled {
                 Unenrolled::Ignore => {
                     return self.finish(
@@ -455,6 +498,23 @@ impl Flow<'_> {
             Ok(()) => {}
             Err(Block::LockedOut { until }) => {
                 let wait = wait_text(until, now);
+                if fallback.backup {
+                    // The lockout may be someone else's doing (they have the
+                    // password): the user's backup codes still work, under
+                    // their own limit (limits::LOCKOUT_BACKUP_TRIES).
+                    self.note(
+                        ctx,
+                        Level::Warning,
+                        &format!(
+                            "locked out (retry in {wait}); no code sent; asking for a backup code"
+                        ),
+                    );
+                    let prompt = format!(
+                        "Too many wrong codes: no code sent (try again in {wait}). Backup code: "
+                    );
+                    let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
+                    return self.conclude(ctx, first_gateway, result, attempts);
+                }
                 let _ = self
                     .conv
                     .error(&format!("Too many wrong codes. Try again in {wait}."));
@@ -497,7 +557,15 @@ impl Flow<'_> {
         let text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
 
         let mut failures: Vec<String> = Vec::new();
-        let mut only_unreachable = true;
+        // failmode=safe may excuse every failure so far: the service could
+        // not be reached, and (unless the caller is root) the remote side
+        // proved it. A caller of su/sudo can stop this process past the
+        // timeout or starve it of file descriptors, never make a peer
+        // refuse a connection or answer 503.
+        let mut safe_may_excuse = true;
+        // Certainly no message reached anyone: only then is the reservation
+        // given back. A send whose fate is unknown counts as sent.
+        let mut nothing_delivered = true;
         let mut delivered: Option<&Route> = None;
         for route in &routes {
             self.debug(
@@ -514,10 +582,13 @@ impl Flow<'_> {
                     break;
                 }
                 Err(e) => {
-                    if !e.is_unreachable() {
-                        only_unreachable = false;
-                    }
-                    let line = format!("{}: {e}", route.gateway.id());
+                    safe_may_excuse &=
+                        e.is_unreachable() && (ctx.caller_is_root || e.proven_remote());
+                    nothing_delivered &= e.nothing_delivered();
+                    // A service may echo the request in its error: the code
+                    // must not reach the log (the next route delivers it).
+                    let line =
+                        format!("{}: {e}", route.gateway.id()).replace(code.expose(), "[code]");
                     self.log.log(
                         Level::Warning,
                         &format!(
@@ -534,15 +605,24 @@ impl Flow<'_> {
         text.zeroize();
 
         let Some(route) = delivered else {
-            // No code reached the user: the reservation does not count.
-            if let Err(e) = update_with(self.state, &ctx.user, |s| limits::release_send(s, now)) {
+            if nothing_delivered {
+                // No code reached the user: the reservation does not count.
+                if let Err(e) = update_with(self.state, &ctx.user, |s| limits::release_send(s, now))
+                {
+                    self.note(
+                        ctx,
+                        Level::Warning,
+                        &format!("could not give back the unused send: {e}"),
+                    );
+                }
+            } else {
                 self.note(
                     ctx,
-                    Level::Warning,
-                    &format!("could not give back the unused send: {e}"),
+                    Level::Info,
+                    "a send may have reached the service: it counts against codes_per_window",
                 );
             }
-            let reason = if failures.is_empty() {
+            let mut reason = if failures.is_empty() {
                 "the user's entry names no gateway".to_string()
             } else {
                 failures.join("; ")
@@ -571,10 +651,17 @@ impl Flow<'_> {
             // (rate limit, blocked bot) or a misconfiguration can be caused
             // or kept up on purpose, so it always denies.
             let outcome = match self.config.failmode {
-                FailMode::Safe if only_unreachable && !failures.is_empty() => {
+                FailMode::Safe if safe_may_excuse && !failures.is_empty() => {
                     Outcome::DeliveryFailedIgnored
                 }
-                _ => Outcome::DeliveryFailedDenied,
+                FailMode::Safe => {
+                    reason.push_str(
+                        "; failmode=safe not applied: a local failure, a refusal, or (the \
+                         caller not being root) no proof that the service failed",
+                    );
+                    Outcome::DeliveryFailedDenied
+                }
+                FailMode::Secure => Outcome::DeliveryFailedDenied,
             };
             return self.finish(ctx, first_gateway, outcome, &reason);
         };
@@ -662,6 +749,23 @@ impl Flow<'_> {
         let totp = self.totp;
         update_with(self.state, &ctx.user, |s| {
             if let Some(until) = limits::locked_until(s, limits, now) {
+                // During a lockout only a backup code is checked, and only
+                // LOCKOUT_BACKUP_TRIES of them: the user's way in that
+                // someone who merely has the password does not have.
+                if bytes_ok
+                    && !s.backup_codes.is_empty()
+                    && backup_codes::normalize(bytes).is_some()
+                    && s.lockout_backup_tries < limits::LOCKOUT_BACKUP_TRIES
+                {
+                    s.lockout_backup_tries += 1;
+                    if let Some(i) = backup_codes::find_match(&s.backup_codes, bytes) {
+                        s.backup_codes.remove(i);
+                        limits::record_success(s);
+                        return Verdict::Accepted(Factor::Backup {
+                            left: s.backup_codes.len(),
+                        });
+                    }
+                }
                 return Verdict::Locked(until);
             }
             let mut replay = false;

@@ -111,6 +111,12 @@ impl Limits {
     }
 }
 
+/// Backup codes that may be tried during one lockout. Someone who has the
+/// password can keep a user locked out for ever by typing wrong codes; a
+/// backup code (about 49.5 bits, on the user's paper) still lets the user
+/// in during a lockout, under this limit of its own.
+pub const LOCKOUT_BACKUP_TRIES: u32 = 3;
+
 /// Why no code may be sent now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Block {
@@ -135,6 +141,7 @@ pub fn locked_until(state: &mut UserState, limits: &Limits, now: u64) -> Option<
     let until = state.locked_until?;
     if until <= now {
         state.locked_until = None;
+        state.lockout_backup_tries = 0;
         return None;
     }
     let latest = now.saturating_add(limits.max_lockout);
@@ -191,6 +198,7 @@ pub fn record_failure(state: &mut UserState, limits: &Limits, now: u64) -> Optio
     state.lockouts = state.lockouts.saturating_add(1);
     state.failures = 0;
     state.locked_until = Some(until);
+    state.lockout_backup_tries = 0;
     Some(until)
 }
 
@@ -199,6 +207,7 @@ pub fn record_success(state: &mut UserState) {
     state.failures = 0;
     state.lockouts = 0;
     state.locked_until = None;
+    state.lockout_backup_tries = 0;
 }
 
 /// "15 min" or "40 s": how long until `until`, for people.

@@ -62,6 +62,49 @@ pub fn user_gid(name: &str) -> Result<Option<u32>, String> {
     Ok(gid)
 }
 
+/// The account's own name (`pw_name`) for the name a login gave, as NSS
+/// resolves it: `Alice` may be `alice` where the account database matches
+/// names case-insensitively (SSSD, winbind). `None`: no such account. Users
+/// file, state file and group checks all use this name, so one account has
+/// one entry, one state file and one set of limits however it is spelled.
+pub fn canonical_user(name: &str) -> Result<Option<String>, String> {
+    let cname = c_name(name, "user")?;
+    let mut canonical = None;
+    with_buffer("the login's user", |buf| {
+        // SAFETY: passwd is plain old data; all-zero is a valid value and
+        // getpwnam_r overwrites it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: the name is a
+        // NUL-terminated CString, pwd and result are live locals, and buf is
+        // valid for buf.len() bytes.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            // SAFETY: on success pw_name points to a NUL-terminated string
+            // inside buf, which outlives this copy.
+            let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+            canonical = Some(name.to_string_lossy().into_owned());
+        }
+        rc
+    })?;
+    Ok(canonical.filter(|n| !n.is_empty()))
+}
+
+/// Is the process's real uid root? Under su and sudo run by a user it is
+/// not: that caller may signal the process and chose its resource limits.
+pub fn real_uid_is_root() -> bool {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
 /// Does the account `name` exist?
 pub fn user_exists(name: &str) -> Result<bool, String> {
     user_gid(name).map(|g| g.is_some())
@@ -132,6 +175,9 @@ mod tests {
         assert_eq!(user_gid("root"), Ok(Some(0)));
         assert_eq!(user_exists("root"), Ok(true));
         assert_eq!(user_exists("no-such-user-pgw-4242"), Ok(false));
+        assert_eq!(canonical_user("root"), Ok(Some("root".to_string())));
+        assert_eq!(canonical_user("no-such-user-pgw-4242"), Ok(None));
+        assert!(canonical_user("a\0b").is_err());
         assert!(user_exists("a\0b").is_err());
         assert_eq!(group_gid("root"), Ok(Some(0)));
         assert_eq!(group_gid("no-such-group-pgw-4242"), Ok(None));

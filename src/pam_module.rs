@@ -14,9 +14,10 @@ use pam::module::{PamHandle, PamHooks};
 use crate::code::OsCodeSource;
 use crate::config::DEFAULT_CONFIG_PATH;
 use crate::flow::{
-    Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
+    Answer, ConvError, Conversation, Enrolment, Flow, LoginContext, MonotonicClock, Outcome, clean,
 };
 use crate::log::{Level, Log, SyslogLog};
+use crate::nss;
 use crate::policy::SystemGroups;
 use crate::secure_file::Owner;
 use crate::setup;
@@ -69,6 +70,7 @@ pub fn pam_code(outcome: &Outcome) -> PamResultCode {
     match outcome {
         Outcome::Success { .. } => PamResultCode::PAM_SUCCESS,
         Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
+        Outcome::UnknownUser => PamResultCode::PAM_USER_UNKNOWN,
         Outcome::Expired
         | Outcome::NotEnrolledDenied
         | Outcome::WrongPassword
@@ -152,7 +154,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         }
     };
 
-    let user = match pamh.get_user(None) {
+    let given = match pamh.get_user(None) {
         Ok(u) => u,
         Err(code) => {
             log.log(
@@ -162,6 +164,24 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
             return code;
         }
     };
+    // One account, one name: users.toml, the state file and the group
+    // checks use the account's own name (pw_name), never the spelling the
+    // client typed. A name NSS does not know is denied (by the flow, after
+    // the same prompts as any login); a failed lookup denies here.
+    let (user, known) = match nss::canonical_user(&given) {
+        Ok(Some(name)) => (name, true),
+        Ok(None) => (given.clone(), false),
+        Err(e) => {
+            log.log(Level::Error, &format!("user={} denied: {e}", clean(&given)));
+            return PamResultCode::PAM_SYSTEM_ERR;
+        }
+    };
+    if known && user != given {
+        log.log(
+            Level::Info,
+            &format!("user={} is account {}", clean(&given), clean(&user)),
+        );
+    }
 
     // For log lines only: the user name comes from the client.
     let shown = clean(&user);
@@ -183,11 +203,15 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
-    let enrolment = match setup::enrolment(&config, &users, &user) {
-        Ok(e) => e,
-        Err(e) => {
-            log.log(Level::Error, &format!("user={shown} denied: {e}"));
-            return PamResultCode::PAM_SERVICE_ERR;
+    let enrolment = if !known {
+        Enrolment::UnknownUser
+    } else {
+        match setup::enrolment(&config, &users, &user) {
+            Ok(e) => e,
+            Err(e) => {
+                log.log(Level::Error, &format!("user={shown} denied: {e}"));
+                return PamResultCode::PAM_SERVICE_ERR;
+            }
         }
     };
 
@@ -202,6 +226,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         tty: item_string::<Tty>(pamh),
         host: hostname(),
         password_was_wrong,
+        caller_is_root: nss::real_uid_is_root(),
     };
 
     let conv = match pamh.get_item::<Conv>() {
@@ -291,6 +316,7 @@ mod tests {
             (Outcome::RateLimited, PAM_AUTH_ERR),
             (Outcome::PolicyIgnored, PAM_IGNORE),
             (Outcome::StateFailed, PAM_SERVICE_ERR),
+            (Outcome::UnknownUser, PAM_USER_UNKNOWN),
         ];
         for (outcome, code) in table {
             assert_eq!(pam_code(&outcome), code, "{outcome:?}");

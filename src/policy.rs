@@ -126,7 +126,11 @@ impl AccessPolicy {
         if self.require_groups.is_empty() && self.exempt_groups.is_empty() {
             return Ok(Coverage::Covered);
         }
-        let user_gids = groups.user_gids(user)?.unwrap_or_default();
+        // A user NSS does not know is in no group we can see: that is no
+        // reason to skip the code. Deny.
+        let user_gids = groups.user_gids(user)?.ok_or_else(|| {
+            format!("user {user:?} is unknown to NSS, so [policy] groups cannot be checked")
+        })?;
         let gid_of = |name: &str, key: &str| -> Result<u32, String> {
             groups.group_gid(name)?.ok_or_else(|| {
                 format!(
@@ -293,8 +297,11 @@ mod tests {
         assert!(
             matches!(p.coverage("svc", None, &t), Ok(Coverage::Exempt(r)) if r.contains("robots"))
         );
+        // A user NSS does not know is not waved through (issue 12, item 7).
         assert!(
-            matches!(p.coverage("nobody", None, &t), Ok(Coverage::Exempt(r)) if r.contains("required"))
+            matches!(p.coverage("nobody", None, &t), Err(e) if e.contains("unknown to NSS")),
+            "{:?}",
+            p.coverage("nobody", None, &t)
         );
         let p = policy(&[], &["sudo"], &[]);
         assert_eq!(p.coverage("alice", None, &t), Ok(Coverage::Covered));
@@ -365,7 +372,7 @@ mod tests {
         assert_eq!(p.coverage("root", None, &g), Ok(Coverage::Covered));
         assert!(matches!(
             p.coverage("no-such-user-pgw", None, &g),
-            Ok(Coverage::Exempt(_))
+            Err(e) if e.contains("unknown to NSS")
         ));
     }
 }

@@ -256,6 +256,35 @@ impl FileLock {
         }
     }
 
+    /// Like [`acquire`](Self::acquire), waiting at most `wait`. A login must
+    /// not hang on a lock another process holds for ever: under su or sudo
+    /// the caller can stop that process (SIGSTOP) while it holds the lock.
+    /// After `wait` the error says the lock is busy; the caller denies.
+    pub fn acquire_within(path: &Path, wait: std::time::Duration) -> Result<FileLock, FileError> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            if let Some(lock) = Self::lock(path, false)? {
+                return Ok(lock);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(FileError::Write(
+                    path.to_path_buf(),
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "its lock was held by another process for more than {} s",
+                            wait.as_secs()
+                        ),
+                    ),
+                ));
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Like [`acquire`](Self::acquire) without waiting: `None` when another
     /// process holds the lock.
     pub fn try_acquire(path: &Path) -> Result<Option<FileLock>, FileError> {
@@ -589,6 +618,12 @@ mod tests {
         // flock locks belong to the open file, so a second open conflicts
         // even within one process.
         assert!(FileLock::try_acquire(&p).expect("try").is_none());
+        let t = std::time::Instant::now();
+        let err = FileLock::acquire_within(&p, std::time::Duration::from_millis(200))
+            .err()
+            .expect("busy");
+        assert!(t.elapsed() >= std::time::Duration::from_millis(200));
+        assert!(err.to_string().contains("held by another process"), "{err}");
         drop(held);
         assert!(FileLock::try_acquire(&p).expect("try").is_some());
     }

@@ -30,6 +30,10 @@ pub const STATE_VERSION: u32 = 1;
 pub const MAX_SENT_ENTRIES: usize = 1000;
 /// Upper bound on stored backup-code hashes.
 pub const MAX_BACKUP_CODES: usize = 100;
+/// Longest a login waits for another login's lock on the same user's state
+/// (each holds it for a read-modify-write of a small file): a process that
+/// a su caller stopped while holding it must not hang the user's logins.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest encoded user name used as a file name.
 const MAX_FILE_STEM: usize = 200;
 
@@ -76,6 +80,15 @@ pub struct UserState {
     /// Salted hashes of the unused backup codes.
     #[serde(default)]
     pub backup_codes: Vec<BackupHash>,
+    /// Backup codes tried during the current lockout (their own limit:
+    /// [`crate::limits::LOCKOUT_BACKUP_TRIES`]). Written only when not 0,
+    /// so files stay readable by versions without it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lockout_backup_tries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for UserState {
@@ -89,6 +102,7 @@ impl Default for UserState {
             locked_until: None,
             totp_last_step: None,
             backup_codes: Vec::new(),
+            lockout_backup_tries: 0,
         }
     }
 }
@@ -326,7 +340,7 @@ impl StateStore for FileStateStore {
     fn update(&self, user: &str, f: &mut dyn FnMut(&mut UserState)) -> Result<(), StateError> {
         self.ensure_dir()?;
         let path = self.path_for(user)?;
-        let _lock = FileLock::acquire(&path).map_err(StateError::File)?;
+        let _lock = FileLock::acquire_within(&path, LOCK_WAIT).map_err(StateError::File)?;
         let before = self.read(&path)?;
         let mut state = before.clone();
         f(&mut state);

@@ -49,7 +49,8 @@ impl WallClock for FakeWall {
     }
 }
 
-/// A group table: alice is in staff (100), robot in robots (900).
+/// A group table: alice is in staff (100), robot in robots (900), carol in
+/// neither; any other user is unknown to NSS.
 struct Table;
 
 impl Groups for Table {
@@ -57,6 +58,7 @@ impl Groups for Table {
         Ok(match user {
             "alice" => Some(vec![100]),
             "robot" => Some(vec![900]),
+            "carol" => Some(vec![500]),
             _ => None,
         })
     }
@@ -208,6 +210,8 @@ struct World {
     totp: Option<TotpKey>,
     /// No gateway in the user's entry (an authenticator-only user).
     no_routes: Cell<bool>,
+    /// The login's real uid is 0 (sshd); false: su/sudo run by a user.
+    caller_is_root: Cell<bool>,
 }
 
 struct Run {
@@ -239,6 +243,7 @@ impl World {
             outbox: Outbox::default(),
             totp: None,
             no_routes: Cell::new(false),
+            caller_is_root: Cell::new(true),
         }
     }
 
@@ -297,6 +302,7 @@ impl World {
             tty: Some("ssh".into()),
             host: "pi".into(),
             password_was_wrong: false,
+            caller_is_root: self.caller_is_root.get(),
         };
         let outcome = Flow {
             config: &self.config,
@@ -371,7 +377,7 @@ fn sixth_code_in_the_window_is_not_sent_and_the_user_is_told_when() {
 #[test]
 fn failed_deliveries_do_not_use_up_the_window() {
     let w = World::new("[limits]\ncodes_per_window = 2\n");
-    w.fail_delivery(DeliveryError::Unreachable("connection refused".into()));
+    w.fail_delivery(DeliveryError::Refused("connection refused".into()));
     for _ in 0..4 {
         assert_eq!(w.login(vec![]).outcome, Outcome::DeliveryFailedDenied);
     }
@@ -381,6 +387,45 @@ fn failed_deliveries_do_not_use_up_the_window() {
         w.login(vec![Step::TypeDeliveredCode]).outcome,
         success("telegram")
     );
+}
+
+#[test]
+fn sends_whose_fate_is_unknown_use_up_the_window() {
+    // A timeout (the caller may have stopped the process while the request
+    // was out) or a service's own failure may still have delivered the
+    // code: each counts, so SIGSTOP cannot buy more than codes_per_window.
+    for e in [
+        DeliveryError::Unreachable("no answer within the timeout".into()),
+        DeliveryError::ServiceFailed("HTTP 502".into()),
+    ] {
+        let w = World::new("[limits]\ncodes_per_window = 2\n");
+        w.fail_delivery(e.clone());
+        for _ in 0..2 {
+            assert_eq!(w.login(vec![]).outcome, Outcome::DeliveryFailedDenied);
+        }
+        assert_eq!(w.state().sent.len(), 2, "{e}");
+        let r = w.login(vec![]);
+        assert_eq!(r.outcome, Outcome::RateLimited, "{e}");
+        assert!(
+            r.log.contains("counts against codes_per_window") || r.log.contains("rate-limited")
+        );
+    }
+    // Nothing left this machine, or the service refused the message: given back.
+    for e in [
+        DeliveryError::Refused("connection refused".into()),
+        DeliveryError::Local("Too many open files".into()),
+        DeliveryError::Rejected {
+            reason: "chat not found".into(),
+            retry_after: None,
+        },
+    ] {
+        let w = World::new("[limits]\ncodes_per_window = 2\n");
+        w.fail_delivery(e.clone());
+        for _ in 0..3 {
+            assert_eq!(w.login(vec![]).outcome, Outcome::DeliveryFailedDenied);
+        }
+        assert!(w.state().sent.is_empty(), "{e}");
+    }
 }
 
 // ---- lockout ---------------------------------------------------------------
@@ -487,7 +532,7 @@ fn expired_answers() {
 fn unreachable_gateway_asks_for_an_authenticator_code() {
     for failmode in ["secure", "safe"] {
         let w = World::new(&format!("[policy]\nfailmode = \"{failmode}\"\n")).with_totp();
-        w.fail_delivery(DeliveryError::Unreachable("connection refused".into()));
+        w.fail_delivery(DeliveryError::Refused("connection refused".into()));
         let r = w.login(vec![Step::TypeTotp(0)]);
         assert_eq!(r.outcome, success("totp"), "{failmode}");
         assert_eq!(
@@ -632,6 +677,82 @@ fn delivery_failure_with_only_backup_codes_asks_for_one() {
 }
 
 #[test]
+fn safe_mode_under_a_non_root_caller_needs_proof_from_the_service() {
+    let w = World::new("[policy]\nfailmode = \"safe\"\n");
+    w.caller_is_root.set(false);
+    // What su's caller can bring about (a stop past the timeout, EMFILE)
+    // never skips the code.
+    for e in [
+        DeliveryError::Unreachable("no answer within the timeout".into()),
+        DeliveryError::Local("Too many open files".into()),
+    ] {
+        w.fail_delivery(e.clone());
+        let r = w.login(vec![]);
+        assert_eq!(r.outcome, Outcome::DeliveryFailedDenied, "{e}");
+        assert!(r.log.contains("failmode=safe not applied"), "{}", r.log);
+    }
+    // What only the remote side can do still counts as down.
+    for e in [
+        DeliveryError::Refused("connection refused".into()),
+        DeliveryError::ServiceFailed("HTTP 503".into()),
+    ] {
+        w.fail_delivery(e.clone());
+        assert_eq!(
+            w.login(vec![]).outcome,
+            Outcome::DeliveryFailedIgnored,
+            "{e}"
+        );
+    }
+    // Under sshd (real uid 0) a timeout is the service's; a local error
+    // never is.
+    w.caller_is_root.set(true);
+    w.fail_delivery(DeliveryError::Unreachable("timeout".into()));
+    assert_eq!(w.login(vec![]).outcome, Outcome::DeliveryFailedIgnored);
+    w.fail_delivery(DeliveryError::Local("cannot spawn a thread".into()));
+    assert_eq!(w.login(vec![]).outcome, Outcome::DeliveryFailedDenied);
+}
+
+#[test]
+fn a_backup_code_still_works_during_a_lockout_under_its_own_limit() {
+    // Someone with the password keeps the user locked out with wrong codes.
+    let w = World::new("[limits]\nfailures_before_lockout = 2\ncodes_per_window = 100\n");
+    let codes = give_backup_codes(&w, 3);
+    let r = w.login(vec![typed("111111"), typed("222222")]);
+    assert_eq!(r.outcome, Outcome::LockedOut);
+    // The user: no code is sent, the backup code is asked for and works.
+    let before = w.sent();
+    let r = w.login(vec![typed(&codes[0])]);
+    assert_eq!(r.outcome, success("backup-code"), "{}", r.log);
+    assert_eq!(w.sent(), before, "nothing sent during the lockout");
+    assert!(r.prompts[0].contains("Backup code: "), "{:?}", r.prompts);
+    assert_eq!(
+        w.state().locked_until,
+        None,
+        "a backup code ends the lockout"
+    );
+    // Locked again; the code that was sent earlier and TOTP-like answers
+    // are not checked during a lockout, and only three backup-shaped
+    // answers are, across logins.
+    w.login(vec![typed("111111"), typed("222222")]);
+    for _ in 0..3 {
+        let r = w.login(vec![typed("aaaaa-aaaaa")]);
+        assert_eq!(r.outcome, Outcome::LockedOut);
+    }
+    assert_eq!(w.state().lockout_backup_tries, 3);
+    let r = w.login(vec![typed(&codes[1])]);
+    assert_eq!(
+        r.outcome,
+        Outcome::LockedOut,
+        "the fourth try is not checked"
+    );
+    assert_eq!(w.state().backup_codes.len(), 2, "codes[1] was not used");
+    // The next lockout gives the user fresh tries.
+    w.wait(3600);
+    let r = w.login(vec![typed(&codes[1])]);
+    assert_eq!(r.outcome, success("backup-code"));
+}
+
+#[test]
 fn without_fallback_the_fail_mode_still_decides() {
     let w = World::new("[policy]\nfailmode = \"safe\"\n");
     w.fail_delivery(DeliveryError::Unreachable("timeout".into()));
@@ -673,6 +794,12 @@ fn policy_exemptions_ignore_and_send_nothing() {
             assert_eq!(r.outcome, success("telegram"), "{user} {rhost:?}");
         }
     }
+    assert_eq!(w.sent(), 3);
+    // A user NSS does not know is in no group we can see: denied, not
+    // waved through as "not in a required group".
+    let r = w.login_as("dave", Some("203.0.113.7"), vec![]);
+    assert_eq!(r.outcome, Outcome::SystemError);
+    assert!(r.log.contains("unknown to NSS"), "{}", r.log);
     assert_eq!(w.sent(), 3);
 }
 

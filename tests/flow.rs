@@ -188,6 +188,11 @@ struct Case {
     enrolled: bool,
     gateway_result: Result<(), DeliveryError>,
     password_was_wrong: bool,
+    /// The account is unknown to NSS.
+    unknown_user: bool,
+    /// sshd (real uid 0) by default; false: su/sudo run by a user.
+    caller_is_root: bool,
+    rhost: Option<&'static str>,
     steps: Vec<Step>,
 }
 
@@ -198,6 +203,9 @@ impl Default for Case {
             enrolled: true,
             gateway_result: Ok(()),
             password_was_wrong: false,
+            unknown_user: false,
+            caller_is_root: true,
+            rhost: Some("203.0.113.7"),
             steps: vec![],
         }
     }
@@ -213,7 +221,9 @@ fn run(case: Case) -> Run {
     let log = MemoryLog::default();
     let mut log_w = log.clone();
     let mut codes = FixedCodes("024681");
-    let enrolment = if case.enrolled {
+    let enrolment = if case.unknown_user {
+        Enrolment::UnknownUser
+    } else if case.enrolled {
         conv.gateways_alive.set(1);
         Enrolment::Enrolled(vec![Route {
             gateway: Box::new(FakeGateway {
@@ -231,10 +241,11 @@ fn run(case: Case) -> Run {
     let ctx = LoginContext {
         user: "alice".into(),
         service: "sshd".into(),
-        rhost: Some("203.0.113.7".into()),
+        rhost: case.rhost.map(str::to_string),
         tty: Some("ssh".into()),
         host: "pi".into(),
         password_was_wrong: case.password_was_wrong,
+        caller_is_root: case.caller_is_root,
     };
     let store = MemoryStateStore::default();
     let wall = FakeWall(clock.clone());
@@ -477,7 +488,7 @@ fn wrong_password_marker_sends_nothing_but_looks_the_same() {
 #[test]
 fn unreachable_gateway_secure_denies() {
     let r = run(Case {
-        gateway_result: Err(DeliveryError::Unreachable("connection refused".into())),
+        gateway_result: Err(DeliveryError::Refused("connection refused".into())),
         ..Case::default()
     });
     assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
@@ -548,4 +559,99 @@ fn template_placeholders() {
         ..Case::default()
     });
     assert_eq!(r.delivered[0].1, "024681|alice|pi|sshd|203.0.113.7|5");
+}
+
+#[test]
+fn safe_mode_under_su_skips_only_what_the_service_proved() {
+    let safe = "[policy]\nfailmode = \"safe\"\n";
+    for (err, outcome) in [
+        (
+            DeliveryError::Unreachable("no answer within the timeout".into()),
+            Outcome::DeliveryFailedDenied,
+        ),
+        (
+            DeliveryError::Local("Too many open files".into()),
+            Outcome::DeliveryFailedDenied,
+        ),
+        (
+            DeliveryError::Refused("connection refused".into()),
+            Outcome::DeliveryFailedIgnored,
+        ),
+        (
+            DeliveryError::ServiceFailed("HTTP 503".into()),
+            Outcome::DeliveryFailedIgnored,
+        ),
+    ] {
+        let r = run(Case {
+            config: safe,
+            caller_is_root: false,
+            gateway_result: Err(err.clone()),
+            ..Case::default()
+        });
+        assert_eq!(r.outcome, outcome, "{err}");
+    }
+}
+
+#[test]
+fn unknown_users_are_denied_after_the_usual_prompts_whatever_unenrolled_says() {
+    for config in [
+        "[policy]\nunenrolled = \"deny\"\n",
+        "[policy]\nunenrolled = \"ignore\"\n",
+    ] {
+        let r = run(Case {
+            config,
+            unknown_user: true,
+            steps: vec![
+                Step::Type(Duration::ZERO, "111111"),
+                Step::Type(Duration::ZERO, "222222"),
+                Step::Type(Duration::ZERO, "333333"),
+            ],
+            ..Case::default()
+        });
+        assert_eq!(r.outcome, Outcome::UnknownUser, "{config}");
+        assert_eq!(r.sends, 0);
+        assert_eq!(r.prompts.len(), 3, "the same prompts as a real login");
+        assert!(r.prompts[0].starts_with("Code sent via Telegram to ***"));
+        assert!(r.log.contains("result=denied-unknown-user"), "{}", r.log);
+    }
+}
+
+#[test]
+fn an_echoed_code_never_reaches_the_log() {
+    // A service that echoes the request in its error (the flow's own
+    // scrubbing; run() asserts the code is nowhere in the log).
+    let r = run(Case {
+        gateway_result: Err(DeliveryError::ServiceFailed(
+            "HTTP 500: {\"echo\":\"Your code is 024681\"}".into(),
+        )),
+        ..Case::default()
+    });
+    assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
+    assert!(r.log.contains("Your code is [code]"), "{}", r.log);
+}
+
+#[test]
+fn control_characters_in_pam_items_forge_nothing() {
+    let r = run(Case {
+        rhost: Some("1.2.3.4\nuser=root result=success\r"),
+        steps: vec![Step::TypeDeliveredCode],
+        ..Case::default()
+    });
+    let (_, message) = &r.delivered[0];
+    assert!(
+        message.contains("1.2.3.4?user=root result=success?"),
+        "{message}"
+    );
+    assert!(!message.contains("1.2.3.4\n"), "{message}");
+    let result = r
+        .log
+        .lines()
+        .find(|l| l.contains(" result=success"))
+        .expect("result line");
+    assert!(
+        result.contains("rhost=\"1.2.3.4\\nuser=root result=success\\r\""),
+        "{result}"
+    );
+    // One line, one real result field: the forged one is inside quotes.
+    assert_eq!(r.log.lines().filter(|l| l.contains("result=")).count(), 1);
 }

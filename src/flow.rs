@@ -615,18 +615,15 @@ impl Flow<'_> {
                         &format!("could not give back the unused send: {e}"),
                     );
                 }
-            } else {
-                self.note(
-                    ctx,
-                    Level::Info,
-                    "a send may have reached the service: it counts against codes_per_window",
-                );
             }
             let mut reason = if failures.is_empty() {
                 "the user's entry names no gateway".to_string()
             } else {
                 failures.join("; ")
             };
+            if !nothing_delivered {
+                reason.push_str("; counted against codes_per_window: a send may have got through");
+            }
             if fallback.any() {
                 // A user with an authenticator or backup codes is asked for
                 // one instead of being refused (or waved through).

@@ -369,11 +369,8 @@ fn setcred_succeeds() {
     let env = PamEnv::with_fake(&fake, "");
     // pamtester runs the operations in order: authenticate, then setcred.
     env.set_stack("auth required {module} config={config}\n");
-    let mut cmd = std::process::Command::new("bwrap");
-    cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
-        .arg(&env.pam_d)
-        .arg("/etc/pam.d")
-        .args(pamtester_command())
+    let mut cmd = env.bwrap();
+    cmd.args(pamtester_command())
         .args(["pgw", "alice", "setcred"]);
     let out = cmd.output().expect("pamtester");
     assert!(

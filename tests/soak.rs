@@ -15,14 +15,14 @@ mod pam_harness;
 
 use std::ffi::{CString, c_int, c_void};
 use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram};
 use pam_harness::*;
 
 /// Users the cycles rotate through, so `codes_per_window` never binds.
-const USERS: usize = 20;
+const USERS: usize = NUMBERED_ACCOUNTS;
 /// Cycles before the baseline is taken (first loads, caches, pools).
 const WARMUP: usize = 20;
 /// Bounds the host must stay within after warm-up.
@@ -190,8 +190,11 @@ fn long_lived_host_keeps_fds_threads_and_memory_bounded() {
     };
 
     let exe = std::env::current_exe().expect("exe");
-    let mut child = Command::new("bwrap")
-        .args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
+    // env.bwrap(): the test accounts user0.. exist in the namespace (the
+    // module denies users NSS does not know).
+    let mut child = env
+        .bwrap()
+        .arg("--bind")
         .arg(&env.log_path)
         .arg("/dev/log")
         .arg("--die-with-parent")

@@ -106,6 +106,41 @@ pub fn write_file(path: &Path, text: &str, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
+/// The accounts the tests log in as, besides the host's own (`daemon`,
+/// `root`). The module resolves every login's user through NSS and denies
+/// names it does not know, so each [`PamEnv`] lays a passwd and group file
+/// holding these over the host's, in the namespace only.
+pub const TEST_ACCOUNTS: &[&str] = &["alice", "bob", "mallory", "carol"];
+/// `user0` .. `user{N-1}` are test accounts too (the soak's users).
+pub const NUMBERED_ACCOUNTS: usize = 20;
+/// The first uid of the test accounts.
+const FIRST_TEST_UID: u32 = 64100;
+
+/// The host's passwd and group with [`TEST_ACCOUNTS`] and the numbered
+/// accounts added, written into `dir`; returns (passwd, group).
+pub fn write_account_files(dir: &Path) -> (PathBuf, PathBuf) {
+    let mut passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let mut group = fs::read_to_string("/etc/group").unwrap_or_default();
+    for s in [&mut passwd, &mut group] {
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+    }
+    let numbered = (0..NUMBERED_ACCOUNTS).map(|i| format!("user{i}"));
+    let names = TEST_ACCOUNTS.iter().map(|n| n.to_string()).chain(numbered);
+    for (i, name) in names.enumerate() {
+        let uid = FIRST_TEST_UID + i as u32;
+        passwd.push_str(&format!(
+            "{name}:x:{uid}:{uid}:pgw test:/nonexistent:/usr/sbin/nologin\n"
+        ));
+        group.push_str(&format!("{name}:x:{uid}:\n"));
+    }
+    let (p, g) = (dir.join("passwd"), dir.join("group"));
+    write_file(&p, &passwd, 0o644);
+    write_file(&g, &group, 0o644);
+    (p, g)
+}
+
 /// One test's world: config dir, PAM service dir, syslog socket.
 pub struct PamEnv {
     pub dir: TempDir,
@@ -119,6 +154,9 @@ pub struct PamEnv {
     pub log_path: PathBuf,
     /// Bind the log socket over /dev/log (false: no syslog at all).
     pub syslog: std::sync::atomic::AtomicBool,
+    /// passwd and group with the test accounts ([`write_account_files`]).
+    pub passwd: PathBuf,
+    pub group: PathBuf,
 }
 
 /// How the simulated user answers the prompts.
@@ -215,7 +253,10 @@ impl PamEnv {
         log_sock
             .set_read_timeout(Some(Duration::from_millis(50)))
             .expect("timeout");
+        let (passwd, group) = write_account_files(dir.path());
         let env = PamEnv {
+            passwd,
+            group,
             dir,
             etc,
             config,
@@ -246,6 +287,23 @@ impl PamEnv {
             .replace("{module}", &module_path().display().to_string())
             .replace("{config}", &self.config.display().to_string());
         write_file(&self.pam_d.join("pgw"), &text, 0o644);
+    }
+
+    /// `bwrap` with the host's root, a fresh /dev, this env's PAM services
+    /// over /etc/pam.d and its account files over /etc/passwd and
+    /// /etc/group; the program and its arguments follow.
+    pub fn bwrap(&self) -> Command {
+        let mut cmd = Command::new("bwrap");
+        cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
+            .arg(&self.pam_d)
+            .arg("/etc/pam.d")
+            .arg("--ro-bind")
+            .arg(&self.passwd)
+            .arg("/etc/passwd")
+            .arg("--ro-bind")
+            .arg(&self.group)
+            .arg("/etc/group");
+        cmd
     }
 
     /// Drains what the module logged so far.
@@ -279,10 +337,7 @@ impl PamEnv {
         fake: Option<&FakeTelegram>,
     ) -> PamRun {
         let item_args: Vec<String> = items.iter().map(|(k, v)| format!("-I{k}={v}")).collect();
-        let mut cmd = Command::new("bwrap");
-        cmd.args(["--bind", "/", "/", "--dev", "/dev", "--bind"])
-            .arg(&self.pam_d)
-            .arg("/etc/pam.d");
+        let mut cmd = self.bwrap();
         if self.syslog.load(std::sync::atomic::Ordering::SeqCst) {
             cmd.arg("--bind").arg(&self.log_path).arg("/dev/log");
         }

@@ -263,7 +263,9 @@ fn enroll_by_deep_link_writes_the_chat_after_the_code() {
     run.type_line(&code);
     let out = run.finish();
     out.expect_code(0)
-        .expect_in_stdout("Alice pressed Start")
+        .expect_in_stdout(&format!(
+            "\n    user id   {CHAT}\n    username  no username\n"
+        ))
         .expect_in_stdout("Code confirmed")
         .expect_in_stdout("Enrolled daemon");
     assert!(!out.all().contains(&code), "code echoed\n{}", out.dump());

@@ -4,29 +4,109 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::terminal::Input;
+use zeroize::Zeroizing;
+
+use super::terminal::{EchoOff, Input};
 use super::{CliError, EnrollArgs, Exit, OWNER, explain, load_config, qr, system, telegram_config};
 use crate::code;
 use crate::config::{Config, TelegramConfig};
-use crate::gateway::telegram::{BotInfo, TelegramClient};
+use crate::gateway::telegram::{BotInfo, TelegramClient, TelegramError, Update};
 use crate::gateway::{GatewayKind, redact};
 use crate::pam_module::hostname;
 use crate::secure_file::FileLock;
 use crate::setup;
 use crate::toml_edits;
-use crate::users::{ChatId, PhoneNumber, check_address, mask};
+use crate::users::{ChatId, PhoneNumber, Users, check_address, mask};
 
 /// Longest single getUpdates long poll (Telegram allows 50).
 const POLL_SECS: u64 = 25;
+/// The getUpdates long poll while the code is awaited: short, because a
+/// typed code is only looked at between two polls.
+const WATCH_POLL_SECS: u64 = 1;
+/// Batches the last look at the bot's messages before writing reads at
+/// most (100 updates each) before it gives up.
+const FINAL_BATCHES: u32 = 20;
 /// Answers to the code prompt before giving up.
 const TRIES: u32 = 3;
 
-/// The chat that pressed Start (or was given), and who it said it was.
+/// A typed line, `None` at the end of input.
+type Answer = Option<Zeroizing<String>>;
+
+/// The chat that pressed Start (or was given), and who pressed it.
 struct Found {
     chat: ChatId,
-    name: Option<String>,
+    /// Who pressed Start; `None` for a chat given with `--telegram`.
+    starter: Option<Starter>,
+}
+
+/// Who pressed Start with the link: the chat, and the account that sent
+/// `/start` as `message.from` describes it. The id (and the @username, when
+/// the account has one) identify the account; the names are self-chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Starter {
+    chat_id: i64,
+    chat_type: String,
+    user_id: Option<i64>,
+    username: Option<String>,
+    first_name: Option<String>,
+    last_name: Option<String>,
+}
+
+impl Starter {
+    fn of(update: &Update, chat_id: i64) -> Starter {
+        Starter {
+            chat_id,
+            chat_type: printable(update.chat_type.as_deref().unwrap_or("unknown")),
+            user_id: update.from_id,
+            username: update.from_username.as_deref().map(printable),
+            first_name: update.from_name.as_deref().map(printable),
+            last_name: update.from_last_name.as_deref().map(printable),
+        }
+    }
+
+    /// The same chat and the same account: pressing Start again is harmless.
+    fn same_as(&self, other: &Starter) -> bool {
+        self.chat_id == other.chat_id && self.user_id == other.user_id
+    }
+
+    fn user_id(&self) -> String {
+        self.user_id
+            .map_or_else(|| "unknown".to_string(), |id| id.to_string())
+    }
+
+    fn handle(&self) -> String {
+        self.username
+            .as_deref()
+            .map_or_else(|| "no username".to_string(), |u| format!("@{u}"))
+    }
+
+    /// First and last name, as the account's owner chose them.
+    fn name(&self) -> Option<String> {
+        let parts: Vec<&str> = [self.first_name.as_deref(), self.last_name.as_deref()]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.trim().is_empty())
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
+    /// "user id 123, @name": what identifies the account.
+    fn who(&self) -> String {
+        format!("user id {}, {}", self.user_id(), self.handle())
+    }
+
+    /// "chat ***977" (with the chat type unless private).
+    fn chat(&self) -> String {
+        let masked = mask(&self.chat_id.to_string());
+        if self.chat_type == "private" {
+            format!("chat {masked}")
+        } else {
+            format!("{} chat {masked}", self.chat_type)
+        }
+    }
 }
 
 pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
@@ -67,10 +147,33 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     let client = TelegramClient::new(tg).map_err(|e| explain::gateway(&e))?;
     let bot = client.get_me().map_err(|e| explain::gateway(&e))?;
 
-    let found = match &args.telegram {
-        Some(id) => given_chat(id, &bot)?,
-        None => wait_for_start(config_path, tg, &bot, args)?,
+    let (found, mut watch) = match &args.telegram {
+        Some(id) => (given_chat(id, &bot)?, None),
+        None => {
+            let watch = wait_for_start(config_path, tg, &bot, args)?;
+            (watch.found()?, Some(watch))
+        }
     };
+    let result = check_and_write(&config, args, &users, &client, &bot, &found, watch.as_mut());
+    if let Some(w) = &mut watch {
+        // Confirm what was read, so the next enrolment starts clean.
+        w.confirm_read();
+    }
+    result
+}
+
+/// The rest of a Telegram enrolment once the chat is known: warnings, the
+/// code check, a last look for a second Start (deep link only), the write.
+fn check_and_write(
+    config: &Config,
+    args: &EnrollArgs,
+    users: &Users,
+    client: &TelegramClient,
+    bot: &BotInfo,
+    found: &Found,
+    mut watch: Option<&mut StartWatch>,
+) -> Result<(), CliError> {
+    let user = args.user.as_str();
     let chat = found.chat.clone();
     for (other, entry) in &users.users {
         if other != user && entry.telegram.as_ref() == Some(&chat) {
@@ -92,23 +195,41 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     if args.no_verify {
         println!("Not checked with a code (--no-verify).");
     } else {
-        let to = format!(
-            "to {}chat {}",
-            found
-                .name
-                .as_deref()
-                .map(|n| format!("{n}'s "))
-                .unwrap_or_default(),
-            mask(found.chat.as_str())
-        );
-        confirm_code(&config, user, &to, "chat", |text| {
+        let to = match &found.starter {
+            Some(s) => format!("to {} ({})", s.chat(), s.who()),
+            None => format!("to chat {}", mask(found.chat.as_str())),
+        };
+        let send = |text: &str| {
             client
                 .send_message(found.chat.as_str(), text)
                 .map_err(|e| explain::delivery(&e, user, Some(&bot.username)))
-        })?;
+        };
+        match watch.as_deref_mut() {
+            // While the code is awaited, the bot's messages are read on: a
+            // second Start with the link ends the enrolment.
+            Some(w) => {
+                let mut answers = WatchedAnswers {
+                    watch: w,
+                    reader: None,
+                };
+                confirm_code(config, user, &to, "chat", send, &mut answers)?;
+            }
+            None => {
+                let mut input = Input::new();
+                let mut answers = || {
+                    input
+                        .line("Code: ", true)
+                        .map_err(|m| CliError::new(Exit::Failed, m))
+                };
+                confirm_code(config, user, &to, "chat", send, &mut answers)?;
+            }
+        }
+    }
+    if let Some(w) = watch {
+        w.last_look()?;
     }
     setup::update_users(
-        &config,
+        config,
         OWNER,
         |_, text| -> Result<Option<String>, CliError> {
             Ok(Some(toml_edits::set_user_recipient(
@@ -144,7 +265,10 @@ fn given_chat(id: &str, bot: &BotInfo) -> Result<Found, CliError> {
             ),
         ));
     }
-    Ok(Found { chat, name: None })
+    Ok(Found {
+        chat,
+        starter: None,
+    })
 }
 
 /// A random deep-link payload: 128 bits as 32 hex digits (Telegram allows
@@ -198,17 +322,20 @@ fn wait_for_turn(lock_path: &Path, deadline: Instant) -> Result<FileLock, CliErr
     }
 }
 
+/// Prints the deep link, then reads the bot's messages until a private
+/// chat sends `/start NONCE`. The returned watch holds the enrolment's turn
+/// to read the bot's messages until it is dropped, and goes on reading them.
 fn wait_for_start(
     config_path: &Path,
     tg: &TelegramConfig,
     bot: &BotInfo,
     args: &EnrollArgs,
-) -> Result<Found, CliError> {
+) -> Result<StartWatch, CliError> {
     let user = args.user.as_str();
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
     let mut lock_path = config_path.as_os_str().to_owned();
     lock_path.push(".enroll");
-    let _turn = wait_for_turn(&PathBuf::from(lock_path), deadline)?;
+    let turn = wait_for_turn(&PathBuf::from(lock_path), deadline)?;
 
     let nonce = new_nonce()?;
     let link = format!("https://t.me/{}?start={nonce}", bot.username);
@@ -236,13 +363,20 @@ fn wait_for_start(
 
     let poller = TelegramClient::with_timeout(tg, Duration::from_secs(POLL_SECS) + tg.http.timeout)
         .map_err(|e| explain::gateway(&e))?;
-    let mut offset: Option<i64> = None;
+    let mut watch = StartWatch {
+        _turn: turn,
+        poller,
+        nonce,
+        user: user.to_string(),
+        bot: bot.username.clone(),
+        offset: None,
+        confirmed: None,
+        first: None,
+    };
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            if let Some(o) = offset {
-                let _ = poller.confirm_updates(o);
-            }
+            watch.confirm_read();
             return Err(CliError::new(
                 Exit::Failed,
                 format!(
@@ -255,56 +389,327 @@ fn wait_for_start(
             ));
         }
         let wait = remaining.as_secs().clamp(1, POLL_SECS);
-        let updates = poller
-            .get_updates(offset, wait)
-            .map_err(|e| explain::gateway(&e))?;
-        let mut found = None;
-        for update in &updates {
+        let updates = watch.fetch(wait).map_err(|e| explain::gateway(&e))?;
+        // The whole batch is judged: a second Start right behind the first
+        // ends the enrolment before any code is sent.
+        watch.judge(&updates)?;
+        if let Some(first) = &watch.first {
+            print_starter(first, user);
+            // Confirm what was read, so the next enrolment starts clean.
+            watch.confirm_read();
+            return Ok(watch);
+        }
+    }
+}
+
+/// What the admin sees before the code goes out: who pressed Start, by the
+/// marks that identify a Telegram account (id, @username), and the chat.
+fn print_starter(first: &Starter, user: &str) {
+    let name = first.name().map_or_else(
+        || "none given".to_string(),
+        |n| format!("{n} (self-chosen: anyone can use any name)"),
+    );
+    println!(
+        "Start was pressed with the link. Check with {user} that this is their Telegram \
+         account before you type the code:\n\
+         \x20   user id   {}\n\
+         \x20   username  {}\n\
+         \x20   name      {name}\n\
+         \x20   chat      {} ({})",
+        first.user_id(),
+        first.handle(),
+        mask(&first.chat_id.to_string()),
+        first.chat_type,
+    );
+}
+
+/// One deep-link enrolment's reading of the bot's messages, from the link
+/// until the users file is written.
+///
+/// The rule against a link seen by someone else: from the first private
+/// `/start NONCE` on, every further `/start NONCE` is judged, and one from
+/// another chat or another account (`message.from.id`) ends the enrolment
+/// with nothing written; the same chat and account pressing Start again is
+/// harmless. The reading goes on while the code is awaited (short polls
+/// between looks at what was typed), and ends with a last look just before
+/// writing: getUpdates without waiting, repeated until it returns nothing.
+///
+/// Why that window suffices: Telegram keeps every update until a getUpdates
+/// `offset` confirms it, and the offset only ever moves past updates that
+/// were judged. So any Start that reached Telegram before the last look is
+/// seen, whether or not a poll failed on the way. Two Starts within the same
+/// instant come in one batch and are judged together, before any code goes
+/// out. Someone who saw the link and pressed Start first makes the real
+/// user's own Start (pressed while the admin waits for the code) the second
+/// one; someone pressing it just after the user is caught for as long as the
+/// code takes to read back, seconds at the least, so no extra waiting time
+/// is added. A Start after the write comes too late to matter: the nonce is
+/// used up, and the next enrolment waits for a new one. What no watch can
+/// catch, a Start by someone else while the real user never presses it, the
+/// summary shows: the account's user id and @username, not just a name.
+struct StartWatch {
+    /// Only one enrolment reads the bot's messages at a time; this is held
+    /// until the users file is written.
+    _turn: FileLock,
+    poller: TelegramClient,
+    nonce: String,
+    user: String,
+    bot: String,
+    /// The next update_id to read: everything below it was judged.
+    offset: Option<i64>,
+    /// The offset Telegram was last told, which confirmed everything below.
+    confirmed: Option<i64>,
+    first: Option<Starter>,
+}
+
+impl StartWatch {
+    fn found(&self) -> Result<Found, CliError> {
+        let Some(first) = &self.first else {
+            return Err(CliError::new(Exit::Failed, "no Start was found"));
+        };
+        let chat = ChatId::parse(&first.chat_id.to_string()).map_err(|m| {
+            CliError::new(
+                Exit::Gateway,
+                format!("Telegram sent chat id {}: {m}", first.chat_id),
+            )
+        })?;
+        Ok(Found {
+            chat,
+            starter: Some(first.clone()),
+        })
+    }
+
+    /// One getUpdates from `offset` (which confirms everything below it),
+    /// waiting up to `wait` seconds.
+    fn fetch(&mut self, wait: u64) -> Result<Vec<Update>, TelegramError> {
+        let updates = self.poller.get_updates(self.offset, wait)?;
+        if self.offset.is_some() {
+            self.confirmed = self.offset;
+        }
+        Ok(updates)
+    }
+
+    /// Looks at every update of a batch: the first private Start with the
+    /// nonce is the one; any later one from another chat or account ends
+    /// the enrolment.
+    fn judge(&mut self, updates: &[Update]) -> Result<(), CliError> {
+        for update in updates {
             let next = update.update_id + 1;
-            offset = Some(offset.map_or(next, |o| o.max(next)));
+            self.offset = Some(self.offset.map_or(next, |o| o.max(next)));
             // Other chats' messages, and other Starts, are not ours.
-            if found.is_some() || start_payload(update.text.as_deref()) != Some(nonce.as_str()) {
+            if start_payload(update.text.as_deref()) != Some(self.nonce.as_str()) {
                 continue;
             }
             let Some(chat_id) = update.chat_id else {
                 continue;
             };
-            if update.chat_type.as_deref() != Some("private") {
-                println!(
-                    "Refused: the Start came from a {} chat ({}), where everyone would read \
-                     the codes. Ask {user} to open the link in their own chat with @{} \
-                     (not in a group). Still waiting ...",
-                    printable(update.chat_type.as_deref().unwrap_or("non-private")),
-                    mask(&chat_id.to_string()),
-                    bot.username
-                );
-                continue;
+            let starter = Starter::of(update, chat_id);
+            match &self.first {
+                Some(first) if first.same_as(&starter) => {}
+                Some(first) => {
+                    let first = first.clone();
+                    return Err(self.second_start(&first, &starter));
+                }
+                None if update.chat_type.as_deref() != Some("private") => {
+                    println!(
+                        "Refused: the Start came from a {} chat ({}), where everyone would \
+                         read the codes. Ask {} to open the link in their own chat with @{} \
+                         (not in a group). Still waiting ...",
+                        printable(update.chat_type.as_deref().unwrap_or("non-private")),
+                        mask(&chat_id.to_string()),
+                        self.user,
+                        self.bot
+                    );
+                }
+                None => self.first = Some(starter),
             }
-            let chat = ChatId::parse(&chat_id.to_string()).map_err(|m| {
+        }
+        Ok(())
+    }
+
+    /// The error that ends the enrolment when `second` pressed Start after
+    /// `first`; what was read is confirmed.
+    fn second_start(&mut self, first: &Starter, second: &Starter) -> CliError {
+        self.confirm_read();
+        let who = if first.user_id == second.user_id {
+            format!(
+                "the same Telegram account ({}) pressed Start with this link again, in \
+                 another chat ({}, the first was {})",
+                second.who(),
+                second.chat(),
+                first.chat()
+            )
+        } else {
+            format!(
+                "a second Telegram account ({}, in {}) pressed Start with this link after \
+                 {} did",
+                second.who(),
+                second.chat(),
+                first.who()
+            )
+        };
+        CliError::new(
+            Exit::Failed,
+            format!(
+                "{who}: it was seen by someone else. Nothing was written; run `pam-gateway \
+                 enroll {}` again and keep the link private (no shared screen, do not \
+                 forward it).",
+                self.user
+            ),
+        )
+    }
+
+    /// A short poll while the code is awaited. A failed read is retried
+    /// at the next poll: the updates stay with Telegram until an offset
+    /// confirms them, and the last look before writing must succeed.
+    fn watch(&mut self) -> Result<(), CliError> {
+        match self.fetch(WATCH_POLL_SECS) {
+            Ok(updates) => self.judge(&updates),
+            Err(_) => {
+                // A refused connection fails at once: do not spin.
+                std::thread::sleep(Duration::from_secs(WATCH_POLL_SECS));
+                Ok(())
+            }
+        }
+    }
+
+    /// The last look before writing: reads without waiting until nothing is
+    /// left, judging all of it (and so confirming it).
+    fn last_look(&mut self) -> Result<(), CliError> {
+        for _ in 0..FINAL_BATCHES {
+            let updates = self.fetch(0).map_err(|e| {
                 CliError::new(
                     Exit::Gateway,
-                    format!("Telegram sent chat id {chat_id}: {m}"),
+                    format!(
+                        "could not read the bot's messages one last time to make sure nobody \
+                         else pressed Start with the link ({e}). Nothing was written; run \
+                         `pam-gateway enroll {}` again",
+                        self.user
+                    ),
                 )
             })?;
-            found = Some(Found {
-                chat,
-                name: update.from_name.as_deref().map(printable),
-            });
-        }
-        if let Some(found) = found {
-            // Confirm what was read, so the next enrolment starts clean.
-            if let Some(o) = offset
-                && let Err(e) = poller.confirm_updates(o)
-            {
-                println!("(could not confirm the bot's messages to Telegram: {e})");
+            if updates.is_empty() {
+                return Ok(());
             }
-            println!(
-                "{} pressed Start (chat {}).",
-                found.name.as_deref().unwrap_or("Someone"),
-                mask(found.chat.as_str())
-            );
-            return Ok(found);
+            self.judge(&updates)?;
         }
+        Err(CliError::new(
+            Exit::Gateway,
+            format!(
+                "the bot receives messages faster than they can be checked for a second \
+                 Start with the link (still more after {FINAL_BATCHES} batches). Nothing was \
+                 written; try again when the bot is quieter"
+            ),
+        ))
+    }
+
+    /// Confirms every update read so far, unless Telegram was told already.
+    fn confirm_read(&mut self) {
+        let Some(o) = self.offset else { return };
+        if self.confirmed == Some(o) {
+            return;
+        }
+        match self.poller.confirm_updates(o) {
+            Ok(()) => self.confirmed = Some(o),
+            Err(e) => println!("(could not confirm the bot's messages to Telegram: {e})"),
+        }
+    }
+}
+
+/// Where typed codes come from: one line per call ("Code: " prompt), `None`
+/// at the end of input.
+trait Answers {
+    fn next(&mut self) -> Result<Answer, CliError>;
+}
+
+impl<F: FnMut() -> Result<Answer, CliError>> Answers for F {
+    fn next(&mut self) -> Result<Answer, CliError> {
+        self()
+    }
+}
+
+/// Typed codes during a deep-link enrolment: a thread reads standard
+/// input while this one watches the bot's messages.
+struct WatchedAnswers<'a> {
+    watch: &'a mut StartWatch,
+    /// Started at the first prompt, after the code went out.
+    reader: Option<LineReader>,
+}
+
+impl Answers for WatchedAnswers<'_> {
+    fn next(&mut self) -> Result<Answer, CliError> {
+        let reader = match &mut self.reader {
+            Some(r) => r,
+            None => self.reader.insert(LineReader::start()?),
+        };
+        reader.ask()?;
+        loop {
+            if let Some(line) = reader.answer()? {
+                return Ok(line);
+            }
+            if let Err(e) = self.watch.watch() {
+                // End the "Code: " prompt's line before the error.
+                eprintln!();
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Reads one line of standard input per request, on a thread of its own,
+/// with terminal echo off for as long as it lives. A line asked for but
+/// never typed leaves the thread blocked in read(2); it ends with the
+/// process, and dropping this restores the echo meanwhile.
+struct LineReader {
+    ask: mpsc::Sender<()>,
+    lines: mpsc::Receiver<Result<Answer, String>>,
+    _echo: Option<EchoOff>,
+}
+
+impl LineReader {
+    fn start() -> Result<LineReader, CliError> {
+        let echo = EchoOff::new();
+        let (ask, asks) = mpsc::channel::<()>();
+        let (tell, lines) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("enroll-input".to_string())
+            .spawn(move || {
+                let mut input = Input::new();
+                while asks.recv().is_ok() {
+                    // Echo is off already (on a terminal).
+                    if tell.send(input.line("Code: ", false)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| {
+                CliError::new(
+                    Exit::Failed,
+                    format!("cannot start a thread to read input: {e}"),
+                )
+            })?;
+        Ok(LineReader {
+            ask,
+            lines,
+            _echo: echo,
+        })
+    }
+
+    fn ask(&self) -> Result<(), CliError> {
+        self.ask.send(()).map_err(|_| Self::gone())
+    }
+
+    /// The line asked for, if it was typed.
+    fn answer(&self) -> Result<Option<Answer>, CliError> {
+        match self.lines.try_recv() {
+            Ok(line) => line.map(Some).map_err(|m| CliError::new(Exit::Failed, m)),
+            Err(mpsc::TryRecvError::Empty) => Ok(None),
+            Err(mpsc::TryRecvError::Disconnected) => Err(Self::gone()),
+        }
+    }
+
+    fn gone() -> CliError {
+        CliError::new(Exit::Failed, "the thread reading standard input stopped")
     }
 }
 
@@ -379,6 +784,12 @@ fn enroll_other(
     if args.no_verify {
         println!("Not checked with a code (--no-verify).");
     } else {
+        let mut input = Input::new();
+        let mut answers = || {
+            input
+                .line("Code: ", true)
+                .map_err(|m| CliError::new(Exit::Failed, m))
+        };
         confirm_code(
             config,
             user,
@@ -389,6 +800,7 @@ fn enroll_other(
                     .send(recipient, text)
                     .map_err(|e| explain::delivery_failure(&e, kind, &name, user))
             },
+            &mut answers,
         )?;
     }
     setup::update_users(
@@ -434,14 +846,16 @@ fn enroll_other(
     Ok(())
 }
 
-/// Sends a code through `send` and asks for it here: whoever enrols must
-/// be in touch with whoever reads that `noun` (`to` says where it went).
+/// Sends a code through `send` and asks for it here (each try one line
+/// from `answers`): whoever enrols must be in touch with whoever reads that
+/// `noun` (`to` says where it went).
 fn confirm_code(
     config: &Config,
     user: &str,
     to: &str,
     noun: &str,
     send: impl FnOnce(&str) -> Result<(), CliError>,
+    answers: &mut dyn Answers,
 ) -> Result<(), CliError> {
     let code = code::generate(config.code.digits).map_err(|m| CliError::new(Exit::Failed, m))?;
     let text = format!(
@@ -457,12 +871,8 @@ fn confirm_code(
         "Sent a {}-digit code {to}. Type it here to confirm the {noun}.",
         config.code.digits
     );
-    let mut input = Input::new();
     for attempt in 1..=TRIES {
-        let answer = input
-            .line("Code: ", true)
-            .map_err(|m| CliError::new(Exit::Failed, m))?;
-        let Some(answer) = answer else {
+        let Some(answer) = answers.next()? else {
             return Err(CliError::new(
                 Exit::Failed,
                 "no code entered: nothing was written; run the command again",
@@ -518,6 +928,43 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
         assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    fn update(chat: i64, chat_type: &str, from: i64, username: Option<&str>) -> Update {
+        Update {
+            update_id: 1,
+            chat_id: Some(chat),
+            chat_type: Some(chat_type.to_string()),
+            text: Some("/start abc".to_string()),
+            from_id: Some(from),
+            from_username: username.map(str::to_string),
+            from_name: Some("Al\x1b[2Jice".to_string()),
+            from_last_name: Some(" ".to_string()),
+        }
+    }
+
+    #[test]
+    fn starters_are_the_same_only_with_the_same_chat_and_account() {
+        let first = Starter::of(&update(5, "private", 5, Some("al")), 5);
+        assert!(first.same_as(&Starter::of(&update(5, "private", 5, None), 5)));
+        assert!(!first.same_as(&Starter::of(&update(6, "private", 6, Some("al")), 6)));
+        assert!(!first.same_as(&Starter::of(&update(5, "private", 7, Some("al")), 5)));
+        assert!(!first.same_as(&Starter::of(&update(-9, "group", 5, Some("al")), -9)));
+    }
+
+    #[test]
+    fn starters_are_described_by_id_and_username() {
+        let s = Starter::of(
+            &update(123_456_977, "private", 123_456_977, Some("al")),
+            123_456_977,
+        );
+        assert_eq!(s.who(), "user id 123456977, @al");
+        assert_eq!(s.chat(), "chat ***977");
+        // Names are printable and a blank last name is left out.
+        assert_eq!(s.name().as_deref(), Some("Al [2Jice"));
+        let g = Starter::of(&update(-100_123_456, "group", 5, None), -100_123_456);
+        assert_eq!(g.who(), "user id 5, no username");
+        assert_eq!(g.chat(), "group chat ***456");
     }
 
     #[test]

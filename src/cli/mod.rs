@@ -37,7 +37,8 @@ Exit status:
   0  done; for status: nothing found that would stop logins
   1  not done: status found something that would stop logins, the test
      message was refused, the enrolment did not complete (time-out,
-     wrong code, refused chat), or the authenticator code was wrong
+     wrong code, refused chat, a second Start with the link), or the
+     authenticator code was wrong
   2  usage: bad arguments, no such system user, user not enrolled, user
      already has an authenticator (totp without --replace)
   3  files: gateway.toml, the users file or the state directory is
@@ -459,11 +460,19 @@ on another gateway.
 
 Without --telegram: prints a link https://t.me/<bot>?start=<nonce> (and its
 QR code) for USER to open; waits until USER presses Start (at most --timeout
-seconds); refuses group chats; warns when the chat is already enrolled for
-another user. Then sends a code to that chat and asks for it here (three
-tries): read from the terminal, or from standard input when that is not a
-terminal. Only a right code writes [users.USER] telegram = \"CHAT_ID\" into the
-users file (atomically, under a lock, keeping comments and other users).
+seconds); refuses group chats; shows who pressed Start: the Telegram user
+id, @username (or \"no username\"), the self-chosen name and the chat (masked);
+warns when the chat is already enrolled for another user. Then sends a code
+to that chat and asks for it here (three tries): read from the terminal, or
+from standard input when that is not a terminal. Only a right code writes
+[users.USER] telegram = \"CHAT_ID\" into the users file (atomically, under a
+lock, keeping comments and other users).
+
+The bot's messages are read on until the file is written (while the code is
+awaited, and once more just before writing): a second Start with the same
+link from another chat or another Telegram account means the link was seen
+by someone else, and ends the enrolment with nothing written (exit 1). The
+same chat pressing Start again is harmless.
 
 With --telegram CHAT_ID: uses that chat, still checked with a code unless
 --no-verify.

@@ -16,12 +16,17 @@ pub struct Input {
 }
 
 /// Turns terminal echo off until dropped.
-struct EchoOff {
+pub(super) struct EchoOff {
     saved: libc::termios,
 }
 
 impl EchoOff {
-    fn new() -> Option<EchoOff> {
+    /// `None` when standard input is not a terminal (or its settings cannot
+    /// be changed): then there is no echo to turn off.
+    pub(super) fn new() -> Option<EchoOff> {
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
         // SAFETY: termios is plain old data; tcgetattr fills it in.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
         // SAFETY: fd 0 is a terminal (checked by the caller) and `saved` is

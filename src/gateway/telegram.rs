@@ -121,7 +121,12 @@ pub struct Update {
     pub chat_id: Option<i64>,
     pub chat_type: Option<String>,
     pub text: Option<String>,
+    /// `message.from`: who sent it. The id and username identify the
+    /// account; first and last name are whatever its owner chose.
+    pub from_id: Option<i64>,
+    pub from_username: Option<String>,
     pub from_name: Option<String>,
+    pub from_last_name: Option<String>,
 }
 
 /// A Bot API client for one bot.
@@ -307,8 +312,19 @@ impl TelegramClient {
                         .and_then(|m| m.get("text"))
                         .and_then(Value::as_str)
                         .map(str::to_string),
+                    from_id: msg
+                        .and_then(|m| m.pointer("/from/id"))
+                        .and_then(Value::as_i64),
+                    from_username: msg
+                        .and_then(|m| m.pointer("/from/username"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     from_name: msg
                         .and_then(|m| m.pointer("/from/first_name"))
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    from_last_name: msg
+                        .and_then(|m| m.pointer("/from/last_name"))
                         .and_then(Value::as_str)
                         .map(str::to_string),
                 })

@@ -9,6 +9,11 @@
 //! `getUpdates` long-polls with offsets like the real API, and like it ends
 //! a long poll with 409 ("terminated by other getUpdates request") when a
 //! newer `getUpdates` arrives: two readers of one bot's updates conflict.
+//! Tests queue incoming messages from any account in any chat
+//! ([`FakeTelegram::push`]), several for one batch
+//! ([`FakeTelegram::push_together`]), or for the moment the next
+//! `sendMessage` is delivered ([`FakeTelegram::push_on_next_send`]): a
+//! second Start while an enrolment code is awaited.
 //!
 //! Included by integration tests with
 //! `#[path = "support/fake_telegram.rs"] mod fake_telegram;` and by the
@@ -123,6 +128,78 @@ pub struct SentMessage {
     pub content_type: String,
 }
 
+/// A Telegram account as `message.from` describes it; in a private chat
+/// the chat carries the same names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TgUser {
+    pub id: i64,
+    /// Self-chosen, like every name on Telegram.
+    pub first_name: String,
+    pub last_name: Option<String>,
+    /// Without the `@`; many accounts have none.
+    pub username: Option<String>,
+}
+
+impl TgUser {
+    /// The sender [`FakeTelegram::push_update`] uses: `id`, first name
+    /// "Alice", no last name, no username.
+    pub fn alice(id: i64) -> TgUser {
+        TgUser::new(id, USER_FIRST_NAME)
+    }
+
+    pub fn new(id: i64, first_name: &str) -> TgUser {
+        TgUser {
+            id,
+            first_name: first_name.to_string(),
+            last_name: None,
+            username: None,
+        }
+    }
+
+    pub fn with_username(mut self, username: &str) -> TgUser {
+        self.username = Some(username.to_string());
+        self
+    }
+
+    pub fn with_last_name(mut self, last_name: &str) -> TgUser {
+        self.last_name = Some(last_name.to_string());
+        self
+    }
+}
+
+/// An incoming text message to queue for `getUpdates`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Incoming {
+    pub chat_id: i64,
+    /// "private", "group", "supergroup" or "channel".
+    pub chat_type: String,
+    pub from: TgUser,
+    pub text: String,
+}
+
+impl Incoming {
+    /// A message from `from` in their private chat with the bot (whose id
+    /// is theirs, as on Telegram).
+    pub fn private(from: TgUser, text: &str) -> Incoming {
+        Incoming {
+            chat_id: from.id,
+            chat_type: "private".to_string(),
+            from,
+            text: text.to_string(),
+        }
+    }
+
+    /// A message from `from` in the chat `chat_id` of type `chat_type`.
+    pub fn in_chat(chat_id: i64, chat_type: &str, from: TgUser, text: &str) -> Incoming {
+        Incoming {
+            chat_id,
+            chat_type: chat_type.to_string(),
+            from,
+            text: text.to_string(),
+        }
+    }
+}
+
 /// The fake server. Runs on background threads; stops on drop.
 pub struct FakeTelegram {
     shared: Arc<Shared>,
@@ -152,6 +229,8 @@ struct State {
     /// Counts `getUpdates` calls; a long poll that sees a newer one end
     /// with 409, as the real API does.
     poll_generation: u64,
+    /// Messages that arrive the moment the next `sendMessage` is delivered.
+    on_next_send: Vec<Incoming>,
 }
 
 impl Shared {
@@ -194,6 +273,7 @@ impl FakeTelegram {
                 next_update_id: FIRST_UPDATE_ID,
                 next_message_id: 1,
                 poll_generation: 0,
+                on_next_send: Vec::new(),
             }),
             changed: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -292,37 +372,36 @@ impl FakeTelegram {
 
     /// Like [`push_update`](Self::push_update) with an explicit sender id.
     pub fn push_update_from(&self, chat_id: i64, chat_type: &str, from_id: i64, text: &str) -> i64 {
-        let mut chat = Map::new();
-        chat.insert("id".to_string(), json!(chat_id));
-        chat.insert("type".to_string(), json!(chat_type));
-        if chat_type == "private" {
-            chat.insert("first_name".to_string(), json!(USER_FIRST_NAME));
-        } else {
-            chat.insert("title".to_string(), json!(GROUP_TITLE));
-        }
+        self.push(&Incoming::in_chat(
+            chat_id,
+            chat_type,
+            TgUser::alice(from_id),
+            text,
+        ))
+    }
+
+    /// Queues one incoming message, from any account in any chat. Returns
+    /// the update_id.
+    pub fn push(&self, message: &Incoming) -> i64 {
+        self.push_together(std::slice::from_ref(message))[0]
+    }
+
+    /// Queues several messages at once: a long poll waiting now, or the
+    /// next `getUpdates`, returns them in one batch (up to its `limit`), as
+    /// when two people press Start within the same instant. Returns their
+    /// update_ids.
+    pub fn push_together(&self, messages: &[Incoming]) -> Vec<i64> {
         let mut st = self.shared.state();
-        let update_id = st.next_update_id;
-        st.next_update_id += 1;
-        let message_id = st.next_message_id;
-        st.next_message_id += 1;
-        let update = json!({
-            "update_id": update_id,
-            "message": {
-                "message_id": message_id,
-                "from": {
-                    "id": from_id,
-                    "is_bot": false,
-                    "first_name": USER_FIRST_NAME,
-                    "language_code": "en"
-                },
-                "chat": Value::Object(chat),
-                "date": unix_now(),
-                "text": text
-            }
-        });
-        st.updates.push_back((update_id, update));
+        let ids = messages.iter().map(|m| queue_update(&mut st, m)).collect();
         self.shared.changed.notify_all();
-        update_id
+        ids
+    }
+
+    /// Queues `message` the moment the next `sendMessage` is delivered,
+    /// before that request is answered: it arrives while whoever sent the
+    /// message (a login code, an enrolment code) waits for an answer.
+    pub fn push_on_next_send(&self, message: Incoming) {
+        self.shared.state().on_next_send.push(message);
     }
 
     /// Updates not yet confirmed by a `getUpdates` offset.
@@ -1049,6 +1128,9 @@ fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String
         path: req.target.clone(),
         content_type: req.header("content-type").unwrap_or_default().to_string(),
     });
+    for m in std::mem::take(&mut st.on_next_send) {
+        queue_update(&mut st, &m);
+    }
     shared.changed.notify_all();
     drop(st);
     Reply::ok(json!({
@@ -1124,6 +1206,51 @@ fn get_updates(shared: &Shared, params: &Map<String, Value>) -> Reply {
         .map(|(_, u)| u.clone())
         .collect();
     Reply::ok(Value::Array(result))
+}
+
+/// Appends an update holding `m` to the queue; returns its update_id.
+fn queue_update(st: &mut State, m: &Incoming) -> i64 {
+    let mut chat = Map::new();
+    chat.insert("id".to_string(), json!(m.chat_id));
+    chat.insert("type".to_string(), json!(m.chat_type));
+    let mut from = Map::new();
+    from.insert("id".to_string(), json!(m.from.id));
+    from.insert("is_bot".to_string(), json!(false));
+    from.insert("first_name".to_string(), json!(m.from.first_name));
+    if m.chat_type == "private" {
+        chat.insert("first_name".to_string(), json!(m.from.first_name));
+    } else {
+        chat.insert("title".to_string(), json!(GROUP_TITLE));
+    }
+    if let Some(last) = &m.from.last_name {
+        from.insert("last_name".to_string(), json!(last));
+        if m.chat_type == "private" {
+            chat.insert("last_name".to_string(), json!(last));
+        }
+    }
+    if let Some(username) = &m.from.username {
+        from.insert("username".to_string(), json!(username));
+        if m.chat_type == "private" {
+            chat.insert("username".to_string(), json!(username));
+        }
+    }
+    from.insert("language_code".to_string(), json!("en"));
+    let update_id = st.next_update_id;
+    st.next_update_id += 1;
+    let message_id = st.next_message_id;
+    st.next_message_id += 1;
+    let update = json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id,
+            "from": Value::Object(from),
+            "chat": Value::Object(chat),
+            "date": unix_now(),
+            "text": m.text
+        }
+    });
+    st.updates.push_back((update_id, update));
+    update_id
 }
 
 fn unix_now() -> u64 {

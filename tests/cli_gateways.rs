@@ -289,8 +289,9 @@ fn ntfy() -> FakeHttp {
     })
 }
 
-/// A root-owned delivery program: writes its arguments and the message
-/// next to itself; exit 67 (no such user) for `nobody@…`.
+/// A root-owned delivery program: writes its arguments, the recipient (from
+/// $PAM_GATEWAY_RECIPIENT) and the message next to itself; exit 67 (no such
+/// user) for `nobody@…`.
 fn delivery_script(s: &Setup) -> PathBuf {
     let bin = s.dir.path().join("bin");
     fs::create_dir_all(&bin).expect("mkdir");
@@ -299,8 +300,10 @@ fn delivery_script(s: &Setup) -> PathBuf {
     write_file(
         &script,
         &format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {dir}/args\ncat > {dir}/message\n\
-             case \"$3\" in nobody@*) echo \"unknown user $3\" >&2; exit 67;; esac\nexit 0\n",
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > {dir}/args\n\
+             printf '%s\\n' \"$PAM_GATEWAY_RECIPIENT\" > {dir}/recipient\ncat > {dir}/message\n\
+             case \"$PAM_GATEWAY_RECIPIENT\" in nobody@*) \
+             echo \"unknown user $PAM_GATEWAY_RECIPIENT\" >&2; exit 67;; esac\nexit 0\n",
             dir = bin.display()
         ),
         0o755,
@@ -1051,9 +1054,11 @@ fn enroll_with_each_gateway_checks_the_code_and_keeps_the_other_keys() {
     let entry = users_of(&w.s);
     let entry = entry.get("daemon").expect("daemon");
     assert_eq!(entry.recipients().len(), 5, "{text}");
-    // The command got the recipient as its last argument.
+    // The command got the recipient in its environment, not its arguments.
     let args = fs::read_to_string(w.s.dir.path().join("bin/args")).expect("args");
-    assert_eq!(args, "sendsms\nTEXT\ndaemon@example.org\n");
+    assert_eq!(args, "sendsms\nTEXT\n");
+    let recipient = fs::read_to_string(w.s.dir.path().join("bin/recipient")).expect("recipient");
+    assert_eq!(recipient, "daemon@example.org\n");
 }
 
 #[test]

@@ -119,13 +119,18 @@ fn runs_exactly_as_documented() {
     gw.send(BOB, MESSAGE).expect("delivered");
     // SAFETY: closing the descriptor dup'ed above.
     unsafe { libc::close(leaked) };
-    assert_eq!(
-        dir.read("args"),
-        format!("sendsms\nTEXT\ntwo words\n{BOB}\n")
-    );
+    // The recipient is not among the arguments (everybody may read those).
+    assert_eq!(dir.read("args"), "sendsms\nTEXT\ntwo words\n");
     assert_eq!(dir.read("stdin"), MESSAGE);
-    // dash sets PWD itself; nothing comes from our environment.
-    assert_eq!(dir.read("env").trim(), "PWD=/");
+    // The recipient, and PWD (dash sets it itself): nothing comes from our
+    // environment.
+    let env = dir.read("env");
+    let mut env: Vec<&str> = env.lines().collect();
+    env.sort_unstable();
+    assert_eq!(
+        env,
+        [format!("PAM_GATEWAY_RECIPIENT={BOB}").as_str(), "PWD=/"]
+    );
     assert_eq!(dir.read("pwd").trim(), "/");
     let fds: Vec<String> = dir
         .read("fds")
@@ -138,6 +143,28 @@ fn runs_exactly_as_documented() {
     assert!(
         !fds.contains(&leaked.to_string()),
         "fd {leaked} leaked into the program: {fds:?}"
+    );
+}
+
+#[test]
+fn recipient_arg_also_passes_the_recipient_last() {
+    let dir = Dir::new();
+    let prog = dir.script(
+        "notify",
+        "printf '%s\\n' \"$@\" > DIR/args\nenv > DIR/env\n",
+    );
+    let gw = gateway(
+        &prog,
+        "args = [\"sendsms\", \"TEXT\"]\nrecipient_arg = true\n",
+    );
+    gw.send(BOB, MESSAGE).expect("delivered");
+    assert_eq!(dir.read("args"), format!("sendsms\nTEXT\n{BOB}\n"));
+    assert!(
+        dir.read("env")
+            .lines()
+            .any(|l| l == format!("PAM_GATEWAY_RECIPIENT={BOB}")),
+        "{}",
+        dir.read("env")
     );
 }
 
@@ -163,6 +190,10 @@ fn exit_statuses_map_to_delivery_classes() {
             (Ok(()), None) => {}
             (Err(e), Some(class)) => {
                 assert_eq!(e.class(), class, "exit {code}: {e}");
+                // "Try later": the program says its service failed.
+                if class == "unreachable" {
+                    assert!(matches!(e, DeliveryError::ServiceFailed(_)), "{e:?}");
+                }
                 let text = e.to_string();
                 assert!(text.contains(&format!("exit status {code}")), "{text}");
                 assert!(text.contains(&prog.display().to_string()), "{text}");
@@ -196,7 +227,11 @@ fn timeout_kills_the_group_and_reaps_the_child() {
     let err = gw.run(BOB, MESSAGE).unwrap_err();
     let took = start.elapsed();
     assert_eq!(err, CommandError::Timeout(Duration::from_secs(1)));
-    assert_eq!(DeliveryError::from(err).class(), "unreachable");
+    // Its fate is unknown: it may have delivered.
+    assert!(matches!(
+        DeliveryError::from(err),
+        DeliveryError::Unreachable(_)
+    ));
     assert!(took < Duration::from_secs(4), "took {took:?}");
     // The child itself is reaped: no /proc entry at all.
     let pid = dir.read("pid");
@@ -338,7 +373,17 @@ fn section_checks() {
     assert_eq!(c.timeout, Duration::from_secs(20));
     assert_eq!(c.name, "command");
     assert!(c.args.is_empty());
+    assert!(!c.recipient_arg, "the recipient stays out of ps by default");
+    let c = parse("path = \"/usr/bin/gammu\"\nrecipient_arg = true")
+        .expect("recipient_arg")
+        .command
+        .expect("command");
+    assert!(c.recipient_arg);
     for (text, key) in [
+        (
+            "path = \"/usr/bin/gammu\"\nrecipient_arg = \"yes\"",
+            "command.recipient_arg",
+        ),
         ("path = \"gammu\"", "command.path"),
         ("path = \"/usr/bin/gammu\"\ntimeout = 0", "command.timeout"),
         (
@@ -360,4 +405,614 @@ fn section_checks() {
         );
         assert!(err.line.is_some(), "{text}: {err}");
     }
+}
+
+// ------------------------------------------------ the caller is an attacker ----
+//
+// Under su and sudo the module runs in a setuid-root process whose real uid
+// is the caller's. These tests fork a copy of the test process, make it look
+// like that (real uid and gid 65534, effective and saved uid 0, the caller's
+// supplementary groups, a controlling terminal, signals ignored and blocked,
+// rlimits of its choosing) and send from there.
+
+/// The unprivileged caller (nobody).
+const CALLER: u32 = 65534;
+/// A supplementary group of the caller's that must not reach the program.
+const CALLER_GROUP: u32 = 4242;
+
+/// A forked copy of this process running a closure; what the closure
+/// returns comes back through a pipe.
+struct Forked {
+    pid: libc::pid_t,
+    out: fs::File,
+}
+
+/// Runs `f` in a forked child. The child only ever leaves through `_exit`:
+/// no destructor of the test's (a `Dir`) runs twice.
+fn fork_with(f: impl FnOnce() -> String) -> Forked {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    assert_eq!(
+        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
+    // SAFETY: the child runs `f` and leaves through _exit; glibc's fork
+    // keeps malloc usable in the child.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // Only stdio and our pipe: descriptors of other test threads (a
+        // script being written) held here would fail their exec with
+        // ETXTBSY.
+        let w = fds[1] as libc::c_uint;
+        // SAFETY: closing descriptors nothing in this child uses.
+        unsafe {
+            libc::syscall(libc::SYS_close_range, 3u32, w - 1, 0u32);
+            libc::syscall(libc::SYS_close_range, w + 1, u32::MAX, 0u32);
+        }
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+                let text = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                format!("PANIC in the forked child: {text}")
+            });
+        // SAFETY: the write end is ours; _exit runs no destructors.
+        unsafe {
+            let mut w = fs::File::from_raw_fd(fds[1]);
+            let _ = w.write_all(result.as_bytes());
+            libc::_exit(0);
+        }
+    }
+    // SAFETY: closing our copy of the write end; the read end becomes a File.
+    unsafe { libc::close(fds[1]) };
+    Forked {
+        pid,
+        // SAFETY: the read end is a fresh descriptor owned by nobody else.
+        out: unsafe { fs::File::from_raw_fd(fds[0]) },
+    }
+}
+
+impl Forked {
+    /// Waits for the child, then reads what it sent. (Waiting first: a
+    /// child forked meanwhile by another test thread holds a copy of the
+    /// write end, so EOF may come late; results are far below a pipe's
+    /// buffer.)
+    fn wait(mut self) -> String {
+        use std::io::Read;
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        assert_eq!(rc, self.pid, "waitpid");
+        // SAFETY: the descriptor is open for the lifetime of `self.out`.
+        unsafe {
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&self.out);
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+        let mut out = Vec::new();
+        let _ = self.out.read_to_end(&mut out);
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "forked child ended with status {status:#x}: {out}"
+        );
+        assert!(!out.starts_with("PANIC"), "{out}");
+        out
+    }
+}
+
+fn last_errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// In a forked child: look like `su` run by uid 65534 from a terminal.
+/// A session of its own with a pty as controlling terminal; groups
+/// [65534, 4242]; real, effective and saved gid 65534; real uid 65534,
+/// effective and saved uid 0.
+fn become_su_caller() {
+    // SAFETY: plain system calls on values we own; ptsname_r writes at most
+    // buf.len() bytes.
+    unsafe {
+        assert!(libc::setsid() > 0, "setsid: {}", last_errno());
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt");
+        assert_eq!(libc::grantpt(m), 0, "grantpt");
+        assert_eq!(libc::unlockpt(m), 0, "unlockpt");
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(libc::ptsname_r(m, buf.as_mut_ptr(), buf.len()), 0);
+        // Opened without O_NOCTTY by a session leader: our terminal now.
+        let s = libc::open(buf.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        assert!(s >= 0, "open the pty slave: {}", last_errno());
+        libc::ioctl(s, libc::TIOCSCTTY, 0);
+        let groups = [CALLER, CALLER_GROUP];
+        assert_eq!(libc::setgroups(2, groups.as_ptr()), 0, "setgroups");
+        assert_eq!(libc::setresgid(CALLER, CALLER, CALLER), 0, "setresgid");
+        assert_eq!(libc::setresuid(CALLER, 0, 0), 0, "setresuid");
+    }
+    let stat = fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let tty_nr = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().nth(4))
+        .unwrap_or("0");
+    assert_ne!(tty_nr, "0", "the caller has no controlling terminal");
+}
+
+/// In a forked child: become uid and gid 65534 entirely, without groups.
+fn become_nobody() {
+    // SAFETY: plain system calls.
+    unsafe {
+        assert_eq!(libc::setgroups(0, std::ptr::null()), 0, "setgroups");
+        assert_eq!(libc::setresgid(CALLER, CALLER, CALLER), 0, "setresgid");
+        assert_eq!(libc::setresuid(CALLER, CALLER, CALLER), 0, "setresuid");
+    }
+}
+
+/// In a forked child: ignore and block signals the way a caller may before
+/// it execs su (SIG_IGN survives exec, and so does the mask).
+fn ignore_and_block_signals() {
+    // SAFETY: sigaction and sigprocmask with valid, initialised arguments.
+    unsafe {
+        for sig in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGHUP,
+            libc::SIGQUIT,
+            libc::SIGXFSZ,
+            libc::SIGUSR1,
+            libc::SIGRTMIN() + 3,
+        ] {
+            assert_ne!(libc::signal(sig, libc::SIG_IGN), libc::SIG_ERR, "{sig}");
+        }
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGUSR2, libc::SIGALRM, libc::SIGCHLD] {
+            libc::sigaddset(&mut set, sig);
+        }
+        assert_eq!(
+            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()),
+            0
+        );
+    }
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, soft: libc::rlim_t, hard: libc::rlim_t) {
+    let lim = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads a valid rlimit.
+    assert_eq!(
+        unsafe { libc::setrlimit(resource, &lim) },
+        0,
+        "setrlimit {resource}: {}",
+        last_errno()
+    );
+}
+
+fn hard_limit(resource: libc::__rlimit_resource_t) -> libc::rlim_t {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes a valid rlimit.
+    assert_eq!(unsafe { libc::getrlimit(resource, &mut lim) }, 0);
+    lim.rlim_max
+}
+
+/// A directory others may enter (0755; still root-owned and writable by
+/// root only, so its programs pass the checks), for programs that a
+/// process without root may run — or that drop to the caller's uid, as
+/// the code before this test did, and should still be able to say so.
+fn open_dir() -> Dir {
+    let dir = Dir::new();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+/// An empty file anybody may write, for a program's report.
+fn report_file(dir: &Dir, name: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    fs::write(&p, "").expect("write");
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o666)).expect("chmod");
+    p
+}
+
+/// A program that writes who and how it runs to DIR/report.
+/// (Its own status is read with the shell's `read`, first: dash blocks
+/// every signal for a moment whenever it forks, and a forked reader could
+/// see that.)
+const REPORT: &str = "{\n\
+    while IFS= read -r line; do case $line in \
+    Uid:*|Gid:*|Groups:*|SigIgn:*|SigBlk:*) echo \"$line\";; esac; done < /proc/$$/status\n\
+    echo \"ids $(id -u) $(id -ru) $(id -g) $(id -rg)\"\n\
+    echo \"groups $(id -G)\"\n\
+    echo \"nofile $(ulimit -n)\"\n\
+    echo \"fsize $(ulimit -f)\"\n\
+    echo \"core $(ulimit -c)\"\n\
+    sed -n 's/^Max processes  *\\([^ ]*\\).*/nproc \\1/p' /proc/$$/limits\n\
+    echo \"cpu $(ulimit -t)\"\n\
+    echo \"umask $(umask)\"\n\
+    echo \"pid $$\"\n\
+    echo \"stat $(cut -d')' -f2- /proc/$$/stat)\"\n\
+    echo \"tty $(ps -o tty= -p $$)\"\n\
+    for a in \"$@\"; do echo \"arg $a\"; done\n\
+    env | sed 's/^/env /'\n\
+    } > DIR/report 2>&1\n\
+    cat > DIR/stdin\n\
+    echo written > DIR/written\n";
+
+/// The lines of a report starting with `key ` (the rest of each).
+fn values<'a>(report: &'a str, key: &str) -> Vec<&'a str> {
+    report
+        .lines()
+        .filter_map(|l| l.strip_prefix(key))
+        .filter_map(|l| l.strip_prefix(' ').or_else(|| l.strip_prefix('\t')))
+        .map(str::trim)
+        .collect()
+}
+
+fn value<'a>(report: &'a str, key: &str) -> &'a str {
+    values(report, key)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no {key:?} in the report:\n{report}"))
+}
+
+#[test]
+fn under_su_the_program_runs_as_root_alone() {
+    let dir = open_dir();
+    for f in ["report", "stdin", "written"] {
+        report_file(&dir, f);
+    }
+    let prog = dir.script("notify", REPORT);
+    let gw = gateway(&prog, "args = [\"sendsms\", \"TEXT\"]\n");
+    let result = fork_with(|| {
+        become_su_caller();
+        ignore_and_block_signals();
+        format!("{:?}", gw.send(BOB, MESSAGE))
+    })
+    .wait();
+    assert_eq!(result, "Ok(())");
+    let r = dir.read("report");
+    // Real, effective and saved ids all root; no group of the caller's.
+    assert_eq!(value(&r, "ids"), "0 0 0 0", "{r}");
+    assert_eq!(value(&r, "groups"), "0", "{r}");
+    for key in ["Uid:", "Gid:"] {
+        let ids: Vec<&str> = value(&r, key).split_whitespace().collect();
+        assert_eq!(ids, ["0", "0", "0", "0"], "{key} {r}");
+    }
+    let groups = values(&r, "Groups:");
+    assert!(
+        groups.is_empty() || groups == [""] || groups == ["0"],
+        "supplementary groups {groups:?}: {r}"
+    );
+    // Nothing ignored, nothing blocked.
+    assert_eq!(value(&r, "SigIgn:"), "0000000000000000", "{r}");
+    assert_eq!(value(&r, "SigBlk:"), "0000000000000000", "{r}");
+    assert_eq!(value(&r, "umask"), "0077", "{r}");
+    // A session of its own (it leads it and its process group), no
+    // controlling terminal.
+    let pid = value(&r, "pid");
+    let stat: Vec<&str> = value(&r, "stat").split_whitespace().collect();
+    assert_eq!(stat[2], pid, "process group: {r}");
+    assert_eq!(stat[3], pid, "session: {r}");
+    assert_eq!(stat[4], "0", "tty_nr: {r}");
+    assert_eq!(value(&r, "tty"), "?", "{r}");
+    // The recipient is in the environment (readable by root only), not in
+    // the arguments (readable by everybody).
+    assert_eq!(values(&r, "arg"), ["sendsms", "TEXT"], "{r}");
+    let mut env = values(&r, "env");
+    env.sort_unstable();
+    assert_eq!(
+        env,
+        [format!("PAM_GATEWAY_RECIPIENT={BOB}").as_str(), "PWD=/"],
+        "{r}"
+    );
+    assert_eq!(dir.read("stdin"), MESSAGE);
+}
+
+#[test]
+fn limits_the_caller_chose_do_not_reach_the_program() {
+    let dir = open_dir();
+    for f in ["report", "stdin", "written"] {
+        report_file(&dir, f);
+    }
+    let prog = dir.script("notify", REPORT);
+    let gw = gateway(&prog, "");
+    // Root raises a hard limit only with CAP_SYS_RESOURCE, which a
+    // container may withhold: then nothing can undo a hard limit the
+    // caller lowered, and the caller lowers soft limits only here.
+    let raise_hard = has_effective_capability(CAP_SYS_RESOURCE);
+    if !raise_hard {
+        eprintln!("no CAP_SYS_RESOURCE: the caller lowers soft limits only");
+    }
+    let ulimit = |resource, full: &str| {
+        let hard = hard_limit(resource);
+        if raise_hard || hard == libc::RLIM_INFINITY {
+            full.to_string()
+        } else {
+            hard.to_string()
+        }
+    };
+    let expect_nproc = ulimit(libc::RLIMIT_NPROC, "unlimited");
+    let expect_cpu = ulimit(libc::RLIMIT_CPU, "unlimited");
+    let expect_fsize = ulimit(libc::RLIMIT_FSIZE, "unlimited");
+    let result = fork_with(|| {
+        become_su_caller();
+        ignore_and_block_signals();
+        let tighten = |resource, soft: libc::rlim_t| {
+            let hard = if raise_hard {
+                soft
+            } else {
+                hard_limit(resource)
+            };
+            set_limit(resource, soft, hard);
+        };
+        // Low, but enough to spawn; no file may grow (and SIGXFSZ is
+        // ignored: writes fail with EFBIG instead); no process of the
+        // caller's uid may be forked; one second of CPU; core dumps as
+        // large as the caller may (the message holds the code).
+        tighten(libc::RLIMIT_NOFILE, 64);
+        tighten(libc::RLIMIT_FSIZE, 0);
+        tighten(libc::RLIMIT_NPROC, 0);
+        tighten(libc::RLIMIT_CPU, 1);
+        let core = hard_limit(libc::RLIMIT_CORE);
+        set_limit(libc::RLIMIT_CORE, core, core);
+        format!("{:?}", gw.send(BOB, MESSAGE))
+    })
+    .wait();
+    assert_eq!(result, "Ok(())");
+    let r = dir.read("report");
+    assert_eq!(value(&r, "nofile"), "1024", "{r}");
+    assert_eq!(value(&r, "fsize"), expect_fsize, "{r}");
+    assert_eq!(value(&r, "nproc"), expect_nproc, "{r}");
+    assert_eq!(value(&r, "cpu"), expect_cpu, "{r}");
+    assert_eq!(value(&r, "core"), "0", "{r}");
+    assert_eq!(dir.read("written"), "written\n");
+    assert_eq!(dir.read("stdin"), MESSAGE);
+}
+
+#[test]
+fn the_caller_can_neither_read_nor_signal_the_program() {
+    let dir = open_dir();
+    let pid_file = report_file(&dir, "pid");
+    // Runs until the test says so (at most 10 s). A wrapper that execs
+    // the real program: had the shell dropped to the caller's uid, the
+    // exec would make the process dumpable, and so readable by the caller.
+    let prog = dir.script(
+        "waits",
+        "echo $$ > DIR/pid\n\
+         exec /bin/sh -c 'i=0; while [ ! -e DIR/done ] && [ $i -lt 200 ]; \
+         do sleep 0.05; i=$((i+1)); done; cat > /dev/null' waits \"$@\"\n",
+    );
+    let gw = gateway(&prog, "args = [\"--to-env\"]\n");
+    let caller = fork_with(|| {
+        become_su_caller();
+        format!("{:?}", gw.send(BOB, MESSAGE))
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut pid = String::new();
+    while pid.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        pid = fs::read_to_string(&pid_file)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+    }
+    assert!(!pid.is_empty(), "the program did not start");
+    let attack = fork_with(|| {
+        become_nobody();
+        let pid: libc::pid_t = pid.parse().unwrap_or(0);
+        let errno = |r: std::io::Result<Vec<u8>>| match r {
+            Ok(bytes) => format!("read {:?}", String::from_utf8_lossy(&bytes)),
+            Err(e) => format!("errno {}", e.raw_os_error().unwrap_or(0)),
+        };
+        // SAFETY: kill with signal 0 only checks permission.
+        let kill = |target: libc::pid_t| unsafe {
+            if libc::kill(target, 0) == 0 {
+                "allowed".to_string()
+            } else {
+                format!("errno {}", last_errno())
+            }
+        };
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        format!(
+            "stdin: {}\nenviron: {}\nkill: {}\nkillpg: {}\ncmdline: {}\n",
+            errno(fs::read(format!("/proc/{pid}/fd/0"))),
+            errno(fs::read(format!("/proc/{pid}/environ"))),
+            kill(pid),
+            kill(-pid),
+            String::from_utf8_lossy(&cmdline).replace('\0', " ")
+        )
+    })
+    .wait();
+    fs::write(dir.path().join("done"), "").expect("write");
+    let sent = caller.wait();
+    assert_eq!(sent, "Ok(())");
+    let eacces = format!("errno {}", libc::EACCES);
+    let eperm = format!("errno {}", libc::EPERM);
+    assert_eq!(value(&attack, "stdin:"), eacces, "{attack}");
+    assert_eq!(value(&attack, "environ:"), eacces, "{attack}");
+    assert_eq!(value(&attack, "kill:"), eperm, "{attack}");
+    assert_eq!(value(&attack, "killpg:"), eperm, "{attack}");
+    // Everybody may read the arguments: they hold no recipient.
+    let cmdline = value(&attack, "cmdline:");
+    assert!(cmdline.contains("--to-env"), "{attack}");
+    assert!(!cmdline.contains(BOB), "{attack}");
+}
+
+#[test]
+fn a_process_without_descriptors_left_fails_locally() {
+    let dir = open_dir();
+    let marker = dir.path().join("ran");
+    let prog = dir.script("p", "touch DIR/ran\n");
+    let gw = gateway(&prog, "");
+    let result = fork_with(|| {
+        become_su_caller();
+        // No descriptor can be opened any more: the lowest free one is at
+        // the limit.
+        // SAFETY: dup of stdin (or -1) and close of what it returned.
+        let lowest = unsafe {
+            let fd = libc::fcntl(0, libc::F_DUPFD, 0);
+            libc::close(fd);
+            fd
+        };
+        assert!(lowest > 0);
+        set_limit(
+            libc::RLIMIT_NOFILE,
+            lowest as libc::rlim_t,
+            lowest as libc::rlim_t,
+        );
+        match gw.send(BOB, MESSAGE) {
+            Err(e @ DeliveryError::Local(_)) => format!("local {e}"),
+            other => format!("not local: {other:?}"),
+        }
+    })
+    .wait();
+    assert!(result.starts_with("local "), "{result}");
+    assert!(
+        result.contains("descriptors") || result.contains("Too many open files"),
+        "{result}"
+    );
+    assert!(!marker.exists(), "the program ran");
+}
+
+/// Capabilities of this thread (capget/capset, version 3).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAP_SETGID: u32 = 6;
+const CAP_SYS_RESOURCE: u32 = 24;
+
+fn has_effective_capability(cap: u32) -> bool {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = value(&status, "CapEff:");
+    u64::from_str_radix(eff, 16).is_ok_and(|bits| bits & (1 << cap) != 0)
+}
+
+/// Removes a capability from this thread's effective set.
+fn drop_effective_capability(cap: u32) {
+    let mut header = CapHeader {
+        version: 0x2008_0522,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget and capset with a version-3 header and two data slots.
+    unsafe {
+        assert_eq!(
+            libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()),
+            0,
+            "capget"
+        );
+        data[0].effective &= !(1 << cap);
+        assert_eq!(
+            libc::syscall(libc::SYS_capset, &header, data.as_ptr()),
+            0,
+            "capset"
+        );
+    }
+}
+
+#[test]
+fn a_failing_switch_to_root_runs_nothing_and_is_a_local_error() {
+    let dir = open_dir();
+    let marker = dir.path().join("ran");
+    let prog = dir.script("p", "touch DIR/ran\n");
+    let gw = gateway(&prog, "");
+    let result = fork_with(|| {
+        become_su_caller();
+        // Effective uid 0 without CAP_SETGID: the gids cannot become 0.
+        drop_effective_capability(CAP_SETGID);
+        let local = |r: Result<(), DeliveryError>| match r {
+            Err(e @ DeliveryError::Local(_)) => format!("local {e}"),
+            other => format!("not local: {other:?}"),
+        };
+        let first = local(gw.send(BOB, MESSAGE));
+        // The same with SIGCHLD ignored: std cannot reap the process that
+        // failed before exec (and panics about it).
+        // SAFETY: setting a disposition.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        let second = local(gw.send(BOB, MESSAGE));
+        format!("first: {first}\nsecond: {second}\n")
+    })
+    .wait();
+    let first = value(&result, "first:");
+    assert!(first.starts_with("local "), "{result}");
+    assert!(first.contains("setresgid"), "{result}");
+    let second = value(&result, "second:");
+    assert!(second.starts_with("local "), "{result}");
+    assert!(!marker.exists(), "the program ran with the caller's ids");
+}
+
+#[test]
+fn without_root_the_program_keeps_our_ids_and_a_failed_fork_is_local() {
+    let dir = open_dir();
+    for f in ["report", "stdin", "written"] {
+        report_file(&dir, f);
+    }
+    let prog = dir.script("notify", REPORT);
+    let gw = gateway(&prog, "");
+    let result = fork_with(|| {
+        // The CLI's test command run by a user, say: nothing to switch to.
+        become_nobody();
+        ignore_and_block_signals();
+        let first = format!("{:?}", gw.send(BOB, MESSAGE));
+        // No process of this uid may be forked.
+        set_limit(libc::RLIMIT_NPROC, 0, 0);
+        let second = match gw.send(BOB, MESSAGE) {
+            Err(e @ DeliveryError::Local(_)) => format!("local {e}"),
+            other => format!("not local: {other:?}"),
+        };
+        format!("first: {first}\nsecond: {second}\n")
+    })
+    .wait();
+    assert_eq!(value(&result, "first:"), "Ok(())", "{result}");
+    let r = dir.read("report");
+    assert_eq!(value(&r, "ids"), "65534 65534 65534 65534", "{r}");
+    assert_eq!(value(&r, "SigIgn:"), "0000000000000000", "{r}");
+    assert_eq!(value(&r, "SigBlk:"), "0000000000000000", "{r}");
+    assert_eq!(value(&r, "umask"), "0077", "{r}");
+    let pid = value(&r, "pid");
+    let stat: Vec<&str> = value(&r, "stat").split_whitespace().collect();
+    assert_eq!(stat[3], pid, "session: {r}");
+    let second = value(&result, "second:");
+    assert!(second.starts_with("local "), "{result}");
+    assert!(
+        second.contains("Resource temporarily unavailable"),
+        "{result}"
+    );
+}
+
+#[test]
+fn a_lost_exit_status_counts_as_sent() {
+    let dir = Dir::new();
+    let prog = dir.script("p", "exit 0\n");
+    let gw = gateway(&prog, "");
+    let result = fork_with(|| {
+        // The caller execs su with SIGCHLD ignored: children are reaped
+        // by the kernel and their status is gone.
+        // SAFETY: setting a disposition.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        format!("{:?}", gw.send(BOB, MESSAGE))
+    })
+    .wait();
+    assert!(result.starts_with("Err(Unreachable("), "{result}");
 }

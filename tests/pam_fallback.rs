@@ -295,7 +295,7 @@ fn command_gateway_delivers_through_pam() {
     write_file(
         &prog,
         &format!(
-            "#!/bin/sh\n{{ printf '%s\\n' \"$1\"; cat; }} > {}.tmp\nmv {}.tmp {}\n",
+            "#!/bin/sh\n{{ printf '%s\\n' \"$PAM_GATEWAY_RECIPIENT\"; cat; }} > {}.tmp\nmv {}.tmp {}\n",
             out.display(),
             out.display(),
             out.display()

@@ -1,12 +1,27 @@
 //! A local program chosen by the admin: gammu with a USB modem, signal-cli
-//! on the host, `mail`. It runs with the configured arguments and then the
-//! recipient as its last argument, the message on stdin, and:
+//! on the host, `mail`. It runs with the configured arguments, the
+//! recipient in the environment variable [`RECIPIENT_VAR`] (and, only with
+//! `recipient_arg = true`, also as its last argument), the message on
+//! stdin, and:
 //!
-//! - no shell, an empty environment, `/` as working directory;
+//! - no shell, an environment holding only [`RECIPIENT_VAR`], `/` as
+//!   working directory;
 //! - only stdin, stdout and stderr open (every other descriptor of the
 //!   calling process — sshd, sudo — is closed on exec);
-//! - its own process group, killed when the program exits or its timeout
-//!   passes, and always reaped: no zombie, nothing left running;
+//! - when this process has effective uid 0, real, effective and saved uid
+//!   and gid 0 and no supplementary groups, whatever the real uid: under
+//!   su and sudo the real uid is the caller's, who could otherwise signal
+//!   the program or read its stdin (the code) and environment through
+//!   /proc. Without effective uid 0 (a test run by a user) there is nothing
+//!   to switch to and the program keeps this process's ids. A switch that
+//!   fails runs nothing and is a local error;
+//! - sane resource limits whatever the caller set (no core dumps, 1024
+//!   descriptors, no limit on file size, CPU time or processes), umask 077,
+//!   every signal at its default action and none blocked (a caller can
+//!   exec su with signals ignored or blocked, and both survive exec);
+//! - a session of its own (no controlling terminal), whose process group
+//!   is killed when the program exits or its timeout passes, and always
+//!   reaped: no zombie, nothing left running;
 //! - the program (and every directory above it) root-owned and not
 //!   writable by group or others, checked before each run;
 //! - the exit status decides (sysexits: 69/75 mean "try later", 67/68 "no
@@ -14,10 +29,15 @@
 //! - at most [`OUTPUT_CAP`] bytes of stdout/stderr kept, and only a short
 //!   excerpt — control characters flattened, digit runs that could be the
 //!   code removed — ever reaches an error or the log.
+//!
+//! The arguments are visible to every local user (`ps`, /proc/PID/cmdline):
+//! no secret belongs in `args`; a program that needs one reads it from a
+//! root-only file.
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::raw::c_int;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -25,6 +45,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use zeroize::Zeroizing;
 
 use super::{DeliveryError, Gateway, mask_recipient};
 use crate::config::{SectionError, check_range};
@@ -36,6 +57,10 @@ use crate::users::check_address;
 pub const OUTPUT_CAP: usize = 4096;
 /// After the program exits, how long output still in flight is read.
 const DRAIN_GRACE: Duration = Duration::from_millis(50);
+/// The environment variable that holds the recipient. The environment of
+/// a process is readable only by its owner (here root); its arguments by
+/// everybody.
+pub const RECIPIENT_VAR: &str = "PAM_GATEWAY_RECIPIENT";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +68,7 @@ pub struct RawCommand {
     name: Option<String>,
     path: String,
     args: Option<Vec<String>>,
+    recipient_arg: Option<bool>,
     timeout: Option<u64>,
 }
 
@@ -53,8 +79,11 @@ pub struct CommandConfig {
     pub name: String,
     /// Absolute path of the program (symlinks are resolved and checked).
     pub path: PathBuf,
-    /// Arguments before the recipient.
+    /// The program's arguments (visible to every local user).
     pub args: Vec<String>,
+    /// Also pass the recipient as the last argument (visible to every
+    /// local user in `ps`), for programs that take it nowhere else.
+    pub recipient_arg: bool,
     pub timeout: Duration,
 }
 
@@ -93,6 +122,7 @@ pub(crate) fn parse_section(raw: RawCommand, e: SectionError) -> Result<CommandC
         name,
         path,
         args,
+        recipient_arg: raw.recipient_arg.unwrap_or(false),
         timeout: Duration::from_secs(timeout),
     })
 }
@@ -102,12 +132,20 @@ pub(crate) fn parse_section(raw: RawCommand, e: SectionError) -> Result<CommandC
 pub enum CommandError {
     /// The program or a directory above it fails a safety check.
     Unsafe(String),
-    /// It could not be started, or its exit status could not be read.
+    /// The program could not be executed (no such file, not executable,
+    /// bad interpreter): the admin's to fix.
     Spawn(String),
+    /// This machine failed before the program could run: no descriptors,
+    /// memory or process slots left (limits the caller may have chosen), or
+    /// the switch to root ids in the new process failed. Nothing ran.
+    Local(String),
     /// The users file's recipient cannot be passed safely.
     BadRecipient(String),
     /// Still running after the timeout: its process group was killed.
     Timeout(Duration),
+    /// It ran, but its exit status could not be read (the calling program
+    /// ignores SIGCHLD): whether it delivered is unknown.
+    Lost(String),
     /// Exit 69 (EX_UNAVAILABLE) or 75 (EX_TEMPFAIL).
     TempFail { code: i32, output: String },
     /// Exit 67 (EX_NOUSER) or 68 (EX_NOHOST).
@@ -132,7 +170,7 @@ impl std::fmt::Display for CommandError {
         };
         match self {
             Unsafe(d) => write!(f, "refusing to run it: {d}"),
-            Spawn(d) => write!(f, "{d}"),
+            Spawn(d) | Local(d) | Lost(d) => write!(f, "{d}"),
             BadRecipient(d) => write!(f, "the recipient {d}"),
             Timeout(t) => write!(
                 f,
@@ -165,7 +203,10 @@ impl From<CommandError> for DeliveryError {
         use CommandError::*;
         let text = e.to_string();
         match e {
-            Timeout(_) | TempFail { .. } => DeliveryError::Unreachable(text),
+            // It may have delivered: its fate is unknown.
+            Timeout(_) | Lost(_) => DeliveryError::Unreachable(text),
+            // The program says its service failed ("try later").
+            TempFail { .. } => DeliveryError::ServiceFailed(text),
             BadRecipient(_) | NoSuchRecipient { .. } | Failed { .. } | Killed { .. } => {
                 DeliveryError::Rejected {
                     reason: text,
@@ -173,6 +214,7 @@ impl From<CommandError> for DeliveryError {
                 }
             }
             Unsafe(_) | Spawn(_) | ConfigFail { .. } => DeliveryError::Misconfigured(text),
+            Local(_) => DeliveryError::Local(text),
         }
     }
 }
@@ -259,10 +301,12 @@ pub fn check_program(path: &Path, owner: Owner) -> Result<PathBuf, String> {
     Ok(real)
 }
 
-/// The message as an anonymous in-memory file, positioned at its start, to
-/// be the program's stdin. A file rather than a pipe: no writer to block,
-/// and no SIGPIPE in the calling process if the program does not read it.
-fn message_file(text: &str) -> std::io::Result<File> {
+/// The program's stdin: an anonymous in-memory file. A file rather than a
+/// pipe: no writer to block, and no SIGPIPE in the calling process if the
+/// program does not read it. It is created empty; the new process writes
+/// the message into it once its limits are reset (a caller's
+/// RLIMIT_FSIZE of 0 would fail the write here).
+fn message_file() -> std::io::Result<File> {
     // SAFETY: the name is a NUL-terminated literal; memfd_create returns a
     // new descriptor we own, or -1.
     let fd = unsafe { libc::memfd_create(c"pam_gateway_message".as_ptr(), libc::MFD_CLOEXEC) };
@@ -270,16 +314,312 @@ fn message_file(text: &str) -> std::io::Result<File> {
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-    let mut file = unsafe { File::from_raw_fd(fd) };
-    file.write_all(text.as_bytes())?;
-    file.rewind()?;
-    Ok(file)
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
-/// In the child between fork and exec: marks every descriptor above stderr
-/// close-on-exec, so the program inherits none of the caller's (std's own
-/// error pipe is already close-on-exec and must stay open until exec).
-fn close_inherited_fds() -> std::io::Result<()> {
+/// The step of the new process's setup (between fork and exec) that
+/// failed. It comes back from `spawn` inside the error number:
+/// `step * STEP_BASE + errno` (exec's own errors are plain errno values,
+/// all far below [`STEP_BASE`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Gid = 1,
+    Groups,
+    Uid,
+    Session,
+    Signals,
+    Limits,
+    Message,
+    Descriptors,
+}
+
+const STEP_BASE: i32 = 0x1_0000;
+
+impl Step {
+    const ALL: [Step; 8] = [
+        Step::Gid,
+        Step::Groups,
+        Step::Uid,
+        Step::Session,
+        Step::Signals,
+        Step::Limits,
+        Step::Message,
+        Step::Descriptors,
+    ];
+
+    fn what(self) -> &'static str {
+        match self {
+            Step::Gid => "switching to gid 0 (setresgid)",
+            Step::Groups => "dropping supplementary groups (setgroups)",
+            Step::Uid => "switching to uid 0 (setresuid)",
+            Step::Session => "starting a session (setsid)",
+            Step::Signals => "resetting signal actions and mask",
+            Step::Limits => "resetting resource limits (setrlimit)",
+            Step::Message => "writing the message to its stdin",
+            Step::Descriptors => "closing inherited descriptors",
+        }
+    }
+
+    /// The error the pre-exec hook returns (no allocation).
+    fn error(self, errno: c_int) -> std::io::Error {
+        std::io::Error::from_raw_os_error(self as i32 * STEP_BASE + errno)
+    }
+
+    /// The step and errno in an error number from `spawn`, if a step of
+    /// ours failed.
+    fn decode(code: i32) -> Option<(Step, i32)> {
+        let step = Step::ALL
+            .into_iter()
+            .find(|s| *s as i32 == code / STEP_BASE)?;
+        Some((step, code % STEP_BASE))
+    }
+}
+
+/// errno of the last failed call (async-signal-safe: reads a thread-local).
+fn errno() -> c_int {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EINVAL)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+type Resource = c_int;
+
+const UNLIMITED: libc::rlim_t = libc::RLIM_INFINITY;
+
+/// The resource limits the program gets, (soft, hard), whatever the caller
+/// set: a caller chooses every limit su starts with, tightened (no file may
+/// grow, no descriptor or process left) or loosened (core dumps of a
+/// process holding the code). Roughly the kernel's own defaults for init.
+/// Applied by [`reset_limits`].
+const LIMITS: [(Resource, libc::rlim_t, libc::rlim_t); 16] = [
+    (libc::RLIMIT_CPU, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_FSIZE, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_DATA, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_STACK, 8 << 20, UNLIMITED),
+    (libc::RLIMIT_CORE, 0, 0),
+    (libc::RLIMIT_RSS, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_NPROC, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_NOFILE, 1024, 4096),
+    (libc::RLIMIT_MEMLOCK, 8 << 20, 8 << 20),
+    (libc::RLIMIT_AS, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_LOCKS, UNLIMITED, UNLIMITED),
+    (libc::RLIMIT_SIGPENDING, 16_384, 16_384),
+    (libc::RLIMIT_MSGQUEUE, 819_200, 819_200),
+    (libc::RLIMIT_NICE, 0, 0),
+    (libc::RLIMIT_RTPRIO, 0, 0),
+    (libc::RLIMIT_RTTIME, UNLIMITED, UNLIMITED),
+];
+
+/// In the new process: [`LIMITS`]. A hard limit above the current one
+/// needs CAP_SYS_RESOURCE, which root has on a normal system but not in
+/// every container (nor does a process without root): where raising it is
+/// refused, the limit goes as high as the current hard limit allows — no
+/// process on this machine could do better.
+fn reset_limits() -> Result<(), c_int> {
+    for (resource, soft, hard) in LIMITS {
+        let wanted = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads one valid rlimit structure.
+        if unsafe { libc::setrlimit(resource, &wanted) } == 0 {
+            continue;
+        }
+        let e = errno();
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes one rlimit structure.
+        if e != libc::EPERM || unsafe { libc::getrlimit(resource, &mut now) } != 0 {
+            return Err(e);
+        }
+        let hard = hard.min(now.rlim_max);
+        let clamped = libc::rlimit {
+            rlim_cur: soft.min(hard),
+            rlim_max: hard,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(resource, &clamped) } != 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
+
+/// Signal numbers the kernel knows (1..=KERNEL_NSIG), and the size of its
+/// signal set.
+#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+const KERNEL_NSIG: c_int = 128;
+#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
+const KERNEL_NSIG: c_int = 64;
+const KERNEL_SIGSET_BYTES: usize = KERNEL_NSIG as usize / 8;
+
+/// Everything the new process does between fork and exec, prepared before
+/// the fork: the hook itself allocates nothing.
+struct ChildSetup {
+    /// This process has effective uid 0: the program gets uid and gid 0
+    /// everywhere (real, effective, saved), whoever the real uid is.
+    to_root: bool,
+    message: Zeroizing<Vec<u8>>,
+}
+
+impl ChildSetup {
+    fn new(text: &str) -> ChildSetup {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let to_root = unsafe { libc::geteuid() } == 0;
+        ChildSetup {
+            to_root,
+            message: Zeroizing::new(text.as_bytes().to_vec()),
+        }
+    }
+
+    /// In the new process, between fork and exec: only async-signal-safe
+    /// system calls, no allocation, no panic. The ids first, so that the
+    /// caller's real uid is gone as early as possible (until then it may
+    /// signal this process).
+    fn apply(&self) -> std::io::Result<()> {
+        if self.to_root {
+            switch_to_root()?;
+        }
+        // SAFETY: setsid has no memory-safety preconditions. The child of a
+        // fork is never a process group leader, so it cannot fail with
+        // EPERM; any failure is reported all the same.
+        if unsafe { libc::setsid() } < 0 {
+            return Err(Step::Session.error(errno()));
+        }
+        reset_signals().map_err(|e| Step::Signals.error(e))?;
+        reset_limits().map_err(|e| Step::Limits.error(e))?;
+        // SAFETY: umask cannot fail.
+        unsafe { libc::umask(0o077) };
+        write_message(&self.message).map_err(|e| Step::Message.error(e))?;
+        close_inherited_fds().map_err(|e| Step::Descriptors.error(e))
+    }
+}
+
+/// In the new process: real, effective and saved gid 0, no supplementary
+/// groups, then real, effective and saved uid 0 (gids first, as whenever
+/// ids change: setresgid and setgroups need a privilege a uid switch can
+/// take away). Every failure fails the spawn: the program never runs with
+/// the caller's ids.
+fn switch_to_root() -> std::io::Result<()> {
+    // SAFETY: setresgid, setgroups, getgroups and setresuid have no
+    // memory-safety preconditions; setgroups with size 0 reads nothing and
+    // getgroups with size 0 writes nothing. They are the system calls std
+    // itself makes in this place for Command::uid and Command::gid.
+    unsafe {
+        if libc::setresgid(0, 0, 0) != 0 {
+            return Err(Step::Gid.error(errno()));
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            let err = errno();
+            // Where setgroups is denied (a user namespace), a process
+            // without supplementary groups has nothing to drop.
+            if libc::getgroups(0, std::ptr::null_mut()) != 0 {
+                return Err(Step::Groups.error(err));
+            }
+        }
+        if libc::setresuid(0, 0, 0) != 0 {
+            return Err(Step::Uid.error(errno()));
+        }
+    }
+    Ok(())
+}
+
+/// In the new process: every signal's action back to the default and an
+/// empty signal mask. A caller can exec su with signals ignored (SIG_IGN
+/// survives exec) or blocked (so does the mask): SIGXFSZ ignored turns a
+/// file size limit into silent short writes, SIGTERM blocked makes a
+/// program unstoppable. Raw system calls: glibc's wrappers refuse the two
+/// real-time signals it keeps for itself, which a caller can ignore all
+/// the same.
+fn reset_signals() -> Result<(), c_int> {
+    let empty = [0u8; KERNEL_SIGSET_BYTES];
+    // A kernel `struct sigaction` that is all zeros, on every architecture:
+    // handler SIG_DFL (0), no flags, no restorer, an empty mask. 64 bytes
+    // are more than any layout needs.
+    let default = [0u64; 8];
+    // SAFETY: rt_sigprocmask reads one kernel signal set of the size given;
+    // rt_sigaction reads one kernel sigaction (64 zero bytes are more than
+    // its size) and writes nothing (null old action).
+    unsafe {
+        if libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK as libc::c_long,
+            empty.as_ptr(),
+            std::ptr::null_mut::<u8>(),
+            KERNEL_SIGSET_BYTES,
+        ) != 0
+        {
+            return Err(errno());
+        }
+        for sig in 1..=KERNEL_NSIG {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            if libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                KERNEL_SIGSET_BYTES,
+            ) != 0
+            {
+                return Err(errno());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// In the new process: the message into stdin (the in-memory file), which
+/// is then rewound for the program to read.
+fn write_message(message: &[u8]) -> Result<(), c_int> {
+    // A file size limit that could not be raised (no CAP_SYS_RESOURCE)
+    // would kill this process with SIGXFSZ, which looks like a program
+    // killed by a signal: say what it is instead.
+    let mut fsize = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit structure.
+    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut fsize) } != 0 {
+        return Err(errno());
+    }
+    if fsize.rlim_cur != UNLIMITED && fsize.rlim_cur < message.len() as libc::rlim_t {
+        return Err(libc::EFBIG);
+    }
+    let mut done = 0;
+    while done < message.len() {
+        let rest = message.get(done..).unwrap_or_default();
+        // SAFETY: writes from a valid buffer of rest.len() bytes.
+        let n = unsafe { libc::write(libc::STDIN_FILENO, rest.as_ptr().cast(), rest.len()) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(libc::EIO);
+        }
+        done += n as usize;
+    }
+    // SAFETY: lseek has no memory-safety preconditions.
+    if unsafe { libc::lseek(libc::STDIN_FILENO, 0, libc::SEEK_SET) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// In the new process: marks every descriptor above stderr close-on-exec,
+/// so the program inherits none of the caller's (std's own error pipe is
+/// already close-on-exec and must stay open until exec).
+fn close_inherited_fds() -> Result<(), c_int> {
     // SAFETY: close_range and fcntl are async-signal-safe system calls that
     // only change descriptor flags.
     unsafe {
@@ -292,17 +632,10 @@ fn close_inherited_fds() -> std::io::Result<()> {
         {
             return Ok(());
         }
-        // Kernels before 5.11: one descriptor at a time, up to a bound.
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        let max = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur.min(65_536) as i32
-        } else {
-            4096
-        };
-        for fd in 3..max {
+        // Kernels before 5.11: one descriptor at a time, up to a fixed
+        // bound (the caller may have lowered RLIMIT_NOFILE below
+        // descriptors it holds).
+        for fd in 3..65_536 {
             let flags = libc::fcntl(fd, libc::F_GETFD);
             if flags >= 0 {
                 libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
@@ -310,6 +643,28 @@ fn close_inherited_fds() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a failed `spawn` means: a step of ours or a shortage of this
+/// machine (no process slot, memory or descriptor: limits a caller
+/// chooses) is local; anything else is exec refusing the program.
+fn spawn_error(program: &Path, e: &std::io::Error) -> CommandError {
+    let code = e.raw_os_error();
+    if let Some((step, errno)) = code.and_then(Step::decode) {
+        return CommandError::Local(format!(
+            "{}: cannot be started: {}: {}",
+            program.display(),
+            step.what(),
+            std::io::Error::from_raw_os_error(errno)
+        ));
+    }
+    let text = format!("{}: cannot be started: {e}", program.display());
+    match code {
+        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => {
+            CommandError::Local(text)
+        }
+        _ => CommandError::Spawn(text),
+    }
 }
 
 /// Bounded capture of one output stream.
@@ -403,7 +758,8 @@ fn has_exited(child: &Child) -> std::io::Result<bool> {
     Ok(unsafe { info.si_pid() } != 0)
 }
 
-/// Kills the child's whole process group (the child leads it).
+/// Kills the child's whole process group (the child leads its own session,
+/// so its process group id is its pid).
 fn kill_group(child: &Child) {
     // SAFETY: kill has no memory-safety preconditions; the group id is our
     // unreaped child's pid, so it cannot name anyone else's group.
@@ -476,29 +832,46 @@ impl CommandGateway {
         }
     }
 
-    /// Runs the program once for `recipient` with `text` on stdin.
+    /// Runs the program once: `text` on stdin, `recipient` in
+    /// [`RECIPIENT_VAR`] (and last in its arguments with `recipient_arg`).
     pub fn run(&self, recipient: &str, text: &str) -> Result<(), CommandError> {
         check_address(recipient).map_err(CommandError::BadRecipient)?;
         let program = check_program(&self.cfg.path, self.owner).map_err(CommandError::Unsafe)?;
-        let stdin = message_file(text)
-            .map_err(|e| CommandError::Spawn(format!("cannot prepare the message: {e}")))?;
+        let stdin = message_file()
+            .map_err(|e| CommandError::Local(format!("cannot prepare the message: {e}")))?;
         let mut command = Command::new(&program);
+        command.args(&self.cfg.args);
+        if self.cfg.recipient_arg {
+            command.arg(recipient);
+        }
         command
-            .args(&self.cfg.args)
-            .arg(recipient)
             .env_clear()
+            .env(RECIPIENT_VAR, recipient)
             .current_dir("/")
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-        // SAFETY: the closure only makes async-signal-safe system calls.
+            .stderr(Stdio::piped());
+        let setup = ChildSetup::new(text);
+        // SAFETY: the hook only makes async-signal-safe system calls and
+        // allocates nothing (ChildSetup::apply).
         unsafe {
-            command.pre_exec(close_inherited_fds);
+            command.pre_exec(move || setup.apply());
         }
-        let mut child = command.spawn().map_err(|e| {
-            CommandError::Spawn(format!("{}: cannot be started: {e}", program.display()))
-        })?;
+        // When the new process fails before exec, std reaps it and panics
+        // if it cannot (the calling program ignores SIGCHLD): nothing ran.
+        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command.spawn()));
+        // Our copies of its stdin and of the message go now.
+        drop(command);
+        let mut child = match spawned {
+            Ok(spawned) => spawned.map_err(|e| spawn_error(&program, &e))?,
+            Err(_) => {
+                return Err(CommandError::Local(format!(
+                    "{}: cannot be started, and the failed attempt could not be reaped \
+                     (does the calling program ignore SIGCHLD?)",
+                    program.display()
+                )));
+            }
+        };
         let mut out = Capture::new(child.stdout.take());
         let mut err = Capture::new(child.stderr.take());
         let deadline = Instant::now() + self.cfg.timeout;
@@ -540,14 +913,16 @@ impl CommandGateway {
                 return Err(CommandError::Timeout(self.cfg.timeout));
             }
             Err(e) => {
-                return Err(CommandError::Spawn(format!(
-                    "cannot read its exit status ({e}); does the calling program ignore SIGCHLD?"
+                return Err(CommandError::Lost(format!(
+                    "ran, but its exit status cannot be read ({e}); does the calling program \
+                     ignore SIGCHLD?"
                 )));
             }
             Ok(()) => {}
         }
-        let status = status
-            .map_err(|e| CommandError::Spawn(format!("cannot read its exit status ({e})")))?;
+        let status = status.map_err(|e| {
+            CommandError::Lost(format!("ran, but its exit status cannot be read ({e})"))
+        })?;
         match (status.code(), status.signal()) {
             (Some(0), _) => Ok(()),
             (Some(code @ (69 | 75)), _) => Err(CommandError::TempFail {
@@ -570,7 +945,7 @@ impl CommandGateway {
                 signal,
                 output: output(),
             }),
-            (None, None) => Err(CommandError::Spawn("ended without a status".to_string())),
+            (None, None) => Err(CommandError::Lost("ended without a status".to_string())),
         }
     }
 }
@@ -594,6 +969,131 @@ impl Gateway for CommandGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_steps_round_trip_through_the_error_number() {
+        for step in Step::ALL {
+            for errno in [libc::EPERM, libc::EAGAIN, libc::EFBIG, 4095] {
+                let e = step.error(errno);
+                assert_eq!(e.raw_os_error().and_then(Step::decode), Some((step, errno)));
+            }
+        }
+        // exec's own errors are plain errno values.
+        for errno in [0, libc::ENOENT, libc::EACCES, libc::ENOEXEC, 4095] {
+            assert_eq!(Step::decode(errno), None);
+        }
+    }
+
+    #[test]
+    fn spawn_failures_are_local_unless_the_program_is_at_fault() {
+        let program = Path::new("/usr/local/sbin/send-sms");
+        let class = |e: std::io::Error| DeliveryError::from(spawn_error(program, &e)).class();
+        for errno in [libc::EAGAIN, libc::ENOMEM, libc::EMFILE, libc::ENFILE] {
+            assert_eq!(
+                class(std::io::Error::from_raw_os_error(errno)),
+                "local-error"
+            );
+        }
+        for step in Step::ALL {
+            assert_eq!(class(step.error(libc::EPERM)), "local-error", "{step:?}");
+        }
+        for errno in [libc::ENOENT, libc::EACCES, libc::ENOEXEC, libc::ETXTBSY] {
+            assert_eq!(
+                class(std::io::Error::from_raw_os_error(errno)),
+                "misconfigured"
+            );
+        }
+        let text = spawn_error(program, &Step::Groups.error(libc::EPERM)).to_string();
+        assert_eq!(
+            text,
+            "/usr/local/sbin/send-sms: cannot be started: dropping supplementary groups \
+             (setgroups): Operation not permitted (os error 1)"
+        );
+    }
+
+    #[test]
+    fn errors_map_to_delivery_classes() {
+        use DeliveryError as D;
+        let out = || String::new();
+        type Expect = fn(&D) -> bool;
+        let cases: [(CommandError, Expect); 11] = [
+            (CommandError::Unsafe("x".into()), |d| {
+                matches!(d, D::Misconfigured(_))
+            }),
+            (CommandError::Spawn("x".into()), |d| {
+                matches!(d, D::Misconfigured(_))
+            }),
+            (CommandError::Local("x".into()), |d| {
+                matches!(d, D::Local(_))
+            }),
+            (CommandError::BadRecipient("x".into()), |d| {
+                matches!(d, D::Rejected { .. })
+            }),
+            (CommandError::Timeout(Duration::from_secs(1)), |d| {
+                matches!(d, D::Unreachable(_))
+            }),
+            (CommandError::Lost("x".into()), |d| {
+                matches!(d, D::Unreachable(_))
+            }),
+            (
+                CommandError::TempFail {
+                    code: 75,
+                    output: out(),
+                },
+                |d| matches!(d, D::ServiceFailed(_)),
+            ),
+            (
+                CommandError::NoSuchRecipient {
+                    code: 67,
+                    output: out(),
+                },
+                |d| matches!(d, D::Rejected { .. }),
+            ),
+            (
+                CommandError::ConfigFail {
+                    code: 78,
+                    output: out(),
+                },
+                |d| matches!(d, D::Misconfigured(_)),
+            ),
+            (
+                CommandError::Failed {
+                    code: 1,
+                    output: out(),
+                },
+                |d| matches!(d, D::Rejected { .. }),
+            ),
+            (
+                CommandError::Killed {
+                    signal: 9,
+                    output: out(),
+                },
+                |d| matches!(d, D::Rejected { .. }),
+            ),
+        ];
+        for (e, ok) in cases {
+            let d = DeliveryError::from(e.clone());
+            assert!(ok(&d), "{e:?} -> {d:?}");
+        }
+        // A local failure never lets failmode = "safe" skip the code, and
+        // gives the send back: nothing ran.
+        let local = DeliveryError::from(CommandError::Local("x".into()));
+        assert!(!local.is_unreachable() && !local.proven_remote() && local.nothing_delivered());
+    }
+
+    #[test]
+    fn limits_cover_every_resource_once() {
+        let mut seen: Vec<Resource> = LIMITS.iter().map(|(r, _, _)| *r).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        // Linux numbers its limits 0 (RLIMIT_CPU) to 15 (RLIMIT_RTTIME).
+        assert_eq!(seen.len(), 16);
+        assert_eq!(seen.first(), Some(&libc::RLIMIT_CPU));
+        assert_eq!(seen.last(), Some(&libc::RLIMIT_RTTIME));
+        for (_, soft, hard) in LIMITS {
+            assert!(soft <= hard);
+        }
+    }
 
     #[test]
     fn excerpt_hides_codes_and_controls() {

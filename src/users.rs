@@ -140,7 +140,7 @@ pub struct UserEntry {
     /// Whatever the webhook's URL and body put `{recipient}` in: an ntfy
     /// topic, a Matrix room id, a Slack handle.
     pub webhook: Option<String>,
-    /// The command's last argument: a phone number, a mail address.
+    /// The command's recipient ($PAM_GATEWAY_RECIPIENT): a phone number, a mail address.
     pub command: Option<String>,
     /// Authenticator secret: asked for when delivery fails, accepted at
     /// any prompt. Its presence makes users.toml a secret (mode 0600).

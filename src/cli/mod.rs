@@ -479,7 +479,7 @@ With --telegram CHAT_ID: uses that chat, still checked with a code unless
 
 With --signal NUMBER, --sms NUMBER (E.164: +4915112345678), --webhook
 RECIPIENT (what {recipient} stands for: ntfy topic, Matrix room id, ...) or
---command RECIPIENT (the program's last argument): sends a code through that
+--command RECIPIENT (given to the program as $PAM_GATEWAY_RECIPIENT): sends a code through that
 gateway (configure it first) and asks for it here, as above, unless
 --no-verify; then writes [users.USER] signal = \"NUMBER\" (or sms, webhook,
 command). The user's other gateways stay: a login tries them in the order of
@@ -516,7 +516,7 @@ pub struct EnrollArgs {
         allow_hyphen_values = true
     )]
     pub webhook: Option<String>,
-    /// Enrol this command recipient (the program's last argument)
+    /// Enrol this command recipient ($PAM_GATEWAY_RECIPIENT of the program)
     #[arg(
         long,
         value_name = "RECIPIENT",

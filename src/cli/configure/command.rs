@@ -37,7 +37,7 @@ pub fn run(path: &Path, args: &ConfigureCommandArgs) -> Result<(), CliError> {
             asks: Vec::new(),
             place: Box::new(|_| Vec::new()),
             sources,
-            next: "pam-gateway enroll USER --command RECIPIENT (the program's last argument: \
+            next: "pam-gateway enroll USER --command RECIPIENT ($PAM_GATEWAY_RECIPIENT of the program: \
                    a phone number, a mail address)"
                 .to_string(),
         },

@@ -83,9 +83,9 @@ impl Default for FakeOptions {
     }
 }
 
-/// How the fake answers. Every mode but `Normal`, `Trickle` and `Webhook`
-/// applies to every request, whatever its path or token, and such requests
-/// deliver nothing (they are not in [`FakeTelegram::sent`]).
+/// How the fake answers. Every mode but `Normal`, `Trickle`, `TrickleBody`
+/// and `Webhook` applies to every request, whatever its path or token, and
+/// such requests deliver nothing (they are not in [`FakeTelegram::sent`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// Behave like the real Bot API.
@@ -108,6 +108,21 @@ pub enum Mode {
     /// Like `Normal`, but `getUpdates` answers 409 Conflict as when a webhook
     /// is set.
     Webhook,
+    /// The normal answer (messages are delivered): status line and headers
+    /// at once, then the body one byte at a time with this delay before
+    /// each byte.
+    TrickleBody { delay_ms: u64 },
+}
+
+/// A request as the fake received it, whatever the answer (or none): the
+/// whole body, even of a request it never answers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub method: String,
+    /// The request target as sent (with the query string, if any).
+    pub target: String,
+    /// The request body, as UTF-8 (lossy).
+    pub body: String,
 }
 
 /// A `sendMessage` call that succeeded.
@@ -222,6 +237,8 @@ struct State {
     /// Index in `sent` of the next message `wait_for_message` returns.
     waited: usize,
     requests: Vec<(String, String)>,
+    /// Every complete request, with its body.
+    received: Vec<Received>,
     /// Updates not yet confirmed by a `getUpdates` offset, oldest first.
     updates: VecDeque<(i64, Value)>,
     next_update_id: i64,
@@ -269,6 +286,7 @@ impl FakeTelegram {
                 sent: Vec::new(),
                 waited: 0,
                 requests: Vec::new(),
+                received: Vec::new(),
                 updates: VecDeque::new(),
                 next_update_id: FIRST_UPDATE_ID,
                 next_message_id: 1,
@@ -329,6 +347,32 @@ impl FakeTelegram {
     /// fault mode) as (HTTP method, request target), in order.
     pub fn requests(&self) -> Vec<(String, String)> {
         self.shared.state().requests.clone()
+    }
+
+    /// Every complete request the fake read (method, target, body), in
+    /// order, whether it was answered, held (`NeverAnswer`) or refused.
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.state().received.clone()
+    }
+
+    /// Waits up to `timeout` until at least `n` complete requests whose
+    /// target ends with `suffix` were received; returns them all.
+    pub fn wait_for_received(&self, suffix: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state();
+        loop {
+            let matching: Vec<Received> = st
+                .received
+                .iter()
+                .filter(|r| r.target.split('?').next().unwrap_or("").ends_with(suffix))
+                .cloned()
+                .collect();
+            let now = Instant::now();
+            if matching.len() >= n || now >= deadline {
+                return matching;
+            }
+            st = self.shared.wait(st, deadline - now);
+        }
     }
 
     /// Returns the next delivered message that this method has not returned
@@ -541,6 +585,7 @@ fn error_body(code: u16, description: &str, parameters: Option<Value>) -> String
 enum Action {
     Reply(Reply),
     Trickle(Reply, Duration),
+    TrickleBody(Reply, Duration),
     Hang,
     Close,
 }
@@ -575,6 +620,9 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             Action::Reply(reply) => write_reply(&mut stream, &reply, keep_alive, None, shared),
             Action::Trickle(reply, delay) => {
                 write_reply(&mut stream, &reply, keep_alive, Some(delay), shared)
+            }
+            Action::TrickleBody(reply, delay) => {
+                write_reply_trickle_body(&mut stream, &reply, keep_alive, delay, shared)
             }
             Action::Hang => {
                 while !shared.is_shutdown() {
@@ -715,6 +763,15 @@ fn read_request(
         Some((p, q)) => (p.to_string(), q.to_string()),
         None => (target.clone(), String::new()),
     };
+    {
+        let mut st = shared.state();
+        st.received.push(Received {
+            method: method.clone(),
+            target: target.clone(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+        shared.changed.notify_all();
+    }
     Ok(Request {
         method,
         target,
@@ -865,6 +922,33 @@ fn write_reply(
     stream.flush()
 }
 
+/// Like [`write_reply`], but the status line and headers go at once and
+/// only the body is trickled, one byte after each `delay`.
+fn write_reply_trickle_body(
+    stream: &mut TcpStream,
+    reply: &Reply,
+    keep_alive: bool,
+    delay: Duration,
+    shared: &Shared,
+) -> io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\nServer: nginx/1.18.0\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
+        reply.status,
+        reason(reply.status),
+        reply.content_type,
+        reply.body.len(),
+        if keep_alive { "keep-alive" } else { "close" },
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.flush()?;
+    for byte in &reply.body {
+        sleep_unless_shutdown(delay, shared)?;
+        stream.write_all(&[*byte])?;
+        stream.flush()?;
+    }
+    stream.flush()
+}
+
 fn sleep_unless_shutdown(total: Duration, shared: &Shared) -> io::Result<()> {
     let deadline = Instant::now() + total;
     loop {
@@ -910,6 +994,9 @@ fn handle(shared: &Shared, req: &Request) -> Action {
         Mode::Webhook => Action::Reply(api(shared, req, true)),
         Mode::Trickle { delay_ms } => {
             Action::Trickle(api(shared, req, false), Duration::from_millis(delay_ms))
+        }
+        Mode::TrickleBody { delay_ms } => {
+            Action::TrickleBody(api(shared, req, false), Duration::from_millis(delay_ms))
         }
         Mode::Status { code, body } => {
             let content_type = if serde_json::from_str::<Value>(&body).is_ok() {

@@ -19,10 +19,8 @@
 //! a TLS front on its own port (the one printed and written to the ready
 //! file). Runs until killed.
 
-#[path = "../tests/support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "../tests/support/tls_front.rs"]
-mod tls_front;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::tls_front;
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode, SentMessage};
 use std::fs::{self, File, OpenOptions};

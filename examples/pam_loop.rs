@@ -25,9 +25,8 @@ use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-#[path = "../tests/support/libpam_ffi.rs"]
-mod libpam_ffi;
 use libpam_ffi::*;
+use pgw_test_support::libpam_ffi;
 
 /// Where answers to prompts come from.
 enum Answers {

@@ -1,6 +1,6 @@
 //! One authentication, as plain Rust: no PAM types here.
 //!
-//! The PAM layer (`pam_module.rs`) gathers the login's facts, loads the
+//! The PAM layer (the module crate, `module/src/lib.rs`) gathers the login's facts, loads the
 //! files and hands this module a [`Conversation`], a [`Clock`], a
 //! [`CodeSource`], a [`Log`] and the user's delivery [`Route`]s. Tests drive
 //! the same function with scripted fakes.

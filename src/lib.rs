@@ -1,9 +1,11 @@
 //! pam_gateway: a one-time code over a messaging gateway as a second login
 //! factor.
 //!
-//! The file list is the architecture:
-//! - [`pam_module`]: the only code that knows PAM (arguments, items,
-//!   conversation, return codes); built into `pam_gateway.so`.
+//! This crate is the core: everything that runs inside sshd or sudo except
+//! the PAM glue, which is the module crate (`module/`, built into
+//! `pam_gateway.so`); the `pam-gateway` CLI (`cli/`) is a second front end
+//! over the same library. The file list is the architecture:
+//! - [`module_args`]: the module's arguments, parsed once.
 //! - [`flow`]: one authentication as plain Rust over small traits.
 //! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`].
 //! - [`config`] and [`users`]: `gateway.toml` and `users.toml`, validated,
@@ -12,8 +14,6 @@
 //! - [`code`]: CSPRNG codes and constant-time comparison.
 //! - [`log`]: syslog (authpriv) without codes or tokens.
 //! - [`setup`]: loading both files the way a login does, shared with the CLI.
-//! - [`toml_edits`]: comment-preserving edits of both files (CLI).
-//! - [`cli`]: the `pam-gateway` admin CLI, a second front end over the above.
 //! - [`state`]: per-user mutable state under `state_dir` (flock + atomic
 //!   replace); [`limits`] over it (codes per window, lockouts).
 //! - [`policy`]: who is covered (exempt networks and groups).
@@ -25,7 +25,6 @@
 )]
 
 pub mod backup_codes;
-pub mod cli;
 pub mod code;
 pub mod config;
 pub mod flow;
@@ -33,15 +32,15 @@ pub mod gateway;
 pub mod http;
 pub mod limits;
 pub mod log;
+pub mod module_args;
 pub mod nss;
-pub mod pam_module;
 pub mod policy;
 pub mod secure_file;
 pub mod setup;
 pub mod state;
+pub mod system;
 #[cfg(test)]
 mod test_dir;
-pub mod toml_edits;
 pub mod toml_errors;
 pub mod totp;
 pub mod users;

@@ -149,31 +149,15 @@ pub fn otpauth_uri(key: &TotpKey, account: &str, issuer: &str) -> String {
     )
 }
 
-/// `text` as a QR code drawn with Unicode half blocks, two modules per
-/// character cell, with the quiet zone. Light modules are drawn (as
-/// `qrencode -t UTF8` does), which reads right on the usual dark terminal.
-pub fn qr_terminal(text: &str) -> Result<String, String> {
-    use qrcode::render::unicode::Dense1x2;
-    let code =
-        qrcode::QrCode::new(text.as_bytes()).map_err(|e| format!("cannot make a QR code: {e}"))?;
-    Ok(code
-        .render::<Dense1x2>()
-        .dark_color(Dense1x2::Light)
-        .light_color(Dense1x2::Dark)
-        .quiet_zone(true)
-        .build())
-}
-
 /// Issuer shown by authenticator apps.
 pub const ISSUER: &str = "pam_gateway";
 
 /// What `pam-gateway totp USER` shows and stores: a new secret (base32 goes
-/// into the user's `totp_secret`), its otpauth URI and the URI as a
-/// terminal QR code. The URI and QR code hold the secret.
+/// into the user's `totp_secret`) and its otpauth URI (the CLI draws it as a
+/// QR code). The URI holds the secret.
 pub struct TotpEnrolment {
     pub key: TotpKey,
     pub uri: String,
-    pub qr: String,
 }
 
 impl fmt::Debug for TotpEnrolment {
@@ -186,8 +170,7 @@ impl fmt::Debug for TotpEnrolment {
 pub fn new_enrolment(user: &str, host: &str) -> Result<TotpEnrolment, String> {
     let key = TotpKey::generate()?;
     let uri = otpauth_uri(&key, &format!("{user}@{host}"), ISSUER);
-    let qr = qr_terminal(&uri)?;
-    Ok(TotpEnrolment { key, uri, qr })
+    Ok(TotpEnrolment { key, uri })
 }
 
 #[cfg(test)]
@@ -292,7 +275,6 @@ mod tests {
             e.uri
         );
         assert!(e.uri.contains(&b32));
-        assert!(e.qr.lines().count() > 10);
         assert!(!format!("{e:?}").contains(&b32));
         // What the app computes from the URI's secret is what the module accepts.
         let from_uri = TotpKey::from_base32(&b32).expect("key");
@@ -302,49 +284,5 @@ mod tests {
             Some(TotpKey::step_of(now))
         );
         assert_ne!(new_enrolment("alice", "pi").expect("enrolment").uri, e.uri);
-    }
-
-    #[test]
-    fn qr_rendering_matches_the_modules() {
-        let text = "otpauth://totp/pam_gateway:alice?secret=GEZDGNBVGY3TQOJQ";
-        let drawn = qr_terminal(text).expect("qr");
-        let code = qrcode::QrCode::new(text.as_bytes()).expect("qr");
-        let w = code.width();
-        let colors = code.to_colors();
-        let quiet = 4;
-        let size = w + 2 * quiet;
-        // Decode the half blocks back into a module grid (light = drawn).
-        let rows: Vec<Vec<char>> = drawn.lines().map(|l| l.chars().collect()).collect();
-        assert_eq!(rows.len(), size.div_ceil(2));
-        let mut dark_seen = 0;
-        for (y, row) in rows.iter().enumerate() {
-            assert_eq!(row.len(), size, "row {y}");
-            for (x, ch) in row.iter().enumerate() {
-                let (top_light, bottom_light) = match ch {
-                    '█' => (true, true),
-                    '▀' => (true, false),
-                    '▄' => (false, true),
-                    ' ' => (false, false),
-                    other => panic!("unexpected {other:?}"),
-                };
-                for (dy, light) in [(0, top_light), (1, bottom_light)] {
-                    let (my, mx) = (2 * y + dy, x);
-                    if my >= size {
-                        continue;
-                    }
-                    let inside =
-                        (quiet..quiet + w).contains(&mx) && (quiet..quiet + w).contains(&my);
-                    let dark =
-                        inside && colors[(my - quiet) * w + (mx - quiet)] == qrcode::Color::Dark;
-                    assert_eq!(light, !dark, "module ({mx},{my})");
-                    dark_seen += usize::from(dark);
-                }
-            }
-        }
-        assert!(
-            dark_seen > w * w / 4,
-            "{dark_seen} dark modules of {}",
-            w * w
-        );
     }
 }

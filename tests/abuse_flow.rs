@@ -8,20 +8,20 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pam_gateway::backup_codes;
-use pam_gateway::code::{Code, CodeSource};
-use pam_gateway::config::Config;
-use pam_gateway::flow::{
+use pam_gateway_core::backup_codes;
+use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
 };
-use pam_gateway::gateway::{DeliveryError, Gateway};
-use pam_gateway::log::MemoryLog;
-use pam_gateway::policy::Groups;
-use pam_gateway::secure_file::Owner;
-use pam_gateway::state::{
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::log::MemoryLog;
+use pam_gateway_core::policy::Groups;
+use pam_gateway_core::secure_file::Owner;
+use pam_gateway_core::state::{
     FileStateStore, MemoryStateStore, StateStore, UserState, WallClock, update_with,
 };
-use pam_gateway::totp::TotpKey;
+use pam_gateway_core::totp::TotpKey;
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 const START: u64 = 1_700_000_000;
@@ -196,7 +196,7 @@ struct OsCodes;
 
 impl CodeSource for OsCodes {
     fn generate(&mut self, digits: u32) -> Result<Code, String> {
-        pam_gateway::code::generate(digits)
+        pam_gateway_core::code::generate(digits)
     }
 }
 

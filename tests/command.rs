@@ -9,9 +9,9 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use pam_gateway::config::Config;
-use pam_gateway::gateway::command::{CommandConfig, CommandError, CommandGateway};
-use pam_gateway::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::command::{CommandConfig, CommandError, CommandGateway};
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
 
 const MESSAGE: &str =
     "482913 is your login code for alice@host (sshd from 203.0.113.7).\nIt expires in 5 min.";

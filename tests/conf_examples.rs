@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use pam_gateway::config::{Config, FailMode, Unenrolled};
-use pam_gateway::gateway::GatewayKind;
-use pam_gateway::setup::routes_for;
-use pam_gateway::users::Users;
+use pam_gateway_core::config::{Config, FailMode, Unenrolled};
+use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::setup::routes_for;
+use pam_gateway_core::users::Users;
 
 fn read(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -28,8 +28,8 @@ fn example_gateway_toml_parses_to_the_documented_defaults() {
     assert_eq!(c.failmode, FailMode::Secure);
     assert!(c.telegram.is_some());
     assert_eq!(c.state_dir, std::path::Path::new("/var/lib/pam_gateway"));
-    assert_eq!(c.limits, pam_gateway::limits::Limits::default());
-    assert_eq!(c.access, pam_gateway::policy::AccessPolicy::default());
+    assert_eq!(c.limits, pam_gateway_core::limits::Limits::default());
+    assert_eq!(c.access, pam_gateway_core::policy::AccessPolicy::default());
 }
 
 #[test]

@@ -15,10 +15,8 @@
 //! from `make cross`, under qemu: PGW_TEST_DEB_ARCH, PGW_TEST_DEB_BIN_DIR and
 //! PGW_TEST_PAMTESTER say which.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pam_harness;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -142,7 +140,7 @@ fn build_packages(out: &Path) -> Package {
         Some(d) => PathBuf::from(d),
         None => {
             // The cdylib `make test` builds, and the CLI cargo built for this test.
-            let cli = PathBuf::from(env!("CARGO_BIN_EXE_pam-gateway"));
+            let cli = pgw_test_support::cli_harness::bin();
             let dir = cli.parent().expect("bin dir").to_path_buf();
             assert!(
                 dir.join("libpam_gateway.so").is_file(),

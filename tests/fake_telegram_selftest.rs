@@ -1,7 +1,6 @@
 //! Tests of the fake Telegram Bot API itself, with raw HTTP over std TcpStream.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
+use pgw_test_support::fake_telegram;
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
 use serde_json::{Value, json};

@@ -4,17 +4,15 @@
 //! a panic; a user with an authenticator is asked for it instead. Also: 50
 //! logins of one user at once, limits and policy through real libpam.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pam_harness;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
-use pam_gateway::state::UserState;
-use pam_gateway::totp::TotpKey;
+use pam_gateway_core::state::UserState;
+use pam_gateway_core::totp::TotpKey;
 use pam_harness::*;
 
 /// `timeout = 2` in the harness config; the bound is timeout + 1 s.

@@ -6,15 +6,15 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pam_gateway::code::{Code, CodeSource};
-use pam_gateway::config::Config;
-use pam_gateway::flow::{
+use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
 };
-use pam_gateway::gateway::{DeliveryError, Gateway};
-use pam_gateway::log::MemoryLog;
-use pam_gateway::policy::Groups;
-use pam_gateway::state::{MemoryStateStore, WallClock};
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::log::MemoryLog;
+use pam_gateway_core::policy::Groups;
+use pam_gateway_core::state::{MemoryStateStore, WallClock};
 
 /// No policy rules in these tests: group lookups must not happen.
 struct NoGroups;
@@ -442,7 +442,7 @@ fn decoy_prompt_is_stable_per_user_and_keyed_on_the_config() {
     };
     let a = parse("");
     let b = parse("# another install\n");
-    let decoy = pam_gateway::flow::decoy_prompt;
+    let decoy = pam_gateway_core::flow::decoy_prompt;
     assert_eq!(decoy(&a, "mallory"), decoy(&a, "mallory"));
     // 50 names, 1000 possible tails: different keys or names give different
     // tails almost always (a collision of all 50 cannot happen by chance).

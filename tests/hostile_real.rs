@@ -59,14 +59,10 @@
 //! queue: tests that run many logins drain it (`Sandbox::log`) between
 //! them, or the next syslog() call blocks.
 
-#[path = "support/fake_http.rs"]
-mod fake_http;
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
-#[path = "support/sandbox.rs"]
-mod sandbox;
+use pgw_test_support::fake_http;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pam_harness;
+use pgw_test_support::sandbox;
 
 use std::collections::BTreeSet;
 use std::fs;

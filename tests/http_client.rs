@@ -7,10 +7,8 @@
 //! never reads a certificate at all; and an answer is read up to
 //! `MAX_BODY` only.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/tls_front.rs"]
-mod tls_front;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::tls_front;
 
 use std::fs;
 use std::io::{Read, Write};
@@ -20,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fake_telegram::{FakeOptions, FakeTelegram};
-use pam_gateway::config::{Config, HttpSettings};
-use pam_gateway::gateway::telegram::{TelegramClient, TelegramError};
-use pam_gateway::http::{self, TransportError, TrustRoots};
+use pam_gateway_core::config::{Config, HttpSettings};
+use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError};
+use pam_gateway_core::http::{self, TransportError, TrustRoots};
 use tls_front::TlsFront;
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";

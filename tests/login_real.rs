@@ -4,14 +4,9 @@
 //! `pam.d/login`. The test types like a person: user name, password, the
 //! code the fake received, then a command in the shell.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
-#[path = "support/pty.rs"]
-mod pty;
-#[path = "support/sandbox.rs"]
-mod sandbox;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pty;
+use pgw_test_support::sandbox;
 
 use std::time::Duration;
 

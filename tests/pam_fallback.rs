@@ -2,12 +2,9 @@
 //! built module from a private PAM dir (bwrap mount namespace); Telegram,
 //! Signal, SMS and webhook are loopback fakes, the command gateway a script.
 
-#[path = "support/fake_http.rs"]
-mod fake_http;
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
+use pgw_test_support::fake_http;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pam_harness;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,10 +1,8 @@
 //! Real libpam: pamtester loads the built module from a private PAM dir
 //! (bwrap mount namespace) and gets its code from the loopback fake.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pam_harness;
 
 use std::os::unix::fs::symlink;
 use std::time::Duration;

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use pam_gateway::config::Config;
-use pam_gateway::flow::{Enrolment, prompt_for};
-use pam_gateway::setup::{SetupError, enrolment, routes_for};
-use pam_gateway::users::Users;
+use pam_gateway_core::config::Config;
+use pam_gateway_core::flow::{Enrolment, prompt_for};
+use pam_gateway_core::setup::{SetupError, enrolment, routes_for};
+use pam_gateway_core::users::Users;
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 

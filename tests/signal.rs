@@ -3,16 +3,15 @@
 //! exact request, success, each failure they answer, timeouts, and no
 //! secret or full phone number in any error.
 
-#[path = "support/fake_http.rs"]
-mod fake_http;
+use pgw_test_support::fake_http;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fake_http::{Answer, FakeHttp, Reply, Request};
-use pam_gateway::config::Config;
-use pam_gateway::gateway::signal::{SignalConfig, SignalError, SignalGateway};
-use pam_gateway::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::signal::{SignalConfig, SignalError, SignalGateway};
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = "+4915100000001";

@@ -3,16 +3,15 @@
 //! answer (playSMS's `ERR nnn`, websms's status codes, Twilio's error
 //! codes), timeouts, and no secret or full phone number in any error.
 
-#[path = "support/fake_http.rs"]
-mod fake_http;
+use pgw_test_support::fake_http;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fake_http::{Answer, FakeHttp, Reply, Request};
-use pam_gateway::config::Config;
-use pam_gateway::gateway::sms::{SmsConfig, SmsError, SmsGateway};
-use pam_gateway::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::sms::{SmsConfig, SmsError, SmsGateway};
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use serde_json::json;
 
 const BOB: &str = "+4915112345678";

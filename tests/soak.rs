@@ -8,10 +8,8 @@
 //! code the fake received on stdin. `PGW_SOAK_CYCLES` sets the count:
 //! 200 in `make test`, 10,000 in `make soak`.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::pam_harness;
 
 use std::ffi::{CString, c_int, c_void};
 use std::io::{BufRead, Write};
@@ -28,9 +26,8 @@ const WARMUP: usize = 20;
 /// Bounds the host must stay within after warm-up.
 const MAX_RSS_GROWTH_KB: i64 = 4096;
 
-#[path = "support/libpam_ffi.rs"]
-mod libpam_ffi;
 use libpam_ffi::*;
+use pgw_test_support::libpam_ffi;
 
 /// Answers every echo-off prompt with the next line of stdin; other
 /// messages get no response text. Responses are malloc'd: libpam frees them.

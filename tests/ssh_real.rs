@@ -4,14 +4,9 @@
 //! OpenSSH's `ssh` answering keyboard-interactive prompts through askpass
 //! (tests/support/ssh.rs says why). Codes come from the loopback fake Bot API.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
-#[path = "support/sandbox.rs"]
-mod sandbox;
-#[path = "support/ssh.rs"]
-mod ssh;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::sandbox;
+use pgw_test_support::ssh;
 
 use std::time::Duration;
 

@@ -4,12 +4,8 @@
 //! and the code from stdin and prints its prompts on stderr; the test types
 //! each answer only once its prompt is there.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
-#[path = "support/pam_harness.rs"]
-mod pam_harness;
-#[path = "support/sandbox.rs"]
-mod sandbox;
+use pgw_test_support::fake_telegram;
+use pgw_test_support::sandbox;
 
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};

@@ -1,16 +1,15 @@
 //! The Telegram client against the loopback fake Bot API: the exact
 //! request, every error class, timeouts, and the token in no error text.
 
-#[path = "support/fake_telegram.rs"]
-mod fake_telegram;
+use pgw_test_support::fake_telegram;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
-use pam_gateway::config::{Config, TelegramConfig};
-use pam_gateway::gateway::telegram::{TelegramClient, TelegramError, TelegramGateway};
-use pam_gateway::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::config::{Config, TelegramConfig};
+use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError, TelegramGateway};
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 const SECRET_HALF: &str = "AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";

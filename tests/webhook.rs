@@ -3,21 +3,20 @@
 //! success answer), then the error classes, escaping, timeouts, and the
 //! secrets (URL, header values) in no error.
 
-#[path = "support/fake_http.rs"]
-mod fake_http;
+use pgw_test_support::fake_http;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fake_http::{Answer, FakeHttp, Reply, Request};
-use pam_gateway::config::Config;
-use pam_gateway::gateway::webhook::{WebhookConfig, WebhookError, WebhookGateway};
-use pam_gateway::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::webhook::{WebhookConfig, WebhookError, WebhookGateway};
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use serde_json::json;
 
 const MESSAGE: &str = "123456 is your login code for alice@host (sshd from 203.0.113.7).\nIt expires in 5 min. \"Quotes\" \\ and <html> & stuff";
 
-fn parse(section: &str) -> Result<WebhookConfig, pam_gateway::toml_errors::ParseError> {
+fn parse(section: &str) -> Result<WebhookConfig, pam_gateway_core::toml_errors::ParseError> {
     Config::parse(Path::new("/t/gateway.toml"), section).map(|c| c.webhook.expect("webhook"))
 }
 

@@ -15,17 +15,17 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use pam_gateway::backup_codes::{self, BackupHash};
-use pam_gateway::code::{Code, CodeSource};
-use pam_gateway::config::Config;
-use pam_gateway::flow::{
+use pam_gateway_core::backup_codes::{self, BackupHash};
+use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
 };
-use pam_gateway::gateway::{DeliveryError, Gateway};
-use pam_gateway::log::MemoryLog;
-use pam_gateway::policy::Groups;
-use pam_gateway::state::{MemoryStateStore, UserState, WallClock};
-use pam_gateway::totp::TotpKey;
+use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::log::MemoryLog;
+use pam_gateway_core::policy::Groups;
+use pam_gateway_core::state::{MemoryStateStore, UserState, WallClock};
+use pam_gateway_core::totp::TotpKey;
 
 const SENT_CODE: &str = "123456";
 const NOW: u64 = 1_700_000_000;

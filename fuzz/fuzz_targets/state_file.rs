@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pam_gateway::limits::{self, Limits};
-use pam_gateway::state::UserState;
+use pam_gateway_core::limits::{self, Limits};
+use pam_gateway_core::state::UserState;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 8 {

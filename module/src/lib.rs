@@ -1,0 +1,261 @@
+//! `pam_gateway.so`: the PAM layer, the only code that knows about PAM. It
+//! parses the module arguments, reads the login's items, wraps the
+//! conversation, runs the core's flow (`pam_gateway_core::flow`) and maps its
+//! [`Outcome`] to a PAM return code.
+//! pam-bindings wraps every hook in `catch_unwind`: a panic is PAM_ABORT.
+
+use std::ffi::CStr;
+
+use pam::constants::{PAM_PROMPT_ECHO_OFF, PamFlag, PamResultCode};
+use pam::conv::Conv;
+use pam::items::{AuthTok, RHost, Service, Tty};
+use pam::module::{PamHandle, PamHooks};
+
+use pam_gateway_core::code::OsCodeSource;
+use pam_gateway_core::flow::{
+    Answer, ConvError, Conversation, Enrolment, Flow, LoginContext, MonotonicClock, Outcome, clean,
+};
+use pam_gateway_core::log::{Level, Log, SyslogLog};
+use pam_gateway_core::module_args::ModuleArgs;
+use pam_gateway_core::nss;
+use pam_gateway_core::policy::SystemGroups;
+use pam_gateway_core::secure_file::Owner;
+use pam_gateway_core::setup;
+use pam_gateway_core::state::{FileStateStore, SystemWallClock};
+use pam_gateway_core::system::hostname;
+
+/// What OpenSSH passes as the password when the real one was wrong (or the
+/// user does not exist), so that PAM modules run the same either way.
+pub const OPENSSH_WRONG_PASSWORD: &[u8] = b"\x08\n\r\x7fINCORRECT";
+
+/// Maps an outcome to what PAM expects (DESIGN.md's table).
+pub fn pam_code(outcome: &Outcome) -> PamResultCode {
+    match outcome {
+        Outcome::Success { .. } => PamResultCode::PAM_SUCCESS,
+        Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
+        Outcome::UnknownUser => PamResultCode::PAM_USER_UNKNOWN,
+        Outcome::Expired
+        | Outcome::NotEnrolledDenied
+        | Outcome::WrongPassword
+        | Outcome::RateLimited => PamResultCode::PAM_AUTH_ERR,
+        // All attempts are used up, across logins.
+        Outcome::LockedOut => PamResultCode::PAM_MAXTRIES,
+        Outcome::NotEnrolledIgnored | Outcome::DeliveryFailedIgnored | Outcome::PolicyIgnored => {
+            PamResultCode::PAM_IGNORE
+        }
+        // An unsafe or corrupt state file is a broken setup, like a bad config.
+        Outcome::StateFailed => PamResultCode::PAM_SERVICE_ERR,
+        Outcome::DeliveryFailedDenied => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        Outcome::ConversationFailed => PamResultCode::PAM_CONV_ERR,
+        Outcome::SystemError => PamResultCode::PAM_SYSTEM_ERR,
+    }
+}
+
+/// The application's conversation function as a [`Conversation`].
+struct PamConversation<'a> {
+    conv: Conv<'a>,
+}
+
+impl Conversation for PamConversation<'_> {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
+        match self.conv.send(PAM_PROMPT_ECHO_OFF, prompt) {
+            Ok(Some(secret)) => Ok(Some(Answer::new(secret.as_bytes().to_vec()))),
+            Ok(None) => Ok(None),
+            Err(code) => Err(ConvError(format!("{code:?}"))),
+        }
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConvError> {
+        self.conv
+            .send(pam::constants::PAM_ERROR_MSG, text)
+            .map(|_| ())
+            .map_err(|code| ConvError(format!("{code:?}")))
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.conv
+            .send(pam::constants::PAM_TEXT_INFO, text)
+            .map(|_| ())
+            .map_err(|code| ConvError(format!("{code:?}")))
+    }
+}
+
+fn item_string<'a, T>(pamh: &'a PamHandle) -> Option<String>
+where
+    T: pam::items::Item<'a> + std::ops::Deref<Target = &'a CStr>,
+{
+    match pamh.get_item::<T>() {
+        Ok(Some(v)) => Some(v.to_string_lossy().into_owned()),
+        _ => None,
+    }
+}
+
+fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
+    let mut log = SyslogLog::open();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args = match ModuleArgs::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            log.log(Level::Error, &format!("denied: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+
+    let given = match pamh.get_user(None) {
+        Ok(u) => u,
+        Err(code) => {
+            log.log(
+                Level::Error,
+                &format!("denied: cannot get the user name ({code:?})"),
+            );
+            return code;
+        }
+    };
+    // One account, one name: users.toml, the state file and the group
+    // checks use the account's own name (pw_name), never the spelling the
+    // client typed. A name NSS does not know is denied (by the flow, after
+    // the same prompts as any login); a failed lookup denies here.
+    let (user, known) = match nss::canonical_user(&given) {
+        Ok(Some(name)) => (name, true),
+        Ok(None) => (given.clone(), false),
+        Err(e) => {
+            log.log(Level::Error, &format!("user={} denied: {e}", clean(&given)));
+            return PamResultCode::PAM_SYSTEM_ERR;
+        }
+    };
+    if known && user != given {
+        log.log(
+            Level::Info,
+            &format!("user={} is account {}", clean(&given), clean(&user)),
+        );
+    }
+
+    // For log lines only: the user name comes from the client.
+    let shown = clean(&user);
+    // Any problem with the files denies, whatever failmode says.
+    let config = match setup::load_config(&args.config, Owner::ROOT) {
+        Ok(c) => c,
+        Err(e) => {
+            log.log(Level::Error, &format!("user={shown} denied: config: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let users = match setup::load_users(&config, Owner::ROOT) {
+        Ok(u) => u,
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("user={shown} denied: users file: {e}"),
+            );
+            return PamResultCode::PAM_SERVICE_ERR;
+        }
+    };
+    let enrolment = if !known {
+        Enrolment::UnknownUser
+    } else {
+        match setup::enrolment(&config, &users, &user) {
+            Ok(e) => e,
+            Err(e) => {
+                log.log(Level::Error, &format!("user={shown} denied: {e}"));
+                return PamResultCode::PAM_SERVICE_ERR;
+            }
+        }
+    };
+
+    let password_was_wrong = matches!(
+        pamh.get_item::<AuthTok>(),
+        Ok(Some(tok)) if tok.as_bytes() == OPENSSH_WRONG_PASSWORD
+    );
+    let ctx = LoginContext {
+        user: user.clone(),
+        service: item_string::<Service>(pamh).unwrap_or_default(),
+        rhost: item_string::<RHost>(pamh),
+        tty: item_string::<Tty>(pamh),
+        host: hostname(),
+        password_was_wrong,
+        caller_is_root: nss::real_uid_is_root(),
+    };
+
+    let conv = match pamh.get_item::<Conv>() {
+        Ok(Some(c)) => c,
+        _ => {
+            log.log(
+                Level::Error,
+                &format!("user={shown} denied: the application offers no conversation"),
+            );
+            return PamResultCode::PAM_CONV_ERR;
+        }
+    };
+    let mut conversation = PamConversation { conv };
+    let clock = MonotonicClock::default();
+    let mut codes = OsCodeSource;
+    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
+    let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
+    let mut flow = Flow {
+        config: &config,
+        conv: &mut conversation,
+        clock: &clock,
+        codes: &mut codes,
+        log: &mut log,
+        debug: args.debug,
+        state: &store,
+        wall: &SystemWallClock,
+        groups: &SystemGroups,
+        totp,
+    };
+    let outcome = flow.authenticate(&ctx, enrolment);
+    pam_code(&outcome)
+}
+
+/// The hooks pam-bindings exports as `pam_sm_*`.
+pub struct PamGateway;
+
+impl PamHooks for PamGateway {
+    fn sm_authenticate(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        authenticate(pamh, &args)
+    }
+
+    fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        PamResultCode::PAM_SUCCESS
+    }
+}
+
+pam::pam_hooks!(PamGateway);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_design_table() {
+        use PamResultCode::*;
+        let table = [
+            (
+                Outcome::Success {
+                    gateway: "telegram",
+                },
+                PAM_SUCCESS,
+            ),
+            (Outcome::MaxTries, PAM_MAXTRIES),
+            (Outcome::Expired, PAM_AUTH_ERR),
+            (Outcome::NotEnrolledDenied, PAM_AUTH_ERR),
+            (Outcome::NotEnrolledIgnored, PAM_IGNORE),
+            (Outcome::WrongPassword, PAM_AUTH_ERR),
+            (Outcome::DeliveryFailedDenied, PAM_AUTHINFO_UNAVAIL),
+            (Outcome::DeliveryFailedIgnored, PAM_IGNORE),
+            (Outcome::ConversationFailed, PAM_CONV_ERR),
+            (Outcome::SystemError, PAM_SYSTEM_ERR),
+            (Outcome::LockedOut, PAM_MAXTRIES),
+            (Outcome::RateLimited, PAM_AUTH_ERR),
+            (Outcome::PolicyIgnored, PAM_IGNORE),
+            (Outcome::StateFailed, PAM_SERVICE_ERR),
+            (Outcome::UnknownUser, PAM_USER_UNKNOWN),
+        ];
+        for (outcome, code) in table {
+            assert_eq!(pam_code(&outcome), code, "{outcome:?}");
+        }
+    }
+}

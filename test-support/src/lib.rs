@@ -1,0 +1,24 @@
+//! What pam_gateway's integration tests and examples share: loopback fakes of
+//! the services (the Telegram Bot API, any HTTP service, a TLS front), the
+//! real-libpam harness (pamtester in a private mount namespace), the
+//! real-client sandbox (sshd, sudo, su, login in their own namespaces), a
+//! pty, and the CLI harness. Tests that need root say so in one place:
+//! [`pam_harness::require_root_tools`] and [`sandbox::require_client_tools`].
+
+pub mod cli_harness;
+pub mod fake_http;
+pub mod fake_telegram;
+pub mod libpam_ffi;
+pub mod pam_harness;
+pub mod pty;
+pub mod sandbox;
+pub mod ssh;
+pub mod tls_front;
+
+/// The repository's top directory (pam.d/, conf/, scripts/ are there).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from(".."))
+}

@@ -103,6 +103,10 @@ pub enum Mode {
     /// Like `Normal`, but `getUpdates` answers 409 Conflict as when a webhook
     /// is set.
     Webhook,
+    /// A 200 head at once (with a `Content-Length` far beyond what comes),
+    /// then one byte of body every `delay_ms`, until the client goes away
+    /// or the fake is dropped. Delivers nothing.
+    TrickleBodyForever { delay_ms: u64 },
 }
 
 /// A `sendMessage` call that succeeded.
@@ -462,6 +466,7 @@ fn error_body(code: u16, description: &str, parameters: Option<Value>) -> String
 enum Action {
     Reply(Reply),
     Trickle(Reply, Duration),
+    TrickleForever(Duration),
     Hang,
     Close,
 }
@@ -496,6 +501,19 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             Action::Reply(reply) => write_reply(&mut stream, &reply, keep_alive, None, shared),
             Action::Trickle(reply, delay) => {
                 write_reply(&mut stream, &reply, keep_alive, Some(delay), shared)
+            }
+            Action::TrickleForever(delay) => {
+                let head = "HTTP/1.1 200 OK\r\nServer: nginx/1.18.0\r\n\
+                            Content-Type: application/json\r\nContent-Length: 1000000\r\n\
+                            Connection: close\r\n\r\n{\"ok\":true,\"result\":{\"pad\":\"";
+                if stream.write_all(head.as_bytes()).is_ok() {
+                    while sleep_unless_shutdown(delay, shared).is_ok()
+                        && stream.write_all(b"x").is_ok()
+                        && stream.flush().is_ok()
+                    {}
+                }
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
             }
             Action::Hang => {
                 while !shared.is_shutdown() {
@@ -859,6 +877,9 @@ fn handle(shared: &Shared, req: &Request) -> Action {
         }),
         Mode::NeverAnswer => Action::Hang,
         Mode::CloseWithoutAnswer => Action::Close,
+        Mode::TrickleBodyForever { delay_ms } => {
+            Action::TrickleForever(Duration::from_millis(delay_ms))
+        }
     }
 }
 

@@ -9,9 +9,15 @@ CARGO ?= cargo
 PREFIX ?= /usr
 DESTDIR ?=
 PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
-RELEASE := target/release
-# The module as it ships (scripts/build-module.sh: the cdylib alone, with LTO).
+# Cargo's target directory: $(CARGO_TARGET_DIR) when set.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+RELEASE := $(TARGET_DIR)/release
+# The module as it ships: the module crate is a cdylib alone, so the release
+# profile's LTO applies; cargo names it libpam_gateway.so, PAM wants
+# pam_gateway.so.
 MODULE := $(RELEASE)/pam_gateway.so
+# Copies cargo's libpam_gateway.so in DIR to DIR/pam_gateway.so (atomically).
+name-module = cp $(1)/libpam_gateway.so $(1)/pam_gateway.so.tmp && mv $(1)/pam_gateway.so.tmp $(1)/pam_gateway.so
 
 .PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm
 
@@ -19,8 +25,8 @@ all: build
 
 build:
 	@scripts/deps.sh build
-	$(CARGO) build --release --locked --bin pam-gateway
-	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
+	$(CARGO) build --release --locked
+	$(call name-module,$(RELEASE))
 
 # Everything CI runs: formatting, clippy, unit tests, the loopback gateway
 # tests, the real-libpam tests and the real-client tests (sshd, sudo, login;
@@ -29,19 +35,20 @@ build:
 test:
 	@scripts/deps.sh test
 	$(MAKE) --no-print-directory lint
-	# The real-libpam tests load the cdylib, which `cargo test` alone does not build.
-	$(CARGO) build --locked --lib
-	$(CARGO) test --locked --all-targets
+	# The real-libpam tests load the module and run the CLI: build both first.
+	$(CARGO) build --locked
+	$(CARGO) test --locked --workspace --all-targets
 	# And the module as it ships (release profile, LTO) through real libpam.
-	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
-	PGW_TEST_MODULE=$(CURDIR)/$(MODULE) $(CARGO) test --locked --test pam_real
+	$(CARGO) build --release --locked -p pam-gateway-module
+	$(call name-module,$(RELEASE))
+	PGW_TEST_MODULE=$(abspath $(MODULE)) $(CARGO) test --locked --test pam_real
 
 # The long-lived host at full length: one process, 10,000 PAM cycles against
 # the loopback fake (`make test` runs 200). Prints fds/threads/RSS per tenth.
 SOAK_CYCLES ?= 10000
 soak:
 	@scripts/deps.sh test
-	$(CARGO) build --locked --lib
+	$(CARGO) build --locked
 	PGW_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --locked --test soak -- --nocapture
 
 # cargo-fuzz targets, FUZZ_SECONDS each; the corpus in fuzz/corpus is kept.
@@ -65,8 +72,9 @@ lint:
 		$(CARGO) fmt --all --check; \
 	else echo "lint: cargo fmt not installed (rustup component add rustfmt); skipped"; fi
 	@if $(CARGO) clippy --version >/dev/null 2>&1; then \
-		$(CARGO) clippy --locked --all-targets -- -D warnings; \
+		$(CARGO) clippy --locked --workspace --all-targets -- -D warnings; \
 	else echo "lint: cargo clippy not installed (rustup component add clippy); skipped"; fi
+	@scripts/lint-shape.sh
 
 # Raspberry Pi builds (README "Raspberry Pi"): module, CLI and .deb for
 # Raspberry Pi OS 64-bit (aarch64, arm64) and 32-bit (armv7, armhf), with
@@ -80,7 +88,7 @@ cross:
 # The Debian package for this machine, in target/deb (README "Debian package").
 deb: build
 	@scripts/deps.sh deb
-	scripts/mkdeb.sh --bin-dir $(RELEASE) --out target/deb
+	scripts/mkdeb.sh --bin-dir $(RELEASE) --out $(TARGET_DIR)/deb
 
 # The aarch64 and armv7 builds through Debian's arm64 and armhf libpam
 # under qemu-user, and their .debs through dpkg; root, like make test.
@@ -96,7 +104,8 @@ test-arm:
 bench:
 	@scripts/deps.sh bench
 	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop
-	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
+	$(CARGO) build --release --locked -p pam-gateway-module
+	$(call name-module,$(RELEASE))
 	@scripts/bench.sh
 
 # The same for the aarch64 build of `make cross`, under qemu-user (relative
@@ -109,7 +118,8 @@ bench-arm:
 demo:
 	@scripts/deps.sh demo
 	$(CARGO) build --release --locked --examples
-	CARGO=$(CARGO) scripts/build-module.sh $(RELEASE) --release --locked
+	$(CARGO) build --release --locked -p pam-gateway-module
+	$(call name-module,$(RELEASE))
 	@scripts/demo.sh
 
 # Installs the module into this system's PAM module directory and the CLI

@@ -66,19 +66,21 @@ for t in "${targets[@]}"; do
     # The linker, and the C compiler and archiver for ring's C and assembly.
     # RUSTC/RUSTDOC keep a rustup proxy earlier in PATH from being used by
     # Debian's cargo (it would pick rustup's rustc, which lacks the target).
-    # The CLI (and CROSS_EXTRA_ARGS), then the module with LTO
-    # (scripts/build-module.sh says why it is built on its own).
+    # The CLI and the module (a cdylib alone: the release profile's LTO
+    # applies), and CROSS_EXTRA_ARGS.
     cross_env=("CARGO_TARGET_${upper}_LINKER=$gnu-gcc"
         "CC_${t//-/_}=$gnu-gcc" "AR_${t//-/_}=$gnu-ar"
         "RUSTC=$rustc" "RUSTDOC=$(dirname "$rustc")/rustdoc" "CARGO=$cargo")
     args=(--release --locked --target "$t" --target-dir "$TARGET_DIR")
     out=$TARGET_DIR/$t/release
     # shellcheck disable=SC2086 # CROSS_EXTRA_ARGS is a list of words
-    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" --bin pam-gateway ${CROSS_EXTRA_ARGS:-} ||
-        ! env "${cross_env[@]}" scripts/build-module.sh "$out" "${args[@]}"; then
+    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" -p pam-gateway-cli -p pam-gateway-module \
+        ${CROSS_EXTRA_ARGS:-}; then
         failed+=("$t")
         continue
     fi
+    cp "$out/libpam_gateway.so" "$out/pam_gateway.so.tmp"
+    mv "$out/pam_gateway.so.tmp" "$out/pam_gateway.so"
     printf '%-40s %9d bytes\n' "$out/pam_gateway.so" "$(stat -c %s "$out/pam_gateway.so")"
     printf '%-40s %9d bytes\n' "$out/pam-gateway" "$(stat -c %s "$out/pam-gateway")"
     if ! scripts/mkdeb.sh --arch "$arch" --bin-dir "$out" --out "$DEB_DIR"; then

@@ -6,8 +6,9 @@
 set -euo pipefail
 
 TARGET=${CARGO_TARGET_DIR:-target}/release
-MODULE=$PWD/$TARGET/pam_gateway.so
-FAKE=$PWD/$TARGET/examples/fake_telegram
+case $TARGET in /*) ;; *) TARGET=$PWD/$TARGET ;; esac
+MODULE=$TARGET/pam_gateway.so
+FAKE=$TARGET/examples/fake_telegram
 
 if [ "$(id -u)" != 0 ]; then
     echo "make demo needs root: PAM only trusts root-owned config files, and the"
@@ -50,6 +51,12 @@ cat > "$DIR/etc/users.toml" <<TOML
 telegram = "123456977"
 TOML
 chmod 644 "$DIR/etc/users.toml"
+# The module resolves the user through NSS and denies names it does not
+# know: alice exists inside the namespace only (a passwd and group laid over
+# the host's).
+{ cat /etc/passwd; echo "alice:x:64100:64100:demo user:/nonexistent:/usr/sbin/nologin"; } > "$DIR/passwd"
+{ cat /etc/group; echo "alice:x:64100:"; } > "$DIR/group"
+chmod 644 "$DIR/passwd" "$DIR/group"
 cat > "$DIR/pam.d/demo" <<PAM
 auth required $MODULE config=$DIR/etc/gateway.toml
 PAM
@@ -77,7 +84,8 @@ type_code_from_telegram() {
     echo "$code"
 }
 
-pam() { bwrap --bind / / --dev /dev --bind "$DIR/pam.d" /etc/pam.d --die-with-parent \
+pam() { bwrap --bind / / --dev /dev --bind "$DIR/pam.d" /etc/pam.d \
+    --ro-bind "$DIR/passwd" /etc/passwd --ro-bind "$DIR/group" /etc/group --die-with-parent \
     pamtester -v demo alice authenticate; }
 
 bold "1. alice logs in and types the code Telegram delivered"

@@ -41,12 +41,12 @@ multiarch=$(dpkg-architecture -a "$arch" -qDEB_HOST_MULTIARCH 2>/dev/null)
 gnu=$(dpkg-architecture -a "$arch" -qDEB_HOST_GNU_TYPE 2>/dev/null)
 if [ "$arch" = "$(dpkg --print-architecture)" ]; then strip="strip"; else strip="$gnu-strip"; fi
 
-# The module as it ships (scripts/build-module.sh); the debug build that the
-# package test uses has only cargo's libpam_gateway.so.
+# The module as `make build` names it; a plain cargo build (the package
+# test's debug build) has only cargo's libpam_gateway.so.
 so=$bin_dir/pam_gateway.so
 if [ ! -f "$so" ] && [ -f "$bin_dir/libpam_gateway.so" ]; then
     so=$bin_dir/libpam_gateway.so
-    echo "mkdeb: no $bin_dir/pam_gateway.so; packaging cargo's libpam_gateway.so (built without LTO: make deb builds the module as it ships)" >&2
+    echo "mkdeb: no $bin_dir/pam_gateway.so; packaging cargo's libpam_gateway.so (make deb packages the release build)" >&2
 fi
 cli=$bin_dir/pam-gateway
 for f in "$so" "$cli"; do

@@ -3,7 +3,15 @@
 //! with the outcome its fail mode promises, within `timeout` + 1 s, without
 //! a panic; a user with an authenticator is asked for it instead. Also: 50
 //! logins of one user at once, limits and policy through real libpam.
+//!
+//! Then every HTTP gateway (Telegram, Signal, the three SMS providers, the
+//! webhook) on its own against a loopback service that misbehaves: an
+//! answer trickled a byte at a time still ends by `timeout` + 1 s; refused,
+//! failed, silent and starved (EMFILE, in a child process) sends each get
+//! their own class; an error that echoes the request carries neither the
+//! code nor the message; no error text carries a secret.
 
+use pgw_test_support::fake_http;
 use pgw_test_support::fake_telegram;
 use pgw_test_support::pam_harness;
 
@@ -11,9 +19,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
+use pam_gateway_core::gateway::DeliveryError;
 use pam_gateway_core::state::UserState;
 use pam_gateway_core::totp::TotpKey;
 use pam_harness::*;
+use serde_json::json;
 
 /// `timeout = 2` in the harness config; the bound is timeout + 1 s.
 const BOUND: Duration = Duration::from_secs(3);
@@ -141,6 +151,14 @@ fn faults() -> Vec<Fault> {
             name: "connection closed without an answer",
             setup: |f| {
                 f.set_mode(Mode::CloseWithoutAnswer);
+                f.url()
+            },
+            unreachable: true,
+        },
+        Fault {
+            name: "head at once, then the body a byte every 300 ms forever",
+            setup: |f| {
+                f.set_mode(Mode::TrickleBodyForever { delay_ms: 300 });
                 f.url()
             },
             unreachable: true,
@@ -382,3 +400,436 @@ fn fifty_logins_at_once_count_exactly() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+// ------------------------------------------- each HTTP gateway on its own ----
+
+/// What the gateways below are built with: `timeout = 2`, so every send
+/// must end within [`GW_BOUND`] = timeout + 1 s.
+const GW_TIMEOUT: u64 = 2;
+const GW_BOUND: Duration = Duration::from_secs(GW_TIMEOUT + 1);
+const GW_TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+const GW_PLAYSMS_TOKEN: &str = "tok+en/Secret=42abc";
+const GW_WEBSMS_TOKEN: &str = "websms-token-Vb7Qz2";
+const GW_TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const GW_TWILIO_TOKEN: &str = "twilio-token-Pq45Rt0123456789ab";
+const GW_HOOK_HEADER: &str = "hook-secret-Zt51Mw";
+/// Every secret of every gateway below, plain and as a URL carries it.
+const GW_SECRETS: &[&str] = &[
+    GW_TOKEN,
+    "AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c",
+    GW_PLAYSMS_TOKEN,
+    "tok%2Ben%2FSecret%3D42abc",
+    GW_WEBSMS_TOKEN,
+    GW_TWILIO_TOKEN,
+    GW_HOOK_HEADER,
+];
+const GW_CODE: &str = "493817";
+const GW_MESSAGE: &str = "493817 is your login code for alice@host (sshd from 203.0.113.7).\n\
+                          If this was not you, your password is known to someone.";
+
+/// A gateway of `kind` whose service is at `url`.
+fn gw(kind: &str, url: &str) -> Box<dyn pam_gateway_core::gateway::Gateway> {
+    use pam_gateway_core::gateway::{
+        signal::SignalGateway, sms::SmsGateway, telegram::TelegramGateway, webhook::WebhookGateway,
+    };
+    let limits = format!("timeout = {GW_TIMEOUT}\nconnect_timeout = 1\n");
+    let section = match kind {
+        "telegram" => format!("[telegram]\nbot_token = \"{GW_TOKEN}\"\napi_url = \"{url}\"\n"),
+        "signal" => format!("[signal]\nurl = \"{url}\"\nnumber = \"+4915100000001\"\n"),
+        "playsms" => format!(
+            "[sms]\nprovider = \"playsms\"\nurl = \"{url}/index.php\"\nusername = \"pam\"\n\
+             token = \"{GW_PLAYSMS_TOKEN}\"\n"
+        ),
+        "websms" => format!(
+            "[sms]\nprovider = \"websms\"\nurl = \"{url}\"\ntoken = \"{GW_WEBSMS_TOKEN}\"\n"
+        ),
+        "twilio" => format!(
+            "[sms]\nprovider = \"twilio\"\nurl = \"{url}\"\naccount_sid = \"{GW_TWILIO_SID}\"\n\
+             auth_token = \"{GW_TWILIO_TOKEN}\"\nfrom = \"+15005550006\"\n"
+        ),
+        "webhook" => format!(
+            "[webhook]\nurl = \"{url}/hook/{{recipient}}\"\nbody = '{{\"text\":\"{{message}}\"}}'\n\
+             headers = {{ X-Token = \"{GW_HOOK_HEADER}\" }}\n"
+        ),
+        other => panic!("no gateway {other}"),
+    };
+    let cfg = pam_gateway_core::config::Config::parse(
+        std::path::Path::new("/t/gateway.toml"),
+        &format!("{section}{limits}"),
+    )
+    .expect("config");
+    match kind {
+        "telegram" => Box::new(TelegramGateway::new(&cfg.telegram.expect("telegram"))),
+        "signal" => Box::new(SignalGateway::new(&cfg.signal.expect("signal"))),
+        "webhook" => Box::new(WebhookGateway::new(&cfg.webhook.expect("webhook"))),
+        _ => Box::new(SmsGateway::new(&cfg.sms.expect("sms"))),
+    }
+}
+
+fn gw_recipient(kind: &str) -> &'static str {
+    match kind {
+        "telegram" => "123456977",
+        "webhook" => "bob",
+        _ => "+4915112345678",
+    }
+}
+
+/// Sends [`GW_MESSAGE`] through a fresh `kind` gateway at `url` on a
+/// thread, and waits for it no longer than a send may take plus 3 s (so
+/// that a send without a deadline fails the test instead of hanging it).
+/// The result, and how long the send took.
+fn gw_send(kind: &str, url: &str) -> (Result<(), DeliveryError>, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (kind, url) = (kind.to_string(), url.to_string());
+    std::thread::spawn(move || {
+        let gateway = gw(&kind, &url);
+        let start = Instant::now();
+        let result = gateway.send(gw_recipient(&kind), GW_MESSAGE);
+        let _ = tx.send((result, start.elapsed()));
+    });
+    rx.recv_timeout(GW_BOUND + Duration::from_secs(3))
+        .expect("the send is still running: no deadline")
+}
+
+/// No secret, no code, no message, in any rendering of `err`.
+fn gw_assert_clean(what: &str, err: &DeliveryError) {
+    for text in [err.to_string(), format!("{err:?}")] {
+        for s in GW_SECRETS {
+            assert!(!text.contains(s), "{what}: secret {s:?} in {text}");
+        }
+        assert!(!text.contains(GW_CODE), "{what}: the code in {text}");
+        assert!(
+            !text.contains("your password is known"),
+            "{what}: the message in {text}"
+        );
+        assert!(
+            !text.contains("4915112345678"),
+            "{what}: full number in {text}"
+        );
+    }
+}
+
+/// Each service's success answer, by path.
+fn gw_service(req: &fake_http::Request) -> fake_http::Answer {
+    use fake_http::Reply;
+    let p = req.path.as_str();
+    let reply = if p.starts_with("/bot") {
+        Reply::json(200, json!({"ok": true, "result": {"message_id": 7}}))
+    } else if p == "/v2/send" {
+        Reply::json(201, json!({"timestamp": "1700000000000"}))
+    } else if p == "/index.php" {
+        Reply::json(
+            200,
+            json!({"data": [{"status": "OK", "error": "0", "smslog_id": "30"}]}),
+        )
+    } else if p == "/rest/smsmessaging/text" {
+        Reply::json(200, json!({"statusCode": 2000, "statusMessage": "OK"}))
+    } else if p.ends_with("/Messages.json") {
+        Reply::json(
+            201,
+            json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}),
+        )
+    } else if p.starts_with("/hook/") {
+        Reply::text(200, "ok")
+    } else {
+        Reply::text(404, "not found")
+    };
+    reply.into()
+}
+
+/// Each service's error answer with `status`, quoting the whole request
+/// (target and body: query string, form or JSON) as services that echo
+/// what they could not handle do.
+fn gw_echo(req: &fake_http::Request, status: u16) -> fake_http::Answer {
+    use fake_http::Reply;
+    let echo = format!("{} {} {}", req.method, req.target, req.body_text());
+    let p = req.path.as_str();
+    let reply = if p.starts_with("/bot") {
+        Reply::json(
+            status,
+            json!({"ok": false, "error_code": status, "description": format!("Bad Request: {echo}")}),
+        )
+    } else if p == "/v2/send" {
+        Reply::json(
+            status,
+            json!({"error": format!("Failed to send message: {echo}")}),
+        )
+    } else if p == "/index.php" {
+        // playSMS answers its errors with 200; an error code it does not
+        // document, so that the gateway quotes the error string.
+        Reply::json(
+            if status >= 500 { status } else { 200 },
+            json!({"status": "ERR", "error": "609", "error_string": echo}),
+        )
+    } else if p == "/rest/smsmessaging/text" {
+        Reply::json(status, json!({"statusCode": 4000, "statusMessage": echo}))
+    } else if p.ends_with("/Messages.json") {
+        Reply::json(
+            status,
+            json!({"code": 21211, "message": echo, "status": status}),
+        )
+    } else {
+        Reply::text(status, &echo)
+    };
+    reply.into()
+}
+
+fn gw_closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    format!("http://127.0.0.1:{}", l.local_addr().expect("addr").port())
+}
+
+/// A send that must end as Unreachable within `timeout` + 1 s.
+fn gw_assert_bounded(kind: &str, what: &str, answer: fake_http::Answer) {
+    let fake = fake_http::FakeHttp::start(move |_| answer.clone());
+    let (result, took) = gw_send(kind, &fake.url());
+    eprintln!("{kind}, {what}: {took:?}, {result:?}");
+    let err = result.expect_err("nothing was answered");
+    assert!(
+        took < GW_BOUND,
+        "{kind}, {what}: took {took:?} with timeout = {GW_TIMEOUT}"
+    );
+    assert!(
+        matches!(err, DeliveryError::Unreachable(_)),
+        "{kind}, {what}: {err:?}"
+    );
+    assert!(err.to_string().contains("timeout"), "{kind}, {what}: {err}");
+    gw_assert_clean(what, &err);
+}
+
+fn gw_trickled_body(kind: &str) {
+    gw_assert_bounded(
+        kind,
+        "head at once, then a body byte every 300 ms",
+        fake_http::Answer::TrickleBody {
+            status: 200,
+            delay: Duration::from_millis(300),
+        },
+    );
+}
+
+fn gw_trickled_head(kind: &str) {
+    gw_assert_bounded(
+        kind,
+        "a header byte every 300 ms",
+        fake_http::Answer::TrickleHead {
+            delay: Duration::from_millis(300),
+        },
+    );
+}
+
+fn gw_failures_by_class(kind: &str) {
+    let (result, _) = gw_send(kind, &gw_closed_port_url());
+    let err = result.expect_err("nothing listens");
+    assert!(matches!(err, DeliveryError::Refused(_)), "{kind}: {err:?}");
+    assert!(
+        err.proven_remote() && err.nothing_delivered(),
+        "{kind}: {err:?}"
+    );
+    gw_assert_clean("refused", &err);
+
+    let fake = fake_http::FakeHttp::start(|_| {
+        fake_http::Reply::text(503, "<html><body>503 Service Unavailable</body></html>").into()
+    });
+    let (result, _) = gw_send(kind, &fake.url());
+    let err = result.expect_err("503");
+    assert!(
+        matches!(err, DeliveryError::ServiceFailed(_)),
+        "{kind}: {err:?}"
+    );
+    gw_assert_clean("503", &err);
+
+    // An answer that is not the service's: a captive portal's page. (The
+    // webhook takes any 2xx as delivered: it knows no answer format.)
+    if kind != "webhook" {
+        fake.set_handler(|_| {
+            fake_http::Reply::text(200, "<html><h1>Sign in to the guest network</h1></html>").into()
+        });
+        let (result, _) = gw_send(kind, &fake.url());
+        let err = result.expect_err("garbage");
+        assert!(
+            matches!(err, DeliveryError::ServiceFailed(_)),
+            "{kind}: {err:?}"
+        );
+        gw_assert_clean("garbage", &err);
+    }
+
+    fake.set_handler(|_| fake_http::Answer::Close);
+    let (result, _) = gw_send(kind, &fake.url());
+    let err = result.expect_err("closed");
+    assert!(
+        matches!(err, DeliveryError::Unreachable(_)),
+        "{kind}: {err:?}"
+    );
+    gw_assert_clean("closed", &err);
+
+    fake.set_handler(|_| fake_http::Answer::Hang);
+    let (result, took) = gw_send(kind, &fake.url());
+    let err = result.expect_err("no answer");
+    assert!(
+        matches!(err, DeliveryError::Unreachable(_)),
+        "{kind}: {err:?}"
+    );
+    assert!(took < GW_BOUND, "{kind}: took {took:?}");
+    gw_assert_clean("no answer", &err);
+
+    // And the service as it should be: delivered.
+    fake.set_handler(gw_service);
+    let (result, _) = gw_send(kind, &fake.url());
+    result.unwrap_or_else(|e| panic!("{kind}: {e:?}"));
+}
+
+fn gw_echoed_request(kind: &str) {
+    for status in [400, 500] {
+        let fake = fake_http::FakeHttp::start(move |req| gw_echo(req, status));
+        let (result, _) = gw_send(kind, &fake.url());
+        let err = result.expect_err("an error answer");
+        eprintln!("{kind}, echo {status}: {err}");
+        gw_assert_clean(&format!("{kind}, echo {status}"), &err);
+        let sent = fake.requests();
+        assert!(
+            sent.iter()
+                .any(|r| (r.target.clone() + &r.body_text()).contains(GW_CODE)),
+            "{kind}: the code went out"
+        );
+    }
+}
+
+/// Set in the child that [`gw_out_of_descriptors`] starts: `KIND PHASE URL`.
+const GW_CHILD: &str = "PGW_FAULTS_DESCRIPTOR_CHILD";
+
+/// A caller can start su or sudo with any RLIMIT_NOFILE: with no
+/// descriptor to spare, building the client (an event loop) or opening the
+/// socket fails, and that is this machine's failure (Local), never
+/// "unreachable". Run in a child process (this test binary, this test
+/// alone) so this process's limits stay as they are.
+fn gw_out_of_descriptors(kind: &str, test: &str) {
+    if let Ok(spec) = std::env::var(GW_CHILD) {
+        return gw_descriptor_child(&spec);
+    }
+    let fake = fake_http::FakeHttp::start(gw_service);
+    for phase in ["before-the-client", "after-a-first-send"] {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(GW_CHILD, format!("{kind} {phase} {}", fake.url()))
+            .output()
+            .expect("run the test binary");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let result = stdout
+            .lines()
+            .find_map(|l| l.split_once("CHILD-RESULT ").map(|(_, r)| r))
+            .unwrap_or_default()
+            .to_string();
+        eprintln!("{kind}, {phase}: {result}");
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{kind}, {phase}: {:?}\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            result.starts_with("local-error "),
+            "{kind}, {phase}: {result}"
+        );
+        assert!(
+            result.contains("(os error 24)"),
+            "{kind}, {phase}: not EMFILE: {result}"
+        );
+        for s in GW_SECRETS {
+            assert!(!result.contains(s), "{kind}, {phase}: secret in {result}");
+        }
+        assert!(
+            !result.contains(GW_CODE),
+            "{kind}, {phase}: code in {result}"
+        );
+    }
+}
+
+fn gw_descriptor_child(spec: &str) {
+    let mut parts = spec.splitn(3, ' ');
+    let (kind, phase, url) = (
+        parts.next().expect("kind"),
+        parts.next().expect("phase"),
+        parts.next().expect("url"),
+    );
+    let gateway = gw(kind, url);
+    if phase == "after-a-first-send" {
+        let sockets = open_sockets();
+        gateway
+            .send(gw_recipient(kind), GW_MESSAGE)
+            .expect("a first send, with descriptors to spare");
+        // The client closes that connection on its runtime thread: wait
+        // for it, or its descriptor would be free for the next socket.
+        let until = Instant::now() + Duration::from_secs(10);
+        while open_sockets() > sockets {
+            assert!(Instant::now() < until, "the first connection stays open");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    // The lowest free descriptor becomes the limit: every new one fails.
+    // SAFETY: dup, close and the rlimit calls only touch this (child)
+    // process's descriptor table and limits, with valid arguments.
+    unsafe {
+        let free = libc::dup(0);
+        assert!(free > 0, "dup");
+        libc::close(free);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = free as libc::rlim_t;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0, "setrlimit");
+    }
+    let err = gateway
+        .send(gw_recipient(kind), GW_MESSAGE)
+        .expect_err("no descriptor left: the send cannot succeed");
+    println!("\nCHILD-RESULT {} {err}", err.class());
+    assert!(matches!(err, DeliveryError::Local(_)), "{err:?}");
+    assert!(!err.proven_remote() && err.nothing_delivered(), "{err:?}");
+}
+
+/// How many sockets this process has open.
+fn open_sockets() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+macro_rules! http_gateway_faults {
+    ($($kind:ident),*) => {$(
+        mod $kind {
+            #[test]
+            fn a_trickled_body_ends_by_the_timeout() {
+                super::gw_trickled_body(stringify!($kind));
+            }
+
+            #[test]
+            fn a_trickled_head_ends_by_the_timeout() {
+                super::gw_trickled_head(stringify!($kind));
+            }
+
+            #[test]
+            fn refused_failed_closed_and_silent_sends_by_class() {
+                super::gw_failures_by_class(stringify!($kind));
+            }
+
+            #[test]
+            fn an_error_echoing_the_request_has_no_code_or_message() {
+                super::gw_echoed_request(stringify!($kind));
+            }
+
+            #[test]
+            fn out_of_descriptors_is_a_local_failure() {
+                super::gw_out_of_descriptors(
+                    stringify!($kind),
+                    concat!(stringify!($kind), "::out_of_descriptors_is_a_local_failure"),
+                );
+            }
+        }
+    )*};
+}
+
+http_gateway_faults!(telegram, signal, playsms, websms, twilio, webhook);

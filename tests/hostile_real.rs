@@ -1,7 +1,7 @@
 //! The caller is an attacker too (DESIGN.md): Debian's setuid `su` and
 //! `sudo`, started by the unprivileged test user pgwalice (`setpriv
 //! --reuid/--regid/--init-groups`) inside the sandbox of
-//! tests/support/sandbox.rs, with the module cargo built. The caller knows
+//! test-support/src/sandbox.rs, with the module cargo built. The caller knows
 //! the password (root's is the test password here) and lacks the phone. It
 //! controls how su/sudo start (rlimits, ignored signals) and may signal and
 //! read through /proc any process that keeps its uid. Each attack must end

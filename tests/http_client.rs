@@ -88,13 +88,13 @@ fn fake_behind_tls(leaf: &str) -> (FakeTelegram, TlsFront) {
     (fake, front)
 }
 
-fn client(roots: TrustRoots) -> reqwest::blocking::Client {
+fn client(roots: TrustRoots) -> http::Client {
     http::client_with_roots(&settings(), Duration::from_secs(5), roots).expect("client")
 }
 
 /// `getMe` through the blocking client: "STATUS BODY", or the error as the
 /// gateways describe it.
-fn get_me(client: &reqwest::blocking::Client, base: &str) -> Result<String, String> {
+fn get_me(client: &http::Client, base: &str) -> Result<String, String> {
     let response = client
         .post(format!("{base}/bot{TOKEN}/getMe"))
         .json(&serde_json::json!({}))
@@ -161,11 +161,11 @@ fn the_system_store_does_not_trust_the_test_ca() {
     assert!(fake.sent().is_empty());
 
     // And the path the Signal, SMS and webhook gateways take.
-    let request = http::client(&settings())
-        .expect("client")
+    let c = http::client(&settings()).expect("client");
+    let request = c
         .post(format!("{}/bot{TOKEN}/getMe", front.url()))
         .body("{}");
-    match http::exchange(request, &[TOKEN]) {
+    match c.exchange(request, &[TOKEN]) {
         Err(TransportError::Other(d)) => {
             assert!(d.contains("UnknownIssuer"), "{d}");
             assert!(!d.contains(TOKEN), "{d}");
@@ -372,4 +372,67 @@ fn an_answer_is_read_up_to_max_body_only() {
     assert!(body.bytes().all(|b| b == b'x'));
     drop(c);
     let _ = server.join();
+}
+
+/// Set in the child of the test below: the https URL to call.
+const EMFILE_CHILD: &str = "PGW_HTTP_CLIENT_EMFILE_CHILD";
+
+/// The CA bundle is read at the first handshake. A caller who starts su
+/// with just enough descriptors for the socket makes that read fail with
+/// EMFILE: the exchange fails as this machine's failure (Local), not as an
+/// unreachable server, and says why. In a child process, whose limits the
+/// test may change.
+#[test]
+fn a_bundle_that_cannot_be_opened_for_want_of_descriptors_is_local() {
+    if let Ok(url) = std::env::var(EMFILE_CHILD) {
+        let c = http::client(&settings()).expect("client");
+        // SAFETY: dup, close and the rlimit calls only touch this child's
+        // descriptor table and limits, with valid arguments.
+        unsafe {
+            let free = libc::dup(0);
+            assert!(free > 0, "dup");
+            libc::close(free);
+            let mut lim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+            // One descriptor: the socket, and nothing for the bundle.
+            lim.rlim_cur = (free + 1) as libc::rlim_t;
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+        let request = c.post(format!("{url}/bot{TOKEN}/getMe")).body("{}");
+        let err = c
+            .exchange(request, &[TOKEN])
+            .expect_err("no descriptor for the bundle");
+        println!("\nCHILD-RESULT {err:?}");
+        match &err {
+            TransportError::Local(d) => {
+                assert!(d.contains("(os error 24)"), "{d}");
+                assert!(d.contains("cannot open"), "{d}");
+            }
+            other => panic!("expected a local failure, got {other:?}"),
+        }
+        assert!(!format!("{err:?}").contains(TOKEN));
+        return;
+    }
+    let (fake, front) = fake_behind_tls("leaf");
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_bundle_that_cannot_be_opened_for_want_of_descriptors_is_local",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(EMFILE_CHILD, front.url())
+        .output()
+        .expect("run the test binary");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fake.requests().is_empty(), "nothing may reach the server");
 }

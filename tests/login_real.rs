@@ -1,6 +1,6 @@
 //! A console login end to end: Debian's `login` on a pseudo-terminal
-//! (tests/support/pty.rs) in a private mount namespace
-//! (tests/support/sandbox.rs) whose /etc/pam.d/login is the repo's
+//! (test-support/src/pty.rs) in a private mount namespace
+//! (test-support/src/sandbox.rs) whose /etc/pam.d/login is the repo's
 //! `pam.d/login`. The test types like a person: user name, password, the
 //! code the fake received, then a command in the shell.
 

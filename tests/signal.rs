@@ -282,6 +282,48 @@ fn rest_timeouts_and_dead_services_are_unreachable_in_time() {
         matches!(&err, SignalError::Transport(t) if t.to_string().contains("refused")),
         "{err}"
     );
+    assert!(matches!(
+        DeliveryError::from(err),
+        DeliveryError::Refused(_)
+    ));
+    let err = gw.send(BOB, "x").unwrap_err();
+    assert!(matches!(err, DeliveryError::Refused(_)), "{err:?}");
+}
+
+#[test]
+fn server_failures_and_unreadable_answers_are_service_failures() {
+    let fake = FakeHttp::start(|_| Reply::text(502, "<html>Bad Gateway</html>").into());
+    for gw in [rest(&fake, ""), jsonrpc(&fake, "")] {
+        let err = gw.send(BOB, "x").unwrap_err();
+        assert!(matches!(err, DeliveryError::ServiceFailed(_)), "{err:?}");
+    }
+    fake.set_handler(|_| Reply::text(201, "<html>Welcome</html>").into());
+    let err = rest(&fake, "").send(BOB, "x").unwrap_err();
+    assert!(matches!(err, DeliveryError::ServiceFailed(_)), "{err:?}");
+    // signal-cli itself could not reach Signal: it answered, and failed.
+    let err = DeliveryError::from(SignalError::NetworkFailure);
+    assert!(matches!(err, DeliveryError::ServiceFailed(_)), "{err:?}");
+}
+
+#[test]
+fn an_error_quoting_the_request_has_neither_code_nor_message() {
+    let message = "493817 is your login code for alice@host.\nIf this was not you, act.";
+    let fake = FakeHttp::start(|req| {
+        Reply::json(
+            400,
+            json!({"error": format!("cannot send {}", req.body_text())}),
+        )
+        .into()
+    });
+    let gw = rest(&fake, "");
+    let err = gw.send_rest(BOB, message).unwrap_err();
+    let delivery = gw.send(BOB, message).unwrap_err();
+    for text in [err.to_string(), format!("{err:?}"), delivery.to_string()] {
+        assert!(!text.contains("493817"), "code in {text}");
+        assert!(!text.contains("If this was not you"), "message in {text}");
+    }
+    assert!(err.to_string().contains("[message]"), "{err}");
+    assert_clean(&err);
 }
 
 #[test]

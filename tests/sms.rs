@@ -234,6 +234,71 @@ fn playsms_err_answers() {
 }
 
 #[test]
+fn refused_and_failed_services_by_class() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let closed = format!("http://127.0.0.1:{port}");
+    let fake = FakeHttp::start(|_| Reply::text(503, "<html>down</html>").into());
+    for name in ["playsms", "websms", "twilio"] {
+        let at = |url: &str| match name {
+            "playsms" => gateway(&format!(
+                "provider = \"playsms\"\nurl = \"{url}/index.php\"\nusername = \"pam\"\n\
+                 token = \"{PLAYSMS_TOKEN}\"\n"
+            )),
+            "websms" => gateway(&format!(
+                "provider = \"websms\"\nurl = \"{url}\"\ntoken = \"{WEBSMS_TOKEN}\"\n"
+            )),
+            _ => gateway(&format!(
+                "provider = \"twilio\"\nurl = \"{url}\"\naccount_sid = \"{TWILIO_SID}\"\n\
+                 auth_token = \"{TWILIO_TOKEN}\"\nfrom = \"{TWILIO_FROM}\"\n"
+            )),
+        };
+        let err = at(&closed).send(BOB, "x").unwrap_err();
+        assert!(matches!(err, DeliveryError::Refused(_)), "{name}: {err:?}");
+        let err = at(&fake.url()).send(BOB, "x").unwrap_err();
+        assert!(
+            matches!(err, DeliveryError::ServiceFailed(_)),
+            "{name}: {err:?}"
+        );
+        for s in SECRETS {
+            assert!(!format!("{err:?}").contains(s), "{name}: {err:?}");
+        }
+    }
+}
+
+#[test]
+fn an_error_quoting_the_request_has_neither_code_nor_message() {
+    let message = "493817 is your login code for alice@host.\nIf this was not you, act.";
+    let fake = FakeHttp::start(|req| {
+        let echo = format!("{} {}", req.target, req.body_text());
+        if req.path == "/index.php" {
+            Reply::json(
+                200,
+                json!({"status": "ERR", "error": "609", "error_string": echo}),
+            )
+        } else if req.path.ends_with("/Messages.json") {
+            Reply::json(400, json!({"code": 21211, "message": echo, "status": 400}))
+        } else {
+            Reply::json(400, json!({"statusCode": 4000, "statusMessage": echo}))
+        }
+        .into()
+    });
+    for gw in [playsms(&fake), websms_token(&fake), twilio(&fake)] {
+        let err = gw.send_sms(BOB, message).unwrap_err();
+        let delivery = gw.send(BOB, message).unwrap_err();
+        for text in [err.to_string(), format!("{err:?}"), delivery.to_string()] {
+            assert!(!text.contains("493817"), "code in {text}");
+            assert!(!text.contains("If this was not you"), "message in {text}");
+            assert!(!text.contains("was%20not"), "message in {text}");
+        }
+        assert_clean(&err);
+    }
+}
+
+#[test]
 fn playsms_timeout_is_unreachable_in_time() {
     let fake = FakeHttp::start(|_| Answer::Hang);
     let start = Instant::now();

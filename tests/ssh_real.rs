@@ -1,8 +1,8 @@
 //! OpenSSH end to end: Debian's sshd on 127.0.0.1 with the repo's
 //! `pam.d/sshd` (or `pam.d/sshd-publickey`) and `sshd_config.d/*.conf`,
-//! each sshd in a private mount namespace (tests/support/sandbox.rs), and
+//! each sshd in a private mount namespace (test-support/src/sandbox.rs), and
 //! OpenSSH's `ssh` answering keyboard-interactive prompts through askpass
-//! (tests/support/ssh.rs says why). Codes come from the loopback fake Bot API.
+//! (test-support/src/ssh.rs says why). Codes come from the loopback fake Bot API.
 
 use pgw_test_support::fake_telegram;
 use pgw_test_support::sandbox;

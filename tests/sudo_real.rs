@@ -1,5 +1,5 @@
 //! sudo end to end: Debian's sudo, run by an unprivileged test user in a
-//! private mount namespace (tests/support/sandbox.rs) whose
+//! private mount namespace (test-support/src/sandbox.rs) whose
 //! /etc/pam.d/sudo is the repo's `pam.d/sudo`. `sudo -S` reads the password
 //! and the code from stdin and prints its prompts on stderr; the test types
 //! each answer only once its prompt is there.

@@ -138,7 +138,7 @@ fn rate_limit_carries_retry_after() {
 }
 
 #[test]
-fn server_errors_and_garbage_are_unreachable() {
+fn server_errors_and_garbage_are_service_failures() {
     let fake = fake();
     let c = client(&fake, 5);
     fake.set_mode(Mode::Status {
@@ -147,12 +147,16 @@ fn server_errors_and_garbage_are_unreachable() {
     });
     let err = c.send_message(CHAT, "x").unwrap_err();
     assert_eq!(err, TelegramError::Server { status: 502 });
+    assert!(matches!(
+        DeliveryError::from(err.clone()),
+        DeliveryError::ServiceFailed(_)
+    ));
     fake.set_mode(Mode::Garbage);
     let err = c.send_message(CHAT, "x").unwrap_err();
     assert!(matches!(err, TelegramError::Malformed(_)), "{err:?}");
     assert!(matches!(
         DeliveryError::from(err.clone()),
-        DeliveryError::Unreachable(_)
+        DeliveryError::ServiceFailed(_)
     ));
     fake.set_mode(Mode::Status {
         code: 200,
@@ -163,6 +167,10 @@ fn server_errors_and_garbage_are_unreachable() {
     fake.set_mode(Mode::CloseWithoutAnswer);
     let err = c.send_message(CHAT, "x").unwrap_err();
     assert!(matches!(err, TelegramError::Transport(_)), "{err:?}");
+    assert!(matches!(
+        DeliveryError::from(err.clone()),
+        DeliveryError::Unreachable(_)
+    ));
     assert_no_token(&err);
     assert!(fake.sent().is_empty());
 }
@@ -183,8 +191,13 @@ fn refused_connection() {
     assert_no_token(&err);
     assert!(matches!(
         DeliveryError::from(err),
-        DeliveryError::Unreachable(_)
+        DeliveryError::Refused(_)
     ));
+    // Through the gateway too, and the URL with the token is in no text.
+    let gw = TelegramGateway::new(&config(&format!("http://127.0.0.1:{port}"), TOKEN, 5));
+    let err = gw.send(CHAT, "x").unwrap_err();
+    assert!(matches!(err, DeliveryError::Refused(_)), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains(SECRET_HALF), "{err:?}");
 }
 
 #[test]
@@ -199,6 +212,38 @@ fn a_server_that_never_answers_is_bounded_by_timeout() {
         took < Duration::from_secs(3),
         "took {took:?} with timeout = 1"
     );
+    assert!(matches!(
+        DeliveryError::from(err.clone()),
+        DeliveryError::Unreachable(_)
+    ));
+    assert_no_token(&err);
+}
+
+#[test]
+fn an_answer_quoting_the_message_is_redacted() {
+    let fake = fake();
+    let c = client(&fake, 5);
+    let message = "493817 is your login code for alice@host.\nIf this was not you, act.";
+    let echo = serde_json::json!({"chat_id": 123456977, "text": message}).to_string();
+    for code in [400, 403] {
+        fake.set_mode(Mode::Status {
+            code,
+            body: serde_json::json!({
+                "ok": false,
+                "error_code": code,
+                "description": format!("Bad Request: cannot parse {echo} for bot{TOKEN}")
+            })
+            .to_string(),
+        });
+        let err = c.send_message(CHAT, message).unwrap_err();
+        let delivery = DeliveryError::from(err.clone());
+        for text in [err.to_string(), format!("{err:?}"), delivery.to_string()] {
+            assert!(!text.contains("493817"), "code in {text}");
+            assert!(!text.contains("If this was not you"), "message in {text}");
+            assert!(text.contains("[message]"), "{text}");
+        }
+        assert_no_token(&err);
+    }
 }
 
 #[test]

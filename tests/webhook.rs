@@ -328,6 +328,10 @@ fn answers_by_class() {
     let class = |e: WebhookError| DeliveryError::from(e).class();
     assert_eq!(class(WebhookError::Redirect(301)), "misconfigured");
     assert_eq!(class(WebhookError::Server { status: 500 }), "unreachable");
+    assert!(matches!(
+        DeliveryError::from(WebhookError::Server { status: 500 }),
+        DeliveryError::ServiceFailed(_)
+    ));
     assert_eq!(
         class(WebhookError::Refused {
             status: 400,
@@ -394,6 +398,48 @@ fn timeout_and_dead_service() {
         gw.send("bob", "x").unwrap_err(),
         DeliveryError::Unreachable(_)
     ));
+    fake.set_handler(|_| Reply::text(502, "<html>Bad Gateway</html>").into());
+    let err = gw.send("bob", "x").unwrap_err();
+    assert!(matches!(err, DeliveryError::ServiceFailed(_)), "{err:?}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let gw = WebhookGateway::new(
+        &parse(&format!(
+            "[webhook]\nurl = \"http://127.0.0.1:{port}/hook\"\nbody = '{{\"text\":\"{{message}}\"}}'\n"
+        ))
+        .expect("config"),
+    );
+    let err = gw.send("bob", "x").unwrap_err();
+    assert!(matches!(err, DeliveryError::Refused(_)), "{err:?}");
+}
+
+#[test]
+fn an_error_quoting_the_request_has_neither_code_nor_message() {
+    let fake = FakeHttp::start(|req| {
+        Reply::text(400, &format!("invalid payload: {}", req.body_text())).into()
+    });
+    // JSON, and a form (percent-encoded).
+    let form = WebhookGateway::new(
+        &parse(&format!(
+            "[webhook]\nurl = \"{}/form\"\ncontent_type = \"application/x-www-form-urlencoded\"\n\
+             body = \"msg={{message}}\"\n",
+            fake.url()
+        ))
+        .expect("config"),
+    );
+    for gw in [simple(&fake, ""), form] {
+        let err = gw.call("bob", MESSAGE).unwrap_err();
+        let delivery = gw.send("bob", MESSAGE).unwrap_err();
+        for text in [err.to_string(), format!("{err:?}"), delivery.to_string()] {
+            assert!(!text.contains("123456"), "code in {text}");
+            assert!(!text.contains("It expires in"), "message in {text}");
+            assert!(!text.contains("expires%20in"), "message in {text}");
+            assert!(text.contains("[message]"), "{text}");
+        }
+    }
 }
 
 #[test]

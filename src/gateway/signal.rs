@@ -173,9 +173,9 @@ impl From<SignalError> for DeliveryError {
         use SignalError::*;
         let text = e.to_string();
         match e {
-            Transport(_) | NetworkFailure | Server { .. } | Malformed(_) => {
-                DeliveryError::Unreachable(text)
-            }
+            Transport(t) => t.delivery_error(text),
+            // signal-cli answered: it (or Signal behind it) failed.
+            NetworkFailure | Server { .. } | Malformed(_) => DeliveryError::ServiceFailed(text),
             NotOnSignal | UntrustedIdentity | Refused { .. } => DeliveryError::Rejected {
                 reason: text,
                 retry_after: None,
@@ -192,7 +192,7 @@ impl From<SignalError> for DeliveryError {
 /// Signal as a [`Gateway`]: the recipient is an E.164 phone number.
 pub struct SignalGateway {
     cfg: SignalConfig,
-    client: OnceCell<reqwest::blocking::Client>,
+    client: OnceCell<http::Client>,
 }
 
 impl SignalGateway {
@@ -210,27 +210,33 @@ impl SignalGateway {
         }
     }
 
+    /// The HTTP client, built on first use.
+    fn client(&self) -> Result<&http::Client, SignalError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let c = http::client(&self.cfg.http).map_err(SignalError::Transport)?;
+        Ok(self.client.get_or_init(|| c))
+    }
+
     fn post(&self, path: &str, body: &Value) -> Result<HttpAnswer, SignalError> {
-        let secrets = self.secrets();
-        let client = match self.client.get() {
-            Some(c) => c,
-            None => {
-                let c = http::client(&self.cfg.http).map_err(|e| {
-                    SignalError::Transport(TransportError::Other(http::scrub(&e, &secrets)))
-                })?;
-                self.client.get_or_init(|| c)
-            }
-        };
+        let client = self.client()?;
         let mut request = client.post(format!("{}{path}", self.cfg.url)).json(body);
         if let Some((user, password)) = &self.cfg.basic_auth {
             request = request.basic_auth(user, Some(password.expose()));
         }
-        http::exchange(request, &secrets).map_err(SignalError::Transport)
+        client
+            .exchange(request, &self.secrets())
+            .map_err(SignalError::Transport)
     }
 
-    /// A service message, bounded, without secrets or the full recipient.
-    fn clean(&self, text: &str, recipient: &str) -> String {
-        mask_recipient(&http::excerpt(text, 200, &self.secrets()), recipient)
+    /// A service message, bounded, without secrets, the full recipient or
+    /// the message that was sent.
+    fn clean(&self, text: &str, recipient: &str, message: &str) -> String {
+        mask_recipient(
+            &http::excerpt_sent(text, 200, &self.secrets(), message),
+            recipient,
+        )
     }
 
     /// Sends through signal-cli-rest-api.
@@ -245,7 +251,7 @@ impl SignalGateway {
             .as_ref()
             .and_then(|v| v.get("error"))
             .and_then(Value::as_str)
-            .map(|m| self.clean(m, recipient))
+            .map(|m| self.clean(m, recipient, text))
             .unwrap_or_default();
         match answer.status {
             201 | 200 => {
@@ -270,7 +276,7 @@ impl SignalGateway {
                         .unwrap_or_default();
                     return Err(classify_message(
                         answer.status,
-                        &self.clean(&first, recipient),
+                        &self.clean(&first, recipient, text),
                     ));
                 }
                 let has_timestamp = match v.get("timestamp") {
@@ -325,6 +331,7 @@ impl SignalGateway {
             let message = self.clean(
                 error.get("message").and_then(Value::as_str).unwrap_or(""),
                 recipient,
+                text,
             );
             // The per-recipient results, when signal-cli attached them,
             // say more than the summary message.
@@ -372,21 +379,14 @@ impl SignalGateway {
 
 impl SignalGateway {
     fn get(&self, path: &str) -> Result<HttpAnswer, SignalError> {
-        let secrets = self.secrets();
-        let client = match self.client.get() {
-            Some(c) => c,
-            None => {
-                let c = http::client(&self.cfg.http).map_err(|e| {
-                    SignalError::Transport(TransportError::Other(http::scrub(&e, &secrets)))
-                })?;
-                self.client.get_or_init(|| c)
-            }
-        };
+        let client = self.client()?;
         let mut request = client.get(format!("{}{path}", self.cfg.url));
         if let Some((user, password)) = &self.cfg.basic_auth {
             request = request.basic_auth(user, Some(password.expose()));
         }
-        http::exchange(request, &secrets).map_err(SignalError::Transport)
+        client
+            .exchange(request, &self.secrets())
+            .map_err(SignalError::Transport)
     }
 
     /// Asks the front end who it is, and whether it has the sending
@@ -550,7 +550,7 @@ impl SignalGateway {
 fn new_rpc_id() -> Result<String, SignalError> {
     let mut id_bytes = [0u8; 8];
     getrandom::fill(&mut id_bytes)
-        .map_err(|e| SignalError::Transport(TransportError::Other(e.to_string())))?;
+        .map_err(|e| SignalError::Transport(TransportError::local("no random request id", e)))?;
     Ok(id_bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -636,6 +636,6 @@ impl Gateway for SignalGateway {
             SignalMode::Rest => self.send_rest(recipient, text),
             SignalMode::Jsonrpc => self.send_jsonrpc(recipient, text),
         }
-        .map_err(DeliveryError::from)
+        .map_err(|e| http::without_message(DeliveryError::from(e), text))
     }
 }

@@ -348,7 +348,8 @@ impl From<SmsError> for DeliveryError {
         use SmsError::*;
         let text = e.to_string();
         match e {
-            Transport(_) | Server(_) | Malformed(_) => DeliveryError::Unreachable(text),
+            Transport(t) => t.delivery_error(text),
+            Server(_) | Malformed(_) => DeliveryError::ServiceFailed(text),
             BadRecipient(_) | Refused(_) => DeliveryError::Rejected {
                 reason: text,
                 retry_after: None,
@@ -367,7 +368,7 @@ impl From<SmsError> for DeliveryError {
 /// SMS as a [`Gateway`]: the recipient is an E.164 phone number.
 pub struct SmsGateway {
     cfg: SmsConfig,
-    client: OnceCell<reqwest::blocking::Client>,
+    client: OnceCell<http::Client>,
 }
 
 impl SmsGateway {
@@ -390,13 +391,11 @@ impl SmsGateway {
         }
     }
 
-    fn client(&self) -> Result<&reqwest::blocking::Client, SmsError> {
+    fn client(&self) -> Result<&http::Client, SmsError> {
         if let Some(c) = self.client.get() {
             return Ok(c);
         }
-        let c = http::client(&self.cfg.http).map_err(|e| {
-            SmsError::Transport(TransportError::Other(http::scrub(&e, &self.secrets())))
-        })?;
+        let c = http::client(&self.cfg.http).map_err(SmsError::Transport)?;
         Ok(self.client.get_or_init(|| c))
     }
 
@@ -436,15 +435,19 @@ impl Gateway for SmsGateway {
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
-        self.send_sms(recipient, text)
-            .map_err(|e| DeliveryError::from(e).prefixed(self.cfg.provider.name()))
+        self.send_sms(recipient, text).map_err(|e| {
+            http::without_message(
+                DeliveryError::from(e).prefixed(self.cfg.provider.name()),
+                text,
+            )
+        })
     }
 }
 
-/// A service message for an error: bounded, secrets redacted, the full
-/// phone number masked.
-pub(crate) fn clean(text: &str, recipient: &PhoneNumber, secrets: &[&str]) -> String {
-    let text = http::excerpt(text, 200, secrets);
+/// A service message for an error: bounded, secrets and the message that
+/// was sent (`sent`) redacted, the full phone number masked.
+pub(crate) fn clean(text: &str, recipient: &PhoneNumber, secrets: &[&str], sent: &str) -> String {
+    let text = http::excerpt_sent(text, 200, secrets, sent);
     // Providers echo numbers with or without `+`.
     let text = super::mask_recipient(&text, recipient.as_str());
     super::mask_recipient(&text, recipient.digits())

@@ -3,7 +3,9 @@
 //!
 //! The bot token sits in the URL path (`/bot<token>/<method>`), and reqwest
 //! errors print their URL: every error leaves this file through
-//! [`TelegramClient::scrub`], which drops the URL and redacts the token.
+//! [`TelegramClient::scrub`] or [`http::Client::exchange`], which drop the
+//! URL and redact the token. Each call is one [`http::Client::exchange`]:
+//! connect to last byte within the client's timeout.
 
 use std::time::Duration;
 
@@ -24,6 +26,9 @@ pub enum TelegramError {
     Timeout,
     /// Any other transport failure: DNS, TLS, reset connection.
     Transport(String),
+    /// This machine could not send: no client, descriptor, memory or
+    /// thread (see [`http::TransportError::Local`]).
+    Local(String),
     /// 400 "chat not found": the user never pressed Start in the bot.
     ChatNotFound,
     /// 401 / 404: the token is wrong or revoked.
@@ -53,6 +58,7 @@ impl std::fmt::Display for TelegramError {
             ConnectionRefused(d) => write!(f, "connection refused ({d})"),
             Timeout => f.write_str("no answer within the timeout"),
             Transport(d) => write!(f, "transport error: {d}"),
+            Local(d) => write!(f, "this machine could not send: {d}"),
             ChatNotFound => f.write_str(
                 "chat not found: the user must open the bot and press Start (or re-enroll)",
             ),
@@ -89,9 +95,10 @@ impl From<TelegramError> for DeliveryError {
         use TelegramError::*;
         let text = e.to_string();
         match e {
-            ConnectionRefused(_) | Timeout | Transport(_) | Server { .. } | Malformed(_) => {
-                DeliveryError::Unreachable(text)
-            }
+            ConnectionRefused(_) => DeliveryError::Refused(text),
+            Timeout | Transport(_) => DeliveryError::Unreachable(text),
+            Server { .. } | Malformed(_) => DeliveryError::ServiceFailed(text),
+            Local(_) => DeliveryError::Local(text),
             ChatNotFound | Blocked(_) | BadRequest { .. } => DeliveryError::Rejected {
                 reason: text,
                 retry_after: None,
@@ -133,7 +140,7 @@ pub struct Update {
 pub struct TelegramClient {
     api_url: String,
     token: Secret,
-    client: reqwest::blocking::Client,
+    client: http::Client,
 }
 
 impl TelegramClient {
@@ -142,13 +149,16 @@ impl TelegramClient {
     }
 
     /// A client whose overall timeout is `timeout` (long polls need more
-    /// than the configured delivery timeout).
+    /// than the configured delivery timeout): each call ends within it.
     pub fn with_timeout(
         cfg: &TelegramConfig,
         timeout: Duration,
     ) -> Result<TelegramClient, TelegramError> {
-        let client = http::client_with_timeout(&cfg.http, timeout)
-            .map_err(|e| TelegramError::Transport(redact(&e, &[cfg.bot_token.expose()])))?;
+        let client = http::client_with_timeout(&cfg.http, timeout).map_err(|e| {
+            let token = cfg.bot_token.expose();
+            let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
+            transport_error(e, &|t| redact(t, &[token, secret_half]))
+        })?;
         Ok(TelegramClient {
             api_url: cfg.api_url.clone(),
             token: cfg.bot_token.clone(),
@@ -163,47 +173,56 @@ impl TelegramClient {
         redact(text, &[token, secret_half])
     }
 
-    fn transport_error(&self, err: reqwest::Error) -> TelegramError {
-        let timed_out = err.is_timeout();
-        let connect = err.is_connect();
-        let text = self.scrub(&http::describe(&err.without_url()));
-        if timed_out {
-            TelegramError::Timeout
-        } else if connect && text.contains("refused") {
-            TelegramError::ConnectionRefused(text)
-        } else {
-            TelegramError::Transport(text)
-        }
-    }
-
     /// Calls a Bot API method with a JSON body and returns `result`.
     pub fn call(&self, method: &str, body: &Value) -> Result<Value, TelegramError> {
-        let url = format!("{}/bot{}/{}", self.api_url, self.token.expose(), method);
-        let response = self
+        self.call_sending(method, body, None)
+    }
+
+    /// [`TelegramClient::call`] for a request that carries `message`:
+    /// whatever the answer quotes of it stays out of the error.
+    fn call_sending(
+        &self,
+        method: &str,
+        body: &Value,
+        message: Option<&str>,
+    ) -> Result<Value, TelegramError> {
+        let url = Secret::new(format!(
+            "{}/bot{}/{}",
+            self.api_url,
+            self.token.expose(),
+            method
+        ));
+        let token = self.token.expose();
+        let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
+        let answer = self
             .client
-            .post(url)
-            .json(body)
-            .send()
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status().as_u16();
-        let text = http::read_body(response).map_err(|e| {
-            if e.starts_with("timed out") {
-                TelegramError::Timeout
-            } else {
-                TelegramError::Transport(self.scrub(&e))
-            }
-        })?;
-        self.interpret(status, &text)
+            .exchange(
+                self.client.post(url.expose()).json(body),
+                &[token, secret_half],
+            )
+            .map_err(|e| transport_error(e, &|t| self.scrub(t)))?;
+        self.interpret(answer.status, &answer.body, message)
     }
 
     /// Maps an HTTP status and body to the result or a typed error.
-    fn interpret(&self, status: u16, body: &str) -> Result<Value, TelegramError> {
+    fn interpret(
+        &self,
+        status: u16,
+        body: &str,
+        message: Option<&str>,
+    ) -> Result<Value, TelegramError> {
         let parsed: Option<Value> = serde_json::from_str(body).ok();
         let description = parsed
             .as_ref()
             .and_then(|v| v.get("description"))
             .and_then(Value::as_str)
-            .map(|d| self.scrub(d).chars().take(200).collect::<String>())
+            .map(|d| {
+                let d = match message {
+                    Some(m) => http::redact_message(d, m),
+                    None => d.to_string(),
+                };
+                self.scrub(&d).chars().take(200).collect::<String>()
+            })
             .unwrap_or_default();
         if let Some(v) = &parsed
             && v.get("ok") == Some(&Value::Bool(true))
@@ -260,9 +279,10 @@ impl TelegramClient {
             Ok(n) => json!(n),
             Err(_) => json!(chat_id),
         };
-        let result = self.call(
+        let result = self.call_sending(
             "sendMessage",
             &json!({ "chat_id": chat, "text": text, "disable_web_page_preview": true }),
+            Some(text),
         )?;
         if result.get("message_id").is_none() {
             return Err(TelegramError::Malformed(
@@ -378,8 +398,18 @@ impl Gateway for TelegramGateway {
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
-        self.client()?
-            .send_message(recipient, text)
-            .map_err(DeliveryError::from)
+        self.client()
+            .and_then(|c| c.send_message(recipient, text))
+            .map_err(|e| http::without_message(DeliveryError::from(e), text))
+    }
+}
+
+/// A transport failure as a [`TelegramError`], its text through `scrub`.
+fn transport_error(e: http::TransportError, scrub: &dyn Fn(&str) -> String) -> TelegramError {
+    match e {
+        http::TransportError::Refused(t) => TelegramError::ConnectionRefused(scrub(&t)),
+        http::TransportError::Timeout => TelegramError::Timeout,
+        http::TransportError::Local(t) => TelegramError::Local(scrub(&t)),
+        http::TransportError::Other(t) => TelegramError::Transport(scrub(&t)),
     }
 }

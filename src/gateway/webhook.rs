@@ -349,7 +349,8 @@ impl From<WebhookError> for DeliveryError {
         use WebhookError::*;
         let text = e.to_string();
         match e {
-            Transport(_) | Server { .. } | Malformed(_) => DeliveryError::Unreachable(text),
+            Transport(t) => t.delivery_error(text),
+            Server { .. } | Malformed(_) => DeliveryError::ServiceFailed(text),
             Refused { .. } => DeliveryError::Rejected {
                 reason: text,
                 retry_after: None,
@@ -368,7 +369,7 @@ impl From<WebhookError> for DeliveryError {
 /// The webhook as a [`Gateway`].
 pub struct WebhookGateway {
     cfg: WebhookConfig,
-    client: OnceCell<reqwest::blocking::Client>,
+    client: OnceCell<http::Client>,
 }
 
 impl WebhookGateway {
@@ -403,8 +404,9 @@ impl WebhookGateway {
     /// Fills in the templates and posts.
     pub fn call(&self, recipient: &str, text: &str) -> Result<(), WebhookError> {
         let mut txn_bytes = [0u8; 12];
-        getrandom::fill(&mut txn_bytes)
-            .map_err(|e| WebhookError::Transport(TransportError::Other(e.to_string())))?;
+        getrandom::fill(&mut txn_bytes).map_err(|e| {
+            WebhookError::Transport(TransportError::local("no random transaction id", e))
+        })?;
         let txn: String = txn_bytes.iter().map(|b| format!("{b:02x}")).collect();
         let url = render(self.cfg.url.expose(), &|name| match name {
             "recipient" => Some(percent_encode(recipient)),
@@ -423,9 +425,7 @@ impl WebhookGateway {
         let client = match self.client.get() {
             Some(c) => c,
             None => {
-                let c = http::client(&self.cfg.http).map_err(|e| {
-                    WebhookError::Transport(TransportError::Other(http::scrub(&e, &secrets)))
-                })?;
+                let c = http::client(&self.cfg.http).map_err(WebhookError::Transport)?;
                 self.client.get_or_init(|| c)
             }
         };
@@ -437,10 +437,11 @@ impl WebhookGateway {
         for (name, value) in &self.cfg.headers {
             request = request.header(name.as_str(), value.expose());
         }
-        let answer =
-            http::exchange(request.body(body), &secrets).map_err(WebhookError::Transport)?;
+        let answer = client
+            .exchange(request.body(body), &secrets)
+            .map_err(WebhookError::Transport)?;
         interpret(&answer, &|t| {
-            mask_recipient(&http::excerpt(t, 200, &secrets), recipient)
+            mask_recipient(&http::excerpt_sent(t, 200, &secrets, text), recipient)
         })
     }
 }
@@ -497,7 +498,8 @@ impl Gateway for WebhookGateway {
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
-        self.call(recipient, text).map_err(DeliveryError::from)
+        self.call(recipient, text)
+            .map_err(|e| http::without_message(DeliveryError::from(e), text))
     }
 }
 

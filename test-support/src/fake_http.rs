@@ -129,6 +129,18 @@ pub enum Answer {
     Hang,
     /// Read the request, close without a byte of answer.
     Close,
+    /// Send the head (this status, a `Content-Length` far beyond what is
+    /// sent) at once, then one byte of body every `delay`, until the
+    /// client goes away or the fake is dropped.
+    TrickleBody {
+        status: u16,
+        delay: Duration,
+    },
+    /// Send the status line, then header bytes one every `delay`, never
+    /// ending the head, until the client goes away or the fake is dropped.
+    TrickleHead {
+        delay: Duration,
+    },
 }
 
 impl From<Reply> for Answer {
@@ -326,6 +338,41 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
         }
         Answer::Close => {
             let _ = stream.shutdown(Shutdown::Both);
+        }
+        Answer::TrickleBody { status, delay } => {
+            let head = format!(
+                "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000000\r\nConnection: close\r\n\r\n",
+                reason(status)
+            );
+            if stream.write_all(head.as_bytes()).is_ok() && stream.flush().is_ok() {
+                trickle(&mut stream, shared, delay, b"{\"ok\":true,\"pad\":\"");
+            }
+        }
+        Answer::TrickleHead { delay } => {
+            if stream.write_all(b"HTTP/1.1 200 OK\r\n").is_ok() {
+                trickle(&mut stream, shared, delay, b"X-Pad: ");
+            }
+        }
+    }
+}
+
+/// Writes `prefix`, then `x` forever, one byte every `delay`; stops when a
+/// write fails (the client left) or the fake shuts down.
+fn trickle(stream: &mut TcpStream, shared: &Shared, delay: Duration, prefix: &[u8]) {
+    let _ = stream.set_nodelay(true);
+    let mut bytes = prefix.iter().copied().chain(std::iter::repeat(b'x'));
+    loop {
+        let until = Instant::now() + delay;
+        while Instant::now() < until {
+            if shared.shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            thread::sleep(until.saturating_duration_since(Instant::now()).min(TICK));
+        }
+        let Some(b) = bytes.next() else { return };
+        if stream.write_all(&[b]).is_err() || stream.flush().is_err() {
+            return;
         }
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! Included by integration tests with
 //! `#[path = "support/fake_telegram.rs"] mod fake_telegram;` and by the
-//! example with `#[path = "../tests/support/fake_telegram.rs"]`.
+//! example with `#[path = "../test-support/src/fake_telegram.rs"]`.
 
 // Each includer uses a different subset of the API.
 #![allow(dead_code)]
@@ -112,6 +112,10 @@ pub enum Mode {
     /// at once, then the body one byte at a time with this delay before
     /// each byte.
     TrickleBody { delay_ms: u64 },
+    /// A 200 head at once (with a `Content-Length` far beyond what comes),
+    /// then one byte of body every `delay_ms`, until the client goes away
+    /// or the fake is dropped. Delivers nothing.
+    TrickleBodyForever { delay_ms: u64 },
 }
 
 /// A request as the fake received it, whatever the answer (or none): the
@@ -586,6 +590,7 @@ enum Action {
     Reply(Reply),
     Trickle(Reply, Duration),
     TrickleBody(Reply, Duration),
+    TrickleForever(Duration),
     Hang,
     Close,
 }
@@ -623,6 +628,19 @@ fn serve_connection(mut stream: TcpStream, shared: &Shared) {
             }
             Action::TrickleBody(reply, delay) => {
                 write_reply_trickle_body(&mut stream, &reply, keep_alive, delay, shared)
+            }
+            Action::TrickleForever(delay) => {
+                let head = "HTTP/1.1 200 OK\r\nServer: nginx/1.18.0\r\n\
+                            Content-Type: application/json\r\nContent-Length: 1000000\r\n\
+                            Connection: close\r\n\r\n{\"ok\":true,\"result\":{\"pad\":\"";
+                if stream.write_all(head.as_bytes()).is_ok() {
+                    while sleep_unless_shutdown(delay, shared).is_ok()
+                        && stream.write_all(b"x").is_ok()
+                        && stream.flush().is_ok()
+                    {}
+                }
+                let _ = stream.shutdown(Shutdown::Both);
+                return;
             }
             Action::Hang => {
                 while !shared.is_shutdown() {
@@ -1025,6 +1043,9 @@ fn handle(shared: &Shared, req: &Request) -> Action {
         }),
         Mode::NeverAnswer => Action::Hang,
         Mode::CloseWithoutAnswer => Action::Close,
+        Mode::TrickleBodyForever { delay_ms } => {
+            Action::TrickleForever(Duration::from_millis(delay_ms))
+        }
     }
 }
 

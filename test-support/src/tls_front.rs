@@ -5,7 +5,7 @@
 //! loopback. Certificates: tests/data/tls (see regenerate.sh there).
 //!
 //! Included with `#[path = "support/tls_front.rs"] mod tls_front;` (tests)
-//! or `#[path = "../tests/support/tls_front.rs"]` (examples). Stops, closing
+//! or `#[path = "../test-support/src/tls_front.rs"]` (examples). Stops, closing
 //! its port and joining its threads, when dropped; every wait is bounded.
 
 #![allow(dead_code)]

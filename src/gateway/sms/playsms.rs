@@ -14,7 +14,7 @@ use crate::http::{self, HttpAnswer};
 use crate::users::PhoneNumber;
 
 pub fn send(
-    client: &reqwest::blocking::Client,
+    client: &http::Client,
     cfg: &PlaySmsConfig,
     to: &PhoneNumber,
     text: &str,
@@ -36,14 +36,16 @@ pub fn send(
     }
     // The URL holds the token: wiped when dropped.
     let url = Secret::new(format!("{}?{}", cfg.url, http::form_encode(&query)));
-    let answer = http::exchange(client.get(url.expose()), secrets).map_err(SmsError::Transport)?;
-    interpret(&answer, to, secrets)
+    let answer = client
+        .exchange(client.get(url.expose()), secrets)
+        .map_err(SmsError::Transport)?;
+    interpret(&answer, to, text, secrets)
 }
 
 /// The account's credit (`op=cr`): proves URL, user and token without
 /// sending anything.
 pub fn credit(
-    client: &reqwest::blocking::Client,
+    client: &http::Client,
     cfg: &PlaySmsConfig,
     secrets: &[&str],
 ) -> Result<String, SmsError> {
@@ -54,7 +56,9 @@ pub fn credit(
         ("op", "cr"),
     ];
     let url = Secret::new(format!("{}?{}", cfg.url, http::form_encode(&query)));
-    let answer = http::exchange(client.get(url.expose()), secrets).map_err(SmsError::Transport)?;
+    let answer = client
+        .exchange(client.get(url.expose()), secrets)
+        .map_err(SmsError::Transport)?;
     interpret_credit(&answer)
 }
 
@@ -132,7 +136,13 @@ fn check_status(status: u16) -> Result<(), SmsError> {
 }
 
 /// Reads playSMS's answer: success only with an `OK` status.
-pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Result<(), SmsError> {
+/// `sent` is the message that was sent: kept out of every error text.
+pub fn interpret(
+    answer: &HttpAnswer,
+    to: &PhoneNumber,
+    sent: &str,
+    secrets: &[&str],
+) -> Result<(), SmsError> {
     check_status(answer.status)?;
     let body = answer.body.trim();
     if let Ok(v) = serde_json::from_str::<Value>(body) {
@@ -153,7 +163,7 @@ pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Res
             .unwrap_or("");
         return match status {
             "OK" => Ok(()),
-            "ERR" => Err(error_code(&code, &clean(detail, to, secrets))),
+            "ERR" => Err(error_code(&code, &clean(detail, to, secrets, sent))),
             _ => Err(SmsError::Malformed(
                 "JSON without an OK or ERR status".to_string(),
             )),

@@ -10,7 +10,7 @@ use crate::http::{self, HttpAnswer};
 use crate::users::PhoneNumber;
 
 pub fn send(
-    client: &reqwest::blocking::Client,
+    client: &http::Client,
     cfg: &TwilioConfig,
     to: &PhoneNumber,
     text: &str,
@@ -32,14 +32,16 @@ pub fn send(
             "application/x-www-form-urlencoded",
         )
         .body(http::form_encode(&form));
-    let answer = http::exchange(request, secrets).map_err(SmsError::Transport)?;
-    interpret(&answer, to, secrets)
+    let answer = client
+        .exchange(request, secrets)
+        .map_err(SmsError::Transport)?;
+    interpret(&answer, to, text, secrets)
 }
 
 /// Looks the account up (`GET /2010-04-01/Accounts/{sid}.json`): proves
 /// the SID and auth token without sending anything.
 pub fn account(
-    client: &reqwest::blocking::Client,
+    client: &http::Client,
     cfg: &TwilioConfig,
     secrets: &[&str],
 ) -> Result<String, SmsError> {
@@ -49,7 +51,9 @@ pub fn account(
             cfg.url, cfg.account_sid
         ))
         .basic_auth(&cfg.account_sid, Some(cfg.auth_token.expose()));
-    let answer = http::exchange(request, secrets).map_err(SmsError::Transport)?;
+    let answer = client
+        .exchange(request, secrets)
+        .map_err(SmsError::Transport)?;
     interpret_account(&answer, secrets)
 }
 
@@ -108,7 +112,13 @@ pub fn interpret_account(answer: &HttpAnswer, secrets: &[&str]) -> Result<String
 }
 
 /// Reads Twilio's answer.
-pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Result<(), SmsError> {
+/// `sent` is the message that was sent: kept out of every error text.
+pub fn interpret(
+    answer: &HttpAnswer,
+    to: &PhoneNumber,
+    sent: &str,
+    secrets: &[&str],
+) -> Result<(), SmsError> {
     let parsed: Option<Value> = serde_json::from_str(&answer.body).ok();
     if answer.status == 201 || answer.status == 200 {
         let v = parsed.ok_or_else(|| SmsError::Malformed("a body that is not JSON".to_string()))?;
@@ -134,7 +144,7 @@ pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Res
         .as_ref()
         .and_then(|v| v.get("message"))
         .and_then(Value::as_str)
-        .map(|m| clean(m, to, secrets))
+        .map(|m| clean(m, to, secrets, sent))
         .unwrap_or_default();
     let what = match code {
         Some(c) => format!("Twilio {c} ({message})"),

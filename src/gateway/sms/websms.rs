@@ -11,7 +11,7 @@ use crate::http::{self, HttpAnswer};
 use crate::users::PhoneNumber;
 
 pub fn send(
-    client: &reqwest::blocking::Client,
+    client: &http::Client,
     cfg: &WebSmsConfig,
     to: &PhoneNumber,
     text: &str,
@@ -35,12 +35,20 @@ pub fn send(
         }
         WebSmsAuth::Bearer(token) => request.bearer_auth(token.expose()),
     };
-    let answer = http::exchange(request, secrets).map_err(SmsError::Transport)?;
-    interpret(&answer, to, secrets)
+    let answer = client
+        .exchange(request, secrets)
+        .map_err(SmsError::Transport)?;
+    interpret(&answer, to, text, secrets)
 }
 
 /// Reads websms's answer: `statusCode` decides when present.
-pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Result<(), SmsError> {
+/// `sent` is the message that was sent: kept out of every error text.
+pub fn interpret(
+    answer: &HttpAnswer,
+    to: &PhoneNumber,
+    sent: &str,
+    secrets: &[&str],
+) -> Result<(), SmsError> {
     let parsed: Option<Value> = serde_json::from_str(&answer.body).ok();
     let code = parsed
         .as_ref()
@@ -50,7 +58,7 @@ pub fn interpret(answer: &HttpAnswer, to: &PhoneNumber, secrets: &[&str]) -> Res
         .as_ref()
         .and_then(|v| v.get("statusMessage"))
         .and_then(Value::as_str)
-        .map(|m| clean(m, to, secrets))
+        .map(|m| clean(m, to, secrets, sent))
         .unwrap_or_default();
     let Some(code) = code else {
         return Err(match answer.status {

@@ -1,0 +1,27 @@
+#!/bin/bash
+# make lint, the shape checks: the module exports nothing but PAM's hooks,
+# and nothing the CLI needs reaches the crate that sshd and sudo load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CARGO=${CARGO:-cargo}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+"$CARGO" build --locked -q -p pam-gateway-module
+so=$TARGET_DIR/debug/libpam_gateway.so
+exported=$(nm -D --defined-only "$so" | awk '{print $NF}' | sort)
+others=$(grep -v '^pam_sm_' <<<"$exported" || true)
+if [ -n "$others" ] || [ -z "$exported" ]; then
+    echo "lint: $so must export only pam_sm_* symbols; it exports:" >&2
+    echo "$exported" >&2
+    exit 1
+fi
+echo "lint: the module exports $(wc -l <<<"$exported") symbols, all pam_sm_*"
+
+tree=$("$CARGO" tree --locked -q -p pam-gateway-module -e normal --prefix none)
+for crate in clap qrcode toml_edit; do
+    if grep -q "^$crate v" <<<"$tree"; then
+        echo "lint: $crate is in the module's dependency tree (cargo tree -p pam-gateway-module -i $crate)" >&2
+        exit 1
+    fi
+done
+echo "lint: no clap, qrcode or toml_edit in the module's dependencies"

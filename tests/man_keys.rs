@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use pam_gateway::config::Config;
-use pam_gateway::users::Users;
+use pam_gateway_core::config::Config;
+use pam_gateway_core::users::Users;
 
 const PAGE: &str = "man/gateway.toml.5";
 const PROBE: &str = "zz_unknown_key";

@@ -33,7 +33,6 @@ pub mod http;
 pub mod limits;
 pub mod log;
 pub mod module_args;
-pub mod nss;
 pub mod policy;
 pub mod secure_file;
 pub mod setup;

@@ -159,16 +159,16 @@ impl AccessPolicy {
     }
 }
 
-/// NSS lookups through libc (see [`crate::nss`]).
+/// NSS lookups through libc (see [`crate::system::accounts`]).
 pub struct SystemGroups;
 
 impl Groups for SystemGroups {
     fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
-        crate::nss::user_groups(user)
+        crate::system::accounts::user_groups(user)
     }
 
     fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
-        crate::nss::group_gid(group)
+        crate::system::accounts::group_gid(group)
     }
 }
 

@@ -8,5 +8,5 @@ pub fn is_root() -> bool {
 
 /// Does the account `name` exist (passwd via NSS, as `getent passwd`)?
 pub fn user_exists(name: &str) -> Result<bool, String> {
-    pam_gateway_core::nss::user_exists(name)
+    pam_gateway_core::system::accounts::user_exists(name)
 }

@@ -17,12 +17,11 @@ use pam_gateway_core::flow::{
 };
 use pam_gateway_core::log::{Level, Log, SyslogLog};
 use pam_gateway_core::module_args::ModuleArgs;
-use pam_gateway_core::nss;
 use pam_gateway_core::policy::SystemGroups;
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::setup;
 use pam_gateway_core::state::{FileStateStore, SystemWallClock};
-use pam_gateway_core::system::hostname;
+use pam_gateway_core::system::{accounts, hostname};
 
 /// What OpenSSH passes as the password when the real one was wrong (or the
 /// user does not exist), so that PAM modules run the same either way.
@@ -118,7 +117,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     // checks use the account's own name (pw_name), never the spelling the
     // client typed. A name NSS does not know is denied (by the flow, after
     // the same prompts as any login); a failed lookup denies here.
-    let (user, known) = match nss::canonical_user(&given) {
+    let (user, known) = match accounts::canonical_user(&given) {
         Ok(Some(name)) => (name, true),
         Ok(None) => (given.clone(), false),
         Err(e) => {
@@ -176,7 +175,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         tty: item_string::<Tty>(pamh),
         host: hostname(),
         password_was_wrong,
-        caller_is_root: nss::real_uid_is_root(),
+        caller_is_root: accounts::real_uid_is_root(),
     };
 
     let conv = match pamh.get_item::<Conv>() {

@@ -1,5 +1,7 @@
 //! Facts about this machine and process from libc.
 
+pub mod accounts;
+
 /// This machine's name, for messages (`alice@host`); `localhost` if unknown.
 pub fn hostname() -> String {
     let mut buf = [0u8; 256];

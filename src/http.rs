@@ -357,8 +357,7 @@ fn load_root_store(roots: &TrustRoots) -> Result<RootCertStore, RootsError> {
     if !meta.is_file() {
         return Err(what("not a regular file".into()));
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
+    let euid = crate::system::effective_uid();
     if (meta.uid() != 0 && meta.uid() != euid) || meta.mode() & 0o022 != 0 {
         return Err(what(format!(
             "must be owned by root and not writable by group or others \

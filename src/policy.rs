@@ -5,10 +5,11 @@
 //! the rest of the stack decides, so an exemption can only skip this
 //! factor, never grant a login.
 
-use std::ffi::CStr;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+
+use crate::system::accounts;
 
 /// `[policy]`'s coverage rules, validated.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -164,25 +165,12 @@ pub struct SystemGroups;
 
 impl Groups for SystemGroups {
     fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
-        crate::system::accounts::user_groups(user)
+        accounts::user_groups(user).map_err(|e| e.to_string())
     }
 
     fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
-        crate::system::accounts::group_gid(group)
+        accounts::group_gid(group).map_err(|e| e.to_string())
     }
-}
-
-/// The name of the group with `gid` (for tests and messages).
-pub fn group_name(gid: u32) -> Option<String> {
-    // SAFETY: getgrgid returns NULL or a pointer to static storage that is
-    // valid until the next getgr* call; we copy the name out at once.
-    let grp = unsafe { libc::getgrgid(gid) };
-    if grp.is_null() {
-        return None;
-    }
-    // SAFETY: gr_name of a non-NULL entry is a NUL-terminated string.
-    let name = unsafe { CStr::from_ptr((*grp).gr_name) };
-    Some(name.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]
@@ -364,7 +352,6 @@ mod tests {
         let root_gids = g.user_gids("root").expect("lookup").expect("root exists");
         assert!(root_gids.contains(&0), "{root_gids:?}");
         assert_eq!(g.group_gid("root").expect("lookup"), Some(0));
-        assert_eq!(group_name(0).as_deref(), Some("root"));
         assert_eq!(g.user_gids("no-such-user-pgw").expect("lookup"), None);
         assert_eq!(g.group_gid("no-such-group-pgw").expect("lookup"), None);
         assert!(g.user_gids("a\0b").is_err());

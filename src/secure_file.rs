@@ -40,8 +40,7 @@ impl Owner {
 
     /// The effective uid of this process.
     pub fn current() -> Owner {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        Owner(unsafe { libc::geteuid() })
+        Owner(crate::system::effective_uid())
     }
 }
 
@@ -464,8 +463,7 @@ pub fn write_atomic(
             .open(&tmp)?;
         // root:root, as the module expects, even when root runs with
         // another group (sudo -g, newgrp).
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if crate::system::effective_uid() == 0 {
             // SAFETY: the fd is open for the lifetime of `file`.
             if unsafe { libc::fchown(file.as_raw_fd(), 0, 0) } != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -21,7 +21,7 @@ use pam_gateway_core::policy::SystemGroups;
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::setup;
 use pam_gateway_core::state::{FileStateStore, SystemWallClock};
-use pam_gateway_core::system::{accounts, hostname};
+use pam_gateway_core::system::{self, accounts, hostname};
 
 /// What OpenSSH passes as the password when the real one was wrong (or the
 /// user does not exist), so that PAM modules run the same either way.
@@ -175,7 +175,9 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         tty: item_string::<Tty>(pamh),
         host: hostname(),
         password_was_wrong,
-        caller_is_root: accounts::real_uid_is_root(),
+        // Under su and sudo run by a user it is not: that caller may signal
+        // the process and chose its resource limits.
+        caller_is_root: system::real_uid() == 0,
     };
 
     let conv = match pamh.get_item::<Conv>() {

@@ -469,8 +469,7 @@ struct ChildSetup {
 
 impl ChildSetup {
     fn new(text: &str) -> ChildSetup {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let to_root = unsafe { libc::geteuid() } == 0;
+        let to_root = crate::system::effective_uid() == 0;
         ChildSetup {
             to_root,
             message: Zeroizing::new(text.as_bytes().to_vec()),

@@ -1,4 +1,9 @@
-//! Facts about this machine and process from libc.
+//! Everything this project asks of the C library, behind safe functions.
+//!
+//! Every `unsafe` block here says in a `// SAFETY:` comment which contract
+//! makes it sound. One file per concern:
+//! - this file: who this process is, and this machine's name;
+//! - [`accounts`]: users and groups through NSS.
 
 pub mod accounts;
 
@@ -13,4 +18,30 @@ pub fn hostname() -> String {
     }
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// The effective uid of this process: whose rights it has (root inside
+/// sshd, sudo and su).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The real uid of this process: under su and sudo run by a user, that
+/// user, who may signal the process and chose its resource limits.
+pub fn real_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_name() {
+        assert!(!hostname().is_empty());
+        // A test run by a user has no setuid bit: both ids are the same.
+        assert_eq!(effective_uid(), real_uid());
+    }
 }

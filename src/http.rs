@@ -350,7 +350,11 @@ fn load_root_store(roots: &TrustRoots) -> Result<RootCertStore, RootsError> {
     // the fstat below then refuses it.
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .custom_flags(
+            crate::system::fs::O_NONBLOCK
+                | crate::system::fs::O_NOCTTY
+                | crate::system::fs::O_CLOEXEC,
+        )
         .open(path)
         .map_err(|e| io_what("cannot open", e))?;
     let meta = file.metadata().map_err(|e| io_what("cannot stat", e))?;

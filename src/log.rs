@@ -29,8 +29,7 @@ impl SyslogLog {
             facility: syslog::Facility::LOG_AUTHPRIV,
             hostname: None,
             process: "pam_gateway".into(),
-            // SAFETY: getpid has no preconditions and cannot fail.
-            pid: unsafe { libc::getpid() } as u32,
+            pid: std::process::id(),
         };
         SyslogLog {
             logger: syslog::unix(formatter).ok(),

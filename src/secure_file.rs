@@ -14,9 +14,11 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::system;
+use crate::system::fs::{O_CLOEXEC, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK};
 
 /// Largest file we agree to read: config and users files are small.
 pub const MAX_FILE_SIZE: u64 = 64 * 1024;
@@ -40,7 +42,7 @@ impl Owner {
 
     /// The effective uid of this process.
     pub fn current() -> Owner {
-        Owner(crate::system::effective_uid())
+        Owner(system::effective_uid())
     }
 }
 
@@ -163,12 +165,16 @@ fn open_checked(
     check_dir(path, owner)?;
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .custom_flags(O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
         .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => FileError::Symlink(path.to_path_buf()),
-            Some(libc::ENOENT) => FileError::NotFound(path.to_path_buf()),
-            _ => FileError::Open(path.to_path_buf(), e),
+        .map_err(|e| {
+            if system::fs::is_symlink_refused(&e) {
+                FileError::Symlink(path.to_path_buf())
+            } else if e.kind() == std::io::ErrorKind::NotFound {
+                FileError::NotFound(path.to_path_buf())
+            } else {
+                FileError::Open(path.to_path_buf(), e)
+            }
         })?;
     // fstat of the descriptor we will read from: no window for a swap.
     let meta = file
@@ -299,28 +305,19 @@ impl FileLock {
             .truncate(false)
             .write(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(O_NOFOLLOW | O_CLOEXEC)
             .open(&lock_path)
             .map_err(|e| FileError::Write(lock_path.clone(), e))?;
-        let op = if wait {
-            libc::LOCK_EX
+        let locked = if wait {
+            system::fs::lock_exclusive(&file).map(|()| true)
         } else {
-            libc::LOCK_EX | libc::LOCK_NB
+            system::fs::try_lock_exclusive(&file)
         };
-        loop {
-            // SAFETY: the fd is open for the lifetime of `file`.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            match err.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EWOULDBLOCK) if !wait => return Ok(None),
-                _ => return Err(FileError::Write(lock_path, err)),
-            }
+        match locked {
+            Ok(true) => Ok(Some(FileLock { _file: file })),
+            Ok(false) => Ok(None),
+            Err(e) => Err(FileError::Write(lock_path, e)),
         }
-        Ok(Some(FileLock { _file: file }))
     }
 }
 
@@ -459,15 +456,12 @@ pub fn write_atomic(
             .write(true)
             .create_new(true)
             .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .custom_flags(O_NOFOLLOW | O_CLOEXEC)
             .open(&tmp)?;
         // root:root, as the module expects, even when root runs with
         // another group (sudo -g, newgrp).
-        if crate::system::effective_uid() == 0 {
-            // SAFETY: the fd is open for the lifetime of `file`.
-            if unsafe { libc::fchown(file.as_raw_fd(), 0, 0) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+        if system::effective_uid() == 0 {
+            std::os::unix::fs::fchown(&file, Some(0), Some(0))?;
         }
         // The umask may have masked bits off; set exactly what was asked.
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;

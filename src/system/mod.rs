@@ -3,9 +3,11 @@
 //! Every `unsafe` block here says in a `// SAFETY:` comment which contract
 //! makes it sound. One file per concern:
 //! - this file: who this process is, and this machine's name;
-//! - [`accounts`]: users and groups through NSS.
+//! - [`accounts`]: users and groups through NSS;
+//! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`.
 
 pub mod accounts;
+pub mod fs;
 
 /// This machine's name, for messages (`alice@host`); `localhost` if unknown.
 pub fn hostname() -> String {

@@ -33,23 +33,26 @@
 //! The arguments are visible to every local user (`ps`, /proc/PID/cmdline):
 //! no secret belongs in `args`; a program that needs one reads it from a
 //! root-only file.
+//!
+//! The system calls behind the new process's setup, the wait and the kill
+//! are in [`crate::system::process`].
 
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::raw::c_int;
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use zeroize::Zeroizing;
 
 use super::{DeliveryError, Gateway, mask_recipient};
 use crate::config::{SectionError, check_range};
 use crate::secure_file::Owner;
+use crate::system::fs::{memory_file, poll_readable, set_nonblocking};
+use crate::system::process::{ChildSetup, SpawnFailure, has_exited, kill_group, spawn_failure};
 use crate::toml_errors::ParseError;
 use crate::users::check_address;
 
@@ -307,362 +310,21 @@ pub fn check_program(path: &Path, owner: Owner) -> Result<PathBuf, String> {
 /// the message into it once its limits are reset (a caller's
 /// RLIMIT_FSIZE of 0 would fail the write here).
 fn message_file() -> std::io::Result<File> {
-    // SAFETY: the name is a NUL-terminated literal; memfd_create returns a
-    // new descriptor we own, or -1.
-    let fd = unsafe { libc::memfd_create(c"pam_gateway_message".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// The step of the new process's setup (between fork and exec) that
-/// failed. It comes back from `spawn` inside the error number:
-/// `step * STEP_BASE + errno` (exec's own errors are plain errno values,
-/// all far below [`STEP_BASE`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Gid = 1,
-    Groups,
-    Uid,
-    Session,
-    Signals,
-    Limits,
-    Message,
-    Descriptors,
-}
-
-const STEP_BASE: i32 = 0x1_0000;
-
-impl Step {
-    const ALL: [Step; 8] = [
-        Step::Gid,
-        Step::Groups,
-        Step::Uid,
-        Step::Session,
-        Step::Signals,
-        Step::Limits,
-        Step::Message,
-        Step::Descriptors,
-    ];
-
-    fn what(self) -> &'static str {
-        match self {
-            Step::Gid => "switching to gid 0 (setresgid)",
-            Step::Groups => "dropping supplementary groups (setgroups)",
-            Step::Uid => "switching to uid 0 (setresuid)",
-            Step::Session => "starting a session (setsid)",
-            Step::Signals => "resetting signal actions and mask",
-            Step::Limits => "resetting resource limits (setrlimit)",
-            Step::Message => "writing the message to its stdin",
-            Step::Descriptors => "closing inherited descriptors",
-        }
-    }
-
-    /// The error the pre-exec hook returns (no allocation).
-    fn error(self, errno: c_int) -> std::io::Error {
-        std::io::Error::from_raw_os_error(self as i32 * STEP_BASE + errno)
-    }
-
-    /// The step and errno in an error number from `spawn`, if a step of
-    /// ours failed.
-    fn decode(code: i32) -> Option<(Step, i32)> {
-        let step = Step::ALL
-            .into_iter()
-            .find(|s| *s as i32 == code / STEP_BASE)?;
-        Some((step, code % STEP_BASE))
-    }
-}
-
-/// errno of the last failed call (async-signal-safe: reads a thread-local).
-fn errno() -> c_int {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EINVAL)
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-type Resource = libc::__rlimit_resource_t;
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-type Resource = c_int;
-
-const UNLIMITED: libc::rlim_t = libc::RLIM_INFINITY;
-
-/// The resource limits the program gets, (soft, hard), whatever the caller
-/// set: a caller chooses every limit su starts with, tightened (no file may
-/// grow, no descriptor or process left) or loosened (core dumps of a
-/// process holding the code). Roughly the kernel's own defaults for init.
-/// Applied by [`reset_limits`].
-const LIMITS: [(Resource, libc::rlim_t, libc::rlim_t); 16] = [
-    (libc::RLIMIT_CPU, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_FSIZE, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_DATA, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_STACK, 8 << 20, UNLIMITED),
-    (libc::RLIMIT_CORE, 0, 0),
-    (libc::RLIMIT_RSS, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_NPROC, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_NOFILE, 1024, 4096),
-    (libc::RLIMIT_MEMLOCK, 8 << 20, 8 << 20),
-    (libc::RLIMIT_AS, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_LOCKS, UNLIMITED, UNLIMITED),
-    (libc::RLIMIT_SIGPENDING, 16_384, 16_384),
-    (libc::RLIMIT_MSGQUEUE, 819_200, 819_200),
-    (libc::RLIMIT_NICE, 0, 0),
-    (libc::RLIMIT_RTPRIO, 0, 0),
-    (libc::RLIMIT_RTTIME, UNLIMITED, UNLIMITED),
-];
-
-/// In the new process: [`LIMITS`]. A hard limit above the current one
-/// needs CAP_SYS_RESOURCE, which root has on a normal system but not in
-/// every container (nor does a process without root): where raising it is
-/// refused, the limit goes as high as the current hard limit allows — no
-/// process on this machine could do better.
-fn reset_limits() -> Result<(), c_int> {
-    for (resource, soft, hard) in LIMITS {
-        let wanted = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
-        };
-        // SAFETY: setrlimit reads one valid rlimit structure.
-        if unsafe { libc::setrlimit(resource, &wanted) } == 0 {
-            continue;
-        }
-        let e = errno();
-        let mut now = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes one rlimit structure.
-        if e != libc::EPERM || unsafe { libc::getrlimit(resource, &mut now) } != 0 {
-            return Err(e);
-        }
-        let hard = hard.min(now.rlim_max);
-        let clamped = libc::rlimit {
-            rlim_cur: soft.min(hard),
-            rlim_max: hard,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(resource, &clamped) } != 0 {
-            return Err(errno());
-        }
-    }
-    Ok(())
-}
-
-/// Signal numbers the kernel knows (1..=KERNEL_NSIG), and the size of its
-/// signal set.
-#[cfg(any(target_arch = "mips", target_arch = "mips64"))]
-const KERNEL_NSIG: c_int = 128;
-#[cfg(not(any(target_arch = "mips", target_arch = "mips64")))]
-const KERNEL_NSIG: c_int = 64;
-const KERNEL_SIGSET_BYTES: usize = KERNEL_NSIG as usize / 8;
-
-/// Everything the new process does between fork and exec, prepared before
-/// the fork: the hook itself allocates nothing.
-struct ChildSetup {
-    /// This process has effective uid 0: the program gets uid and gid 0
-    /// everywhere (real, effective, saved), whoever the real uid is.
-    to_root: bool,
-    message: Zeroizing<Vec<u8>>,
-}
-
-impl ChildSetup {
-    fn new(text: &str) -> ChildSetup {
-        let to_root = crate::system::effective_uid() == 0;
-        ChildSetup {
-            to_root,
-            message: Zeroizing::new(text.as_bytes().to_vec()),
-        }
-    }
-
-    /// In the new process, between fork and exec: only async-signal-safe
-    /// system calls, no allocation, no panic. The ids first, so that the
-    /// caller's real uid is gone as early as possible (until then it may
-    /// signal this process).
-    fn apply(&self) -> std::io::Result<()> {
-        if self.to_root {
-            switch_to_root()?;
-        }
-        // SAFETY: setsid has no memory-safety preconditions. The child of a
-        // fork is never a process group leader, so it cannot fail with
-        // EPERM; any failure is reported all the same.
-        if unsafe { libc::setsid() } < 0 {
-            return Err(Step::Session.error(errno()));
-        }
-        reset_signals().map_err(|e| Step::Signals.error(e))?;
-        reset_limits().map_err(|e| Step::Limits.error(e))?;
-        // SAFETY: umask cannot fail.
-        unsafe { libc::umask(0o077) };
-        write_message(&self.message).map_err(|e| Step::Message.error(e))?;
-        close_inherited_fds().map_err(|e| Step::Descriptors.error(e))
-    }
-}
-
-/// In the new process: real, effective and saved gid 0, no supplementary
-/// groups, then real, effective and saved uid 0 (gids first, as whenever
-/// ids change: setresgid and setgroups need a privilege a uid switch can
-/// take away). Every failure fails the spawn: the program never runs with
-/// the caller's ids.
-fn switch_to_root() -> std::io::Result<()> {
-    // SAFETY: setresgid, setgroups, getgroups and setresuid have no
-    // memory-safety preconditions; setgroups with size 0 reads nothing and
-    // getgroups with size 0 writes nothing. They are the system calls std
-    // itself makes in this place for Command::uid and Command::gid.
-    unsafe {
-        if libc::setresgid(0, 0, 0) != 0 {
-            return Err(Step::Gid.error(errno()));
-        }
-        if libc::setgroups(0, std::ptr::null()) != 0 {
-            let err = errno();
-            // Where setgroups is denied (a user namespace), a process
-            // without supplementary groups has nothing to drop.
-            if libc::getgroups(0, std::ptr::null_mut()) != 0 {
-                return Err(Step::Groups.error(err));
-            }
-        }
-        if libc::setresuid(0, 0, 0) != 0 {
-            return Err(Step::Uid.error(errno()));
-        }
-    }
-    Ok(())
-}
-
-/// In the new process: every signal's action back to the default and an
-/// empty signal mask. A caller can exec su with signals ignored (SIG_IGN
-/// survives exec) or blocked (so does the mask): SIGXFSZ ignored turns a
-/// file size limit into silent short writes, SIGTERM blocked makes a
-/// program unstoppable. Raw system calls: glibc's wrappers refuse the two
-/// real-time signals it keeps for itself, which a caller can ignore all
-/// the same.
-fn reset_signals() -> Result<(), c_int> {
-    let empty = [0u8; KERNEL_SIGSET_BYTES];
-    // A kernel `struct sigaction` that is all zeros, on every architecture:
-    // handler SIG_DFL (0), no flags, no restorer, an empty mask. 64 bytes
-    // are more than any layout needs.
-    let default = [0u64; 8];
-    // SAFETY: rt_sigprocmask reads one kernel signal set of the size given;
-    // rt_sigaction reads one kernel sigaction (64 zero bytes are more than
-    // its size) and writes nothing (null old action).
-    unsafe {
-        if libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK as libc::c_long,
-            empty.as_ptr(),
-            std::ptr::null_mut::<u8>(),
-            KERNEL_SIGSET_BYTES,
-        ) != 0
-        {
-            return Err(errno());
-        }
-        for sig in 1..=KERNEL_NSIG {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            if libc::syscall(
-                libc::SYS_rt_sigaction,
-                sig as libc::c_long,
-                default.as_ptr(),
-                std::ptr::null_mut::<u64>(),
-                KERNEL_SIGSET_BYTES,
-            ) != 0
-            {
-                return Err(errno());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// In the new process: the message into stdin (the in-memory file), which
-/// is then rewound for the program to read.
-fn write_message(message: &[u8]) -> Result<(), c_int> {
-    // A file size limit that could not be raised (no CAP_SYS_RESOURCE)
-    // would kill this process with SIGXFSZ, which looks like a program
-    // killed by a signal: say what it is instead.
-    let mut fsize = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit structure.
-    if unsafe { libc::getrlimit(libc::RLIMIT_FSIZE, &mut fsize) } != 0 {
-        return Err(errno());
-    }
-    if fsize.rlim_cur != UNLIMITED && fsize.rlim_cur < message.len() as libc::rlim_t {
-        return Err(libc::EFBIG);
-    }
-    let mut done = 0;
-    while done < message.len() {
-        let rest = message.get(done..).unwrap_or_default();
-        // SAFETY: writes from a valid buffer of rest.len() bytes.
-        let n = unsafe { libc::write(libc::STDIN_FILENO, rest.as_ptr().cast(), rest.len()) };
-        if n < 0 {
-            let e = errno();
-            if e == libc::EINTR {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(libc::EIO);
-        }
-        done += n as usize;
-    }
-    // SAFETY: lseek has no memory-safety preconditions.
-    if unsafe { libc::lseek(libc::STDIN_FILENO, 0, libc::SEEK_SET) } != 0 {
-        return Err(errno());
-    }
-    Ok(())
-}
-
-/// In the new process: marks every descriptor above stderr close-on-exec,
-/// so the program inherits none of the caller's (std's own error pipe is
-/// already close-on-exec and must stay open until exec).
-fn close_inherited_fds() -> Result<(), c_int> {
-    // SAFETY: close_range and fcntl are async-signal-safe system calls that
-    // only change descriptor flags.
-    unsafe {
-        if libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        ) == 0
-        {
-            return Ok(());
-        }
-        // Kernels before 5.11: one descriptor at a time, up to a fixed
-        // bound (the caller may have lowered RLIMIT_NOFILE below
-        // descriptors it holds).
-        for fd in 3..65_536 {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
-    }
-    Ok(())
+    memory_file(c"pam_gateway_message")
 }
 
 /// What a failed `spawn` means: a step of ours or a shortage of this
 /// machine (no process slot, memory or descriptor: limits a caller
 /// chooses) is local; anything else is exec refusing the program.
 fn spawn_error(program: &Path, e: &std::io::Error) -> CommandError {
-    let code = e.raw_os_error();
-    if let Some((step, errno)) = code.and_then(Step::decode) {
-        return CommandError::Local(format!(
-            "{}: cannot be started: {}: {}",
-            program.display(),
-            step.what(),
-            std::io::Error::from_raw_os_error(errno)
-        ));
-    }
-    let text = format!("{}: cannot be started: {e}", program.display());
-    match code {
-        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE) => {
-            CommandError::Local(text)
-        }
-        _ => CommandError::Spawn(text),
+    let text = || format!("{}: cannot be started: {e}", program.display());
+    match spawn_failure(e) {
+        SpawnFailure::Setup { step, error } => CommandError::Local(format!(
+            "{}: cannot be started: {step}: {error}",
+            program.display()
+        )),
+        SpawnFailure::Shortage => CommandError::Local(text()),
+        SpawnFailure::Exec => CommandError::Spawn(text()),
     }
 }
 
@@ -676,11 +338,8 @@ impl Capture {
     fn new(pipe: Option<impl Into<std::os::fd::OwnedFd>>) -> Capture {
         let pipe = pipe.map(|p| File::from(p.into()));
         if let Some(p) = &pipe {
-            // SAFETY: the descriptor is open for the lifetime of `p`.
-            unsafe {
-                let flags = libc::fcntl(p.as_raw_fd(), libc::F_GETFL);
-                libc::fcntl(p.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-            }
+            // F_GETFL and F_SETFL cannot fail on an open pipe.
+            let _ = set_nonblocking(p.as_fd());
         }
         Capture {
             pipe,
@@ -717,54 +376,17 @@ impl Capture {
 
 /// Waits up to `wait` for output on the open pipes (or just sleeps).
 fn poll_pipes(captures: &[&Capture], wait: Duration) {
-    let mut fds: Vec<libc::pollfd> = captures
+    let fds: Vec<_> = captures
         .iter()
         .filter_map(|c| c.pipe.as_ref())
-        .map(|p| libc::pollfd {
-            fd: p.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|p| p.as_fd())
         .collect();
-    let ms = wait.as_millis().min(1000) as i32;
     if fds.is_empty() {
         std::thread::sleep(wait);
         return;
     }
-    // SAFETY: `fds` is a valid array of fds.len() pollfd structures.
-    unsafe {
-        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms);
-    }
-}
-
-/// Has the child exited? Looks without reaping it (WNOWAIT), so its pid —
-/// and so its process group id — cannot be reused before we kill the group.
-fn has_exited(child: &Child) -> std::io::Result<bool> {
-    // SAFETY: siginfo_t is plain data; waitid fills it or leaves si_pid 0.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            child.id(),
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: waitid succeeded, so `info` was written as a SIGCHLD siginfo.
-    Ok(unsafe { info.si_pid() } != 0)
-}
-
-/// Kills the child's whole process group (the child leads its own session,
-/// so its process group id is its pid).
-fn kill_group(child: &Child) {
-    // SAFETY: kill has no memory-safety preconditions; the group id is our
-    // unreaped child's pid, so it cannot name anyone else's group.
-    unsafe {
-        libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL);
-    }
+    // An interrupted or failed poll only shortens the wait.
+    let _ = poll_readable(&fds, wait.min(Duration::from_secs(1)));
 }
 
 /// What the log may see of the program's output: one line, at most 200
@@ -850,12 +472,7 @@ impl CommandGateway {
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let setup = ChildSetup::new(text);
-        // SAFETY: the hook only makes async-signal-safe system calls and
-        // allocates nothing (ChildSetup::apply).
-        unsafe {
-            command.pre_exec(move || setup.apply());
-        }
+        ChildSetup::new(text).install(&mut command);
         // When the new process fails before exec, std reaps it and panics
         // if it cannot (the calling program ignores SIGCHLD): nothing ran.
         let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| command.spawn()));
@@ -968,20 +585,7 @@ impl Gateway for CommandGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn failed_steps_round_trip_through_the_error_number() {
-        for step in Step::ALL {
-            for errno in [libc::EPERM, libc::EAGAIN, libc::EFBIG, 4095] {
-                let e = step.error(errno);
-                assert_eq!(e.raw_os_error().and_then(Step::decode), Some((step, errno)));
-            }
-        }
-        // exec's own errors are plain errno values.
-        for errno in [0, libc::ENOENT, libc::EACCES, libc::ENOEXEC, 4095] {
-            assert_eq!(Step::decode(errno), None);
-        }
-    }
+    use crate::system::process::SetupStep;
 
     #[test]
     fn spawn_failures_are_local_unless_the_program_is_at_fault() {
@@ -993,7 +597,7 @@ mod tests {
                 "local-error"
             );
         }
-        for step in Step::ALL {
+        for step in SetupStep::ALL {
             assert_eq!(class(step.error(libc::EPERM)), "local-error", "{step:?}");
         }
         for errno in [libc::ENOENT, libc::EACCES, libc::ENOEXEC, libc::ETXTBSY] {
@@ -1002,7 +606,7 @@ mod tests {
                 "misconfigured"
             );
         }
-        let text = spawn_error(program, &Step::Groups.error(libc::EPERM)).to_string();
+        let text = spawn_error(program, &SetupStep::Groups.error(libc::EPERM)).to_string();
         assert_eq!(
             text,
             "/usr/local/sbin/send-sms: cannot be started: dropping supplementary groups \
@@ -1078,20 +682,6 @@ mod tests {
         // gives the send back: nothing ran.
         let local = DeliveryError::from(CommandError::Local("x".into()));
         assert!(!local.is_unreachable() && !local.proven_remote() && local.nothing_delivered());
-    }
-
-    #[test]
-    fn limits_cover_every_resource_once() {
-        let mut seen: Vec<Resource> = LIMITS.iter().map(|(r, _, _)| *r).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        // Linux numbers its limits 0 (RLIMIT_CPU) to 15 (RLIMIT_RTTIME).
-        assert_eq!(seen.len(), 16);
-        assert_eq!(seen.first(), Some(&libc::RLIMIT_CPU));
-        assert_eq!(seen.last(), Some(&libc::RLIMIT_RTTIME));
-        for (_, soft, hard) in LIMITS {
-            assert!(soft <= hard);
-        }
     }
 
     #[test]

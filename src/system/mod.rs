@@ -4,10 +4,13 @@
 //! makes it sound. One file per concern:
 //! - this file: who this process is, and this machine's name;
 //! - [`accounts`]: users and groups through NSS;
-//! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`.
+//! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`;
+//! - [`process`]: the command gateway's new process (its setup between
+//!   fork and exec), waiting for it without reaping, killing its group.
 
 pub mod accounts;
 pub mod fs;
+pub mod process;
 
 /// This machine's name, for messages (`alice@host`); `localhost` if unknown.
 pub fn hostname() -> String {

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 
+use pam_gateway_core::system::terminal;
 use zeroize::Zeroizing;
 
 /// Longest line read; a token or a code is far shorter.
@@ -17,7 +18,7 @@ pub struct Input {
 
 /// Turns terminal echo off until dropped.
 pub(super) struct EchoOff {
-    saved: libc::termios,
+    _off: terminal::EchoOff,
 }
 
 impl EchoOff {
@@ -27,28 +28,8 @@ impl EchoOff {
         if !std::io::stdin().is_terminal() {
             return None;
         }
-        // SAFETY: termios is plain old data; tcgetattr fills it in.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: fd 0 is a terminal (checked by the caller) and `saved` is
-        // a valid termios to write to.
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
-            return None;
-        }
-        let mut quiet = saved;
-        quiet.c_lflag &= !libc::ECHO;
-        quiet.c_lflag |= libc::ECHONL;
-        // SAFETY: as above; `quiet` is a termios derived from the current one.
-        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &quiet) } != 0 {
-            return None;
-        }
-        Some(EchoOff { saved })
-    }
-}
-
-impl Drop for EchoOff {
-    fn drop(&mut self) {
-        // SAFETY: restores the settings read in `new` on the same fd.
-        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &self.saved) };
+        let off = terminal::EchoOff::stdin().ok()?;
+        Some(EchoOff { _off: off })
     }
 }
 

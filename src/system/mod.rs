@@ -6,11 +6,13 @@
 //! - [`accounts`]: users and groups through NSS;
 //! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`;
 //! - [`process`]: the command gateway's new process (its setup between
-//!   fork and exec), waiting for it without reaping, killing its group.
+//!   fork and exec), waiting for it without reaping, killing its group;
+//! - [`terminal`]: echo off while the admin types a secret.
 
 pub mod accounts;
 pub mod fs;
 pub mod process;
+pub mod terminal;
 
 /// This machine's name, for messages (`alice@host`); `localhost` if unknown.
 pub fn hostname() -> String {

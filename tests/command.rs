@@ -18,8 +18,8 @@ const MESSAGE: &str =
 const BOB: &str = "+4915112345678";
 
 fn require_root() {
-    // SAFETY: geteuid has no preconditions.
     assert_eq!(
+        // SAFETY: geteuid has no preconditions.
         unsafe { libc::geteuid() },
         0,
         "the command gateway only runs root-owned programs: run these tests as root (make test)"
@@ -433,8 +433,8 @@ fn fork_with(f: impl FnOnce() -> String) -> Forked {
     use std::io::Write;
     use std::os::fd::FromRawFd;
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two descriptors into the array.
     assert_eq!(
+        // SAFETY: pipe2 writes two descriptors into the array.
         unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) },
         0,
         "pipe2"
@@ -587,8 +587,8 @@ fn set_limit(resource: libc::__rlimit_resource_t, soft: libc::rlim_t, hard: libc
         rlim_cur: soft,
         rlim_max: hard,
     };
-    // SAFETY: setrlimit reads a valid rlimit.
     assert_eq!(
+        // SAFETY: setrlimit reads a valid rlimit.
         unsafe { libc::setrlimit(resource, &lim) },
         0,
         "setrlimit {resource}: {}",

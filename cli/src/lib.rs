@@ -5,6 +5,9 @@
 //! so a man page can be generated from it). Every command returns a
 //! [`CliError`] whose [`Exit`] is the documented exit status.
 
+// System calls go through pam_gateway_core::system, which documents each.
+#![forbid(unsafe_code)]
+
 mod backup_codes;
 mod configure;
 mod enroll;

@@ -4,6 +4,9 @@
 //! [`Outcome`] to a PAM return code.
 //! pam-bindings wraps every hook in `catch_unwind`: a panic is PAM_ABORT.
 
+// System calls go through pam_gateway_core::system, which documents each.
+#![forbid(unsafe_code)]
+
 use std::ffi::CStr;
 
 use pam::constants::{PAM_PROMPT_ECHO_OFF, PamFlag, PamResultCode};

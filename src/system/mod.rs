@@ -1,7 +1,9 @@
 //! Everything this project asks of the C library, behind safe functions.
 //!
-//! Every `unsafe` block here says in a `// SAFETY:` comment which contract
-//! makes it sound. One file per concern:
+//! The only module of the shipped crates with `unsafe` code (the crate root
+//! denies it everywhere else; the module and CLI crates forbid it). Every
+//! `unsafe` block here says in a `// SAFETY:` comment which contract makes
+//! it sound. One file per concern:
 //! - this file: who this process is, and this machine's name;
 //! - [`accounts`]: users and groups through NSS;
 //! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`;

@@ -136,9 +136,10 @@ impl PtyChild {
     pub fn wait_for_echo_off(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            // SAFETY: termios is plain data; tcgetattr on the master reads
-            // the settings of the pty pair.
+            // SAFETY: termios is plain data; all-zero is a valid value.
             let mut t: libc::termios = unsafe { std::mem::zeroed() };
+            // SAFETY: tcgetattr on the master (open while `self` lives)
+            // writes the settings of the pty pair into `t`, a live local.
             let rc = unsafe { libc::tcgetattr(self.master.as_raw_fd(), &mut t) };
             assert_eq!(rc, 0, "tcgetattr: {}", std::io::Error::last_os_error());
             if t.c_lflag & libc::ECHO == 0 {

@@ -76,7 +76,7 @@ lint:
 	else echo "lint: cargo clippy not installed (rustup component add clippy); skipped"; fi
 	@scripts/lint-shape.sh
 
-# Raspberry Pi builds (README "Raspberry Pi"): module, CLI and .deb for
+# Raspberry Pi builds (docs/packaging.md): module, CLI and .deb for
 # Raspberry Pi OS 64-bit (aarch64, arm64) and 32-bit (armv7, armhf), with
 # Debian's rustc-web and cross gcc; nothing is downloaded by rustup.
 # Binaries in target/cross/<triple>/release, packages in target/deb.
@@ -85,7 +85,7 @@ cross:
 	@scripts/deps.sh cross $(CROSS_TARGETS)
 	scripts/cross.sh $(CROSS_TARGETS)
 
-# The Debian package for this machine, in target/deb (README "Debian package").
+# The Debian package for this machine, in target/deb (docs/packaging.md).
 deb: build
 	@scripts/deps.sh deb
 	scripts/mkdeb.sh --bin-dir $(RELEASE) --out $(TARGET_DIR)/deb

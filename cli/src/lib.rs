@@ -280,9 +280,9 @@ Store a webhook: an HTTP request per code, for ntfy, Gotify, Matrix and the
 incoming webhooks of Slack, Discord and Mattermost.
 
 --recipe NAME fills in name, method, content type, body and header names
-from the tested recipes (README: Webhook; /usr/share/doc/pam-gateway/
-examples/webhook/); options given as well override them. Without a recipe,
---body is required.
+from the tested recipes (docs/gateways.md: Webhook;
+/usr/share/doc/pam-gateway/examples/webhook/); options given as well
+override them. Without a recipe, --body is required.
 
 The URL is read first (without echo: incoming-webhook URLs are secrets),
 then the value of each header, in the order of --header (a recipe's own

@@ -10,6 +10,7 @@ mod configure;
 mod enroll;
 mod explain;
 mod gateway_check;
+mod man;
 mod pam_stacks;
 mod qr;
 mod sshd;
@@ -137,6 +138,20 @@ pub enum Command {
         #[arg(value_name = "USER")]
         user: String,
     },
+    /// Print what is generated from these definitions: `generate man` is
+    /// pam-gateway(8) in roff (`make man`). Hidden from --help; needs no root
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+/// What `pam-gateway generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// pam-gateway(8), roff
+    Man,
 }
 
 const TOTP_LONG: &str = "\
@@ -712,6 +727,9 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
             require_root("unlock", "it writes USER's file in the state directory")?;
             unlock::run(config, user)
         }
+        Command::Generate {
+            what: Generated::Man,
+        } => man::print(),
     }
 }
 

@@ -19,7 +19,7 @@ MODULE := $(RELEASE)/pam_gateway.so
 # Copies cargo's libpam_gateway.so in DIR to DIR/pam_gateway.so (atomically).
 name-module = cp $(1)/libpam_gateway.so $(1)/pam_gateway.so.tmp && mv $(1)/pam_gateway.so.tmp $(1)/pam_gateway.so
 
-.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm
+.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm man
 
 all: build
 
@@ -75,6 +75,13 @@ lint:
 		$(CARGO) clippy --locked --workspace --all-targets -- -D warnings; \
 	else echo "lint: cargo clippy not installed (rustup component add clippy); skipped"; fi
 	@scripts/lint-shape.sh
+
+# pam-gateway(8), generated from the CLI's clap definitions and the prose
+# in cli/doc/pam-gateway.8.in (`pam-gateway generate man`, hidden from
+# --help); cli/tests/man_page.rs fails when man/pam-gateway.8 is not this.
+man:
+	$(CARGO) run --locked --quiet -p pam-gateway-cli -- generate man > man/pam-gateway.8.tmp
+	mv man/pam-gateway.8.tmp man/pam-gateway.8
 
 # Raspberry Pi builds (docs/packaging.md): module, CLI and .deb for
 # Raspberry Pi OS 64-bit (aarch64, arm64) and 32-bit (armv7, armhf), with

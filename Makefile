@@ -51,11 +51,16 @@ soak:
 	$(CARGO) build --locked
 	PGW_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --locked --test soak -- --nocapture
 
-# cargo-fuzz targets, FUZZ_SECONDS each; the corpus in fuzz/corpus is kept.
+# cargo-fuzz targets, FUZZ_SECONDS each, from the hand-written fuzz/seeds
+# and fuzz/corpus. What a run finds goes into fuzz/corpus, which is then
+# minimised again (cargo fuzz cmin: the fewest inputs that reach every edge
+# it reached), so the corpus in git stays small.
 # Needs a nightly toolchain and cargo-fuzz (installed here if missing).
 # Not part of `make test` or CI.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer
+FUZZ_LIMITS := -timeout=10 -rss_limit_mb=2048
+FUZZ_CMIN := -set_cover_merge=1 -use_counters=0
 fuzz:
 	@scripts/deps.sh build
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || \
@@ -64,7 +69,8 @@ fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		mkdir -p corpus/$$t && \
 		$(CARGO) +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_LIMITS) && \
+		$(CARGO) +nightly fuzz cmin $$t corpus/$$t -- $(FUZZ_CMIN) $(FUZZ_LIMITS) || exit 1; \
 	done
 
 lint:

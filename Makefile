@@ -19,7 +19,7 @@ MODULE := $(RELEASE)/pam_gateway.so
 # Copies cargo's libpam_gateway.so in DIR to DIR/pam_gateway.so (atomically).
 name-module = cp $(1)/libpam_gateway.so $(1)/pam_gateway.so.tmp && mv $(1)/pam_gateway.so.tmp $(1)/pam_gateway.so
 
-.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm
+.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm man
 
 all: build
 
@@ -51,11 +51,16 @@ soak:
 	$(CARGO) build --locked
 	PGW_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --locked --test soak -- --nocapture
 
-# cargo-fuzz targets, FUZZ_SECONDS each; the corpus in fuzz/corpus is kept.
+# cargo-fuzz targets, FUZZ_SECONDS each, from the hand-written fuzz/seeds
+# and fuzz/corpus. What a run finds goes into fuzz/corpus, which is then
+# minimised again (cargo fuzz cmin: the fewest inputs that reach every edge
+# it reached), so the corpus in git stays small.
 # Needs a nightly toolchain and cargo-fuzz (installed here if missing).
 # Not part of `make test` or CI.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer
+FUZZ_LIMITS := -timeout=10 -rss_limit_mb=2048
+FUZZ_CMIN := -set_cover_merge=1 -use_counters=0
 fuzz:
 	@scripts/deps.sh build
 	@$(CARGO) +nightly --version >/dev/null 2>&1 || \
@@ -64,7 +69,8 @@ fuzz:
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 		mkdir -p corpus/$$t && \
 		$(CARGO) +nightly fuzz run $$t corpus/$$t seeds/$$t -- \
-			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_LIMITS) && \
+		$(CARGO) +nightly fuzz cmin $$t corpus/$$t -- $(FUZZ_CMIN) $(FUZZ_LIMITS) || exit 1; \
 	done
 
 lint:
@@ -76,7 +82,14 @@ lint:
 	else echo "lint: cargo clippy not installed (rustup component add clippy); skipped"; fi
 	@scripts/lint-shape.sh
 
-# Raspberry Pi builds (README "Raspberry Pi"): module, CLI and .deb for
+# pam-gateway(8), generated from the CLI's clap definitions and the prose
+# in cli/doc/pam-gateway.8.in (`pam-gateway generate man`, hidden from
+# --help); cli/tests/man_page.rs fails when man/pam-gateway.8 is not this.
+man:
+	$(CARGO) run --locked --quiet -p pam-gateway-cli -- generate man > man/pam-gateway.8.tmp
+	mv man/pam-gateway.8.tmp man/pam-gateway.8
+
+# Raspberry Pi builds (docs/packaging.md): module, CLI and .deb for
 # Raspberry Pi OS 64-bit (aarch64, arm64) and 32-bit (armv7, armhf), with
 # Debian's rustc-web and cross gcc; nothing is downloaded by rustup.
 # Binaries in target/cross/<triple>/release, packages in target/deb.
@@ -85,7 +98,7 @@ cross:
 	@scripts/deps.sh cross $(CROSS_TARGETS)
 	scripts/cross.sh $(CROSS_TARGETS)
 
-# The Debian package for this machine, in target/deb (README "Debian package").
+# The Debian package for this machine, in target/deb (docs/packaging.md).
 deb: build
 	@scripts/deps.sh deb
 	scripts/mkdeb.sh --bin-dir $(RELEASE) --out $(TARGET_DIR)/deb

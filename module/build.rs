@@ -15,10 +15,10 @@ fn main() {
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let gnu_linux = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
     let native = !var("TARGET").is_empty() && var("TARGET") == var("HOST");
-    // Packed relative relocations (DT_RELR): the module's ~9,000
-    // R_X86_64_RELATIVE entries of 24 bytes become a 2 KB bitmap -- about
-    // 190 KB less module, and less for the dynamic loader to read at every
-    // dlopen (BENCHMARKS.md). glibc reads DT_RELR since 2.36, and ld then
+    // Packed relative relocations (DT_RELR): the module's thousands of
+    // R_X86_64_RELATIVE entries of 24 bytes each become a small bitmap: a
+    // smaller module, and less for the dynamic loader to read at every
+    // dlopen (figures: BENCHMARKS.md). glibc reads DT_RELR since 2.36, and ld then
     // marks the module as needing GLIBC_ABI_DT_RELR, so an older glibc
     // refuses to load it with a clear message (and dpkg-shlibdeps makes the
     // .deb depend on libc6 >= 2.36). PAM_GATEWAY_NO_RELR=1 turns it off,

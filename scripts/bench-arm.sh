@@ -1,8 +1,8 @@
 #!/bin/bash
 # make bench-arm: `make bench` for the aarch64 build of `make cross`, under
 # qemu-user on this x86_64 machine. Relative figures only: qemu translates
-# every code page on first use, which weighs on a 3 MB module far more than
-# real hardware does. The fake Bot API and the measuring program run
+# every code page on first use, which weighs on a module of a few MB far
+# more than real hardware does (BENCHMARKS.md). The fake Bot API and the measuring program run
 # natively; pamtester, pam_google_authenticator, libpam and pam_gateway are
 # aarch64. The arm64 pamtester and pam_google_authenticator are unpacked
 # into target/arm-bench, not installed (they would replace the host's).

@@ -10,8 +10,9 @@
 # dpkg-shlibdeps) and, for another architecture, its binutils and libc.
 #
 # Layout: the module in /lib/<multiarch>/security/pam_gateway.so, the CLI in
-# /usr/sbin, man pages, example configs in /usr/share/doc/pam-gateway/examples,
-# the pam-auth-update profile in /usr/share/pam-configs/pam_gateway (off until
+# /usr/sbin, man pages, README.md and the guides it links to (docs/*.md) in
+# /usr/share/doc/pam-gateway, example configs in its examples/, the
+# pam-auth-update profile in /usr/share/pam-configs/pam_gateway (off until
 # enabled). The maintainer scripts live in packaging/deb/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +85,11 @@ install -m 644 pam.d/* "$doc/examples/pam.d/"
 install -m 644 sshd_config.d/* "$doc/examples/sshd_config.d/"
 install -m 644 conf/webhook/*.toml "$doc/examples/webhook/"
 gzip -9n -c README.md > "$doc/README.md.gz"
+# The guides README.md links to, at the same relative paths (docs/NAME.md).
+install -d -m 755 "$doc/docs"
+for md in docs/*.md; do
+    gzip -9n -c "$md" > "$doc/docs/$(basename "$md").gz"
+done
 {
     echo "pam-gateway ($version) unstable; urgency=medium"
     echo

@@ -189,6 +189,8 @@ echo "state_dir=$(st /var/lib/pam_gateway)"
 echo "profile=$(st /usr/share/pam-configs/pam_gateway)"
 echo "man8=$(st /usr/share/man/man8/pam_gateway.8.gz) $(st /usr/share/man/man8/pam-gateway.8.gz)"
 echo "man5=$(st /usr/share/man/man5/gateway.toml.5.gz)"
+echo "doc=$(ls /usr/share/doc/pam-gateway 2>/dev/null | tr '\n' ' ')"
+echo "docs=$(ls /usr/share/doc/pam-gateway/docs 2>/dev/null | tr '\n' ' ')"
 echo "examples=$(ls /usr/share/doc/pam-gateway/examples 2>/dev/null | tr '\n' ' ')"
 echo "config=$(cat /etc/pam_gateway/gateway.toml 2>/dev/null | md5sum | cut -c1-8) $(st /etc/pam_gateway/gateway.toml)"
 echo "users=$(cat /etc/pam_gateway/users.toml 2>/dev/null | md5sum | cut -c1-8) $(st /etc/pam_gateway/users.toml)"
@@ -203,6 +205,24 @@ echo "audit=$(dpkg --audit 2>&1 | tr '\n' ' ')"
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
+}
+
+/// docs/*.md as the package ships them: `NAME.md.gz`, as `ls` lists them.
+fn shipped_guides() -> String {
+    let mut names: Vec<String> = fs::read_dir(repo().join("docs"))
+        .expect("docs/")
+        .map(|e| {
+            e.expect("docs/ entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|n| n.ends_with(".md"))
+        .map(|n| format!("{n}.gz"))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no docs/*.md");
+    names.join(" ")
 }
 
 fn assert_fact(f: &BTreeMap<String, String>, key: &str, want: &str, when: &str) {
@@ -268,6 +288,14 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     assert_fact(&f, "profile", "644 root:root", "install");
     assert_fact(&f, "man8", "644 root:root 644 root:root", "install");
     assert_fact(&f, "man5", "644 root:root", "install");
+    assert_fact(
+        &f,
+        "doc",
+        "README.md.gz changelog.Debian.gz copyright docs examples",
+        "install",
+    );
+    // Every guide README.md links to under docs/, at the same path.
+    assert_fact(&f, "docs", &shipped_guides(), "install");
     assert_fact(
         &f,
         "examples",

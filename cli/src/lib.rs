@@ -13,6 +13,7 @@ mod configure;
 mod enroll;
 mod explain;
 mod gateway_check;
+mod man;
 mod pam_stacks;
 mod qr;
 mod sshd;
@@ -140,6 +141,20 @@ pub enum Command {
         #[arg(value_name = "USER")]
         user: String,
     },
+    /// Print what is generated from these definitions: `generate man` is
+    /// pam-gateway(8) in roff (`make man`). Hidden from --help; needs no root
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+    },
+}
+
+/// What `pam-gateway generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    /// pam-gateway(8), roff
+    Man,
 }
 
 const TOTP_LONG: &str = "\
@@ -283,9 +298,9 @@ Store a webhook: an HTTP request per code, for ntfy, Gotify, Matrix and the
 incoming webhooks of Slack, Discord and Mattermost.
 
 --recipe NAME fills in name, method, content type, body and header names
-from the tested recipes (README: Webhook; /usr/share/doc/pam-gateway/
-examples/webhook/); options given as well override them. Without a recipe,
---body is required.
+from the tested recipes (docs/gateways.md: Webhook;
+/usr/share/doc/pam-gateway/examples/webhook/); options given as well
+override them. Without a recipe, --body is required.
 
 The URL is read first (without echo: incoming-webhook URLs are secrets),
 then the value of each header, in the order of --header (a recipe's own
@@ -715,6 +730,9 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
             require_root("unlock", "it writes USER's file in the state directory")?;
             unlock::run(config, user)
         }
+        Command::Generate {
+            what: Generated::Man,
+        } => man::print(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`CodeSource`], a [`Log`] and the user's delivery [`Route`]s. Tests drive
 //! the same function with scripted fakes.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use zeroize::Zeroize;
@@ -12,11 +13,11 @@ use zeroize::Zeroize;
 use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
-use crate::gateway::Gateway;
+use crate::gateway::{DeliveryError, Gateway};
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
-use crate::state::{StateStore, WallClock, update_with};
+use crate::state::{StateError, StateStore, UserState, WallClock, update_with};
 use crate::totp::TotpKey;
 use crate::users::mask;
 
@@ -243,9 +244,86 @@ impl Fallback {
 }
 
 /// What an answer may match.
-struct Expect<'c> {
-    /// The code that was sent, its deadline and gateway.
-    code: Option<(&'c Code, Duration, &'static str)>,
+struct Expect {
+    /// The code that was sent, its deadline and gateway. `None`: no code
+    /// went out, only the fallback factors can match.
+    code: Option<(Code, Duration, &'static str)>,
+}
+
+/// The rest of a login once nothing more will be sent: the prompts, then
+/// the outcome ([`Flow::prompt`]).
+struct Dialogue {
+    prompt: String,
+    /// The gateway named in the result's log line, unless a factor is
+    /// accepted (then the factor's).
+    gateway: &'static str,
+    judging: Judging,
+}
+
+/// How the answers of a [`Dialogue`] are taken.
+enum Judging {
+    /// Nothing was sent and no answer is looked at: the dialogue only looks
+    /// like a real one, then the login ends in `outcome`, logged with
+    /// `reason` (unless the conversation failed first).
+    Decoy {
+        outcome: Outcome,
+        reason: &'static str,
+    },
+    /// Each answer is judged under the user's lock ([`Flow::judge`]).
+    Answers(Expect),
+}
+
+/// How a login ends when a step stops it before a code is delivered.
+enum End {
+    /// With this outcome, logged already.
+    Done(Outcome),
+    /// After this dialogue (a decoy, or a fallback factor asked for).
+    Ask(Dialogue),
+}
+
+/// A code whose send is reserved: what [`Flow::reserve`] hands to
+/// [`Flow::deliver`].
+struct Sending {
+    code: Code,
+    /// The user's fallback factors (backup codes counted under the lock).
+    fallback: Fallback,
+    /// The wall time the send was reserved at: its key to give it back.
+    reserved_at: u64,
+}
+
+/// What offering the message to the routes came to ([`Flow::send`]).
+struct Sent {
+    /// The gateway that delivered, and the prompt naming it.
+    delivered: Option<(&'static str, String)>,
+    /// One line per failed route, the code scrubbed.
+    failures: Vec<String>,
+    /// failmode=safe may excuse every failure so far: the service could
+    /// not be reached, and (unless the caller is root) the remote side
+    /// proved it. A caller of su/sudo can stop this process past the
+    /// timeout or starve it of file descriptors, never make a peer refuse
+    /// a connection or answer 503.
+    safe_may_excuse: bool,
+    /// Certainly no message reached anyone: only then is the reservation
+    /// given back. A send whose fate is unknown counts as sent.
+    nothing_delivered: bool,
+}
+
+impl Sent {
+    fn new() -> Sent {
+        Sent {
+            delivered: None,
+            failures: Vec::new(),
+            safe_may_excuse: true,
+            nothing_delivered: true,
+        }
+    }
+
+    /// Counts one route's failure (`line`: its log text, code scrubbed).
+    fn failed(&mut self, e: &DeliveryError, caller_is_root: bool, line: String) {
+        self.safe_may_excuse &= e.is_unreachable() && (caller_is_root || e.proven_remote());
+        self.nothing_delivered &= e.nothing_delivered();
+        self.failures.push(line);
+    }
 }
 
 /// How one answer was judged.
@@ -358,6 +436,11 @@ impl Flow<'_> {
         outcome
     }
 
+    /// [`Flow::finish`] as the end of a step.
+    fn done(&mut self, ctx: &LoginContext, gateway: &str, outcome: Outcome, reason: &str) -> End {
+        End::Done(self.finish(ctx, gateway, outcome, reason))
+    }
+
     /// A log line about this login that is not its result.
     fn note(&mut self, ctx: &LoginContext, level: Level, text: &str) {
         self.log.log(
@@ -371,86 +454,62 @@ impl Flow<'_> {
         );
     }
 
-    /// Runs one authentication to its [`Outcome`].
+    /// Runs one authentication to its [`Outcome`]. The order of the steps
+    /// is what keeps it safe: nothing is sent before [`Flow::precheck`]
+    /// allows it and [`Flow::reserve`] has counted it, and the user is
+    /// asked only once every gateway is dropped.
     pub fn authenticate(&mut self, ctx: &LoginContext, enrolment: Enrolment) -> Outcome {
-        let attempts = self.config.code.attempts;
+        let dialogue = match self.send_code(ctx, enrolment) {
+            ControlFlow::Continue(dialogue) | ControlFlow::Break(End::Ask(dialogue)) => dialogue,
+            ControlFlow::Break(End::Done(outcome)) => return outcome,
+        };
+        self.prompt(ctx, dialogue)
+    }
+
+    /// The steps up to a delivered code, each of which may end the login
+    /// early: [`Flow::precheck`], [`Flow::reserve`], [`Flow::deliver`].
+    fn send_code(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: Enrolment,
+    ) -> ControlFlow<End, Dialogue> {
+        let routes = self.precheck(ctx, enrolment)?;
+        let sending = self.reserve(ctx, &routes)?;
+        self.deliver(ctx, routes, sending)
+    }
+
+    /// Decides whether a code may be sent at all; nothing is sent or
+    /// counted here. In this order: a name NSS does not know is refused
+    /// after a decoy dialogue, before `[policy]` or `unenrolled` could wave
+    /// it through; `[policy]`; the enrolment (`unenrolled`); OpenSSH's
+    /// wrong-password marker (a decoy dialogue). Goes on with the user's
+    /// routes.
+    fn precheck(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: Enrolment,
+    ) -> ControlFlow<End, Vec<Route>> {
         if matches!(enrolment, Enrolment::UnknownUser) {
             // Before [policy] and `unenrolled`: neither may wave through a
             // name the account database does not know. Same prompts as a
             // real login; nothing is sent.
             self.debug(ctx, "user unknown to NSS: prompting without sending");
-            let prompt = decoy_prompt(self.config, &ctx.user);
-            return match self.ask(ctx, None, &prompt, attempts) {
-                Err(outcome) => self.finish(ctx, "-", outcome, "conversation failed"),
-                Ok(_) => self.finish(
-                    ctx,
-                    "-",
-                    Outcome::UnknownUser,
-                    "no account of this name (NSS getpwnam); denied whatever unenrolled says",
-                ),
-            };
+            return ControlFlow::Break(End::Ask(Dialogue::decoy(
+                decoy_prompt(self.config, &ctx.user),
+                "-",
+                Outcome::UnknownUser,
+                "no account of this name (NSS getpwnam); denied whatever unenrolled says",
+            )));
         }
-        match self
-            .config
-            .access
-            .coverage(&ctx.user, ctx.rhost.as_deref(), self.groups)
-        {
-            Ok(Coverage::Covered) => {}
-            Ok(Coverage::Exempt(why)) => {
-                return self.finish(
-                    ctx,
-                    "-",
-                    Outcome::PolicyIgnored,
-                    &format!("not covered by [policy]: {why}"),
-                );
-            }
-            Err(e) => {
-                return self.finish(
-                    ctx,
-                    "-",
-                    Outcome::SystemError,
-                    &format!("[policy] cannot be applied: {e}"),
-                );
-            }
-        }
+        self.policy(ctx)?;
         let routes = match enrolment {
             Enrolment::UnknownUser => {
-                return self.finish(ctx, "-", Outcome::UnknownUser, "no account of this name");
+                let reason = "no account of this name";
+                return ControlFlow::Break(self.done(ctx, "-", Outcome::UnknownUser, reason));
             }
-            Enrolment::NotEnrolled => match self.config.unenrolled {
-                Unenrolled::Ignore => {
-                    return self.finish(
-                        ctx,
-                        "-",
-                        Outcome::NotEnrolledIgnored,
-                        "user has no entry in the users file; unenrolled=ignore",
-                    );
-                }
-                Unenrolled::Deny => {
-                    // Same prompts as a real login, so enrolment does not leak
-                    // through behaviour; nothing is sent.
-                    self.debug(ctx, "not enrolled: prompting without sending");
-                    let prompt = decoy_prompt(self.config, &ctx.user);
-                    return match self.ask(ctx, None, &prompt, attempts) {
-                        Err(outcome) => self.finish(ctx, "-", outcome, "conversation failed"),
-                        Ok(_) => self.finish(
-                            ctx,
-                            "-",
-                            Outcome::NotEnrolledDenied,
-                            "user has no entry in the users file; unenrolled=deny",
-                        ),
-                    };
-                }
-            },
+            Enrolment::NotEnrolled => return ControlFlow::Break(self.unenrolled(ctx)),
             Enrolment::Enrolled(routes) => routes,
         };
-
-        let first_prompt = match routes.first() {
-            Some(r) => prompt_for(r),
-            None => "Verification code: ".to_string(),
-        };
-        let first_gateway = routes.first().map(|r| r.gateway.id()).unwrap_or("-");
-
         if ctx.password_was_wrong {
             // The first factor already failed: sending would let anyone who
             // knows a user name make the bot spam that user.
@@ -458,24 +517,75 @@ impl Flow<'_> {
                 ctx,
                 "OpenSSH marks the password as wrong: prompting without sending",
             );
-            return match self.ask(ctx, None, &first_prompt, attempts) {
-                Err(outcome) => self.finish(ctx, first_gateway, outcome, "conversation failed"),
-                Ok(_) => self.finish(
-                    ctx,
-                    first_gateway,
-                    Outcome::WrongPassword,
-                    "first factor failed (OpenSSH wrong-password marker); no code sent",
-                ),
-            };
+            return ControlFlow::Break(End::Ask(Dialogue::decoy(
+                routes
+                    .first()
+                    .map_or_else(|| "Verification code: ".to_string(), prompt_for),
+                first_gateway(&routes),
+                Outcome::WrongPassword,
+                "first factor failed (OpenSSH wrong-password marker); no code sent",
+            )));
         }
+        ControlFlow::Continue(routes)
+    }
 
+    /// `[policy]`: a login it does not cover ends ignored; a policy that
+    /// cannot be applied (a failed lookup, a missing group) denies.
+    fn policy(&mut self, ctx: &LoginContext) -> ControlFlow<End> {
+        let coverage = self
+            .config
+            .access
+            .coverage(&ctx.user, ctx.rhost.as_deref(), self.groups);
+        let (outcome, reason) = match coverage {
+            Ok(Coverage::Covered) => return ControlFlow::Continue(()),
+            Ok(Coverage::Exempt(why)) => (
+                Outcome::PolicyIgnored,
+                format!("not covered by [policy]: {why}"),
+            ),
+            Err(e) => (
+                Outcome::SystemError,
+                format!("[policy] cannot be applied: {e}"),
+            ),
+        };
+        ControlFlow::Break(self.done(ctx, "-", outcome, &reason))
+    }
+
+    /// A user without an entry: ignored, or (`unenrolled = "deny"`) denied
+    /// after a decoy dialogue, so enrolment does not leak through
+    /// behaviour.
+    fn unenrolled(&mut self, ctx: &LoginContext) -> End {
+        match self.config.unenrolled {
+            Unenrolled::Ignore => self.done(
+                ctx,
+                "-",
+                Outcome::NotEnrolledIgnored,
+                "user has no entry in the users file; unenrolled=ignore",
+            ),
+            Unenrolled::Deny => {
+                self.debug(ctx, "not enrolled: prompting without sending");
+                End::Ask(Dialogue::decoy(
+                    decoy_prompt(self.config, &ctx.user),
+                    "-",
+                    Outcome::NotEnrolledDenied,
+                    "user has no entry in the users file; unenrolled=deny",
+                ))
+            }
+        }
+    }
+
+    /// Draws the code, then reserves its send under the user's lock before
+    /// anything goes out, so concurrent logins are counted exactly. A
+    /// lockout or a full window sends nothing ([`Flow::blocked`]). A failed
+    /// draw or an unusable state file denies, with nothing reserved.
+    fn reserve(&mut self, ctx: &LoginContext, routes: &[Route]) -> ControlFlow<End, Sending> {
+        let gateway = first_gateway(routes);
         let code = match self.codes.generate(self.config.code.digits) {
             Ok(c) => c,
-            Err(e) => return self.finish(ctx, first_gateway, Outcome::SystemError, &e),
+            Err(e) => {
+                let reason = e.to_string();
+                return ControlFlow::Break(self.done(ctx, gateway, Outcome::SystemError, &reason));
+            }
         };
-
-        // Reserve this send under the user's lock before anything goes out,
-        // so concurrent logins are counted exactly.
         let now = self.wall.unix_now();
         let limits = &self.config.limits;
         let reserved = update_with(self.state, &ctx.user, |s| {
@@ -487,7 +597,8 @@ impl Flow<'_> {
                 let _ = self
                     .conv
                     .error("Login refused: the login state cannot be read. Tell your admin.");
-                return self.finish(ctx, first_gateway, Outcome::StateFailed, &e.to_string());
+                let reason = e.to_string();
+                return ControlFlow::Break(self.done(ctx, gateway, Outcome::StateFailed, &reason));
             }
         };
         let fallback = Fallback {
@@ -495,100 +606,122 @@ impl Flow<'_> {
             backup: backup_left > 0,
         };
         match reservation {
-            Ok(()) => {}
-            Err(Block::LockedOut { until }) => {
-                let wait = wait_text(until, now);
-                if fallback.backup {
-                    // The lockout may be someone else's doing (they have the
-                    // password): the user's backup codes still work, under
-                    // their own limit (limits::LOCKOUT_BACKUP_TRIES).
-                    self.note(
-                        ctx,
-                        Level::Warning,
-                        &format!(
-                            "locked out (retry in {wait}); no code sent; asking for a backup code"
-                        ),
-                    );
-                    let prompt = format!(
-                        "Too many wrong codes: no code sent (try again in {wait}). Backup code: "
-                    );
-                    let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
-                    return self.conclude(ctx, first_gateway, result, attempts);
-                }
+            Ok(()) => ControlFlow::Continue(Sending {
+                code,
+                fallback,
+                reserved_at: now,
+            }),
+            Err(block) => ControlFlow::Break(self.blocked(ctx, gateway, block, fallback, now)),
+        }
+    }
+
+    /// No code may be sent. During a lockout only a backup code is asked
+    /// for (the lockout may be someone else's doing: they have the
+    /// password); with the window full, any fallback factor the user has.
+    /// Without one the login is refused.
+    fn blocked(
+        &mut self,
+        ctx: &LoginContext,
+        gateway: &'static str,
+        block: Block,
+        fallback: Fallback,
+        now: u64,
+    ) -> End {
+        let wait = wait_text(block.until(), now);
+        match block {
+            Block::LockedOut { .. } if fallback.backup => {
+                // The user's backup codes still work, under their own limit
+                // (limits::LOCKOUT_BACKUP_TRIES).
+                let text =
+                    format!("locked out (retry in {wait}); no code sent; asking for a backup code");
+                self.note(ctx, Level::Warning, &text);
+                let prompt = format!(
+                    "Too many wrong codes: no code sent (try again in {wait}). Backup code: "
+                );
+                End::Ask(Dialogue::fallback(prompt, gateway))
+            }
+            Block::LockedOut { .. } => {
                 let _ = self
                     .conv
                     .error(&format!("Too many wrong codes. Try again in {wait}."));
-                return self.finish(
-                    ctx,
-                    first_gateway,
-                    Outcome::LockedOut,
-                    &format!(
-                        "locked out after too many wrong codes; no code sent; retry in {wait}"
-                    ),
-                );
+                let reason =
+                    format!("locked out after too many wrong codes; no code sent; retry in {wait}");
+                self.done(ctx, gateway, Outcome::LockedOut, &reason)
             }
-            Err(Block::TooManyCodes { until }) => {
-                let wait = wait_text(until, now);
+            Block::TooManyCodes { .. } => {
                 let why = format!(
                     "{} code(s) sent in the last {} s, the [limits] codes_per_window; \
                      no code sent; next in {wait}",
                     self.config.limits.codes_per_window, self.config.limits.window
                 );
                 if fallback.any() {
-                    self.note(
-                        ctx,
-                        Level::Warning,
-                        &format!("limit: {why}; asking for a fallback factor"),
-                    );
+                    let text = format!("limit: {why}; asking for a fallback factor");
+                    self.note(ctx, Level::Warning, &text);
                     let prompt = format!(
                         "No new code sent (limit reached; next in {wait}). {}",
                         fallback.prompt()
                     );
-                    let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
-                    return self.conclude(ctx, first_gateway, result, attempts);
+                    return End::Ask(Dialogue::fallback(prompt, gateway));
                 }
                 let _ = self.conv.error(&format!(
                     "Too many codes requested: no code sent. Try again in {wait}."
                 ));
-                return self.finish(ctx, first_gateway, Outcome::RateLimited, &why);
+                self.done(ctx, gateway, Outcome::RateLimited, &why)
             }
         }
-        let issued_at = self.clock.now();
-        let text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
+    }
 
-        let mut failures: Vec<String> = Vec::new();
-        // failmode=safe may excuse every failure so far: the service could
-        // not be reached, and (unless the caller is root) the remote side
-        // proved it. A caller of su/sudo can stop this process past the
-        // timeout or starve it of file descriptors, never make a peer
-        // refuse a connection or answer 503.
-        let mut safe_may_excuse = true;
-        // Certainly no message reached anyone: only then is the reservation
-        // given back. A send whose fate is unknown counts as sent.
-        let mut nothing_delivered = true;
-        let mut delivered: Option<&Route> = None;
-        for route in &routes {
-            self.debug(
-                ctx,
-                &format!(
-                    "sending via {} to {}",
-                    route.gateway.id(),
-                    mask(&route.recipient)
-                ),
-            );
+    /// Sends the reserved code through the routes in order until one
+    /// delivers ([`Flow::send`]), and drops every route before it returns:
+    /// no gateway (HTTP client, runtime thread) is held while the user
+    /// reads and types. Goes on with the dialogue for the code; when no
+    /// route delivered, ends as [`Flow::undelivered`] decides.
+    fn deliver(
+        &mut self,
+        ctx: &LoginContext,
+        routes: Vec<Route>,
+        sending: Sending,
+    ) -> ControlFlow<End, Dialogue> {
+        let issued_at = self.clock.now();
+        let sent = self.send(ctx, &routes, &sending.code);
+        let first = routes
+            .first()
+            .map(|r| (r.gateway.id(), r.gateway.display_name().to_string()));
+        // The user may take minutes to answer: the gateways' HTTP clients
+        // (reqwest's runtime thread, its epoll and sockets) go now, not at
+        // the end of the login.
+        drop(routes);
+        let Some((gateway, prompt)) = sent.delivered else {
+            return ControlFlow::Break(self.undelivered(ctx, first, sent, &sending));
+        };
+        let deadline = issued_at + self.config.code.ttl;
+        ControlFlow::Continue(Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Answers(Expect {
+                code: Some((sending.code, deadline, gateway)),
+            }),
+        })
+    }
+
+    /// Offers the message to each route in order until one delivers. Each
+    /// failure is logged with the code scrubbed (`[code]`): a service may
+    /// echo the request in its error. The message is wiped afterwards.
+    fn send(&mut self, ctx: &LoginContext, routes: &[Route], code: &Code) -> Sent {
+        let mut text = render_message(&self.config.template, ctx, code, self.config.code.ttl);
+        let mut sent = Sent::new();
+        for route in routes {
+            let (id, recipient) = (route.gateway.id(), mask(&route.recipient));
+            self.debug(ctx, &format!("sending via {id} to {recipient}"));
             match route.gateway.send(&route.recipient, &text) {
                 Ok(()) => {
-                    delivered = Some(route);
+                    sent.delivered = Some((id, prompt_for(route)));
                     break;
                 }
                 Err(e) => {
-                    safe_may_excuse &=
-                        e.is_unreachable() && (ctx.caller_is_root || e.proven_remote());
-                    nothing_delivered &= e.nothing_delivered();
-                    // A service may echo the request in its error: the code
-                    // must not reach the log (the next route delivers it).
-                    let line =
-                        format!("{}: {e}", route.gateway.id()).replace(code.expose(), "[code]");
+                    // The code must not reach the log (the next route
+                    // delivers it).
+                    let line = format!("{id}: {e}").replace(code.expose(), "[code]");
                     self.log.log(
                         Level::Warning,
                         &format!(
@@ -597,84 +730,109 @@ impl Flow<'_> {
                             clean_max(&line, 400)
                         ),
                     );
-                    failures.push(line);
+                    sent.failed(&e, ctx.caller_is_root, line);
                 }
             }
         }
-        let mut text = text;
         text.zeroize();
+        sent
+    }
 
-        let Some(route) = delivered else {
-            if nothing_delivered {
-                // No code reached the user: the reservation does not count.
-                if let Err(e) = update_with(self.state, &ctx.user, |s| limits::release_send(s, now))
-                {
-                    self.note(
-                        ctx,
-                        Level::Warning,
-                        &format!("could not give back the unused send: {e}"),
-                    );
-                }
+    /// No route delivered. The reservation is given back only when
+    /// certainly nothing reached anyone. A user with a fallback factor is
+    /// asked for it; otherwise `failmode` decides ([`Flow::failmode`]).
+    /// `first`: the first route's gateway id and display name.
+    fn undelivered(
+        &mut self,
+        ctx: &LoginContext,
+        first: Option<(&'static str, String)>,
+        sent: Sent,
+        sending: &Sending,
+    ) -> End {
+        if sent.nothing_delivered {
+            // No code reached the user: the reservation does not count.
+            let released = update_with(self.state, &ctx.user, |s| {
+                limits::release_send(s, sending.reserved_at)
+            });
+            if let Err(e) = released {
+                let text = format!("could not give back the unused send: {e}");
+                self.note(ctx, Level::Warning, &text);
             }
-            let mut reason = if failures.is_empty() {
-                "the user's entry names no gateway".to_string()
-            } else {
-                failures.join("; ")
-            };
-            if !nothing_delivered {
-                reason.push_str("; counted against codes_per_window: a send may have got through");
+        }
+        let mut reason = if sent.failures.is_empty() {
+            "the user's entry names no gateway".to_string()
+        } else {
+            sent.failures.join("; ")
+        };
+        if !sent.nothing_delivered {
+            reason.push_str("; counted against codes_per_window: a send may have got through");
+        }
+        let gateway = first.as_ref().map_or("-", |(id, _)| *id);
+        let fallback = sending.fallback;
+        if !fallback.any() {
+            return self.failmode(ctx, gateway, &sent, reason);
+        }
+        // A user with an authenticator or backup codes is asked for one
+        // instead of being refused (or waved through).
+        let text = format!("no code delivered ({reason}); asking for a fallback factor");
+        self.note(ctx, Level::Info, &text);
+        let prompt = match first {
+            Some((_, name)) => format!("Could not send a code via {name}. {}", fallback.prompt()),
+            None => fallback.prompt().to_string(),
+        };
+        End::Ask(Dialogue::fallback(prompt, gateway))
+    }
+
+    /// `failmode` after a failed delivery: `safe` ignores the login only
+    /// when every route failed in a way it may excuse
+    /// ([`Sent::safe_may_excuse`]); everything else denies.
+    fn failmode(
+        &mut self,
+        ctx: &LoginContext,
+        gateway: &str,
+        sent: &Sent,
+        mut reason: String,
+    ) -> End {
+        // failmode=safe covers a service we cannot reach. A refusal
+        // (rate limit, blocked bot) or a misconfiguration can be caused
+        // or kept up on purpose, so it always denies.
+        let outcome = match self.config.failmode {
+            FailMode::Safe if sent.safe_may_excuse && !sent.failures.is_empty() => {
+                Outcome::DeliveryFailedIgnored
             }
-            if fallback.any() {
-                // A user with an authenticator or backup codes is asked for
-                // one instead of being refused (or waved through).
-                self.note(
-                    ctx,
-                    Level::Info,
-                    &format!("no code delivered ({reason}); asking for a fallback factor"),
+            FailMode::Safe => {
+                reason.push_str(
+                    "; failmode=safe not applied: a local failure, a refusal, or (the \
+                     caller not being root) no proof that the service failed",
                 );
-                let prompt = match routes.first() {
-                    Some(r) => format!(
-                        "Could not send a code via {}. {}",
-                        r.gateway.display_name(),
-                        fallback.prompt()
-                    ),
-                    None => fallback.prompt().to_string(),
-                };
-                drop(routes);
-                let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
-                return self.conclude(ctx, first_gateway, result, attempts);
+                Outcome::DeliveryFailedDenied
             }
-            // failmode=safe covers a service we cannot reach. A refusal
-            // (rate limit, blocked bot) or a misconfiguration can be caused
-            // or kept up on purpose, so it always denies.
-            let outcome = match self.config.failmode {
-                FailMode::Safe if safe_may_excuse && !failures.is_empty() => {
-                    Outcome::DeliveryFailedIgnored
-                }
-                FailMode::Safe => {
-                    reason.push_str(
-                        "; failmode=safe not applied: a local failure, a refusal, or (the \
-                         caller not being root) no proof that the service failed",
-                    );
-                    Outcome::DeliveryFailedDenied
-                }
-                FailMode::Secure => Outcome::DeliveryFailedDenied,
-            };
-            return self.finish(ctx, first_gateway, outcome, &reason);
+            FailMode::Secure => Outcome::DeliveryFailedDenied,
         };
+        self.done(ctx, gateway, outcome, &reason)
+    }
 
-        let gateway = route.gateway.id();
-        let prompt = prompt_for(route);
-        // The user may take minutes to answer: the gateways' HTTP clients
-        // (reqwest's runtime thread, its epoll and sockets) go now, not at
-        // the end of the login.
-        drop(routes);
-        let deadline = issued_at + self.config.code.ttl;
-        let expect = Expect {
-            code: Some((&code, deadline, gateway)),
-        };
-        let result = self.ask(ctx, Some(expect), &prompt, attempts);
-        self.conclude(ctx, gateway, result, attempts)
+    /// Holds the dialogue to its outcome: up to `attempts` prompts. A decoy
+    /// looks at no answer and ends as it says; otherwise each answer is
+    /// judged ([`Flow::judge`]) and the way the prompting ended is logged
+    /// ([`Flow::conclude`]).
+    fn prompt(&mut self, ctx: &LoginContext, dialogue: Dialogue) -> Outcome {
+        let attempts = self.config.code.attempts;
+        let Dialogue {
+            prompt,
+            gateway,
+            judging,
+        } = dialogue;
+        match judging {
+            Judging::Decoy { outcome, reason } => match self.ask(ctx, None, &prompt, attempts) {
+                Err(failed) => self.finish(ctx, gateway, failed, "conversation failed"),
+                Ok(_) => self.finish(ctx, gateway, outcome, reason),
+            },
+            Judging::Answers(expect) => {
+                let result = self.ask(ctx, Some(&expect), &prompt, attempts);
+                self.conclude(ctx, gateway, result, attempts)
+            }
+        }
     }
 
     /// Maps how the prompting ended to the outcome, and logs it.
@@ -722,52 +880,41 @@ impl Flow<'_> {
                 };
                 self.finish(ctx, gateway, Outcome::LockedOut, &reason)
             }
-            Ok(AskResult::StateFailed(e)) => self.finish(ctx, gateway, Outcome::StateFailed, &e),
+            Ok(AskResult::StateFailed(e)) => {
+                self.finish(ctx, gateway, Outcome::StateFailed, &e.to_string())
+            }
         }
     }
 
-    /// Judges one answer under the user's lock: the lockout first, then the
-    /// sent code, an authenticator code, a backup code; anything else is a
-    /// wrong answer and counts towards the lockout.
+    /// Judges one answer under the user's lock. During a lockout only a
+    /// backup code is looked at ([`judge_locked`]). Otherwise: the sent
+    /// code (too late once its deadline passed), an authenticator code
+    /// (never the same time step twice), a backup code (used up once
+    /// accepted); anything else is a wrong answer and counts towards the
+    /// lockout. An accepted answer clears the lockout history.
     fn judge(
         &mut self,
         ctx: &LoginContext,
-        expect: &Expect<'_>,
+        expect: &Expect,
         answer: &Answer,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, StateError> {
         let bytes = answer.as_bytes();
         // An absurdly long answer is wrong without further work.
         let bytes_ok = bytes.len() <= MAX_ANSWER_LEN;
         let expired = expect
             .code
-            .is_some_and(|(_, deadline, _)| self.clock.now() > deadline);
+            .as_ref()
+            .is_some_and(|(_, deadline, _)| self.clock.now() > *deadline);
         let now = self.wall.unix_now();
         let limits = &self.config.limits;
         let totp = self.totp;
         update_with(self.state, &ctx.user, |s| {
             if let Some(until) = limits::locked_until(s, limits, now) {
-                // During a lockout only a backup code is checked, and only
-                // LOCKOUT_BACKUP_TRIES of them: the user's way in that
-                // someone who merely has the password does not have.
-                if bytes_ok
-                    && !s.backup_codes.is_empty()
-                    && backup_codes::normalize(bytes).is_some()
-                    && s.lockout_backup_tries < limits::LOCKOUT_BACKUP_TRIES
-                {
-                    s.lockout_backup_tries += 1;
-                    if let Some(i) = backup_codes::find_match(&s.backup_codes, bytes) {
-                        s.backup_codes.remove(i);
-                        limits::record_success(s);
-                        return Verdict::Accepted(Factor::Backup {
-                            left: s.backup_codes.len(),
-                        });
-                    }
-                }
-                return Verdict::Locked(until);
+                return judge_locked(s, bytes_ok.then_some(bytes), until);
             }
             let mut replay = false;
             if bytes_ok {
-                if let Some((code, _, gateway)) = expect.code {
+                if let Some((code, _, gateway)) = &expect.code {
                     if code.matches(bytes) {
                         if expired {
                             return Verdict::Expired;
@@ -784,12 +931,8 @@ impl Flow<'_> {
                     }
                     replay = true;
                 }
-                if let Some(i) = backup_codes::find_match(&s.backup_codes, bytes) {
-                    s.backup_codes.remove(i);
-                    limits::record_success(s);
-                    return Verdict::Accepted(Factor::Backup {
-                        left: s.backup_codes.len(),
-                    });
+                if let Some(left) = use_backup_code(s, bytes) {
+                    return Verdict::Accepted(Factor::Backup { left });
                 }
             }
             Verdict::Wrong {
@@ -798,15 +941,14 @@ impl Flow<'_> {
                 locked_until: limits::record_failure(s, limits, now),
             }
         })
-        .map_err(|e| e.to_string())
     }
 
-    /// Prompts up to `attempts` times. With `expected = None` no answer can
-    /// match (nothing was sent), but the dialogue looks the same.
+    /// Prompts up to `attempts` times. With `expected = None` no answer is
+    /// looked at (nothing was sent), but the dialogue looks the same.
     fn ask(
         &mut self,
         ctx: &LoginContext,
-        expected: Option<Expect<'_>>,
+        expected: Option<&Expect>,
         prompt: &str,
         attempts: u32,
     ) -> Result<AskResult, Outcome> {
@@ -822,7 +964,7 @@ impl Flow<'_> {
                     return Err(Outcome::ConversationFailed);
                 }
             };
-            if let Some(expect) = &expected {
+            if let Some(expect) = expected {
                 let verdict = match self.judge(ctx, expect, &answer) {
                     Ok(v) => v,
                     Err(e) => {
@@ -832,61 +974,8 @@ impl Flow<'_> {
                         return Ok(AskResult::StateFailed(e));
                     }
                 };
-                match verdict {
-                    Verdict::Accepted(factor) => {
-                        if let Factor::Backup { left } = factor {
-                            let text = match left {
-                                0 => "Backup code accepted. That was your last one: \
-                                      ask your admin for new backup codes."
-                                    .to_string(),
-                                1 => "Backup code accepted. 1 backup code left.".to_string(),
-                                n => format!("Backup code accepted. {n} backup codes left."),
-                            };
-                            let _ = self.conv.info(&text);
-                        }
-                        return Ok(AskResult::Matched(factor));
-                    }
-                    Verdict::Expired => {
-                        let _ = self.conv.error("The code has expired.");
-                        return Ok(AskResult::Expired);
-                    }
-                    Verdict::Locked(until) => {
-                        let wait = wait_text(until, self.wall.unix_now());
-                        let _ = self
-                            .conv
-                            .error(&format!("Too many wrong codes. Try again in {wait}."));
-                        return Ok(AskResult::LockedOut {
-                            until,
-                            started: false,
-                        });
-                    }
-                    Verdict::Wrong {
-                        expired,
-                        replay,
-                        locked_until,
-                    } => {
-                        if replay {
-                            self.note(
-                                ctx,
-                                Level::Warning,
-                                "an authenticator code was used a second time: refused",
-                            );
-                        }
-                        if let Some(until) = locked_until {
-                            let wait = wait_text(until, self.wall.unix_now());
-                            let _ = self.conv.error(&format!(
-                                "Wrong code. Too many wrong codes: try again in {wait}."
-                            ));
-                            return Ok(AskResult::LockedOut {
-                                until,
-                                started: true,
-                            });
-                        }
-                        if expired {
-                            let _ = self.conv.error("The code has expired.");
-                            return Ok(AskResult::Expired);
-                        }
-                    }
+                if let Some(result) = self.tell(ctx, verdict) {
+                    return Ok(result);
                 }
             }
             let left = attempts - attempt;
@@ -904,6 +993,124 @@ impl Flow<'_> {
         }
         Ok(AskResult::Exhausted)
     }
+
+    /// Tells the user what a verdict means for them; `Some` when it ends
+    /// the prompting, `None` for a wrong answer that leaves attempts.
+    fn tell(&mut self, ctx: &LoginContext, verdict: Verdict) -> Option<AskResult> {
+        match verdict {
+            Verdict::Accepted(factor) => {
+                if let Factor::Backup { left } = factor {
+                    let text = match left {
+                        0 => "Backup code accepted. That was your last one: \
+                              ask your admin for new backup codes."
+                            .to_string(),
+                        1 => "Backup code accepted. 1 backup code left.".to_string(),
+                        n => format!("Backup code accepted. {n} backup codes left."),
+                    };
+                    let _ = self.conv.info(&text);
+                }
+                Some(AskResult::Matched(factor))
+            }
+            Verdict::Expired => {
+                let _ = self.conv.error("The code has expired.");
+                Some(AskResult::Expired)
+            }
+            Verdict::Locked(until) => {
+                let wait = wait_text(until, self.wall.unix_now());
+                let _ = self
+                    .conv
+                    .error(&format!("Too many wrong codes. Try again in {wait}."));
+                Some(AskResult::LockedOut {
+                    until,
+                    started: false,
+                })
+            }
+            Verdict::Wrong {
+                expired,
+                replay,
+                locked_until,
+            } => {
+                if replay {
+                    let text = "an authenticator code was used a second time: refused";
+                    self.note(ctx, Level::Warning, text);
+                }
+                if let Some(until) = locked_until {
+                    let wait = wait_text(until, self.wall.unix_now());
+                    let _ = self.conv.error(&format!(
+                        "Wrong code. Too many wrong codes: try again in {wait}."
+                    ));
+                    return Some(AskResult::LockedOut {
+                        until,
+                        started: true,
+                    });
+                }
+                if expired {
+                    let _ = self.conv.error("The code has expired.");
+                    return Some(AskResult::Expired);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// An answer during a lockout (`None`: too long to look at). Only a
+/// backup code is checked, and only [`limits::LOCKOUT_BACKUP_TRIES`] of
+/// them per lockout: the user's way in that someone who merely has the
+/// password does not have. Anything else is [`Verdict::Locked`], and
+/// counts towards nothing.
+fn judge_locked(s: &mut UserState, answer: Option<&[u8]>, until: u64) -> Verdict {
+    if let Some(bytes) = answer {
+        if !s.backup_codes.is_empty()
+            && backup_codes::normalize(bytes).is_some()
+            && s.lockout_backup_tries < limits::LOCKOUT_BACKUP_TRIES
+        {
+            s.lockout_backup_tries += 1;
+            if let Some(left) = use_backup_code(s, bytes) {
+                return Verdict::Accepted(Factor::Backup { left });
+            }
+        }
+    }
+    Verdict::Locked(until)
+}
+
+/// If `answer` is one of the user's backup codes: uses it up, records the
+/// success, and returns how many are left.
+fn use_backup_code(s: &mut UserState, answer: &[u8]) -> Option<usize> {
+    let i = backup_codes::find_match(&s.backup_codes, answer)?;
+    s.backup_codes.remove(i);
+    limits::record_success(s);
+    Some(s.backup_codes.len())
+}
+
+impl Dialogue {
+    /// A dialogue in which nothing was sent and no answer is looked at.
+    fn decoy(
+        prompt: String,
+        gateway: &'static str,
+        outcome: Outcome,
+        reason: &'static str,
+    ) -> Dialogue {
+        Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Decoy { outcome, reason },
+        }
+    }
+
+    /// No code went out: only the fallback factors can match.
+    fn fallback(prompt: String, gateway: &'static str) -> Dialogue {
+        Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Answers(Expect { code: None }),
+        }
+    }
+}
+
+/// The first route's gateway, for log lines before any was tried.
+fn first_gateway(routes: &[Route]) -> &'static str {
+    routes.first().map(|r| r.gateway.id()).unwrap_or("-")
 }
 
 enum AskResult {
@@ -911,7 +1118,7 @@ enum AskResult {
     Expired,
     Exhausted,
     LockedOut { until: u64, started: bool },
-    StateFailed(String),
+    StateFailed(StateError),
 }
 
 /// The prompt for a user without an entry under `unenrolled = "deny"`: it

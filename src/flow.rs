@@ -244,6 +244,7 @@ impl Fallback {
 }
 
 /// What an answer may match.
+#[derive(Debug)]
 struct Expect {
     /// The code that was sent, its deadline and gateway. `None`: no code
     /// went out, only the fallback factors can match.
@@ -252,6 +253,7 @@ struct Expect {
 
 /// The rest of a login once nothing more will be sent: the prompts, then
 /// the outcome ([`Flow::prompt`]).
+#[derive(Debug)]
 struct Dialogue {
     prompt: String,
     /// The gateway named in the result's log line, unless a factor is
@@ -261,6 +263,7 @@ struct Dialogue {
 }
 
 /// How the answers of a [`Dialogue`] are taken.
+#[derive(Debug)]
 enum Judging {
     /// Nothing was sent and no answer is looked at: the dialogue only looks
     /// like a real one, then the login ends in `outcome`, logged with
@@ -274,6 +277,7 @@ enum Judging {
 }
 
 /// How a login ends when a step stops it before a code is delivered.
+#[derive(Debug)]
 enum End {
     /// With this outcome, logged already.
     Done(Outcome),
@@ -283,6 +287,7 @@ enum End {
 
 /// A code whose send is reserved: what [`Flow::reserve`] hands to
 /// [`Flow::deliver`].
+#[derive(Debug)]
 struct Sending {
     code: Code,
     /// The user's fallback factors (backup codes counted under the lock).
@@ -327,6 +332,7 @@ impl Sent {
 }
 
 /// How one answer was judged.
+#[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Accepted(Factor),
     /// The sent code, but too late.
@@ -1150,4 +1156,808 @@ pub fn prompt_for(route: &Route) -> String {
         route.gateway.display_name(),
         mask(&route.recipient)
     )
+}
+
+/// Each step of [`Flow::authenticate`] called on its own, with fakes.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::cell::{Cell, RefCell};
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use crate::log::MemoryLog;
+    use crate::state::MemoryStateStore;
+
+    const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+    const START: u64 = 1_700_000_000;
+    const CODE: &str = "024681";
+    const TOTP_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+
+    /// The user's side: scripted answers (`None`: hangs up), and what the
+    /// flow showed.
+    #[derive(Default)]
+    struct Script {
+        answers: Vec<Option<String>>,
+        prompts: Vec<String>,
+        errors: Vec<String>,
+        infos: Vec<String>,
+    }
+
+    impl Conversation for Script {
+        fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
+            self.prompts.push(prompt.to_string());
+            assert!(
+                !self.answers.is_empty(),
+                "prompted more often than scripted"
+            );
+            match self.answers.remove(0) {
+                Some(text) => Ok(Some(Answer::new(text.into_bytes()))),
+                None => Err(ConvError("hung up".into())),
+            }
+        }
+        fn error(&mut self, text: &str) -> Result<(), ConvError> {
+            self.errors.push(text.to_string());
+            Ok(())
+        }
+        fn info(&mut self, text: &str) -> Result<(), ConvError> {
+            self.infos.push(text.to_string());
+            Ok(())
+        }
+    }
+
+    struct Mono(Cell<Duration>);
+
+    impl Clock for Mono {
+        fn now(&self) -> Duration {
+            self.0.get()
+        }
+    }
+
+    struct Wall(Cell<u64>);
+
+    impl WallClock for Wall {
+        fn unix_now(&self) -> u64 {
+            self.0.get()
+        }
+    }
+
+    /// [`CODE`], or a failing random source.
+    struct Codes {
+        broken: bool,
+    }
+
+    impl CodeSource for Codes {
+        fn generate(&mut self, _: u32) -> Result<Code, String> {
+            if self.broken {
+                return Err("OS random source failed: no entropy".to_string());
+            }
+            Ok(Code::from_digits(CODE))
+        }
+    }
+
+    /// No group lookups are expected: any is an error.
+    struct NoGroups;
+
+    impl Groups for NoGroups {
+        fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+            Err("no group lookups expected".into())
+        }
+        fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+            Err("no group lookups expected".into())
+        }
+    }
+
+    /// A gateway that answers `result`; records what it delivered and
+    /// counts the gateways still alive.
+    struct Fake {
+        id: &'static str,
+        name: &'static str,
+        result: Result<(), DeliveryError>,
+        outbox: Rc<RefCell<Vec<String>>>,
+        alive: Rc<Cell<u32>>,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.alive.set(self.alive.get() - 1);
+        }
+    }
+
+    impl Gateway for Fake {
+        fn id(&self) -> &'static str {
+            self.id
+        }
+        fn display_name(&self) -> &str {
+            self.name
+        }
+        fn send(&self, _: &str, text: &str) -> Result<(), DeliveryError> {
+            self.result.clone()?;
+            self.outbox.borrow_mut().push(text.to_string());
+            Ok(())
+        }
+    }
+
+    /// Everything a [`Flow`] borrows.
+    struct Rig {
+        config: Config,
+        conv: Script,
+        clock: Mono,
+        codes: Codes,
+        log: MemoryLog,
+        store: MemoryStateStore,
+        wall: Wall,
+        totp: Option<TotpKey>,
+        outbox: Rc<RefCell<Vec<String>>>,
+        alive: Rc<Cell<u32>>,
+    }
+
+    impl Rig {
+        /// `extra`: gateway.toml after a `[telegram]` section.
+        fn new(extra: &str) -> Rig {
+            let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n{extra}");
+            let path = Path::new("/etc/pam_gateway/gateway.toml");
+            Rig {
+                config: Config::parse(path, &text).expect("config"),
+                conv: Script::default(),
+                clock: Mono(Cell::new(Duration::from_secs(100))),
+                codes: Codes { broken: false },
+                log: MemoryLog::default(),
+                store: MemoryStateStore::default(),
+                wall: Wall(Cell::new(START)),
+                totp: None,
+                outbox: Rc::default(),
+                alive: Rc::default(),
+            }
+        }
+
+        fn with_totp(mut self) -> Rig {
+            self.totp = Some(TotpKey::from_base32(TOTP_B32).expect("key"));
+            self
+        }
+
+        fn flow(&mut self) -> Flow<'_> {
+            Flow {
+                config: &self.config,
+                conv: &mut self.conv,
+                clock: &self.clock,
+                codes: &mut self.codes,
+                log: &mut self.log,
+                debug: true,
+                state: &self.store,
+                wall: &self.wall,
+                groups: &NoGroups,
+                totp: self.totp.as_ref(),
+            }
+        }
+
+        fn route(&self, id: &'static str, result: Result<(), DeliveryError>) -> Route {
+            self.alive.set(self.alive.get() + 1);
+            let name = if id == "telegram" {
+                "Telegram"
+            } else {
+                "Signal"
+            };
+            Route {
+                gateway: Box::new(Fake {
+                    id,
+                    name,
+                    result,
+                    outbox: self.outbox.clone(),
+                    alive: self.alive.clone(),
+                }),
+                recipient: "123456977".into(),
+            }
+        }
+
+        fn state(&self) -> UserState {
+            self.store.get("alice").unwrap_or_default()
+        }
+
+        fn set_state(&self, f: impl FnOnce(&mut UserState)) {
+            let mut s = self.state();
+            f(&mut s);
+            self.store.set("alice", s);
+        }
+
+        /// Gives alice `n` backup codes; returns them in clear.
+        fn give_backup_codes(&self, n: usize) -> Vec<String> {
+            let (codes, hashes) = backup_codes::generate(n, 10).expect("codes");
+            self.set_state(|s| s.backup_codes = hashes);
+            codes.iter().map(|c| c.expose().to_string()).collect()
+        }
+
+        fn lock_out(&self) {
+            self.set_state(|s| s.locked_until = Some(START + 900));
+        }
+
+        fn log_text(&self) -> String {
+            self.log.text()
+        }
+    }
+
+    fn ctx() -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("203.0.113.7".into()),
+            tty: Some("ssh".into()),
+            host: "pi".into(),
+            password_was_wrong: false,
+            caller_is_root: true,
+        }
+    }
+
+    fn sending(rig: &Rig, fallback: Fallback) -> Sending {
+        Sending {
+            code: Code::from_digits(CODE),
+            fallback,
+            reserved_at: rig.wall.unix_now(),
+        }
+    }
+
+    const NO_FALLBACK: Fallback = Fallback {
+        totp: false,
+        backup: false,
+    };
+
+    fn ended<T>(step: ControlFlow<End, T>) -> End {
+        match step {
+            ControlFlow::Break(end) => end,
+            ControlFlow::Continue(_) => panic!("the step went on"),
+        }
+    }
+
+    fn done<T>(step: ControlFlow<End, T>) -> Outcome {
+        match ended(step) {
+            End::Done(outcome) => outcome,
+            End::Ask(d) => panic!("expected an outcome, got {d:?}"),
+        }
+    }
+
+    fn asked<T>(step: ControlFlow<End, T>) -> Dialogue {
+        match ended(step) {
+            End::Ask(dialogue) => dialogue,
+            End::Done(o) => panic!("expected a dialogue, got {o:?}"),
+        }
+    }
+
+    fn decoy_outcome(d: &Dialogue) -> Outcome {
+        match &d.judging {
+            Judging::Decoy { outcome, .. } => outcome.clone(),
+            Judging::Answers(_) => panic!("expected a decoy, got {d:?}"),
+        }
+    }
+
+    fn expects_code(d: &Dialogue) -> bool {
+        match &d.judging {
+            Judging::Answers(expect) => expect.code.is_some(),
+            Judging::Decoy { .. } => panic!("expected answers to be judged, got {d:?}"),
+        }
+    }
+
+    // --- precheck ---
+
+    #[test]
+    fn precheck_refuses_an_unknown_name_before_policy_is_looked_at() {
+        // A group rule would need a lookup (which fails here): the unknown
+        // name is refused first, and [policy] never runs.
+        let mut rig = Rig::new("[policy]\nrequire_groups = [\"staff\"]\nunenrolled = \"ignore\"\n");
+        let mut c = ctx();
+        c.user = "mallory".into();
+        let d = asked(rig.flow().precheck(&c, Enrolment::UnknownUser));
+        assert_eq!(decoy_outcome(&d), Outcome::UnknownUser);
+        assert_eq!(d.gateway, "-");
+        assert_eq!(d.prompt, decoy_prompt(&rig.config, "mallory"));
+        assert!(!rig.log_text().contains("[policy]"), "{}", rig.log_text());
+    }
+
+    #[test]
+    fn precheck_applies_policy_before_the_enrolment() {
+        let mut rig = Rig::new("[policy]\nexempt_networks = [\"203.0.113.0/24\"]\n");
+        let outcome = done(rig.flow().precheck(&ctx(), Enrolment::NotEnrolled));
+        assert_eq!(outcome, Outcome::PolicyIgnored);
+        assert!(
+            rig.log_text().contains(
+                "result=ignored-policy reason=\"not covered by [policy]: remote host \
+                 203.0.113.7 is in exempt network 203.0.113.0/24\""
+            ),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn precheck_denies_when_policy_cannot_be_applied() {
+        let mut rig = Rig::new("[policy]\nrequire_groups = [\"staff\"]\n");
+        let route = rig.route("telegram", Ok(()));
+        let outcome = done(
+            rig.flow()
+                .precheck(&ctx(), Enrolment::Enrolled(vec![route])),
+        );
+        assert_eq!(outcome, Outcome::SystemError);
+        assert!(
+            rig.log_text()
+                .contains("reason=\"[policy] cannot be applied: no group lookups expected\""),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn precheck_follows_unenrolled() {
+        let mut rig = Rig::new("[policy]\nunenrolled = \"ignore\"\n");
+        let outcome = done(rig.flow().precheck(&ctx(), Enrolment::NotEnrolled));
+        assert_eq!(outcome, Outcome::NotEnrolledIgnored);
+
+        let mut rig = Rig::new("");
+        let d = asked(rig.flow().precheck(&ctx(), Enrolment::NotEnrolled));
+        assert_eq!(decoy_outcome(&d), Outcome::NotEnrolledDenied);
+        assert_eq!(d.prompt, decoy_prompt(&rig.config, "alice"));
+        assert!(
+            d.prompt.starts_with("Code sent via Telegram to ***"),
+            "{}",
+            d.prompt
+        );
+    }
+
+    #[test]
+    fn precheck_turns_the_wrong_password_marker_into_a_decoy_that_holds_no_gateway() {
+        let mut rig = Rig::new("");
+        let route = rig.route("telegram", Ok(()));
+        let mut c = ctx();
+        c.password_was_wrong = true;
+        let d = asked(rig.flow().precheck(&c, Enrolment::Enrolled(vec![route])));
+        assert_eq!(decoy_outcome(&d), Outcome::WrongPassword);
+        assert_eq!(d.gateway, "telegram");
+        assert_eq!(
+            d.prompt,
+            "Code sent via Telegram to ***977. Verification code: "
+        );
+        assert_eq!(
+            rig.alive.get(),
+            0,
+            "the routes are dropped before the prompt"
+        );
+        assert!(rig.outbox.borrow().is_empty());
+        assert_eq!(rig.store.get("alice"), None, "nothing reserved");
+    }
+
+    #[test]
+    fn precheck_goes_on_with_the_routes() {
+        let mut rig = Rig::new("");
+        let route = rig.route("telegram", Ok(()));
+        let step = rig
+            .flow()
+            .precheck(&ctx(), Enrolment::Enrolled(vec![route]));
+        let ControlFlow::Continue(routes) = step else {
+            panic!("stopped: {:?}", ended(step));
+        };
+        assert_eq!(routes.len(), 1);
+        assert_eq!(rig.log_text(), "", "nothing logged at info level or above");
+    }
+
+    // --- reserve ---
+
+    #[test]
+    fn reserve_counts_the_send_under_the_lock_before_anything_goes_out() {
+        let mut rig = Rig::new("");
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let step = rig.flow().reserve(&ctx(), &routes);
+        let ControlFlow::Continue(sending) = step else {
+            panic!("stopped: {:?}", ended(step));
+        };
+        assert_eq!(sending.code.expose(), CODE);
+        assert_eq!(sending.reserved_at, START);
+        assert_eq!(rig.state().sent, vec![START]);
+        assert!(rig.outbox.borrow().is_empty(), "reserve sends nothing");
+    }
+
+    #[test]
+    fn reserve_denies_without_a_code_and_reserves_nothing() {
+        let mut rig = Rig::new("");
+        rig.codes.broken = true;
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let outcome = done(rig.flow().reserve(&ctx(), &routes));
+        assert_eq!(outcome, Outcome::SystemError);
+        assert_eq!(rig.store.get("alice"), None);
+        assert!(
+            rig.log_text().contains(
+                "gateway=telegram result=system-error reason=\"OS random source failed: no entropy\""
+            ),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn reserve_denies_when_the_state_cannot_be_read() {
+        let mut rig = Rig::new("");
+        *rig.store.broken.lock().expect("lock") = Some("bad json".into());
+        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(outcome, Outcome::StateFailed);
+        assert_eq!(
+            rig.conv.errors,
+            ["Login refused: the login state cannot be read. Tell your admin."]
+        );
+        assert!(
+            rig.log_text()
+                .contains("gateway=- result=denied-state-error")
+        );
+    }
+
+    #[test]
+    fn reserve_during_a_lockout_asks_for_a_backup_code_only() {
+        // The user has an authenticator too: during a lockout only a
+        // backup code is asked for, and nothing is sent or reserved.
+        let mut rig = Rig::new("").with_totp();
+        rig.give_backup_codes(2);
+        rig.lock_out();
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let d = asked(rig.flow().reserve(&ctx(), &routes));
+        assert_eq!(
+            d.prompt,
+            "Too many wrong codes: no code sent (try again in 15 min). Backup code: "
+        );
+        assert_eq!(d.gateway, "telegram");
+        assert!(!expects_code(&d));
+        assert!(rig.state().sent.is_empty());
+        assert!(
+            rig.log_text().contains(
+                "user=alice rhost=203.0.113.7 locked out (retry in 15 min); no code sent; \
+                 asking for a backup code"
+            ),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn reserve_during_a_lockout_without_backup_codes_refuses() {
+        let mut rig = Rig::new("").with_totp();
+        rig.lock_out();
+        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(outcome, Outcome::LockedOut);
+        assert_eq!(
+            rig.conv.errors,
+            ["Too many wrong codes. Try again in 15 min."]
+        );
+        assert!(rig.log_text().contains(
+            "reason=\"locked out after too many wrong codes; no code sent; retry in 15 min\""
+        ));
+    }
+
+    #[test]
+    fn reserve_with_the_window_full_asks_for_a_fallback_or_refuses() {
+        let config = "[limits]\ncodes_per_window = 1\n";
+        let mut rig = Rig::new(config).with_totp();
+        rig.set_state(|s| s.sent = vec![START - 10]);
+        let d = asked(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(
+            d.prompt,
+            "No new code sent (limit reached; next in 15 min). Authenticator code: "
+        );
+        assert!(!expects_code(&d));
+        assert_eq!(rig.state().sent, vec![START - 10], "nothing more reserved");
+
+        let mut rig = Rig::new(config);
+        rig.set_state(|s| s.sent = vec![START - 10]);
+        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(outcome, Outcome::RateLimited);
+        assert_eq!(
+            rig.conv.errors,
+            ["Too many codes requested: no code sent. Try again in 15 min."]
+        );
+    }
+
+    // --- deliver ---
+
+    #[test]
+    fn deliver_logs_failures_with_the_code_scrubbed_and_gives_back_an_unsent_reservation() {
+        let mut rig = Rig::new("");
+        rig.set_state(|s| s.sent = vec![START]);
+        let echo = DeliveryError::Rejected {
+            reason: format!("Bad Request: message {CODE} is too long"),
+            retry_after: None,
+        };
+        let routes = vec![rig.route("telegram", Err(echo))];
+        let s = sending(&rig, NO_FALLBACK);
+        let outcome = done(rig.flow().deliver(&ctx(), routes, s));
+        assert_eq!(outcome, Outcome::DeliveryFailedDenied);
+        let log = rig.log_text();
+        assert!(!log.contains(CODE), "{log}");
+        assert!(
+            log.contains(
+                "user=alice delivery failed: telegram: rejected: Bad Request: message [code] is \
+                 too long"
+            ),
+            "{log}"
+        );
+        assert!(
+            rig.state().sent.is_empty(),
+            "nothing was delivered: released"
+        );
+        assert_eq!(rig.alive.get(), 0);
+    }
+
+    #[test]
+    fn deliver_counts_a_send_whose_fate_is_unknown() {
+        let mut rig = Rig::new("");
+        rig.set_state(|s| s.sent = vec![START]);
+        let routes = vec![rig.route(
+            "telegram",
+            Err(DeliveryError::Unreachable("timed out".into())),
+        )];
+        let s = sending(&rig, NO_FALLBACK);
+        assert_eq!(
+            done(rig.flow().deliver(&ctx(), routes, s)),
+            Outcome::DeliveryFailedDenied
+        );
+        assert_eq!(
+            rig.state().sent,
+            vec![START],
+            "kept: the send may have got through"
+        );
+        assert!(rig.log_text().contains(
+            "reason=\"telegram: unreachable: timed out; counted against codes_per_window: a send \
+             may have got through\""
+        ));
+    }
+
+    #[test]
+    fn deliver_under_failmode_safe_excuses_only_what_the_caller_cannot_fake() {
+        use DeliveryError::*;
+        let m = || "x".to_string();
+        let rejected = Rejected {
+            reason: m(),
+            retry_after: None,
+        };
+        let cases = [
+            (Unreachable(m()), true, Outcome::DeliveryFailedIgnored),
+            (Unreachable(m()), false, Outcome::DeliveryFailedDenied),
+            (Refused(m()), false, Outcome::DeliveryFailedIgnored),
+            (ServiceFailed(m()), false, Outcome::DeliveryFailedIgnored),
+            (rejected, true, Outcome::DeliveryFailedDenied),
+            (Misconfigured(m()), true, Outcome::DeliveryFailedDenied),
+            (Local(m()), true, Outcome::DeliveryFailedDenied),
+        ];
+        for (error, caller_is_root, want) in cases {
+            let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
+            let label = format!("{error:?} caller_is_root={caller_is_root}");
+            let routes = vec![rig.route("telegram", Err(error))];
+            let mut c = ctx();
+            c.caller_is_root = caller_is_root;
+            let s = sending(&rig, NO_FALLBACK);
+            assert_eq!(done(rig.flow().deliver(&c, routes, s)), want, "{label}");
+            let not_applied = rig.log_text().contains("failmode=safe not applied");
+            assert_eq!(
+                not_applied,
+                want == Outcome::DeliveryFailedDenied,
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn deliver_under_failmode_safe_denies_a_user_without_gateways() {
+        let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
+        let s = sending(&rig, NO_FALLBACK);
+        assert_eq!(
+            done(rig.flow().deliver(&ctx(), vec![], s)),
+            Outcome::DeliveryFailedDenied
+        );
+        assert!(rig.log_text().contains(
+            "gateway=- result=denied-delivery-failed reason=\"the user's entry names no gateway"
+        ));
+    }
+
+    #[test]
+    fn deliver_tries_the_next_route_and_holds_no_gateway_after() {
+        let mut rig = Rig::new("");
+        let routes = vec![
+            rig.route("telegram", Err(DeliveryError::Refused("refused".into()))),
+            rig.route("signal", Ok(())),
+        ];
+        let s = sending(&rig, NO_FALLBACK);
+        let step = rig.flow().deliver(&ctx(), routes, s);
+        let ControlFlow::Continue(d) = step else {
+            panic!("stopped: {:?}", ended(step));
+        };
+        assert_eq!(d.gateway, "signal");
+        assert_eq!(
+            d.prompt,
+            "Code sent via Signal to ***977. Verification code: "
+        );
+        let Judging::Answers(Expect {
+            code: Some((code, deadline, gateway)),
+        }) = &d.judging
+        else {
+            panic!("no code to check: {d:?}");
+        };
+        assert_eq!((code.expose(), gateway), (CODE, &"signal"));
+        assert_eq!(*deadline, rig.clock.now() + rig.config.code.ttl);
+        assert_eq!(rig.alive.get(), 0);
+        assert_eq!(rig.outbox.borrow().len(), 1);
+        assert!(rig.outbox.borrow()[0].contains(CODE));
+    }
+
+    #[test]
+    fn deliver_asks_for_a_fallback_factor_instead_of_failmode() {
+        let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
+        let routes = vec![rig.route("telegram", Err(DeliveryError::Unreachable("down".into())))];
+        let fallback = Fallback {
+            totp: true,
+            backup: true,
+        };
+        let s = sending(&rig, fallback);
+        let d = asked(rig.flow().deliver(&ctx(), routes, s));
+        assert_eq!(
+            d.prompt,
+            "Could not send a code via Telegram. Authenticator or backup code: "
+        );
+        assert_eq!(d.gateway, "telegram");
+        assert!(!expects_code(&d));
+        assert!(rig.log_text().contains(
+            "no code delivered (telegram: unreachable: down; counted against codes_per_window: a \
+             send may have got through); asking for a fallback factor"
+        ));
+    }
+
+    // --- prompt ---
+
+    #[test]
+    fn prompt_a_decoy_looks_at_no_answer() {
+        let mut rig = Rig::new("");
+        rig.conv.answers = vec![Some(CODE.into()), Some(CODE.into()), Some(CODE.into())];
+        let d = Dialogue::decoy("P: ".into(), "-", Outcome::NotEnrolledDenied, "because");
+        assert_eq!(rig.flow().prompt(&ctx(), d), Outcome::NotEnrolledDenied);
+        assert_eq!(rig.conv.prompts, ["P: ", "P: ", "P: "]);
+        assert_eq!(
+            rig.conv.errors,
+            [
+                "Wrong code. 2 attempts left.",
+                "Wrong code. 1 attempt left."
+            ]
+        );
+        assert_eq!(rig.store.get("alice"), None, "no answer was judged");
+        assert!(
+            rig.log_text()
+                .contains("result=denied-not-enrolled reason=\"because\"")
+        );
+    }
+
+    #[test]
+    fn prompt_ends_when_the_conversation_fails() {
+        let mut rig = Rig::new("");
+        rig.conv.answers = vec![None];
+        let d = Dialogue::decoy("P: ".into(), "telegram", Outcome::WrongPassword, "x");
+        assert_eq!(rig.flow().prompt(&ctx(), d), Outcome::ConversationFailed);
+        assert!(
+            rig.log_text().contains(
+                "gateway=telegram result=conversation-error reason=\"conversation failed\""
+            )
+        );
+    }
+
+    #[test]
+    fn prompt_accepts_the_code_and_names_its_gateway() {
+        let mut rig = Rig::new("");
+        rig.conv.answers = vec![Some("111111".into()), Some(format!("{CODE}\n"))];
+        let deadline = rig.clock.now() + rig.config.code.ttl;
+        let d = Dialogue {
+            prompt: "P: ".into(),
+            gateway: "signal",
+            judging: Judging::Answers(Expect {
+                code: Some((Code::from_digits(CODE), deadline, "signal")),
+            }),
+        };
+        let outcome = rig.flow().prompt(&ctx(), d);
+        assert_eq!(outcome, Outcome::Success { gateway: "signal" });
+        assert_eq!(rig.conv.errors, ["Wrong code. 2 attempts left."]);
+        assert_eq!(
+            rig.state().failures,
+            0,
+            "a success forgives the wrong answer"
+        );
+    }
+
+    // --- judge ---
+
+    fn expect_code(rig: &Rig, deadline_in: u64) -> Expect {
+        let deadline = rig.clock.now() + Duration::from_secs(deadline_in);
+        Expect {
+            code: Some((Code::from_digits(CODE), deadline, "telegram")),
+        }
+    }
+
+    fn judge(rig: &mut Rig, expect: &Expect, answer: &str) -> Verdict {
+        let answer = Answer::new(answer.as_bytes().to_vec());
+        rig.flow().judge(&ctx(), expect, &answer).expect("state")
+    }
+
+    #[test]
+    fn judge_accepts_a_backup_code_during_a_lockout_only_within_its_tries() {
+        let mut rig = Rig::new("");
+        let codes = rig.give_backup_codes(3);
+        rig.lock_out();
+        let expect = expect_code(&rig, 300);
+        let until = START + 900;
+        // Neither the sent code nor a wrong answer counts during a lockout.
+        assert_eq!(judge(&mut rig, &expect, CODE), Verdict::Locked(until));
+        assert_eq!(rig.state().lockout_backup_tries, 0);
+        for tries in 1..limits::LOCKOUT_BACKUP_TRIES {
+            assert_eq!(
+                judge(&mut rig, &expect, "abcde-fghjk"),
+                Verdict::Locked(until)
+            );
+            assert_eq!(rig.state().lockout_backup_tries, tries);
+        }
+        // The last try allowed: a right code lets the user in and ends the
+        // lockout.
+        assert_eq!(
+            judge(&mut rig, &expect, &codes[0]),
+            Verdict::Accepted(Factor::Backup { left: 2 })
+        );
+        let s = rig.state();
+        assert_eq!((s.locked_until, s.lockout_backup_tries), (None, 0));
+
+        // A new lockout with its tries used up: even a right code is refused.
+        rig.lock_out();
+        rig.set_state(|s| s.lockout_backup_tries = limits::LOCKOUT_BACKUP_TRIES);
+        assert_eq!(judge(&mut rig, &expect, &codes[1]), Verdict::Locked(until));
+        assert_eq!(rig.state().backup_codes.len(), 2, "not used up");
+    }
+
+    #[test]
+    fn judge_refuses_the_sent_code_after_its_deadline() {
+        let mut rig = Rig::new("");
+        let expect = expect_code(&rig, 0);
+        rig.clock.0.set(rig.clock.now() + Duration::from_secs(1));
+        assert_eq!(judge(&mut rig, &expect, CODE), Verdict::Expired);
+        assert_eq!(
+            judge(&mut rig, &expect, "999999"),
+            Verdict::Wrong {
+                expired: true,
+                replay: false,
+                locked_until: None
+            }
+        );
+    }
+
+    #[test]
+    fn judge_never_accepts_an_authenticator_step_twice() {
+        let mut rig = Rig::new("").with_totp();
+        let expect = Expect { code: None };
+        let totp = TotpKey::from_base32(TOTP_B32).expect("key").code_at(START);
+        assert_eq!(
+            judge(&mut rig, &expect, &totp),
+            Verdict::Accepted(Factor::Totp)
+        );
+        assert_eq!(
+            judge(&mut rig, &expect, &totp),
+            Verdict::Wrong {
+                expired: false,
+                replay: true,
+                locked_until: None
+            }
+        );
+    }
+
+    #[test]
+    fn judge_counts_wrong_answers_into_a_lockout() {
+        let mut rig = Rig::new("[limits]\nfailures_before_lockout = 2\n");
+        let expect = expect_code(&rig, 300);
+        let wrong = |locked_until| Verdict::Wrong {
+            expired: false,
+            replay: false,
+            locked_until,
+        };
+        assert_eq!(judge(&mut rig, &expect, "111111"), wrong(None));
+        // An overlong answer is wrong without a look, even one that starts
+        // with the code.
+        let long = format!("{CODE}{}", " ".repeat(MAX_ANSWER_LEN));
+        assert_eq!(judge(&mut rig, &expect, &long), wrong(Some(START + 900)));
+        assert_eq!(judge(&mut rig, &expect, CODE), Verdict::Locked(START + 900));
+    }
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pam_gateway_core::backup_codes;
-use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
@@ -195,7 +195,7 @@ impl Gateway for FakeGateway {
 struct OsCodes;
 
 impl CodeSource for OsCodes {
-    fn generate(&mut self, digits: u32) -> Result<Code, String> {
+    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
         pam_gateway_core::code::generate(digits)
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
@@ -167,7 +167,7 @@ impl Gateway for FakeGateway {
 struct FixedCodes(&'static str);
 
 impl CodeSource for FixedCodes {
-    fn generate(&mut self, digits: u32) -> Result<Code, String> {
+    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
         assert_eq!(digits as usize, self.0.len());
         Ok(Code::from_digits(self.0))
     }

@@ -857,7 +857,7 @@ fn confirm_code(
     send: impl FnOnce(&str) -> Result<(), CliError>,
     answers: &mut dyn Answers,
 ) -> Result<(), CliError> {
-    let code = code::generate(config.code.digits).map_err(|m| CliError::new(Exit::Failed, m))?;
+    let code = code::generate(config.code.digits)?;
     let text = format!(
         "{} is the pam_gateway enrolment code for {user}@{}. Tell it to the admin who is \
          enrolling you: it makes this {noun} receive your login codes. If you did not ask for \

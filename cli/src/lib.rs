@@ -622,6 +622,30 @@ impl From<pam_gateway_core::toml_errors::ParseError> for CliError {
     }
 }
 
+/// This machine could not supply randomness: not done (exit 1), never a
+/// usage error.
+impl From<pam_gateway_core::random::RandomError> for CliError {
+    fn from(e: pam_gateway_core::random::RandomError) -> CliError {
+        CliError::new(Exit::Failed, e.to_string())
+    }
+}
+
+impl From<pam_gateway_core::code::CodeError> for CliError {
+    fn from(e: pam_gateway_core::code::CodeError) -> CliError {
+        CliError::new(Exit::Failed, e.to_string())
+    }
+}
+
+impl From<pam_gateway_core::backup_codes::IssueError> for CliError {
+    fn from(e: pam_gateway_core::backup_codes::IssueError) -> CliError {
+        use pam_gateway_core::backup_codes::IssueError;
+        match e {
+            IssueError::Random(e) => e.into(),
+            IssueError::State(e) => e.into(),
+        }
+    }
+}
+
 /// Runs the CLI on this process's arguments; the binary's whole `main`.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

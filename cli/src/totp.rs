@@ -40,8 +40,7 @@ pub fn run(config_path: &Path, args: &TotpArgs) -> Result<(), CliError> {
     }
 
     let host = hostname();
-    let mut enrolment =
-        totp::new_enrolment(user, &host).map_err(|m| CliError::new(Exit::Failed, m))?;
+    let mut enrolment = totp::new_enrolment(user, &host)?;
     let uri = Zeroizing::new(std::mem::take(&mut enrolment.uri));
     let key = &enrolment.key;
     show(user, &host, &uri, key, args.no_qr);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use pam_gateway_core::backup_codes::{self, BackupHash};
-use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
@@ -103,7 +103,7 @@ impl Groups for NoGroups {
 
 struct Fixed;
 impl CodeSource for Fixed {
-    fn generate(&mut self, _: u32) -> Result<Code, String> {
+    fn generate(&mut self, _: u32) -> Result<Code, CodeError> {
         Ok(Code::from_digits(SENT_CODE))
     }
 }

@@ -1169,6 +1169,7 @@ mod tests {
 
     use crate::code::CodeError;
     use crate::log::MemoryLog;
+    use crate::policy::LookupError;
     use crate::random::RandomError;
     use crate::state::MemoryStateStore;
 
@@ -1245,10 +1246,10 @@ mod tests {
     struct NoGroups;
 
     impl Groups for NoGroups {
-        fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+        fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
             Err("no group lookups expected".into())
         }
-        fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+        fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
             Err("no group lookups expected".into())
         }
     }

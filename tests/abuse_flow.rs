@@ -16,7 +16,7 @@ use pam_gateway_core::flow::{
 };
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::Groups;
+use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::state::{
     FileStateStore, MemoryStateStore, StateStore, UserState, WallClock, update_with,
@@ -54,7 +54,7 @@ impl WallClock for FakeWall {
 struct Table;
 
 impl Groups for Table {
-    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
+    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, LookupError> {
         Ok(match user {
             "alice" => Some(vec![100]),
             "robot" => Some(vec![900]),
@@ -62,7 +62,7 @@ impl Groups for Table {
             _ => None,
         })
     }
-    fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
+    fn group_gid(&self, group: &str) -> Result<Option<u32>, LookupError> {
         Ok(match group {
             "staff" => Some(100),
             "robots" => Some(900),

@@ -13,17 +13,17 @@ use pam_gateway_core::flow::{
 };
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::Groups;
+use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::state::{MemoryStateStore, WallClock};
 
 /// No policy rules in these tests: group lookups must not happen.
 struct NoGroups;
 
 impl Groups for NoGroups {
-    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
         Err("no group lookups expected".into())
     }
-    fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+    fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
         Err("no group lookups expected".into())
     }
 }

@@ -23,7 +23,7 @@ use pam_gateway_core::flow::{
 };
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::Groups;
+use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::state::{MemoryStateStore, UserState, WallClock};
 use pam_gateway_core::totp::TotpKey;
 
@@ -93,10 +93,10 @@ impl WallClock for Wall {
 
 struct NoGroups;
 impl Groups for NoGroups {
-    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
         Ok(None)
     }
-    fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+    fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
         Ok(None)
     }
 }

@@ -611,6 +611,11 @@ impl From<pam_gateway_core::state::StateError> for CliError {
     fn from(e: pam_gateway_core::state::StateError) -> CliError {
         match e {
             pam_gateway_core::state::StateError::BadUser(m) => CliError::new(Exit::Usage, m),
+            // A store that did not run: nothing the admin's files or
+            // arguments caused.
+            e @ pam_gateway_core::state::StateError::Skipped => {
+                CliError::new(Exit::Failed, e.to_string())
+            }
             other => CliError::new(Exit::Files, other.to_string()),
         }
     }

@@ -32,4 +32,7 @@ fn backup_codes_state_errors_keep_their_statuses() {
         message: "bad".into(),
     }));
     assert_eq!(e.exit, Exit::Files);
+    // A store that did not run the update is no fault of the admin's.
+    let e = CliError::from(StateError::Skipped);
+    assert_eq!(e.exit, Exit::Failed);
 }

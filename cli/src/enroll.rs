@@ -122,7 +122,7 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
                 ),
             ));
         }
-        Err(m) => return Err(CliError::new(Exit::Usage, m)),
+        Err(m) => return Err(CliError::new(Exit::Failed, m)),
     }
     let config = load_config(config_path)?;
     if let Some((kind, recipient)) = other_gateway(args) {

@@ -756,7 +756,9 @@ fn require_account(user: &str) -> Result<(), CliError> {
                  nothing): create it first, or check the spelling"
             ),
         )),
-        Err(m) => Err(CliError::new(Exit::Usage, m)),
+        // A name from the command line holds no NUL byte: an error is the
+        // lookup itself failing (NSS, sssd, LDAP), this machine's problem.
+        Err(m) => Err(CliError::new(Exit::Failed, m)),
     }
 }
 

@@ -172,7 +172,7 @@ fn confirm(user: &str, key: &TotpKey) -> Result<u64, CliError> {
     for attempt in 1..=TRIES {
         let answer = input
             .line("Code: ", true)
-            .map_err(|m| CliError::new(Exit::Failed, m))?;
+            .map_err(|m| CliError::new(Exit::Failed, m.to_string()))?;
         let Some(answer) = answer else {
             return Err(CliError::new(
                 Exit::Failed,

@@ -8,6 +8,8 @@
 mod backup_codes;
 mod configure;
 mod enroll;
+#[cfg(test)]
+mod exit_tests;
 mod explain;
 mod gateway_check;
 mod pam_stacks;
@@ -38,8 +40,10 @@ Exit status:
   0  done; for status: nothing found that would stop logins
   1  not done: status found something that would stop logins, the test
      message was refused, the enrolment did not complete (time-out,
-     wrong code, refused chat, a second Start with the link), or the
-     authenticator code was wrong
+     wrong code, refused chat, a second Start with the link), the
+     authenticator code was wrong, or this machine failed (random
+     source, account lookup, reading standard input, no resources to
+     reach a gateway)
   2  usage: bad arguments, no such system user, user not enrolled, user
      already has an authenticator (totp without --replace)
   3  files: gateway.toml, the users file or the state directory is
@@ -562,13 +566,22 @@ pub struct StatusArgs {
     pub pam_dir: PathBuf,
 }
 
-/// Exit statuses; see [`EXIT_CODES`].
+/// Exit statuses; see [`EXIT_CODES`], which `--help` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Ok = 0,
+    /// Not done: a check failed, the service refused the message, the
+    /// enrolment or the code check did not complete, or this machine
+    /// failed (random source, account lookup, standard input, resources
+    /// to reach a gateway).
     Failed = 1,
+    /// The command line is wrong: bad arguments, no such account, a user
+    /// not enrolled or already holding what was asked for.
     Usage = 2,
+    /// gateway.toml, the users file or the state directory.
     Files = 3,
+    /// A gateway cannot be reached, refuses our credentials, or its
+    /// program fails its checks.
     Gateway = 4,
     NotRoot = 5,
 }

@@ -4,6 +4,16 @@
 //! files and hands this module a [`Conversation`], a [`Clock`], a
 //! [`CodeSource`], a [`Log`] and the user's delivery [`Route`]s. Tests drive
 //! the same function with scripted fakes.
+//!
+//! [`Flow::authenticate`] runs five steps in the order that keeps it safe:
+//! `precheck` (may a code be sent at all: unknown name, `[policy]`,
+//! enrolment, wrong-password marker), `reserve` (draw the code and count
+//! its send under the user's lock, or handle a lockout or a full window),
+//! `deliver` (through the routes in order; the release rule; fallback
+//! factors; `failmode`), `prompt` (ask, every gateway dropped) and `judge`
+//! (each answer under the user's lock). A step that ends the login early
+//! returns `End`: an outcome, or a dialogue that sends nothing (a decoy,
+//! or a fallback factor).
 
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -461,9 +471,9 @@ impl Flow<'_> {
     }
 
     /// Runs one authentication to its [`Outcome`]. The order of the steps
-    /// is what keeps it safe: nothing is sent before [`Flow::precheck`]
-    /// allows it and [`Flow::reserve`] has counted it, and the user is
-    /// asked only once every gateway is dropped.
+    /// is what keeps it safe: nothing is sent before `precheck` allows it
+    /// and `reserve` has counted it, and the user is asked only once every
+    /// gateway is dropped.
     pub fn authenticate(&mut self, ctx: &LoginContext, enrolment: Enrolment) -> Outcome {
         let dialogue = match self.send_code(ctx, enrolment) {
             ControlFlow::Continue(dialogue) | ControlFlow::Break(End::Ask(dialogue)) => dialogue,
@@ -509,6 +519,7 @@ impl Flow<'_> {
         }
         self.policy(ctx)?;
         let routes = match enrolment {
+            // Handled above, before [policy]; kept so no arm is a wildcard.
             Enrolment::UnknownUser => {
                 let reason = "no account of this name";
                 return ControlFlow::Break(self.done(ctx, "-", Outcome::UnknownUser, reason));

@@ -19,6 +19,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::random::{self, RandomError};
 use crate::state::{StateError, StateStore, update_with};
 
 /// Codes printed per set.
@@ -162,9 +163,9 @@ fn derive(code: &[u8; LEN], salt: &[u8; SALT_LEN], iterations: u32) -> [u8; HASH
 
 impl BackupHash {
     /// Hashes a normalized code with a fresh salt.
-    fn new(code: &[u8; LEN], iterations: u32) -> Result<BackupHash, String> {
+    fn new(code: &[u8; LEN], iterations: u32) -> Result<BackupHash, RandomError> {
         let mut salt = [0u8; SALT_LEN];
-        getrandom::fill(&mut salt).map_err(|e| format!("OS random source failed: {e}"))?;
+        random::fill(&mut salt)?;
         Ok(BackupHash {
             iterations,
             salt,
@@ -194,7 +195,7 @@ pub fn find_match(hashes: &[BackupHash], answer: &[u8]) -> Option<usize> {
     found
 }
 
-fn random_code() -> Result<[u8; LEN], String> {
+fn random_code() -> Result<[u8; LEN], RandomError> {
     let mut out = [0u8; LEN];
     let mut n = 0;
     // Rejection sampling keeps every symbol equally likely: bytes at or
@@ -202,7 +203,7 @@ fn random_code() -> Result<[u8; LEN], String> {
     let limit = 256 - (256 % ALPHABET.len());
     while n < LEN {
         let mut buf = [0u8; 32];
-        getrandom::fill(&mut buf).map_err(|e| format!("OS random source failed: {e}"))?;
+        random::fill(&mut buf)?;
         for &b in &buf {
             if n < LEN && (b as usize) < limit {
                 out[n] = ALPHABET[b as usize % ALPHABET.len()];
@@ -218,7 +219,7 @@ fn random_code() -> Result<[u8; LEN], String> {
 pub fn generate(
     count: usize,
     iterations: u32,
-) -> Result<(Vec<BackupCode>, Vec<BackupHash>), String> {
+) -> Result<(Vec<BackupCode>, Vec<BackupHash>), RandomError> {
     let mut codes = Vec::with_capacity(count);
     let mut hashes = Vec::with_capacity(count);
     for _ in 0..count {
@@ -236,9 +237,37 @@ pub fn generate(
     Ok((codes, hashes))
 }
 
+/// Why no new set of codes was issued; the earlier set, if any, still
+/// works.
+#[derive(Debug)]
+pub enum IssueError {
+    /// The OS random source failed: no codes or salts could be made.
+    Random(RandomError),
+    /// The user's state could not be read or written.
+    State(StateError),
+}
+
+impl fmt::Display for IssueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IssueError::Random(e) => e.fmt(f),
+            IssueError::State(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for IssueError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            IssueError::Random(e) => Some(e),
+            IssueError::State(e) => Some(e),
+        }
+    }
+}
+
 /// Makes a new set of [`COUNT`] codes for `user`, replacing any earlier
 /// set in the user's state, and returns them for printing (once).
-pub fn issue(store: &dyn StateStore, user: &str) -> Result<Vec<BackupCode>, StateError> {
+pub fn issue(store: &dyn StateStore, user: &str) -> Result<Vec<BackupCode>, IssueError> {
     issue_replacing(store, user).map(|(codes, _)| codes)
 }
 
@@ -247,11 +276,12 @@ pub fn issue(store: &dyn StateStore, user: &str) -> Result<Vec<BackupCode>, Stat
 pub fn issue_replacing(
     store: &dyn StateStore,
     user: &str,
-) -> Result<(Vec<BackupCode>, usize), StateError> {
-    let (codes, hashes) = generate(COUNT, ITERATIONS).map_err(StateError::BadUser)?;
+) -> Result<(Vec<BackupCode>, usize), IssueError> {
+    let (codes, hashes) = generate(COUNT, ITERATIONS).map_err(IssueError::Random)?;
     let voided = update_with(store, user, move |state| {
         std::mem::replace(&mut state.backup_codes, hashes).len()
-    })?;
+    })
+    .map_err(IssueError::State)?;
     Ok((codes, voided))
 }
 

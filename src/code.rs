@@ -5,6 +5,8 @@ use std::fmt;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
+use crate::random::{self, RandomError};
+
 /// Longest answer we look at; anything longer is a wrong attempt without
 /// further work (a 1 MB paste costs nothing).
 pub const MAX_ANSWER_LEN: usize = 64;
@@ -48,16 +50,50 @@ impl fmt::Debug for Code {
     }
 }
 
+/// Why no code could be drawn. Both deny the login as a system error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeError {
+    /// The length asked for is not 1 to 18 digits (config validation
+    /// keeps `[code] digits` within that).
+    Digits(u32),
+    /// The OS random source failed.
+    Random(RandomError),
+}
+
+impl fmt::Display for CodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CodeError::Digits(n) => write!(f, "{n} digits is out of range"),
+            CodeError::Random(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for CodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CodeError::Digits(_) => None,
+            CodeError::Random(e) => Some(e),
+        }
+    }
+}
+
+impl From<RandomError> for CodeError {
+    fn from(e: RandomError) -> CodeError {
+        CodeError::Random(e)
+    }
+}
+
 /// Where codes come from: the OS in production, a script in tests.
 pub trait CodeSource {
-    fn generate(&mut self, digits: u32) -> Result<Code, String>;
+    fn generate(&mut self, digits: u32) -> Result<Code, CodeError>;
 }
 
 /// getrandom(2): the kernel's CSPRNG.
 pub struct OsCodeSource;
 
 impl CodeSource for OsCodeSource {
-    fn generate(&mut self, digits: u32) -> Result<Code, String> {
+    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
         generate(digits)
     }
 }
@@ -65,16 +101,16 @@ impl CodeSource for OsCodeSource {
 /// Draws a uniformly distributed `digits`-digit code (leading zeros kept)
 /// by rejection sampling: values at or above the largest multiple of
 /// 10^digits below 2^64 are drawn again, so no value is favoured.
-pub fn generate(digits: u32) -> Result<Code, String> {
+pub fn generate(digits: u32) -> Result<Code, CodeError> {
     if !(1..=18).contains(&digits) {
-        return Err(format!("{digits} digits is out of range"));
+        return Err(CodeError::Digits(digits));
     }
     let modulus = 10u64.pow(digits);
     let limit = u64::MAX - (u64::MAX % modulus);
     // The chance of 64 rejections in a row is below 2^-64 for any modulus.
     for _ in 0..64 {
         let mut buf = [0u8; 8];
-        getrandom::fill(&mut buf).map_err(|e| format!("OS random source failed: {e}"))?;
+        random::fill(&mut buf)?;
         let value = u64::from_le_bytes(buf);
         buf.zeroize();
         if value < limit {
@@ -82,7 +118,7 @@ pub fn generate(digits: u32) -> Result<Code, String> {
             return Ok(Code(code));
         }
     }
-    Err("OS random source returned too many out-of-range values".to_string())
+    Err(RandomError::Skewed.into())
 }
 
 #[cfg(test)]
@@ -143,7 +179,10 @@ mod tests {
 
     #[test]
     fn out_of_range_digits() {
-        assert!(generate(0).is_err());
-        assert!(generate(19).is_err());
+        assert_eq!(generate(0), Err(CodeError::Digits(0)));
+        assert_eq!(
+            generate(19).map_err(|e| e.to_string()),
+            Err("19 digits is out of range".into())
+        );
     }
 }

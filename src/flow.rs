@@ -4,7 +4,18 @@
 //! files and hands this module a [`Conversation`], a [`Clock`], a
 //! [`CodeSource`], a [`Log`] and the user's delivery [`Route`]s. Tests drive
 //! the same function with scripted fakes.
+//!
+//! [`Flow::authenticate`] runs five steps in the order that keeps it safe:
+//! `precheck` (may a code be sent at all: unknown name, `[policy]`,
+//! enrolment, wrong-password marker), `reserve` (draw the code and count
+//! its send under the user's lock, or handle a lockout or a full window),
+//! `deliver` (through the routes in order; the release rule; fallback
+//! factors; `failmode`), `prompt` (ask, every gateway dropped) and `judge`
+//! (each answer under the user's lock). A step that ends the login early
+//! returns `End`: an outcome, or a dialogue that sends nothing (a decoy,
+//! or a fallback factor).
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use zeroize::Zeroize;
@@ -12,11 +23,11 @@ use zeroize::Zeroize;
 use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
-use crate::gateway::Gateway;
+use crate::gateway::{DeliveryError, Gateway};
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
-use crate::state::{StateStore, WallClock, update_with};
+use crate::state::{StateError, StateStore, UserState, WallClock, update_with};
 use crate::totp::TotpKey;
 use crate::users::mask;
 
@@ -243,12 +254,95 @@ impl Fallback {
 }
 
 /// What an answer may match.
-struct Expect<'c> {
-    /// The code that was sent, its deadline and gateway.
-    code: Option<(&'c Code, Duration, &'static str)>,
+#[derive(Debug)]
+struct Expect {
+    /// The code that was sent, its deadline and gateway. `None`: no code
+    /// went out, only the fallback factors can match.
+    code: Option<(Code, Duration, &'static str)>,
+}
+
+/// The rest of a login once nothing more will be sent: the prompts, then
+/// the outcome ([`Flow::prompt`]).
+#[derive(Debug)]
+struct Dialogue {
+    prompt: String,
+    /// The gateway named in the result's log line, unless a factor is
+    /// accepted (then the factor's).
+    gateway: &'static str,
+    judging: Judging,
+}
+
+/// How the answers of a [`Dialogue`] are taken.
+#[derive(Debug)]
+enum Judging {
+    /// Nothing was sent and no answer is looked at: the dialogue only looks
+    /// like a real one, then the login ends in `outcome`, logged with
+    /// `reason` (unless the conversation failed first).
+    Decoy {
+        outcome: Outcome,
+        reason: &'static str,
+    },
+    /// Each answer is judged under the user's lock ([`Flow::judge`]).
+    Answers(Expect),
+}
+
+/// How a login ends when a step stops it before a code is delivered.
+#[derive(Debug)]
+enum End {
+    /// With this outcome, logged already.
+    Done(Outcome),
+    /// After this dialogue (a decoy, or a fallback factor asked for).
+    Ask(Dialogue),
+}
+
+/// A code whose send is reserved: what [`Flow::reserve`] hands to
+/// [`Flow::deliver`].
+#[derive(Debug)]
+struct Sending {
+    code: Code,
+    /// The user's fallback factors (backup codes counted under the lock).
+    fallback: Fallback,
+    /// The wall time the send was reserved at: its key to give it back.
+    reserved_at: u64,
+}
+
+/// What offering the message to the routes came to ([`Flow::send`]).
+struct Sent {
+    /// The gateway that delivered, and the prompt naming it.
+    delivered: Option<(&'static str, String)>,
+    /// One line per failed route, the code scrubbed.
+    failures: Vec<String>,
+    /// failmode=safe may excuse every failure so far: the service could
+    /// not be reached, and (unless the caller is root) the remote side
+    /// proved it. A caller of su/sudo can stop this process past the
+    /// timeout or starve it of file descriptors, never make a peer refuse
+    /// a connection or answer 503.
+    safe_may_excuse: bool,
+    /// Certainly no message reached anyone: only then is the reservation
+    /// given back. A send whose fate is unknown counts as sent.
+    nothing_delivered: bool,
+}
+
+impl Sent {
+    fn new() -> Sent {
+        Sent {
+            delivered: None,
+            failures: Vec::new(),
+            safe_may_excuse: true,
+            nothing_delivered: true,
+        }
+    }
+
+    /// Counts one route's failure (`line`: its log text, code scrubbed).
+    fn failed(&mut self, e: &DeliveryError, caller_is_root: bool, line: String) {
+        self.safe_may_excuse &= e.is_unreachable() && (caller_is_root || e.proven_remote());
+        self.nothing_delivered &= e.nothing_delivered();
+        self.failures.push(line);
+    }
 }
 
 /// How one answer was judged.
+#[derive(Debug, PartialEq, Eq)]
 enum Verdict {
     Accepted(Factor),
     /// The sent code, but too late.
@@ -358,6 +452,11 @@ impl Flow<'_> {
         outcome
     }
 
+    /// [`Flow::finish`] as the end of a step.
+    fn done(&mut self, ctx: &LoginContext, gateway: &str, outcome: Outcome, reason: &str) -> End {
+        End::Done(self.finish(ctx, gateway, outcome, reason))
+    }
+
     /// A log line about this login that is not its result.
     fn note(&mut self, ctx: &LoginContext, level: Level, text: &str) {
         self.log.log(
@@ -371,86 +470,63 @@ impl Flow<'_> {
         );
     }
 
-    /// Runs one authentication to its [`Outcome`].
+    /// Runs one authentication to its [`Outcome`]. The order of the steps
+    /// is what keeps it safe: nothing is sent before `precheck` allows it
+    /// and `reserve` has counted it, and the user is asked only once every
+    /// gateway is dropped.
     pub fn authenticate(&mut self, ctx: &LoginContext, enrolment: Enrolment) -> Outcome {
-        let attempts = self.config.code.attempts;
+        let dialogue = match self.send_code(ctx, enrolment) {
+            ControlFlow::Continue(dialogue) | ControlFlow::Break(End::Ask(dialogue)) => dialogue,
+            ControlFlow::Break(End::Done(outcome)) => return outcome,
+        };
+        self.prompt(ctx, dialogue)
+    }
+
+    /// The steps up to a delivered code, each of which may end the login
+    /// early: [`Flow::precheck`], [`Flow::reserve`], [`Flow::deliver`].
+    fn send_code(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: Enrolment,
+    ) -> ControlFlow<End, Dialogue> {
+        let routes = self.precheck(ctx, enrolment)?;
+        let sending = self.reserve(ctx, &routes)?;
+        self.deliver(ctx, routes, sending)
+    }
+
+    /// Decides whether a code may be sent at all; nothing is sent or
+    /// counted here. In this order: a name NSS does not know is refused
+    /// after a decoy dialogue, before `[policy]` or `unenrolled` could wave
+    /// it through; `[policy]`; the enrolment (`unenrolled`); OpenSSH's
+    /// wrong-password marker (a decoy dialogue). Goes on with the user's
+    /// routes.
+    fn precheck(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: Enrolment,
+    ) -> ControlFlow<End, Vec<Route>> {
         if matches!(enrolment, Enrolment::UnknownUser) {
             // Before [policy] and `unenrolled`: neither may wave through a
             // name the account database does not know. Same prompts as a
             // real login; nothing is sent.
             self.debug(ctx, "user unknown to NSS: prompting without sending");
-            let prompt = decoy_prompt(self.config, &ctx.user);
-            return match self.ask(ctx, None, &prompt, attempts) {
-                Err(outcome) => self.finish(ctx, "-", outcome, "conversation failed"),
-                Ok(_) => self.finish(
-                    ctx,
-                    "-",
-                    Outcome::UnknownUser,
-                    "no account of this name (NSS getpwnam); denied whatever unenrolled says",
-                ),
-            };
+            return ControlFlow::Break(End::Ask(Dialogue::decoy(
+                decoy_prompt(self.config, &ctx.user),
+                "-",
+                Outcome::UnknownUser,
+                "no account of this name (NSS getpwnam); denied whatever unenrolled says",
+            )));
         }
-        match self
-            .config
-            .access
-            .coverage(&ctx.user, ctx.rhost.as_deref(), self.groups)
-        {
-            Ok(Coverage::Covered) => {}
-            Ok(Coverage::Exempt(why)) => {
-                return self.finish(
-                    ctx,
-                    "-",
-                    Outcome::PolicyIgnored,
-                    &format!("not covered by [policy]: {why}"),
-                );
-            }
-            Err(e) => {
-                return self.finish(
-                    ctx,
-                    "-",
-                    Outcome::SystemError,
-                    &format!("[policy] cannot be applied: {e}"),
-                );
-            }
-        }
+        self.policy(ctx)?;
         let routes = match enrolment {
+            // Handled above, before [policy]; kept so no arm is a wildcard.
             Enrolment::UnknownUser => {
-                return self.finish(ctx, "-", Outcome::UnknownUser, "no account of this name");
+                let reason = "no account of this name";
+                return ControlFlow::Break(self.done(ctx, "-", Outcome::UnknownUser, reason));
             }
-            Enrolment::NotEnrolled => match self.config.unenrolled {
-                Unenrolled::Ignore => {
-                    return self.finish(
-                        ctx,
-                        "-",
-                        Outcome::NotEnrolledIgnored,
-                        "user has no entry in the users file; unenrolled=ignore",
-                    );
-                }
-                Unenrolled::Deny => {
-                    // Same prompts as a real login, so enrolment does not leak
-                    // through behaviour; nothing is sent.
-                    self.debug(ctx, "not enrolled: prompting without sending");
-                    let prompt = decoy_prompt(self.config, &ctx.user);
-                    return match self.ask(ctx, None, &prompt, attempts) {
-                        Err(outcome) => self.finish(ctx, "-", outcome, "conversation failed"),
-                        Ok(_) => self.finish(
-                            ctx,
-                            "-",
-                            Outcome::NotEnrolledDenied,
-                            "user has no entry in the users file; unenrolled=deny",
-                        ),
-                    };
-                }
-            },
+            Enrolment::NotEnrolled => return ControlFlow::Break(self.unenrolled(ctx)),
             Enrolment::Enrolled(routes) => routes,
         };
-
-        let first_prompt = match routes.first() {
-            Some(r) => prompt_for(r),
-            None => "Verification code: ".to_string(),
-        };
-        let first_gateway = routes.first().map(|r| r.gateway.id()).unwrap_or("-");
-
         if ctx.password_was_wrong {
             // The first factor already failed: sending would let anyone who
             // knows a user name make the bot spam that user.
@@ -458,24 +534,75 @@ impl Flow<'_> {
                 ctx,
                 "OpenSSH marks the password as wrong: prompting without sending",
             );
-            return match self.ask(ctx, None, &first_prompt, attempts) {
-                Err(outcome) => self.finish(ctx, first_gateway, outcome, "conversation failed"),
-                Ok(_) => self.finish(
-                    ctx,
-                    first_gateway,
-                    Outcome::WrongPassword,
-                    "first factor failed (OpenSSH wrong-password marker); no code sent",
-                ),
-            };
+            return ControlFlow::Break(End::Ask(Dialogue::decoy(
+                routes
+                    .first()
+                    .map_or_else(|| "Verification code: ".to_string(), prompt_for),
+                first_gateway(&routes),
+                Outcome::WrongPassword,
+                "first factor failed (OpenSSH wrong-password marker); no code sent",
+            )));
         }
+        ControlFlow::Continue(routes)
+    }
 
+    /// `[policy]`: a login it does not cover ends ignored; a policy that
+    /// cannot be applied (a failed lookup, a missing group) denies.
+    fn policy(&mut self, ctx: &LoginContext) -> ControlFlow<End> {
+        let coverage = self
+            .config
+            .access
+            .coverage(&ctx.user, ctx.rhost.as_deref(), self.groups);
+        let (outcome, reason) = match coverage {
+            Ok(Coverage::Covered) => return ControlFlow::Continue(()),
+            Ok(Coverage::Exempt(why)) => (
+                Outcome::PolicyIgnored,
+                format!("not covered by [policy]: {why}"),
+            ),
+            Err(e) => (
+                Outcome::SystemError,
+                format!("[policy] cannot be applied: {e}"),
+            ),
+        };
+        ControlFlow::Break(self.done(ctx, "-", outcome, &reason))
+    }
+
+    /// A user without an entry: ignored, or (`unenrolled = "deny"`) denied
+    /// after a decoy dialogue, so enrolment does not leak through
+    /// behaviour.
+    fn unenrolled(&mut self, ctx: &LoginContext) -> End {
+        match self.config.unenrolled {
+            Unenrolled::Ignore => self.done(
+                ctx,
+                "-",
+                Outcome::NotEnrolledIgnored,
+                "user has no entry in the users file; unenrolled=ignore",
+            ),
+            Unenrolled::Deny => {
+                self.debug(ctx, "not enrolled: prompting without sending");
+                End::Ask(Dialogue::decoy(
+                    decoy_prompt(self.config, &ctx.user),
+                    "-",
+                    Outcome::NotEnrolledDenied,
+                    "user has no entry in the users file; unenrolled=deny",
+                ))
+            }
+        }
+    }
+
+    /// Draws the code, then reserves its send under the user's lock before
+    /// anything goes out, so concurrent logins are counted exactly. A
+    /// lockout or a full window sends nothing ([`Flow::blocked`]). A failed
+    /// draw or an unusable state file denies, with nothing reserved.
+    fn reserve(&mut self, ctx: &LoginContext, routes: &[Route]) -> ControlFlow<End, Sending> {
+        let gateway = first_gateway(routes);
         let code = match self.codes.generate(self.config.code.digits) {
             Ok(c) => c,
-            Err(e) => return self.finish(ctx, first_gateway, Outcome::SystemError, &e),
+            Err(e) => {
+                let reason = e.to_string();
+                return ControlFlow::Break(self.done(ctx, gateway, Outcome::SystemError, &reason));
+            }
         };
-
-        // Reserve this send under the user's lock before anything goes out,
-        // so concurrent logins are counted exactly.
         let now = self.wall.unix_now();
         let limits = &self.config.limits;
         let reserved = update_with(self.state, &ctx.user, |s| {
@@ -487,7 +614,8 @@ impl Flow<'_> {
                 let _ = self
                     .conv
                     .error("Login refused: the login state cannot be read. Tell your admin.");
-                return self.finish(ctx, first_gateway, Outcome::StateFailed, &e.to_string());
+                let reason = e.to_string();
+                return ControlFlow::Break(self.done(ctx, gateway, Outcome::StateFailed, &reason));
             }
         };
         let fallback = Fallback {
@@ -495,100 +623,122 @@ impl Flow<'_> {
             backup: backup_left > 0,
         };
         match reservation {
-            Ok(()) => {}
-            Err(Block::LockedOut { until }) => {
-                let wait = wait_text(until, now);
-                if fallback.backup {
-                    // The lockout may be someone else's doing (they have the
-                    // password): the user's backup codes still work, under
-                    // their own limit (limits::LOCKOUT_BACKUP_TRIES).
-                    self.note(
-                        ctx,
-                        Level::Warning,
-                        &format!(
-                            "locked out (retry in {wait}); no code sent; asking for a backup code"
-                        ),
-                    );
-                    let prompt = format!(
-                        "Too many wrong codes: no code sent (try again in {wait}). Backup code: "
-                    );
-                    let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
-                    return self.conclude(ctx, first_gateway, result, attempts);
-                }
+            Ok(()) => ControlFlow::Continue(Sending {
+                code,
+                fallback,
+                reserved_at: now,
+            }),
+            Err(block) => ControlFlow::Break(self.blocked(ctx, gateway, block, fallback, now)),
+        }
+    }
+
+    /// No code may be sent. During a lockout only a backup code is asked
+    /// for (the lockout may be someone else's doing: they have the
+    /// password); with the window full, any fallback factor the user has.
+    /// Without one the login is refused.
+    fn blocked(
+        &mut self,
+        ctx: &LoginContext,
+        gateway: &'static str,
+        block: Block,
+        fallback: Fallback,
+        now: u64,
+    ) -> End {
+        let wait = wait_text(block.until(), now);
+        match block {
+            Block::LockedOut { .. } if fallback.backup => {
+                // The user's backup codes still work, under their own limit
+                // (limits::LOCKOUT_BACKUP_TRIES).
+                let text =
+                    format!("locked out (retry in {wait}); no code sent; asking for a backup code");
+                self.note(ctx, Level::Warning, &text);
+                let prompt = format!(
+                    "Too many wrong codes: no code sent (try again in {wait}). Backup code: "
+                );
+                End::Ask(Dialogue::fallback(prompt, gateway))
+            }
+            Block::LockedOut { .. } => {
                 let _ = self
                     .conv
                     .error(&format!("Too many wrong codes. Try again in {wait}."));
-                return self.finish(
-                    ctx,
-                    first_gateway,
-                    Outcome::LockedOut,
-                    &format!(
-                        "locked out after too many wrong codes; no code sent; retry in {wait}"
-                    ),
-                );
+                let reason =
+                    format!("locked out after too many wrong codes; no code sent; retry in {wait}");
+                self.done(ctx, gateway, Outcome::LockedOut, &reason)
             }
-            Err(Block::TooManyCodes { until }) => {
-                let wait = wait_text(until, now);
+            Block::TooManyCodes { .. } => {
                 let why = format!(
                     "{} code(s) sent in the last {} s, the [limits] codes_per_window; \
                      no code sent; next in {wait}",
                     self.config.limits.codes_per_window, self.config.limits.window
                 );
                 if fallback.any() {
-                    self.note(
-                        ctx,
-                        Level::Warning,
-                        &format!("limit: {why}; asking for a fallback factor"),
-                    );
+                    let text = format!("limit: {why}; asking for a fallback factor");
+                    self.note(ctx, Level::Warning, &text);
                     let prompt = format!(
                         "No new code sent (limit reached; next in {wait}). {}",
                         fallback.prompt()
                     );
-                    let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
-                    return self.conclude(ctx, first_gateway, result, attempts);
+                    return End::Ask(Dialogue::fallback(prompt, gateway));
                 }
                 let _ = self.conv.error(&format!(
                     "Too many codes requested: no code sent. Try again in {wait}."
                 ));
-                return self.finish(ctx, first_gateway, Outcome::RateLimited, &why);
+                self.done(ctx, gateway, Outcome::RateLimited, &why)
             }
         }
-        let issued_at = self.clock.now();
-        let text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
+    }
 
-        let mut failures: Vec<String> = Vec::new();
-        // failmode=safe may excuse every failure so far: the service could
-        // not be reached, and (unless the caller is root) the remote side
-        // proved it. A caller of su/sudo can stop this process past the
-        // timeout or starve it of file descriptors, never make a peer
-        // refuse a connection or answer 503.
-        let mut safe_may_excuse = true;
-        // Certainly no message reached anyone: only then is the reservation
-        // given back. A send whose fate is unknown counts as sent.
-        let mut nothing_delivered = true;
-        let mut delivered: Option<&Route> = None;
-        for route in &routes {
-            self.debug(
-                ctx,
-                &format!(
-                    "sending via {} to {}",
-                    route.gateway.id(),
-                    mask(&route.recipient)
-                ),
-            );
+    /// Sends the reserved code through the routes in order until one
+    /// delivers ([`Flow::send`]), and drops every route before it returns:
+    /// no gateway (HTTP client, runtime thread) is held while the user
+    /// reads and types. Goes on with the dialogue for the code; when no
+    /// route delivered, ends as [`Flow::undelivered`] decides.
+    fn deliver(
+        &mut self,
+        ctx: &LoginContext,
+        routes: Vec<Route>,
+        sending: Sending,
+    ) -> ControlFlow<End, Dialogue> {
+        let issued_at = self.clock.now();
+        let sent = self.send(ctx, &routes, &sending.code);
+        let first = routes
+            .first()
+            .map(|r| (r.gateway.id(), r.gateway.display_name().to_string()));
+        // The user may take minutes to answer: the gateways' HTTP clients
+        // (reqwest's runtime thread, its epoll and sockets) go now, not at
+        // the end of the login.
+        drop(routes);
+        let Some((gateway, prompt)) = sent.delivered else {
+            return ControlFlow::Break(self.undelivered(ctx, first, sent, &sending));
+        };
+        let deadline = issued_at + self.config.code.ttl;
+        ControlFlow::Continue(Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Answers(Expect {
+                code: Some((sending.code, deadline, gateway)),
+            }),
+        })
+    }
+
+    /// Offers the message to each route in order until one delivers. Each
+    /// failure is logged with the code scrubbed (`[code]`): a service may
+    /// echo the request in its error. The message is wiped afterwards.
+    fn send(&mut self, ctx: &LoginContext, routes: &[Route], code: &Code) -> Sent {
+        let mut text = render_message(&self.config.template, ctx, code, self.config.code.ttl);
+        let mut sent = Sent::new();
+        for route in routes {
+            let (id, recipient) = (route.gateway.id(), mask(&route.recipient));
+            self.debug(ctx, &format!("sending via {id} to {recipient}"));
             match route.gateway.send(&route.recipient, &text) {
                 Ok(()) => {
-                    delivered = Some(route);
+                    sent.delivered = Some((id, prompt_for(route)));
                     break;
                 }
                 Err(e) => {
-                    safe_may_excuse &=
-                        e.is_unreachable() && (ctx.caller_is_root || e.proven_remote());
-                    nothing_delivered &= e.nothing_delivered();
-                    // A service may echo the request in its error: the code
-                    // must not reach the log (the next route delivers it).
-                    let line =
-                        format!("{}: {e}", route.gateway.id()).replace(code.expose(), "[code]");
+                    // The code must not reach the log (the next route
+                    // delivers it).
+                    let line = format!("{id}: {e}").replace(code.expose(), "[code]");
                     self.log.log(
                         Level::Warning,
                         &format!(
@@ -597,84 +747,109 @@ impl Flow<'_> {
                             clean_max(&line, 400)
                         ),
                     );
-                    failures.push(line);
+                    sent.failed(&e, ctx.caller_is_root, line);
                 }
             }
         }
-        let mut text = text;
         text.zeroize();
+        sent
+    }
 
-        let Some(route) = delivered else {
-            if nothing_delivered {
-                // No code reached the user: the reservation does not count.
-                if let Err(e) = update_with(self.state, &ctx.user, |s| limits::release_send(s, now))
-                {
-                    self.note(
-                        ctx,
-                        Level::Warning,
-                        &format!("could not give back the unused send: {e}"),
-                    );
-                }
+    /// No route delivered. The reservation is given back only when
+    /// certainly nothing reached anyone. A user with a fallback factor is
+    /// asked for it; otherwise `failmode` decides ([`Flow::failmode`]).
+    /// `first`: the first route's gateway id and display name.
+    fn undelivered(
+        &mut self,
+        ctx: &LoginContext,
+        first: Option<(&'static str, String)>,
+        sent: Sent,
+        sending: &Sending,
+    ) -> End {
+        if sent.nothing_delivered {
+            // No code reached the user: the reservation does not count.
+            let released = update_with(self.state, &ctx.user, |s| {
+                limits::release_send(s, sending.reserved_at)
+            });
+            if let Err(e) = released {
+                let text = format!("could not give back the unused send: {e}");
+                self.note(ctx, Level::Warning, &text);
             }
-            let mut reason = if failures.is_empty() {
-                "the user's entry names no gateway".to_string()
-            } else {
-                failures.join("; ")
-            };
-            if !nothing_delivered {
-                reason.push_str("; counted against codes_per_window: a send may have got through");
+        }
+        let mut reason = if sent.failures.is_empty() {
+            "the user's entry names no gateway".to_string()
+        } else {
+            sent.failures.join("; ")
+        };
+        if !sent.nothing_delivered {
+            reason.push_str("; counted against codes_per_window: a send may have got through");
+        }
+        let gateway = first.as_ref().map_or("-", |(id, _)| *id);
+        let fallback = sending.fallback;
+        if !fallback.any() {
+            return self.failmode(ctx, gateway, &sent, reason);
+        }
+        // A user with an authenticator or backup codes is asked for one
+        // instead of being refused (or waved through).
+        let text = format!("no code delivered ({reason}); asking for a fallback factor");
+        self.note(ctx, Level::Info, &text);
+        let prompt = match first {
+            Some((_, name)) => format!("Could not send a code via {name}. {}", fallback.prompt()),
+            None => fallback.prompt().to_string(),
+        };
+        End::Ask(Dialogue::fallback(prompt, gateway))
+    }
+
+    /// `failmode` after a failed delivery: `safe` ignores the login only
+    /// when every route failed in a way it may excuse
+    /// ([`Sent::safe_may_excuse`]); everything else denies.
+    fn failmode(
+        &mut self,
+        ctx: &LoginContext,
+        gateway: &str,
+        sent: &Sent,
+        mut reason: String,
+    ) -> End {
+        // failmode=safe covers a service we cannot reach. A refusal
+        // (rate limit, blocked bot) or a misconfiguration can be caused
+        // or kept up on purpose, so it always denies.
+        let outcome = match self.config.failmode {
+            FailMode::Safe if sent.safe_may_excuse && !sent.failures.is_empty() => {
+                Outcome::DeliveryFailedIgnored
             }
-            if fallback.any() {
-                // A user with an authenticator or backup codes is asked for
-                // one instead of being refused (or waved through).
-                self.note(
-                    ctx,
-                    Level::Info,
-                    &format!("no code delivered ({reason}); asking for a fallback factor"),
+            FailMode::Safe => {
+                reason.push_str(
+                    "; failmode=safe not applied: a local failure, a refusal, or (the \
+                     caller not being root) no proof that the service failed",
                 );
-                let prompt = match routes.first() {
-                    Some(r) => format!(
-                        "Could not send a code via {}. {}",
-                        r.gateway.display_name(),
-                        fallback.prompt()
-                    ),
-                    None => fallback.prompt().to_string(),
-                };
-                drop(routes);
-                let result = self.ask(ctx, Some(Expect { code: None }), &prompt, attempts);
-                return self.conclude(ctx, first_gateway, result, attempts);
+                Outcome::DeliveryFailedDenied
             }
-            // failmode=safe covers a service we cannot reach. A refusal
-            // (rate limit, blocked bot) or a misconfiguration can be caused
-            // or kept up on purpose, so it always denies.
-            let outcome = match self.config.failmode {
-                FailMode::Safe if safe_may_excuse && !failures.is_empty() => {
-                    Outcome::DeliveryFailedIgnored
-                }
-                FailMode::Safe => {
-                    reason.push_str(
-                        "; failmode=safe not applied: a local failure, a refusal, or (the \
-                         caller not being root) no proof that the service failed",
-                    );
-                    Outcome::DeliveryFailedDenied
-                }
-                FailMode::Secure => Outcome::DeliveryFailedDenied,
-            };
-            return self.finish(ctx, first_gateway, outcome, &reason);
+            FailMode::Secure => Outcome::DeliveryFailedDenied,
         };
+        self.done(ctx, gateway, outcome, &reason)
+    }
 
-        let gateway = route.gateway.id();
-        let prompt = prompt_for(route);
-        // The user may take minutes to answer: the gateways' HTTP clients
-        // (reqwest's runtime thread, its epoll and sockets) go now, not at
-        // the end of the login.
-        drop(routes);
-        let deadline = issued_at + self.config.code.ttl;
-        let expect = Expect {
-            code: Some((&code, deadline, gateway)),
-        };
-        let result = self.ask(ctx, Some(expect), &prompt, attempts);
-        self.conclude(ctx, gateway, result, attempts)
+    /// Holds the dialogue to its outcome: up to `attempts` prompts. A decoy
+    /// looks at no answer and ends as it says; otherwise each answer is
+    /// judged ([`Flow::judge`]) and the way the prompting ended is logged
+    /// ([`Flow::conclude`]).
+    fn prompt(&mut self, ctx: &LoginContext, dialogue: Dialogue) -> Outcome {
+        let attempts = self.config.code.attempts;
+        let Dialogue {
+            prompt,
+            gateway,
+            judging,
+        } = dialogue;
+        match judging {
+            Judging::Decoy { outcome, reason } => match self.ask(ctx, None, &prompt, attempts) {
+                Err(failed) => self.finish(ctx, gateway, failed, "conversation failed"),
+                Ok(_) => self.finish(ctx, gateway, outcome, reason),
+            },
+            Judging::Answers(expect) => {
+                let result = self.ask(ctx, Some(&expect), &prompt, attempts);
+                self.conclude(ctx, gateway, result, attempts)
+            }
+        }
     }
 
     /// Maps how the prompting ended to the outcome, and logs it.
@@ -722,52 +897,41 @@ impl Flow<'_> {
                 };
                 self.finish(ctx, gateway, Outcome::LockedOut, &reason)
             }
-            Ok(AskResult::StateFailed(e)) => self.finish(ctx, gateway, Outcome::StateFailed, &e),
+            Ok(AskResult::StateFailed(e)) => {
+                self.finish(ctx, gateway, Outcome::StateFailed, &e.to_string())
+            }
         }
     }
 
-    /// Judges one answer under the user's lock: the lockout first, then the
-    /// sent code, an authenticator code, a backup code; anything else is a
-    /// wrong answer and counts towards the lockout.
+    /// Judges one answer under the user's lock. During a lockout only a
+    /// backup code is looked at ([`judge_locked`]). Otherwise: the sent
+    /// code (too late once its deadline passed), an authenticator code
+    /// (never the same time step twice), a backup code (used up once
+    /// accepted); anything else is a wrong answer and counts towards the
+    /// lockout. An accepted answer clears the lockout history.
     fn judge(
         &mut self,
         ctx: &LoginContext,
-        expect: &Expect<'_>,
+        expect: &Expect,
         answer: &Answer,
-    ) -> Result<Verdict, String> {
+    ) -> Result<Verdict, StateError> {
         let bytes = answer.as_bytes();
         // An absurdly long answer is wrong without further work.
         let bytes_ok = bytes.len() <= MAX_ANSWER_LEN;
         let expired = expect
             .code
-            .is_some_and(|(_, deadline, _)| self.clock.now() > deadline);
+            .as_ref()
+            .is_some_and(|(_, deadline, _)| self.clock.now() > *deadline);
         let now = self.wall.unix_now();
         let limits = &self.config.limits;
         let totp = self.totp;
         update_with(self.state, &ctx.user, |s| {
             if let Some(until) = limits::locked_until(s, limits, now) {
-                // During a lockout only a backup code is checked, and only
-                // LOCKOUT_BACKUP_TRIES of them: the user's way in that
-                // someone who merely has the password does not have.
-                if bytes_ok
-                    && !s.backup_codes.is_empty()
-                    && backup_codes::normalize(bytes).is_some()
-                    && s.lockout_backup_tries < limits::LOCKOUT_BACKUP_TRIES
-                {
-                    s.lockout_backup_tries += 1;
-                    if let Some(i) = backup_codes::find_match(&s.backup_codes, bytes) {
-                        s.backup_codes.remove(i);
-                        limits::record_success(s);
-                        return Verdict::Accepted(Factor::Backup {
-                            left: s.backup_codes.len(),
-                        });
-                    }
-                }
-                return Verdict::Locked(until);
+                return judge_locked(s, bytes_ok.then_some(bytes), until);
             }
             let mut replay = false;
             if bytes_ok {
-                if let Some((code, _, gateway)) = expect.code {
+                if let Some((code, _, gateway)) = &expect.code {
                     if code.matches(bytes) {
                         if expired {
                             return Verdict::Expired;
@@ -784,12 +948,8 @@ impl Flow<'_> {
                     }
                     replay = true;
                 }
-                if let Some(i) = backup_codes::find_match(&s.backup_codes, bytes) {
-                    s.backup_codes.remove(i);
-                    limits::record_success(s);
-                    return Verdict::Accepted(Factor::Backup {
-                        left: s.backup_codes.len(),
-                    });
+                if let Some(left) = use_backup_code(s, bytes) {
+                    return Verdict::Accepted(Factor::Backup { left });
                 }
             }
             Verdict::Wrong {
@@ -798,15 +958,14 @@ impl Flow<'_> {
                 locked_until: limits::record_failure(s, limits, now),
             }
         })
-        .map_err(|e| e.to_string())
     }
 
-    /// Prompts up to `attempts` times. With `expected = None` no answer can
-    /// match (nothing was sent), but the dialogue looks the same.
+    /// Prompts up to `attempts` times. With `expected = None` no answer is
+    /// looked at (nothing was sent), but the dialogue looks the same.
     fn ask(
         &mut self,
         ctx: &LoginContext,
-        expected: Option<Expect<'_>>,
+        expected: Option<&Expect>,
         prompt: &str,
         attempts: u32,
     ) -> Result<AskResult, Outcome> {
@@ -822,7 +981,7 @@ impl Flow<'_> {
                     return Err(Outcome::ConversationFailed);
                 }
             };
-            if let Some(expect) = &expected {
+            if let Some(expect) = expected {
                 let verdict = match self.judge(ctx, expect, &answer) {
                     Ok(v) => v,
                     Err(e) => {
@@ -832,61 +991,8 @@ impl Flow<'_> {
                         return Ok(AskResult::StateFailed(e));
                     }
                 };
-                match verdict {
-                    Verdict::Accepted(factor) => {
-                        if let Factor::Backup { left } = factor {
-                            let text = match left {
-                                0 => "Backup code accepted. That was your last one: \
-                                      ask your admin for new backup codes."
-                                    .to_string(),
-                                1 => "Backup code accepted. 1 backup code left.".to_string(),
-                                n => format!("Backup code accepted. {n} backup codes left."),
-                            };
-                            let _ = self.conv.info(&text);
-                        }
-                        return Ok(AskResult::Matched(factor));
-                    }
-                    Verdict::Expired => {
-                        let _ = self.conv.error("The code has expired.");
-                        return Ok(AskResult::Expired);
-                    }
-                    Verdict::Locked(until) => {
-                        let wait = wait_text(until, self.wall.unix_now());
-                        let _ = self
-                            .conv
-                            .error(&format!("Too many wrong codes. Try again in {wait}."));
-                        return Ok(AskResult::LockedOut {
-                            until,
-                            started: false,
-                        });
-                    }
-                    Verdict::Wrong {
-                        expired,
-                        replay,
-                        locked_until,
-                    } => {
-                        if replay {
-                            self.note(
-                                ctx,
-                                Level::Warning,
-                                "an authenticator code was used a second time: refused",
-                            );
-                        }
-                        if let Some(until) = locked_until {
-                            let wait = wait_text(until, self.wall.unix_now());
-                            let _ = self.conv.error(&format!(
-                                "Wrong code. Too many wrong codes: try again in {wait}."
-                            ));
-                            return Ok(AskResult::LockedOut {
-                                until,
-                                started: true,
-                            });
-                        }
-                        if expired {
-                            let _ = self.conv.error("The code has expired.");
-                            return Ok(AskResult::Expired);
-                        }
-                    }
+                if let Some(result) = self.tell(ctx, verdict) {
+                    return Ok(result);
                 }
             }
             let left = attempts - attempt;
@@ -904,6 +1010,124 @@ impl Flow<'_> {
         }
         Ok(AskResult::Exhausted)
     }
+
+    /// Tells the user what a verdict means for them; `Some` when it ends
+    /// the prompting, `None` for a wrong answer that leaves attempts.
+    fn tell(&mut self, ctx: &LoginContext, verdict: Verdict) -> Option<AskResult> {
+        match verdict {
+            Verdict::Accepted(factor) => {
+                if let Factor::Backup { left } = factor {
+                    let text = match left {
+                        0 => "Backup code accepted. That was your last one: \
+                              ask your admin for new backup codes."
+                            .to_string(),
+                        1 => "Backup code accepted. 1 backup code left.".to_string(),
+                        n => format!("Backup code accepted. {n} backup codes left."),
+                    };
+                    let _ = self.conv.info(&text);
+                }
+                Some(AskResult::Matched(factor))
+            }
+            Verdict::Expired => {
+                let _ = self.conv.error("The code has expired.");
+                Some(AskResult::Expired)
+            }
+            Verdict::Locked(until) => {
+                let wait = wait_text(until, self.wall.unix_now());
+                let _ = self
+                    .conv
+                    .error(&format!("Too many wrong codes. Try again in {wait}."));
+                Some(AskResult::LockedOut {
+                    until,
+                    started: false,
+                })
+            }
+            Verdict::Wrong {
+                expired,
+                replay,
+                locked_until,
+            } => {
+                if replay {
+                    let text = "an authenticator code was used a second time: refused";
+                    self.note(ctx, Level::Warning, text);
+                }
+                if let Some(until) = locked_until {
+                    let wait = wait_text(until, self.wall.unix_now());
+                    let _ = self.conv.error(&format!(
+                        "Wrong code. Too many wrong codes: try again in {wait}."
+                    ));
+                    return Some(AskResult::LockedOut {
+                        until,
+                        started: true,
+                    });
+                }
+                if expired {
+                    let _ = self.conv.error("The code has expired.");
+                    return Some(AskResult::Expired);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// An answer during a lockout (`None`: too long to look at). Only a
+/// backup code is checked, and only [`limits::LOCKOUT_BACKUP_TRIES`] of
+/// them per lockout: the user's way in that someone who merely has the
+/// password does not have. Anything else is [`Verdict::Locked`], and
+/// counts towards nothing.
+fn judge_locked(s: &mut UserState, answer: Option<&[u8]>, until: u64) -> Verdict {
+    if let Some(bytes) = answer {
+        if !s.backup_codes.is_empty()
+            && backup_codes::normalize(bytes).is_some()
+            && s.lockout_backup_tries < limits::LOCKOUT_BACKUP_TRIES
+        {
+            s.lockout_backup_tries += 1;
+            if let Some(left) = use_backup_code(s, bytes) {
+                return Verdict::Accepted(Factor::Backup { left });
+            }
+        }
+    }
+    Verdict::Locked(until)
+}
+
+/// If `answer` is one of the user's backup codes: uses it up, records the
+/// success, and returns how many are left.
+fn use_backup_code(s: &mut UserState, answer: &[u8]) -> Option<usize> {
+    let i = backup_codes::find_match(&s.backup_codes, answer)?;
+    s.backup_codes.remove(i);
+    limits::record_success(s);
+    Some(s.backup_codes.len())
+}
+
+impl Dialogue {
+    /// A dialogue in which nothing was sent and no answer is looked at.
+    fn decoy(
+        prompt: String,
+        gateway: &'static str,
+        outcome: Outcome,
+        reason: &'static str,
+    ) -> Dialogue {
+        Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Decoy { outcome, reason },
+        }
+    }
+
+    /// No code went out: only the fallback factors can match.
+    fn fallback(prompt: String, gateway: &'static str) -> Dialogue {
+        Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Answers(Expect { code: None }),
+        }
+    }
+}
+
+/// The first route's gateway, for log lines before any was tried.
+fn first_gateway(routes: &[Route]) -> &'static str {
+    routes.first().map(|r| r.gateway.id()).unwrap_or("-")
 }
 
 enum AskResult {
@@ -911,7 +1135,7 @@ enum AskResult {
     Expired,
     Exhausted,
     LockedOut { until: u64, started: bool },
-    StateFailed(String),
+    StateFailed(StateError),
 }
 
 /// The prompt for a user without an entry under `unenrolled = "deny"`: it
@@ -943,4 +1167,814 @@ pub fn prompt_for(route: &Route) -> String {
         route.gateway.display_name(),
         mask(&route.recipient)
     )
+}
+
+/// Each step of [`Flow::authenticate`] called on its own, with fakes.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::cell::{Cell, RefCell};
+    use std::path::Path;
+    use std::rc::Rc;
+
+    use crate::code::CodeError;
+    use crate::log::MemoryLog;
+    use crate::policy::LookupError;
+    use crate::random::RandomError;
+    use crate::state::MemoryStateStore;
+
+    const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+    const START: u64 = 1_700_000_000;
+    const CODE: &str = "024681";
+    const TOTP_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+    const NO_ENTROPY_OS: getrandom::Error = getrandom::Error::UNSUPPORTED;
+    const NO_ENTROPY: RandomError = RandomError::Os(NO_ENTROPY_OS);
+
+    /// The user's side: scripted answers (`None`: hangs up), and what the
+    /// flow showed.
+    #[derive(Default)]
+    struct Script {
+        answers: Vec<Option<String>>,
+        prompts: Vec<String>,
+        errors: Vec<String>,
+        infos: Vec<String>,
+    }
+
+    impl Conversation for Script {
+        fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
+            self.prompts.push(prompt.to_string());
+            assert!(
+                !self.answers.is_empty(),
+                "prompted more often than scripted"
+            );
+            match self.answers.remove(0) {
+                Some(text) => Ok(Some(Answer::new(text.into_bytes()))),
+                None => Err(ConvError("hung up".into())),
+            }
+        }
+        fn error(&mut self, text: &str) -> Result<(), ConvError> {
+            self.errors.push(text.to_string());
+            Ok(())
+        }
+        fn info(&mut self, text: &str) -> Result<(), ConvError> {
+            self.infos.push(text.to_string());
+            Ok(())
+        }
+    }
+
+    struct Mono(Cell<Duration>);
+
+    impl Clock for Mono {
+        fn now(&self) -> Duration {
+            self.0.get()
+        }
+    }
+
+    struct Wall(Cell<u64>);
+
+    impl WallClock for Wall {
+        fn unix_now(&self) -> u64 {
+            self.0.get()
+        }
+    }
+
+    /// [`CODE`], or a failing random source.
+    struct Codes {
+        broken: bool,
+    }
+
+    impl CodeSource for Codes {
+        fn generate(&mut self, _: u32) -> Result<Code, CodeError> {
+            if self.broken {
+                return Err(CodeError::Random(NO_ENTROPY));
+            }
+            Ok(Code::from_digits(CODE))
+        }
+    }
+
+    /// No group lookups are expected: any is an error.
+    struct NoGroups;
+
+    impl Groups for NoGroups {
+        fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
+            Err("no group lookups expected".into())
+        }
+        fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
+            Err("no group lookups expected".into())
+        }
+    }
+
+    /// A gateway that answers `result`; records what it delivered and
+    /// counts the gateways still alive.
+    struct Fake {
+        id: &'static str,
+        name: &'static str,
+        result: Result<(), DeliveryError>,
+        outbox: Rc<RefCell<Vec<String>>>,
+        alive: Rc<Cell<u32>>,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.alive.set(self.alive.get() - 1);
+        }
+    }
+
+    impl Gateway for Fake {
+        fn id(&self) -> &'static str {
+            self.id
+        }
+        fn display_name(&self) -> &str {
+            self.name
+        }
+        fn send(&self, _: &str, text: &str) -> Result<(), DeliveryError> {
+            self.result.clone()?;
+            self.outbox.borrow_mut().push(text.to_string());
+            Ok(())
+        }
+    }
+
+    /// Everything a [`Flow`] borrows.
+    struct Rig {
+        config: Config,
+        conv: Script,
+        clock: Mono,
+        codes: Codes,
+        log: MemoryLog,
+        store: MemoryStateStore,
+        wall: Wall,
+        totp: Option<TotpKey>,
+        outbox: Rc<RefCell<Vec<String>>>,
+        alive: Rc<Cell<u32>>,
+    }
+
+    impl Rig {
+        /// `extra`: gateway.toml after a `[telegram]` section.
+        fn new(extra: &str) -> Rig {
+            let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n{extra}");
+            let path = Path::new("/etc/pam_gateway/gateway.toml");
+            Rig {
+                config: Config::parse(path, &text).expect("config"),
+                conv: Script::default(),
+                clock: Mono(Cell::new(Duration::from_secs(100))),
+                codes: Codes { broken: false },
+                log: MemoryLog::default(),
+                store: MemoryStateStore::default(),
+                wall: Wall(Cell::new(START)),
+                totp: None,
+                outbox: Rc::default(),
+                alive: Rc::default(),
+            }
+        }
+
+        fn with_totp(mut self) -> Rig {
+            self.totp = Some(TotpKey::from_base32(TOTP_B32).expect("key"));
+            self
+        }
+
+        fn flow(&mut self) -> Flow<'_> {
+            Flow {
+                config: &self.config,
+                conv: &mut self.conv,
+                clock: &self.clock,
+                codes: &mut self.codes,
+                log: &mut self.log,
+                debug: true,
+                state: &self.store,
+                wall: &self.wall,
+                groups: &NoGroups,
+                totp: self.totp.as_ref(),
+            }
+        }
+
+        fn route(&self, id: &'static str, result: Result<(), DeliveryError>) -> Route {
+            self.alive.set(self.alive.get() + 1);
+            let name = if id == "telegram" {
+                "Telegram"
+            } else {
+                "Signal"
+            };
+            Route {
+                gateway: Box::new(Fake {
+                    id,
+                    name,
+                    result,
+                    outbox: self.outbox.clone(),
+                    alive: self.alive.clone(),
+                }),
+                recipient: "123456977".into(),
+            }
+        }
+
+        fn state(&self) -> UserState {
+            self.store.get("alice").unwrap_or_default()
+        }
+
+        fn set_state(&self, f: impl FnOnce(&mut UserState)) {
+            let mut s = self.state();
+            f(&mut s);
+            self.store.set("alice", s);
+        }
+
+        /// Gives alice `n` backup codes; returns them in clear.
+        fn give_backup_codes(&self, n: usize) -> Vec<String> {
+            let (codes, hashes) = backup_codes::generate(n, 10).expect("codes");
+            self.set_state(|s| s.backup_codes = hashes);
+            codes.iter().map(|c| c.expose().to_string()).collect()
+        }
+
+        fn lock_out(&self) {
+            self.set_state(|s| s.locked_until = Some(START + 900));
+        }
+
+        fn log_text(&self) -> String {
+            self.log.text()
+        }
+    }
+
+    fn ctx() -> LoginContext {
+        LoginContext {
+            user: "alice".into(),
+            service: "sshd".into(),
+            rhost: Some("203.0.113.7".into()),
+            tty: Some("ssh".into()),
+            host: "pi".into(),
+            password_was_wrong: false,
+            caller_is_root: true,
+        }
+    }
+
+    fn sending(rig: &Rig, fallback: Fallback) -> Sending {
+        Sending {
+            code: Code::from_digits(CODE),
+            fallback,
+            reserved_at: rig.wall.unix_now(),
+        }
+    }
+
+    const NO_FALLBACK: Fallback = Fallback {
+        totp: false,
+        backup: false,
+    };
+
+    fn ended<T>(step: ControlFlow<End, T>) -> End {
+        match step {
+            ControlFlow::Break(end) => end,
+            ControlFlow::Continue(_) => panic!("the step went on"),
+        }
+    }
+
+    fn done<T>(step: ControlFlow<End, T>) -> Outcome {
+        match ended(step) {
+            End::Done(outcome) => outcome,
+            End::Ask(d) => panic!("expected an outcome, got {d:?}"),
+        }
+    }
+
+    fn asked<T>(step: ControlFlow<End, T>) -> Dialogue {
+        match ended(step) {
+            End::Ask(dialogue) => dialogue,
+            End::Done(o) => panic!("expected a dialogue, got {o:?}"),
+        }
+    }
+
+    fn decoy_outcome(d: &Dialogue) -> Outcome {
+        match &d.judging {
+            Judging::Decoy { outcome, .. } => outcome.clone(),
+            Judging::Answers(_) => panic!("expected a decoy, got {d:?}"),
+        }
+    }
+
+    fn expects_code(d: &Dialogue) -> bool {
+        match &d.judging {
+            Judging::Answers(expect) => expect.code.is_some(),
+            Judging::Decoy { .. } => panic!("expected answers to be judged, got {d:?}"),
+        }
+    }
+
+    // --- precheck ---
+
+    #[test]
+    fn precheck_refuses_an_unknown_name_before_policy_is_looked_at() {
+        // A group rule would need a lookup (which fails here): the unknown
+        // name is refused first, and [policy] never runs.
+        let mut rig = Rig::new("[policy]\nrequire_groups = [\"staff\"]\nunenrolled = \"ignore\"\n");
+        let mut c = ctx();
+        c.user = "mallory".into();
+        let d = asked(rig.flow().precheck(&c, Enrolment::UnknownUser));
+        assert_eq!(decoy_outcome(&d), Outcome::UnknownUser);
+        assert_eq!(d.gateway, "-");
+        assert_eq!(d.prompt, decoy_prompt(&rig.config, "mallory"));
+        assert!(!rig.log_text().contains("[policy]"), "{}", rig.log_text());
+    }
+
+    #[test]
+    fn precheck_applies_policy_before_the_enrolment() {
+        let mut rig = Rig::new("[policy]\nexempt_networks = [\"203.0.113.0/24\"]\n");
+        let outcome = done(rig.flow().precheck(&ctx(), Enrolment::NotEnrolled));
+        assert_eq!(outcome, Outcome::PolicyIgnored);
+        assert!(
+            rig.log_text().contains(
+                "result=ignored-policy reason=\"not covered by [policy]: remote host \
+                 203.0.113.7 is in exempt network 203.0.113.0/24\""
+            ),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn precheck_denies_when_policy_cannot_be_applied() {
+        let mut rig = Rig::new("[policy]\nrequire_groups = [\"staff\"]\n");
+        let route = rig.route("telegram", Ok(()));
+        let outcome = done(
+            rig.flow()
+                .precheck(&ctx(), Enrolment::Enrolled(vec![route])),
+        );
+        assert_eq!(outcome, Outcome::SystemError);
+        assert!(
+            rig.log_text()
+                .contains("reason=\"[policy] cannot be applied: no group lookups expected\""),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn precheck_follows_unenrolled() {
+        let mut rig = Rig::new("[policy]\nunenrolled = \"ignore\"\n");
+        let outcome = done(rig.flow().precheck(&ctx(), Enrolment::NotEnrolled));
+        assert_eq!(outcome, Outcome::NotEnrolledIgnored);
+
+        let mut rig = Rig::new("");
+        let d = asked(rig.flow().precheck(&ctx(), Enrolment::NotEnrolled));
+        assert_eq!(decoy_outcome(&d), Outcome::NotEnrolledDenied);
+        assert_eq!(d.prompt, decoy_prompt(&rig.config, "alice"));
+        assert!(
+            d.prompt.starts_with("Code sent via Telegram to ***"),
+            "{}",
+            d.prompt
+        );
+    }
+
+    #[test]
+    fn precheck_turns_the_wrong_password_marker_into_a_decoy_that_holds_no_gateway() {
+        let mut rig = Rig::new("");
+        let route = rig.route("telegram", Ok(()));
+        let mut c = ctx();
+        c.password_was_wrong = true;
+        let d = asked(rig.flow().precheck(&c, Enrolment::Enrolled(vec![route])));
+        assert_eq!(decoy_outcome(&d), Outcome::WrongPassword);
+        assert_eq!(d.gateway, "telegram");
+        assert_eq!(
+            d.prompt,
+            "Code sent via Telegram to ***977. Verification code: "
+        );
+        assert_eq!(
+            rig.alive.get(),
+            0,
+            "the routes are dropped before the prompt"
+        );
+        assert!(rig.outbox.borrow().is_empty());
+        assert_eq!(rig.store.get("alice"), None, "nothing reserved");
+    }
+
+    #[test]
+    fn precheck_goes_on_with_the_routes() {
+        let mut rig = Rig::new("");
+        let route = rig.route("telegram", Ok(()));
+        let step = rig
+            .flow()
+            .precheck(&ctx(), Enrolment::Enrolled(vec![route]));
+        let ControlFlow::Continue(routes) = step else {
+            panic!("stopped: {:?}", ended(step));
+        };
+        assert_eq!(routes.len(), 1);
+        assert_eq!(rig.log_text(), "", "nothing logged at info level or above");
+    }
+
+    // --- reserve ---
+
+    #[test]
+    fn reserve_counts_the_send_under_the_lock_before_anything_goes_out() {
+        let mut rig = Rig::new("");
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let step = rig.flow().reserve(&ctx(), &routes);
+        let ControlFlow::Continue(sending) = step else {
+            panic!("stopped: {:?}", ended(step));
+        };
+        assert_eq!(sending.code.expose(), CODE);
+        assert_eq!(sending.reserved_at, START);
+        assert_eq!(rig.state().sent, vec![START]);
+        assert!(rig.outbox.borrow().is_empty(), "reserve sends nothing");
+    }
+
+    #[test]
+    fn reserve_denies_without_a_code_and_reserves_nothing() {
+        let mut rig = Rig::new("");
+        rig.codes.broken = true;
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let outcome = done(rig.flow().reserve(&ctx(), &routes));
+        assert_eq!(outcome, Outcome::SystemError);
+        assert_eq!(rig.store.get("alice"), None);
+        let reason = format!("reason=\"OS random source failed: {}\"", NO_ENTROPY_OS);
+        assert!(
+            rig.log_text()
+                .contains("gateway=telegram result=system-error ")
+                && rig.log_text().contains(&reason),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn reserve_denies_when_the_state_cannot_be_read() {
+        let mut rig = Rig::new("");
+        *rig.store.broken.lock().expect("lock") = Some("bad json".into());
+        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(outcome, Outcome::StateFailed);
+        assert_eq!(
+            rig.conv.errors,
+            ["Login refused: the login state cannot be read. Tell your admin."]
+        );
+        assert!(
+            rig.log_text()
+                .contains("gateway=- result=denied-state-error")
+        );
+    }
+
+    #[test]
+    fn reserve_during_a_lockout_asks_for_a_backup_code_only() {
+        // The user has an authenticator too: during a lockout only a
+        // backup code is asked for, and nothing is sent or reserved.
+        let mut rig = Rig::new("").with_totp();
+        rig.give_backup_codes(2);
+        rig.lock_out();
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let d = asked(rig.flow().reserve(&ctx(), &routes));
+        assert_eq!(
+            d.prompt,
+            "Too many wrong codes: no code sent (try again in 15 min). Backup code: "
+        );
+        assert_eq!(d.gateway, "telegram");
+        assert!(!expects_code(&d));
+        assert!(rig.state().sent.is_empty());
+        assert!(
+            rig.log_text().contains(
+                "user=alice rhost=203.0.113.7 locked out (retry in 15 min); no code sent; \
+                 asking for a backup code"
+            ),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn reserve_during_a_lockout_without_backup_codes_refuses() {
+        let mut rig = Rig::new("").with_totp();
+        rig.lock_out();
+        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(outcome, Outcome::LockedOut);
+        assert_eq!(
+            rig.conv.errors,
+            ["Too many wrong codes. Try again in 15 min."]
+        );
+        assert!(rig.log_text().contains(
+            "reason=\"locked out after too many wrong codes; no code sent; retry in 15 min\""
+        ));
+    }
+
+    #[test]
+    fn reserve_with_the_window_full_asks_for_a_fallback_or_refuses() {
+        let config = "[limits]\ncodes_per_window = 1\n";
+        let mut rig = Rig::new(config).with_totp();
+        rig.set_state(|s| s.sent = vec![START - 10]);
+        let d = asked(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(
+            d.prompt,
+            "No new code sent (limit reached; next in 15 min). Authenticator code: "
+        );
+        assert!(!expects_code(&d));
+        assert_eq!(rig.state().sent, vec![START - 10], "nothing more reserved");
+
+        let mut rig = Rig::new(config);
+        rig.set_state(|s| s.sent = vec![START - 10]);
+        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        assert_eq!(outcome, Outcome::RateLimited);
+        assert_eq!(
+            rig.conv.errors,
+            ["Too many codes requested: no code sent. Try again in 15 min."]
+        );
+    }
+
+    // --- deliver ---
+
+    #[test]
+    fn deliver_logs_failures_with_the_code_scrubbed_and_gives_back_an_unsent_reservation() {
+        let mut rig = Rig::new("");
+        rig.set_state(|s| s.sent = vec![START]);
+        let echo = DeliveryError::Rejected {
+            reason: format!("Bad Request: message {CODE} is too long"),
+            retry_after: None,
+        };
+        let routes = vec![rig.route("telegram", Err(echo))];
+        let s = sending(&rig, NO_FALLBACK);
+        let outcome = done(rig.flow().deliver(&ctx(), routes, s));
+        assert_eq!(outcome, Outcome::DeliveryFailedDenied);
+        let log = rig.log_text();
+        assert!(!log.contains(CODE), "{log}");
+        assert!(
+            log.contains(
+                "user=alice delivery failed: telegram: rejected: Bad Request: message [code] is \
+                 too long"
+            ),
+            "{log}"
+        );
+        assert!(
+            rig.state().sent.is_empty(),
+            "nothing was delivered: released"
+        );
+        assert_eq!(rig.alive.get(), 0);
+    }
+
+    #[test]
+    fn deliver_counts_a_send_whose_fate_is_unknown() {
+        let mut rig = Rig::new("");
+        rig.set_state(|s| s.sent = vec![START]);
+        let routes = vec![rig.route(
+            "telegram",
+            Err(DeliveryError::Unreachable("timed out".into())),
+        )];
+        let s = sending(&rig, NO_FALLBACK);
+        assert_eq!(
+            done(rig.flow().deliver(&ctx(), routes, s)),
+            Outcome::DeliveryFailedDenied
+        );
+        assert_eq!(
+            rig.state().sent,
+            vec![START],
+            "kept: the send may have got through"
+        );
+        assert!(rig.log_text().contains(
+            "reason=\"telegram: unreachable: timed out; counted against codes_per_window: a send \
+             may have got through\""
+        ));
+    }
+
+    #[test]
+    fn deliver_under_failmode_safe_excuses_only_what_the_caller_cannot_fake() {
+        use DeliveryError::*;
+        let m = || "x".to_string();
+        let rejected = Rejected {
+            reason: m(),
+            retry_after: None,
+        };
+        let cases = [
+            (Unreachable(m()), true, Outcome::DeliveryFailedIgnored),
+            (Unreachable(m()), false, Outcome::DeliveryFailedDenied),
+            (Refused(m()), false, Outcome::DeliveryFailedIgnored),
+            (ServiceFailed(m()), false, Outcome::DeliveryFailedIgnored),
+            (rejected, true, Outcome::DeliveryFailedDenied),
+            (Misconfigured(m()), true, Outcome::DeliveryFailedDenied),
+            (Local(m()), true, Outcome::DeliveryFailedDenied),
+        ];
+        for (error, caller_is_root, want) in cases {
+            let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
+            let label = format!("{error:?} caller_is_root={caller_is_root}");
+            let routes = vec![rig.route("telegram", Err(error))];
+            let mut c = ctx();
+            c.caller_is_root = caller_is_root;
+            let s = sending(&rig, NO_FALLBACK);
+            assert_eq!(done(rig.flow().deliver(&c, routes, s)), want, "{label}");
+            let not_applied = rig.log_text().contains("failmode=safe not applied");
+            assert_eq!(
+                not_applied,
+                want == Outcome::DeliveryFailedDenied,
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn deliver_under_failmode_safe_denies_a_user_without_gateways() {
+        let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
+        let s = sending(&rig, NO_FALLBACK);
+        assert_eq!(
+            done(rig.flow().deliver(&ctx(), vec![], s)),
+            Outcome::DeliveryFailedDenied
+        );
+        assert!(rig.log_text().contains(
+            "gateway=- result=denied-delivery-failed reason=\"the user's entry names no gateway"
+        ));
+    }
+
+    #[test]
+    fn deliver_tries_the_next_route_and_holds_no_gateway_after() {
+        let mut rig = Rig::new("");
+        let routes = vec![
+            rig.route("telegram", Err(DeliveryError::Refused("refused".into()))),
+            rig.route("signal", Ok(())),
+        ];
+        let s = sending(&rig, NO_FALLBACK);
+        let step = rig.flow().deliver(&ctx(), routes, s);
+        let ControlFlow::Continue(d) = step else {
+            panic!("stopped: {:?}", ended(step));
+        };
+        assert_eq!(d.gateway, "signal");
+        assert_eq!(
+            d.prompt,
+            "Code sent via Signal to ***977. Verification code: "
+        );
+        let Judging::Answers(Expect {
+            code: Some((code, deadline, gateway)),
+        }) = &d.judging
+        else {
+            panic!("no code to check: {d:?}");
+        };
+        assert_eq!((code.expose(), gateway), (CODE, &"signal"));
+        assert_eq!(*deadline, rig.clock.now() + rig.config.code.ttl);
+        assert_eq!(rig.alive.get(), 0);
+        assert_eq!(rig.outbox.borrow().len(), 1);
+        assert!(rig.outbox.borrow()[0].contains(CODE));
+    }
+
+    #[test]
+    fn deliver_asks_for_a_fallback_factor_instead_of_failmode() {
+        let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
+        let routes = vec![rig.route("telegram", Err(DeliveryError::Unreachable("down".into())))];
+        let fallback = Fallback {
+            totp: true,
+            backup: true,
+        };
+        let s = sending(&rig, fallback);
+        let d = asked(rig.flow().deliver(&ctx(), routes, s));
+        assert_eq!(
+            d.prompt,
+            "Could not send a code via Telegram. Authenticator or backup code: "
+        );
+        assert_eq!(d.gateway, "telegram");
+        assert!(!expects_code(&d));
+        assert!(rig.log_text().contains(
+            "no code delivered (telegram: unreachable: down; counted against codes_per_window: a \
+             send may have got through); asking for a fallback factor"
+        ));
+    }
+
+    // --- prompt ---
+
+    #[test]
+    fn prompt_a_decoy_looks_at_no_answer() {
+        let mut rig = Rig::new("");
+        rig.conv.answers = vec![Some(CODE.into()), Some(CODE.into()), Some(CODE.into())];
+        let d = Dialogue::decoy("P: ".into(), "-", Outcome::NotEnrolledDenied, "because");
+        assert_eq!(rig.flow().prompt(&ctx(), d), Outcome::NotEnrolledDenied);
+        assert_eq!(rig.conv.prompts, ["P: ", "P: ", "P: "]);
+        assert_eq!(
+            rig.conv.errors,
+            [
+                "Wrong code. 2 attempts left.",
+                "Wrong code. 1 attempt left."
+            ]
+        );
+        assert_eq!(rig.store.get("alice"), None, "no answer was judged");
+        assert!(
+            rig.log_text()
+                .contains("result=denied-not-enrolled reason=\"because\"")
+        );
+    }
+
+    #[test]
+    fn prompt_ends_when_the_conversation_fails() {
+        let mut rig = Rig::new("");
+        rig.conv.answers = vec![None];
+        let d = Dialogue::decoy("P: ".into(), "telegram", Outcome::WrongPassword, "x");
+        assert_eq!(rig.flow().prompt(&ctx(), d), Outcome::ConversationFailed);
+        assert!(
+            rig.log_text().contains(
+                "gateway=telegram result=conversation-error reason=\"conversation failed\""
+            )
+        );
+    }
+
+    #[test]
+    fn prompt_accepts_the_code_and_names_its_gateway() {
+        let mut rig = Rig::new("");
+        rig.conv.answers = vec![Some("111111".into()), Some(format!("{CODE}\n"))];
+        let deadline = rig.clock.now() + rig.config.code.ttl;
+        let d = Dialogue {
+            prompt: "P: ".into(),
+            gateway: "signal",
+            judging: Judging::Answers(Expect {
+                code: Some((Code::from_digits(CODE), deadline, "signal")),
+            }),
+        };
+        let outcome = rig.flow().prompt(&ctx(), d);
+        assert_eq!(outcome, Outcome::Success { gateway: "signal" });
+        assert_eq!(rig.conv.errors, ["Wrong code. 2 attempts left."]);
+        assert_eq!(
+            rig.state().failures,
+            0,
+            "a success forgives the wrong answer"
+        );
+    }
+
+    // --- judge ---
+
+    fn expect_code(rig: &Rig, deadline_in: u64) -> Expect {
+        let deadline = rig.clock.now() + Duration::from_secs(deadline_in);
+        Expect {
+            code: Some((Code::from_digits(CODE), deadline, "telegram")),
+        }
+    }
+
+    fn judge(rig: &mut Rig, expect: &Expect, answer: &str) -> Verdict {
+        let answer = Answer::new(answer.as_bytes().to_vec());
+        rig.flow().judge(&ctx(), expect, &answer).expect("state")
+    }
+
+    #[test]
+    fn judge_accepts_a_backup_code_during_a_lockout_only_within_its_tries() {
+        let mut rig = Rig::new("");
+        let codes = rig.give_backup_codes(3);
+        rig.lock_out();
+        let expect = expect_code(&rig, 300);
+        let until = START + 900;
+        // Neither the sent code nor a wrong answer counts during a lockout.
+        assert_eq!(judge(&mut rig, &expect, CODE), Verdict::Locked(until));
+        assert_eq!(rig.state().lockout_backup_tries, 0);
+        for tries in 1..limits::LOCKOUT_BACKUP_TRIES {
+            assert_eq!(
+                judge(&mut rig, &expect, "abcde-fghjk"),
+                Verdict::Locked(until)
+            );
+            assert_eq!(rig.state().lockout_backup_tries, tries);
+        }
+        // The last try allowed: a right code lets the user in and ends the
+        // lockout.
+        assert_eq!(
+            judge(&mut rig, &expect, &codes[0]),
+            Verdict::Accepted(Factor::Backup { left: 2 })
+        );
+        let s = rig.state();
+        assert_eq!((s.locked_until, s.lockout_backup_tries), (None, 0));
+
+        // A new lockout with its tries used up: even a right code is refused.
+        rig.lock_out();
+        rig.set_state(|s| s.lockout_backup_tries = limits::LOCKOUT_BACKUP_TRIES);
+        assert_eq!(judge(&mut rig, &expect, &codes[1]), Verdict::Locked(until));
+        assert_eq!(rig.state().backup_codes.len(), 2, "not used up");
+    }
+
+    #[test]
+    fn judge_refuses_the_sent_code_after_its_deadline() {
+        let mut rig = Rig::new("");
+        let expect = expect_code(&rig, 0);
+        rig.clock.0.set(rig.clock.now() + Duration::from_secs(1));
+        assert_eq!(judge(&mut rig, &expect, CODE), Verdict::Expired);
+        assert_eq!(
+            judge(&mut rig, &expect, "999999"),
+            Verdict::Wrong {
+                expired: true,
+                replay: false,
+                locked_until: None
+            }
+        );
+    }
+
+    #[test]
+    fn judge_never_accepts_an_authenticator_step_twice() {
+        let mut rig = Rig::new("").with_totp();
+        let expect = Expect { code: None };
+        let totp = TotpKey::from_base32(TOTP_B32).expect("key").code_at(START);
+        assert_eq!(
+            judge(&mut rig, &expect, &totp),
+            Verdict::Accepted(Factor::Totp)
+        );
+        assert_eq!(
+            judge(&mut rig, &expect, &totp),
+            Verdict::Wrong {
+                expired: false,
+                replay: true,
+                locked_until: None
+            }
+        );
+    }
+
+    #[test]
+    fn judge_counts_wrong_answers_into_a_lockout() {
+        let mut rig = Rig::new("[limits]\nfailures_before_lockout = 2\n");
+        let expect = expect_code(&rig, 300);
+        let wrong = |locked_until| Verdict::Wrong {
+            expired: false,
+            replay: false,
+            locked_until,
+        };
+        assert_eq!(judge(&mut rig, &expect, "111111"), wrong(None));
+        // An overlong answer is wrong without a look, even one that starts
+        // with the code.
+        let long = format!("{CODE}{}", " ".repeat(MAX_ANSWER_LEN));
+        assert_eq!(judge(&mut rig, &expect, &long), wrong(Some(START + 900)));
+        assert_eq!(judge(&mut rig, &expect, CODE), Verdict::Locked(START + 900));
+    }
 }

@@ -11,7 +11,8 @@
 //! - [`config`] and [`users`]: `gateway.toml` and `users.toml`, validated,
 //!   with errors naming file, line and key ([`toml_errors`]).
 //! - [`secure_file`]: the checks and atomic writes used by module and CLI.
-//! - [`code`]: CSPRNG codes and constant-time comparison.
+//! - [`code`]: CSPRNG codes and constant-time comparison; [`random`]: the
+//!   OS CSPRNG every secret comes from.
 //! - [`log`]: syslog (authpriv) without codes or tokens.
 //! - [`setup`]: loading both files the way a login does, shared with the CLI.
 //! - [`state`]: per-user mutable state under `state_dir` (flock + atomic
@@ -37,6 +38,7 @@ pub mod limits;
 pub mod log;
 pub mod module_args;
 pub mod policy;
+pub mod random;
 pub mod secure_file;
 pub mod setup;
 pub mod state;

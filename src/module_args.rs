@@ -2,6 +2,7 @@
 //! struct. The module crate parses them at every login; the CLI's `status`
 //! checks the stack lines it finds with the same parser.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::DEFAULT_CONFIG_PATH;
@@ -13,10 +14,38 @@ pub struct ModuleArgs {
     pub debug: bool,
 }
 
+/// A module argument the module does not accept: the login is denied
+/// (PAM_SERVICE_ERR), since a typo must not silently change what runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleArgsError {
+    /// `config=PATH` with a relative path.
+    RelativeConfig(PathBuf),
+    /// An argument that is neither `config=PATH` nor `debug`.
+    Unknown(String),
+}
+
+impl fmt::Display for ModuleArgsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModuleArgsError::RelativeConfig(path) => write!(
+                f,
+                "module argument config={}: the path must be absolute",
+                path.display()
+            ),
+            ModuleArgsError::Unknown(arg) => write!(
+                f,
+                "unknown module argument {arg:?} (known: config=PATH, debug)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ModuleArgsError {}
+
 impl ModuleArgs {
     /// `config=PATH` (absolute) and `debug`; anything else is an error, so a
     /// typo in a stack line denies instead of being ignored.
-    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<ModuleArgs, String> {
+    pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<ModuleArgs, ModuleArgsError> {
         let mut parsed = ModuleArgs {
             config: PathBuf::from(DEFAULT_CONFIG_PATH),
             debug: false,
@@ -28,16 +57,11 @@ impl ModuleArgs {
             } else if let Some(path) = arg.strip_prefix("config=") {
                 let path = PathBuf::from(path);
                 if !path.is_absolute() {
-                    return Err(format!(
-                        "module argument config={}: the path must be absolute",
-                        path.display()
-                    ));
+                    return Err(ModuleArgsError::RelativeConfig(path));
                 }
                 parsed.config = path;
             } else {
-                return Err(format!(
-                    "unknown module argument {arg:?} (known: config=PATH, debug)"
-                ));
+                return Err(ModuleArgsError::Unknown(arg.to_string()));
             }
         }
         Ok(parsed)
@@ -57,8 +81,19 @@ mod tests {
         assert_eq!(a.config, PathBuf::from("/srv/g.toml"));
         assert!(a.debug);
         let e = ModuleArgs::parse(&["nullok"]).unwrap_err();
-        assert!(e.contains("\"nullok\""), "{e}");
-        assert!(ModuleArgs::parse(&["config=rel.toml"]).is_err());
-        assert!(ModuleArgs::parse(&["Debug"]).is_err());
+        assert_eq!(
+            e.to_string(),
+            "unknown module argument \"nullok\" (known: config=PATH, debug)"
+        );
+        let e = ModuleArgs::parse(&["config=rel.toml"]).unwrap_err();
+        assert_eq!(e, ModuleArgsError::RelativeConfig("rel.toml".into()));
+        assert_eq!(
+            e.to_string(),
+            "module argument config=rel.toml: the path must be absolute"
+        );
+        assert_eq!(
+            ModuleArgs::parse(&["Debug"]),
+            Err(ModuleArgsError::Unknown("Debug".into()))
+        );
     }
 }

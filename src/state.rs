@@ -161,6 +161,9 @@ pub enum StateError {
     Corrupt { path: PathBuf, message: String },
     /// The user name cannot be turned into a file name.
     BadUser(String),
+    /// The store returned without running the update (a broken
+    /// [`StateStore`]): nothing is known about the user's state.
+    Skipped,
 }
 
 impl fmt::Display for StateError {
@@ -177,6 +180,7 @@ impl fmt::Display for StateError {
                 path.display()
             ),
             StateError::BadUser(m) => write!(f, "{m}"),
+            StateError::Skipped => f.write_str("the state store did not run the update"),
         }
     }
 }
@@ -205,7 +209,7 @@ pub fn update_with<R>(
             out = Some(f(state));
         }
     })?;
-    out.ok_or_else(|| StateError::BadUser("the state store did not run the update".to_string()))
+    out.ok_or(StateError::Skipped)
 }
 
 /// The file name stem for a user: `[A-Za-z0-9_.-]` kept (a leading dot is
@@ -428,6 +432,22 @@ mod tests {
 
     fn store(dir: &Path) -> FileStateStore {
         FileStateStore::new(dir.join("state"), Owner::current())
+    }
+
+    /// A store that returns without calling the update.
+    struct Lazy;
+
+    impl StateStore for Lazy {
+        fn update(&self, _: &str, _: &mut dyn FnMut(&mut UserState)) -> Result<(), StateError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_update_that_never_ran_is_an_error_of_its_own() {
+        let e = update_with(&Lazy, "alice", |s| s.failures).unwrap_err();
+        assert!(matches!(e, StateError::Skipped), "{e:?}");
+        assert_eq!(e.to_string(), "the state store did not run the update");
     }
 
     #[test]

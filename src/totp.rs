@@ -10,6 +10,8 @@ use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, Secret as TotpRsSecret, TOTP};
 use zeroize::Zeroize;
 
+use crate::random::{self, RandomError};
+
 pub const DIGITS: usize = 6;
 pub const STEP_SECONDS: u64 = 30;
 /// Steps of drift accepted either side of now.
@@ -71,9 +73,9 @@ impl TotpKey {
     }
 
     /// A new 160-bit secret from the OS CSPRNG.
-    pub fn generate() -> Result<TotpKey, String> {
+    pub fn generate() -> Result<TotpKey, RandomError> {
         let mut bytes = vec![0u8; NEW_SECRET_BYTES];
-        getrandom::fill(&mut bytes).map_err(|e| format!("OS random source failed: {e}"))?;
+        random::fill(&mut bytes)?;
         Ok(TotpKey(bytes))
     }
 
@@ -167,7 +169,7 @@ impl fmt::Debug for TotpEnrolment {
 }
 
 /// A new authenticator enrolment for `user` on `host` (account `user@host`).
-pub fn new_enrolment(user: &str, host: &str) -> Result<TotpEnrolment, String> {
+pub fn new_enrolment(user: &str, host: &str) -> Result<TotpEnrolment, RandomError> {
     let key = TotpKey::generate()?;
     let uri = otpauth_uri(&key, &format!("{user}@{host}"), ISSUER);
     Ok(TotpEnrolment { key, uri })

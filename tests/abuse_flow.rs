@@ -9,14 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pam_gateway_core::backup_codes;
-use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
 };
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::Groups;
+use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::state::{
     FileStateStore, MemoryStateStore, StateStore, UserState, WallClock, update_with,
@@ -54,7 +54,7 @@ impl WallClock for FakeWall {
 struct Table;
 
 impl Groups for Table {
-    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, String> {
+    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, LookupError> {
         Ok(match user {
             "alice" => Some(vec![100]),
             "robot" => Some(vec![900]),
@@ -62,7 +62,7 @@ impl Groups for Table {
             _ => None,
         })
     }
-    fn group_gid(&self, group: &str) -> Result<Option<u32>, String> {
+    fn group_gid(&self, group: &str) -> Result<Option<u32>, LookupError> {
         Ok(match group {
             "staff" => Some(100),
             "robots" => Some(900),
@@ -195,7 +195,7 @@ impl Gateway for FakeGateway {
 struct OsCodes;
 
 impl CodeSource for OsCodes {
-    fn generate(&mut self, digits: u32) -> Result<Code, String> {
+    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
         pam_gateway_core::code::generate(digits)
     }
 }

@@ -6,24 +6,24 @@ use std::path::Path;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
 };
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::Groups;
+use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::state::{MemoryStateStore, WallClock};
 
 /// No policy rules in these tests: group lookups must not happen.
 struct NoGroups;
 
 impl Groups for NoGroups {
-    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
         Err("no group lookups expected".into())
     }
-    fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+    fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
         Err("no group lookups expected".into())
     }
 }
@@ -167,7 +167,7 @@ impl Gateway for FakeGateway {
 struct FixedCodes(&'static str);
 
 impl CodeSource for FixedCodes {
-    fn generate(&mut self, digits: u32) -> Result<Code, String> {
+    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
         assert_eq!(digits as usize, self.0.len());
         Ok(Code::from_digits(self.0))
     }

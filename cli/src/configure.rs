@@ -18,7 +18,7 @@ use toml_edit::Value;
 use zeroize::Zeroizing;
 
 use super::gateway_check::{self, Health};
-use super::terminal::Input;
+use super::terminal::{Input, InputError};
 use super::{CliError, Exit, OWNER, explain};
 use crate::toml_edits::{self, SectionEdit};
 use pam_gateway_core::config::{
@@ -67,7 +67,7 @@ pub fn telegram(path: &Path, args: &super::ConfigureTelegramArgs) -> Result<(), 
     };
     let token = input
         .line(prompt, true)
-        .map_err(|m| CliError::new(Exit::Usage, m))?
+        .map_err(input_error)?
         .ok_or_else(|| CliError::new(Exit::Usage, "no token given; nothing was changed"))?;
     if token.is_empty() {
         return Err(CliError::new(
@@ -317,6 +317,17 @@ pub fn write_section(path: &Path, plan: Plan) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A token or secret that could not be read: standard input failing is
+/// this machine's problem (1); a line too long or not text is bad input
+/// (2), like a value that is not a token.
+pub(super) fn input_error(e: InputError) -> CliError {
+    let exit = match e {
+        InputError::Read(_) => Exit::Failed,
+        InputError::TooLong | InputError::NotUtf8 => Exit::Usage,
+    };
+    CliError::new(exit, e.to_string())
+}
+
 /// Reads each secret of `asks`: without echo from a terminal, else one
 /// line each from standard input.
 fn read_secrets(asks: &[Ask]) -> Result<Vec<Option<Zeroizing<String>>>, CliError> {
@@ -334,7 +345,7 @@ fn read_secrets(asks: &[Ask]) -> Result<Vec<Option<Zeroizing<String>>>, CliError
         let empty = if ask.optional { "; empty: none" } else { "" };
         let answer = input
             .line(&format!("{} ({how}{empty}): ", ask.what), true)
-            .map_err(|m| CliError::new(Exit::Usage, m))?;
+            .map_err(input_error)?;
         match answer {
             None => {
                 return Err(CliError::new(

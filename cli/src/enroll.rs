@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use super::terminal::{EchoOff, Input};
+use super::terminal::{EchoOff, Input, InputError};
 use super::{CliError, EnrollArgs, Exit, OWNER, explain, load_config, qr, system, telegram_config};
 use crate::toml_edits;
 use pam_gateway_core::code;
@@ -122,7 +122,7 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
                 ),
             ));
         }
-        Err(m) => return Err(CliError::new(Exit::Usage, m)),
+        Err(m) => return Err(CliError::new(Exit::Failed, m)),
     }
     let config = load_config(config_path)?;
     if let Some((kind, recipient)) = other_gateway(args) {
@@ -219,7 +219,7 @@ fn check_and_write(
                 let mut answers = || {
                     input
                         .line("Code: ", true)
-                        .map_err(|m| CliError::new(Exit::Failed, m))
+                        .map_err(|m| CliError::new(Exit::Failed, m.to_string()))
                 };
                 confirm_code(config, user, &to, "chat", send, &mut answers)?;
             }
@@ -662,7 +662,7 @@ impl Answers for WatchedAnswers<'_> {
 /// process, and dropping this restores the echo meanwhile.
 struct LineReader {
     ask: mpsc::Sender<()>,
-    lines: mpsc::Receiver<Result<Answer, String>>,
+    lines: mpsc::Receiver<Result<Answer, InputError>>,
     _echo: Option<EchoOff>,
 }
 
@@ -702,7 +702,9 @@ impl LineReader {
     /// The line asked for, if it was typed.
     fn answer(&self) -> Result<Option<Answer>, CliError> {
         match self.lines.try_recv() {
-            Ok(line) => line.map(Some).map_err(|m| CliError::new(Exit::Failed, m)),
+            Ok(line) => line
+                .map(Some)
+                .map_err(|m| CliError::new(Exit::Failed, m.to_string())),
             Err(mpsc::TryRecvError::Empty) => Ok(None),
             Err(mpsc::TryRecvError::Disconnected) => Err(Self::gone()),
         }
@@ -788,7 +790,7 @@ fn enroll_other(
         let mut answers = || {
             input
                 .line("Code: ", true)
-                .map_err(|m| CliError::new(Exit::Failed, m))
+                .map_err(|m| CliError::new(Exit::Failed, m.to_string()))
         };
         confirm_code(
             config,
@@ -857,7 +859,7 @@ fn confirm_code(
     send: impl FnOnce(&str) -> Result<(), CliError>,
     answers: &mut dyn Answers,
 ) -> Result<(), CliError> {
-    let code = code::generate(config.code.digits).map_err(|m| CliError::new(Exit::Failed, m))?;
+    let code = code::generate(config.code.digits)?;
     let text = format!(
         "{} is the pam_gateway enrolment code for {user}@{}. Tell it to the admin who is \
          enrolling you: it makes this {noun} receive your login codes. If you did not ask for \

@@ -70,7 +70,13 @@ pub fn gateway(err: &TelegramError) -> CliError {
         ),
         other => format!("Telegram: {other}"),
     };
-    CliError::new(Exit::Gateway, message)
+    // This machine could not send (no client, descriptor, memory, thread):
+    // not done, like any local failure; the gateway is not to blame.
+    let exit = match err {
+        TelegramError::Local(_) => Exit::Failed,
+        _ => Exit::Gateway,
+    };
+    CliError::new(exit, message)
 }
 
 /// Why a message to `user` through a gateway other than Telegram was not
@@ -104,7 +110,7 @@ pub fn delivery_failure(
             ),
         ),
         DeliveryError::Local(reason) => CliError::new(
-            Exit::Gateway,
+            Exit::Failed,
             format!(
                 "{name}: this machine could not send: {reason}. Check memory, open-file and process limits, then try again"
             ),

@@ -11,6 +11,8 @@
 mod backup_codes;
 mod configure;
 mod enroll;
+#[cfg(test)]
+mod exit_tests;
 mod explain;
 mod gateway_check;
 mod man;
@@ -42,8 +44,10 @@ Exit status:
   0  done; for status: nothing found that would stop logins
   1  not done: status found something that would stop logins, the test
      message was refused, the enrolment did not complete (time-out,
-     wrong code, refused chat, a second Start with the link), or the
-     authenticator code was wrong
+     wrong code, refused chat, a second Start with the link), the
+     authenticator code was wrong, or this machine failed (random
+     source, account lookup, reading standard input, no resources to
+     reach a gateway)
   2  usage: bad arguments, no such system user, user not enrolled, user
      already has an authenticator (totp without --replace)
   3  files: gateway.toml, the users file or the state directory is
@@ -580,13 +584,22 @@ pub struct StatusArgs {
     pub pam_dir: PathBuf,
 }
 
-/// Exit statuses; see [`EXIT_CODES`].
+/// Exit statuses; see [`EXIT_CODES`], which `--help` shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Ok = 0,
+    /// Not done: a check failed, the service refused the message, the
+    /// enrolment or the code check did not complete, or this machine
+    /// failed (random source, account lookup, standard input, resources
+    /// to reach a gateway).
     Failed = 1,
+    /// The command line is wrong: bad arguments, no such account, a user
+    /// not enrolled or already holding what was asked for.
     Usage = 2,
+    /// gateway.toml, the users file or the state directory.
     Files = 3,
+    /// A gateway cannot be reached, refuses our credentials, or its
+    /// program fails its checks.
     Gateway = 4,
     NotRoot = 5,
 }
@@ -629,6 +642,11 @@ impl From<pam_gateway_core::state::StateError> for CliError {
     fn from(e: pam_gateway_core::state::StateError) -> CliError {
         match e {
             pam_gateway_core::state::StateError::BadUser(m) => CliError::new(Exit::Usage, m),
+            // A store that did not run: nothing the admin's files or
+            // arguments caused.
+            e @ pam_gateway_core::state::StateError::Skipped => {
+                CliError::new(Exit::Failed, e.to_string())
+            }
             other => CliError::new(Exit::Files, other.to_string()),
         }
     }
@@ -637,6 +655,30 @@ impl From<pam_gateway_core::state::StateError> for CliError {
 impl From<pam_gateway_core::toml_errors::ParseError> for CliError {
     fn from(e: pam_gateway_core::toml_errors::ParseError) -> CliError {
         CliError::new(Exit::Files, e.to_string())
+    }
+}
+
+/// This machine could not supply randomness: not done (exit 1), never a
+/// usage error.
+impl From<pam_gateway_core::random::RandomError> for CliError {
+    fn from(e: pam_gateway_core::random::RandomError) -> CliError {
+        CliError::new(Exit::Failed, e.to_string())
+    }
+}
+
+impl From<pam_gateway_core::code::CodeError> for CliError {
+    fn from(e: pam_gateway_core::code::CodeError) -> CliError {
+        CliError::new(Exit::Failed, e.to_string())
+    }
+}
+
+impl From<pam_gateway_core::backup_codes::IssueError> for CliError {
+    fn from(e: pam_gateway_core::backup_codes::IssueError) -> CliError {
+        use pam_gateway_core::backup_codes::IssueError;
+        match e {
+            IssueError::Random(e) => e.into(),
+            IssueError::State(e) => e.into(),
+        }
     }
 }
 
@@ -748,7 +790,9 @@ fn require_account(user: &str) -> Result<(), CliError> {
                  nothing): create it first, or check the spelling"
             ),
         )),
-        Err(m) => Err(CliError::new(Exit::Usage, m)),
+        // A name from the command line holds no NUL byte: an error is the
+        // lookup itself failing (NSS, sssd, LDAP), this machine's problem.
+        Err(m) => Err(CliError::new(Exit::Failed, m)),
     }
 }
 

@@ -2,6 +2,7 @@
 //! from standard input when that is not a terminal, so scripts and tests
 //! drive every command the same way.
 
+use std::fmt;
 use std::io::{BufRead, IsTerminal, Read, Write};
 
 use pam_gateway_core::system::terminal;
@@ -9,6 +10,36 @@ use zeroize::Zeroizing;
 
 /// Longest line read; a token or a code is far shorter.
 const MAX_LINE: u64 = 4096;
+
+/// Why a line could not be taken from standard input.
+#[derive(Debug)]
+pub enum InputError {
+    /// Reading failed: this machine's problem, not the answer's.
+    Read(std::io::Error),
+    /// The line is longer than [`MAX_LINE`] bytes.
+    TooLong,
+    /// The line is not UTF-8.
+    NotUtf8,
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputError::Read(e) => write!(f, "cannot read standard input: {e}"),
+            InputError::TooLong => write!(f, "input line longer than {MAX_LINE} bytes"),
+            InputError::NotUtf8 => f.write_str("input is not UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for InputError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            InputError::Read(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Standard input, line by line.
 pub struct Input {
@@ -54,7 +85,7 @@ impl Input {
         &mut self,
         prompt: &str,
         hidden: bool,
-    ) -> Result<Option<Zeroizing<String>>, String> {
+    ) -> Result<Option<Zeroizing<String>>, InputError> {
         let mut err = std::io::stderr();
         let _ = write!(err, "{prompt}");
         let _ = err.flush();
@@ -67,7 +98,7 @@ impl Input {
         let n = (&mut self.stdin)
             .take(MAX_LINE)
             .read_until(b'\n', &mut raw)
-            .map_err(|e| format!("cannot read standard input: {e}"))?;
+            .map_err(InputError::Read)?;
         if !self.tty {
             // The answer came from a pipe: end the prompt's line.
             let _ = writeln!(err);
@@ -76,9 +107,9 @@ impl Input {
             return Ok(None);
         }
         if raw.last() != Some(&b'\n') && n as u64 == MAX_LINE {
-            return Err(format!("input line longer than {MAX_LINE} bytes"));
+            return Err(InputError::TooLong);
         }
-        let text = std::str::from_utf8(&raw).map_err(|_| "input is not UTF-8".to_string())?;
+        let text = std::str::from_utf8(&raw).map_err(|_| InputError::NotUtf8)?;
         Ok(Some(Zeroizing::new(text.trim().to_string())))
     }
 }

@@ -40,8 +40,7 @@ pub fn run(config_path: &Path, args: &TotpArgs) -> Result<(), CliError> {
     }
 
     let host = hostname();
-    let mut enrolment =
-        totp::new_enrolment(user, &host).map_err(|m| CliError::new(Exit::Failed, m))?;
+    let mut enrolment = totp::new_enrolment(user, &host)?;
     let uri = Zeroizing::new(std::mem::take(&mut enrolment.uri));
     let key = &enrolment.key;
     show(user, &host, &uri, key, args.no_qr);
@@ -173,7 +172,7 @@ fn confirm(user: &str, key: &TotpKey) -> Result<u64, CliError> {
     for attempt in 1..=TRIES {
         let answer = input
             .line("Code: ", true)
-            .map_err(|m| CliError::new(Exit::Failed, m))?;
+            .map_err(|m| CliError::new(Exit::Failed, m.to_string()))?;
         let Some(answer) = answer else {
             return Err(CliError::new(
                 Exit::Failed,

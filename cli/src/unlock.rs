@@ -141,7 +141,7 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     if !has_file {
         let users = setup::load_users_or_empty(&config, OWNER)?;
         let known = users.get(user).is_some()
-            || system::user_exists(user).map_err(|m| CliError::new(Exit::Usage, m))?;
+            || system::user_exists(user).map_err(|m| CliError::new(Exit::Failed, m))?;
         if !known {
             return Err(CliError::new(
                 Exit::Usage,

@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use pam_gateway_core::backup_codes::{self, BackupHash};
-use pam_gateway_core::code::{Code, CodeSource};
+use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{
     Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
 };
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::Groups;
+use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::state::{MemoryStateStore, UserState, WallClock};
 use pam_gateway_core::totp::TotpKey;
 
@@ -93,17 +93,17 @@ impl WallClock for Wall {
 
 struct NoGroups;
 impl Groups for NoGroups {
-    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, String> {
+    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
         Ok(None)
     }
-    fn group_gid(&self, _: &str) -> Result<Option<u32>, String> {
+    fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
         Ok(None)
     }
 }
 
 struct Fixed;
 impl CodeSource for Fixed {
-    fn generate(&mut self, _: u32) -> Result<Code, String> {
+    fn generate(&mut self, _: u32) -> Result<Code, CodeError> {
         Ok(Code::from_digits(SENT_CODE))
     }
 }

@@ -18,12 +18,15 @@
 //!   replace); [`limits`] over it (codes per window, lockouts).
 //! - [`policy`]: who is covered (exempt networks and groups).
 //! - [`totp`] and [`backup_codes`]: the fallback factors.
+//! - [`remember`]: verified sources that skip the code for a while.
+//! - [`alert`]: one message per login from the session hook.
 
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod alert;
 pub mod backup_codes;
 pub mod code;
 pub mod config;
@@ -35,6 +38,7 @@ pub mod log;
 pub mod module_args;
 pub mod nss;
 pub mod policy;
+pub mod remember;
 pub mod secure_file;
 pub mod setup;
 pub mod state;

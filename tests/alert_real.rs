@@ -89,7 +89,7 @@ fn alert(fake: &FakeTelegram) -> SentMessage {
 fn assert_alert(msg: &SentMessage, how: &str) {
     assert_eq!(msg.chat_id, CHAT.to_string());
     assert!(
-        msg.text.starts_with(&format!("Login: alice@"))
+        msg.text.starts_with("Login: alice@")
             && msg.text.contains(&format!(" from {HOME} (pgw) at "))
             && msg.text.contains(how)
             && msg

@@ -383,6 +383,7 @@ fn a_hanging_gateway_delays_the_session_by_its_timeout_at_most() {
         None,
     );
     let took = start.elapsed();
+    eprintln!("open_session with every gateway hanging took {took:?}");
     opened(&run);
     assert!(
         took < Duration::from_secs(3),

@@ -55,11 +55,11 @@ pub fn describe(sources: &[(RememberedSource, u64)]) -> Vec<String> {
         .iter()
         .map(|(s, until)| {
             format!(
-                "{} through {} (code via {} at {}), until {}",
+                "{} through {}: verified at {} ({}), until {}",
                 message_field(&s.rhost),
                 message_field(&s.service),
-                message_field(&s.factor),
                 utc_text(s.since),
+                message_field(&s.factor),
                 utc_text(*until)
             )
         })

@@ -233,7 +233,8 @@ impl AlertConfig {
                     crate::remember::check_services(&list).map_err(|m| e("services", m))?
                 }
             },
-            per_hour: check_range(raw.per_hour.unwrap_or(d.per_hour), 1, 1000, &|m| {
+            // The times are kept in the state file (64 KiB at most).
+            per_hour: check_range(raw.per_hour.unwrap_or(d.per_hour), 1, 100, &|m| {
                 e("per_hour", m)
             })?,
             admin_chats,

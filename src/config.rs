@@ -17,6 +17,7 @@ use crate::gateway::sms::{RawSms, SmsConfig};
 use crate::gateway::webhook::{RawWebhook, WebhookConfig};
 use crate::limits::{Limits, RawLimits};
 use crate::policy::AccessPolicy;
+use crate::remember::{RawRemember, Remember};
 use crate::state::DEFAULT_STATE_DIR;
 use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
 
@@ -96,6 +97,8 @@ struct RawConfig {
     code: Option<RawCode>,
     policy: Option<RawPolicy>,
     message: Option<RawMessage>,
+    remember: Option<RawRemember>,
+    alert: Option<RawAlert>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +133,127 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawMessage {
     template: Option<String>,
+}
+
+/// Who gets a login alert (`[alert] to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertTo {
+    /// The user, over their own gateways.
+    #[default]
+    User,
+    /// The Telegram chats in `admin_chats`.
+    Admins,
+    /// Both.
+    Both,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    enabled: Option<bool>,
+    to: Option<AlertTo>,
+    admin_chats: Option<Vec<i64>>,
+    services: Option<Vec<String>>,
+    per_hour: Option<u32>,
+}
+
+/// Most `admin_chats`.
+pub const MAX_ADMIN_CHATS: usize = 10;
+
+/// `[alert]`: one message per login through `session optional
+/// pam_gateway.so` (src/alert.rs). Off when the section is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertConfig {
+    /// On by default once the section is there; `enabled = false` keeps
+    /// the settings and sends nothing.
+    pub enabled: bool,
+    pub to: AlertTo,
+    /// Telegram chat ids of the admins (groups have negative ids).
+    pub admin_chats: Vec<i64>,
+    /// The PAM services whose sessions are reported.
+    pub services: Vec<String>,
+    /// Alerts per user per hour; more are logged, not sent.
+    pub per_hour: u32,
+}
+
+impl Default for AlertConfig {
+    fn default() -> Self {
+        AlertConfig {
+            enabled: false,
+            to: AlertTo::User,
+            admin_chats: Vec::new(),
+            services: vec!["sshd".to_string()],
+            per_hour: 10,
+        }
+    }
+}
+
+impl AlertConfig {
+    /// Whether a session through `service` is reported.
+    pub fn applies_to(&self, service: &str) -> bool {
+        self.enabled && self.services.iter().any(|s| s == service)
+    }
+    pub fn to_user(&self) -> bool {
+        matches!(self.to, AlertTo::User | AlertTo::Both)
+    }
+    pub fn to_admins(&self) -> bool {
+        matches!(self.to, AlertTo::Admins | AlertTo::Both)
+    }
+
+    fn from_raw(
+        raw: Option<RawAlert>,
+        has_telegram: bool,
+        e: SectionError,
+    ) -> Result<AlertConfig, ParseError> {
+        let d = AlertConfig::default();
+        let Some(raw) = raw else {
+            return Ok(d);
+        };
+        let to = raw.to.unwrap_or(d.to);
+        let admin_chats = raw.admin_chats.unwrap_or_default();
+        if admin_chats.len() > MAX_ADMIN_CHATS {
+            return Err(e(
+                "admin_chats",
+                format!(
+                    "{} chats, more than the {MAX_ADMIN_CHATS} allowed",
+                    admin_chats.len()
+                ),
+            ));
+        }
+        if admin_chats.contains(&0) {
+            return Err(e("admin_chats", "0 is not a Telegram chat id".to_string()));
+        }
+        let alert = AlertConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            to,
+            services: match raw.services {
+                None => d.services,
+                Some(list) => {
+                    crate::remember::check_services(&list).map_err(|m| e("services", m))?
+                }
+            },
+            // The times are kept in the state file (64 KiB at most).
+            per_hour: check_range(raw.per_hour.unwrap_or(d.per_hour), 1, 100, &|m| {
+                e("per_hour", m)
+            })?,
+            admin_chats,
+        };
+        if alert.to_admins() && alert.admin_chats.is_empty() {
+            return Err(e(
+                "admin_chats",
+                "is empty, but `to` sends alerts to the admins: list their Telegram chat ids"
+                    .to_string(),
+            ));
+        }
+        if !alert.admin_chats.is_empty() && !has_telegram {
+            return Err(e(
+                "admin_chats",
+                "needs a [telegram] section: admin alerts go through its bot".to_string(),
+            ));
+        }
+        Ok(alert)
+    }
 }
 
 /// Connection settings shared by the HTTP gateways.
@@ -179,6 +303,10 @@ pub struct Config {
     pub access: AccessPolicy,
     /// Keys the decoy recipient shown to users without an entry.
     pub decoy_key: DecoyKey,
+    /// `[remember]`: verified sources that skip the code for a while.
+    pub remember: Remember,
+    /// `[alert]`: a message per login from the session hook.
+    pub alert: AlertConfig,
 }
 
 /// SHA-256 of the config file's text. The file is root-only and holds the
@@ -497,6 +625,9 @@ impl Config {
             .and_then(|m| m.template)
             .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
         check_template(&template).map_err(|m| err_at("message", "template", m))?;
+        let remember = Remember::from_raw(raw.remember, &|k, m| err_at("remember", k, m))?;
+        let alert =
+            AlertConfig::from_raw(raw.alert, telegram.is_some(), &|k, m| err_at("alert", k, m))?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -522,6 +653,8 @@ impl Config {
                 use sha2::Digest;
                 DecoyKey(sha2::Sha256::digest(text.as_bytes()).into())
             },
+            remember,
+            alert,
         })
     }
 
@@ -617,6 +750,53 @@ mod tests {
                 2,
                 "policy.require_groups",
             ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.line, Some(line), "{bad}: {err}");
+            assert_eq!(err.key.as_deref(), Some(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn remember_and_alert_sections() {
+        let c = parse("").expect("empty");
+        assert_eq!(c.remember, Remember::default());
+        assert!(!c.remember.applies_to("sshd"), "remember is off by default");
+        assert_eq!(c.alert, AlertConfig::default());
+        assert!(!c.alert.applies_to("sshd"), "alerts are off by default");
+
+        let text = format!(
+            "[telegram]\nbot_token = \"{TOKEN}\"\n[remember]\nduration = 36000\n\
+             services = [\"sshd\", \"login\"]\n[alert]\nto = \"both\"\n\
+             admin_chats = [123456789, -1001234567890]\nservices = [\"sshd\"]\nper_hour = 5\n"
+        );
+        let c = parse(&text).expect("parse");
+        assert_eq!(c.remember.duration, 36_000);
+        assert!(c.remember.applies_to("login") && !c.remember.applies_to("sudo"));
+        assert!(
+            c.alert.enabled,
+            "a present [alert] is on unless enabled = false"
+        );
+        assert!(c.alert.to_user() && c.alert.to_admins());
+        assert_eq!(c.alert.admin_chats, [123_456_789, -1_001_234_567_890]);
+        assert_eq!(c.alert.per_hour, 5);
+        let c = parse("[alert]\nenabled = false\n").expect("parse");
+        assert!(!c.alert.applies_to("sshd"));
+
+        for (bad, line, key) in [
+            ("[remember]\nduration = 9999999\n", 2, "remember.duration"),
+            ("[remember]\nduration = -1\n", 2, "remember.duration"),
+            (
+                "[remember]\n\nservices = [\"ss hd\"]\n",
+                3,
+                "remember.services",
+            ),
+            ("[remember]\ndurations = 5\n", 2, "remember.durations"),
+            ("[alert]\nto = \"admins\"\n", 1, "alert.admin_chats"),
+            ("[alert]\nadmin_chats = [1]\n", 2, "alert.admin_chats"),
+            ("[alert]\nto = \"everyone\"\n", 2, "alert.to"),
+            ("[alert]\nper_hour = 0\n", 2, "alert.per_hour"),
+            ("[alert]\nservices = [\"\"]\n", 2, "alert.services"),
         ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.line, Some(line), "{bad}: {err}");

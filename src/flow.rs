@@ -27,6 +27,7 @@ use crate::gateway::{DeliveryError, Gateway};
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
+use crate::remember;
 use crate::state::{StateError, StateStore, UserState, WallClock, update_with};
 use crate::totp::TotpKey;
 use crate::users::mask;
@@ -169,6 +170,9 @@ pub enum Outcome {
     StateFailed,
     /// The account is unknown to NSS: prompted, sent nothing, failed.
     UnknownUser,
+    /// `[remember]`: this user proved a second factor from this remote host
+    /// through this service lately; no code asked.
+    Remembered,
 }
 
 impl Outcome {
@@ -190,6 +194,7 @@ impl Outcome {
             Outcome::PolicyIgnored => "ignored-policy",
             Outcome::StateFailed => "denied-state-error",
             Outcome::UnknownUser => "denied-unknown-user",
+            Outcome::Remembered => "remembered",
         }
     }
 }
@@ -432,7 +437,9 @@ impl Flow<'_> {
         reason: &str,
     ) -> Outcome {
         let level = match outcome {
-            Outcome::Success { .. } | Outcome::NotEnrolledIgnored => Level::Info,
+            Outcome::Success { .. } | Outcome::NotEnrolledIgnored | Outcome::Remembered => {
+                Level::Info
+            }
             Outcome::SystemError | Outcome::DeliveryFailedDenied => Level::Error,
             _ => Level::Warning,
         };
@@ -542,6 +549,19 @@ impl Flow<'_> {
                 Outcome::WrongPassword,
                 "first factor failed (OpenSSH wrong-password marker); no code sent",
             )));
+        }
+        // [remember] (issue 16): a source that proved a second factor lately
+        // skips the code. After policy, enrolment and the wrong-password
+        // marker; never during a lockout (remember::lookup checks).
+        if let Some(hit) = remember::lookup(
+            &self.config.remember,
+            &self.config.limits,
+            self.state,
+            self.wall,
+            remember_source(ctx),
+        ) {
+            let factor = clean(&hit.source.factor);
+            return ControlFlow::Break(self.done(ctx, &factor, Outcome::Remembered, &hit.reason()));
         }
         ControlFlow::Continue(routes)
     }
@@ -863,6 +883,20 @@ impl Flow<'_> {
         match result {
             Err(outcome) => self.finish(ctx, gateway, outcome, "conversation failed"),
             Ok(AskResult::Matched(factor)) => {
+                // [remember] (issue 16): this source skips the code for a while.
+                if let Err(e) = remember::record(
+                    &self.config.remember,
+                    self.state,
+                    self.wall,
+                    remember_source(ctx),
+                    factor.id(),
+                ) {
+                    self.note(
+                        ctx,
+                        Level::Warning,
+                        &format!("could not remember this source: {e}"),
+                    );
+                }
                 let reason = match factor {
                     Factor::Sent(_) => "code accepted".to_string(),
                     Factor::Totp => "authenticator code accepted".to_string(),
@@ -952,6 +986,8 @@ impl Flow<'_> {
                     return Verdict::Accepted(Factor::Backup { left });
                 }
             }
+            // [remember] (issue 16): a wrong answer ends every remembered source.
+            remember::end_all(s);
             Verdict::Wrong {
                 expired,
                 replay,
@@ -1136,6 +1172,15 @@ enum AskResult {
     Exhausted,
     LockedOut { until: u64, started: bool },
     StateFailed(StateError),
+}
+
+/// This login as `[remember]` sees it.
+fn remember_source(ctx: &LoginContext) -> remember::Source<'_> {
+    remember::Source {
+        user: &ctx.user,
+        service: &ctx.service,
+        rhost: ctx.rhost.as_deref(),
+    }
 }
 
 /// The prompt for a user without an entry under `unenrolled = "deny"`: it

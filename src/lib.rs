@@ -21,6 +21,8 @@
 //! - [`totp`] and [`backup_codes`]: the fallback factors.
 //! - [`system`]: every call into the C library, behind safe functions; the
 //!   only module allowed `unsafe` code.
+//! - [`remember`]: verified sources that skip the code for a while.
+//! - [`alert`]: one message per login from the session hook.
 
 #![deny(unsafe_code)]
 #![cfg_attr(
@@ -28,6 +30,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod alert;
 pub mod backup_codes;
 pub mod code;
 pub mod config;
@@ -39,6 +42,7 @@ pub mod log;
 pub mod module_args;
 pub mod policy;
 pub mod random;
+pub mod remember;
 pub mod secure_file;
 pub mod setup;
 pub mod state;

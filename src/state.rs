@@ -30,6 +30,16 @@ pub const STATE_VERSION: u32 = 1;
 pub const MAX_SENT_ENTRIES: usize = 1000;
 /// Upper bound on stored backup-code hashes.
 pub const MAX_BACKUP_CODES: usize = 100;
+/// Most remembered sources kept per user (`[remember]`): the oldest is
+/// dropped when a new one comes.
+pub const MAX_REMEMBERED: usize = 32;
+/// Most recent ways in kept per user for the session alert (`[alert]`).
+pub const MAX_RECENT_LOGINS: usize = 8;
+/// More alert times than any `per_hour` allows: a file with more is corrupt.
+pub const MAX_ALERT_TIMES: usize = 1000;
+/// Longest remote host, service or factor name stored for `[remember]` and
+/// `[alert]`; a longer one is never stored.
+pub const MAX_STORED_NAME: usize = 255;
 /// Longest a login waits for another login's lock on the same user's state
 /// (each holds it for a read-modify-write of a small file): a process that
 /// a su caller stopped while holding it must not hang the user's logins.
@@ -85,6 +95,53 @@ pub struct UserState {
     /// so files stay readable by versions without it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub lockout_backup_tries: u32,
+    /// `[remember]`: sources (remote host + service) whose second factor
+    /// succeeded lately; [`crate::remember`] matches and ends them. Written
+    /// only when not empty (files stay readable by versions without it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remembered: Vec<RememberedSource>,
+    /// `[alert]`: how the last few logins got in, for the session hook
+    /// ([`crate::alert`]), which runs in another process than the
+    /// authentication under sshd. Written only when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_logins: Vec<LoginRecord>,
+    /// `[alert]`: Unix times of the alerts sent in the last hour (the
+    /// per-user rate limit). Written only when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts_sent: Vec<u64>,
+}
+
+/// A source whose second factor succeeded: logins of the same user from
+/// the same remote host through the same service skip the code until
+/// `since` + `[remember] duration`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RememberedSource {
+    /// PAM_RHOST as the service gave it (never empty).
+    pub rhost: String,
+    /// PAM_SERVICE.
+    pub service: String,
+    /// Unix time of the login that proved the second factor.
+    pub since: u64,
+    /// The factor it proved (`telegram`, `totp`, `backup-code`, ...).
+    pub factor: String,
+}
+
+/// How one login got past (or around) the module, for the session alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRecord {
+    pub service: String,
+    /// PAM_RHOST; `None` when the service gave none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rhost: Option<String>,
+    /// Unix time of the authentication.
+    pub time: u64,
+    /// The way in ([`crate::alert::WayIn`] as stored).
+    pub how: String,
+    /// Its detail: the gateway, the exempt network or group, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -103,6 +160,9 @@ impl Default for UserState {
             totp_last_step: None,
             backup_codes: Vec::new(),
             lockout_backup_tries: 0,
+            remembered: Vec::new(),
+            recent_logins: Vec::new(),
+            alerts_sent: Vec::new(),
         }
     }
 }
@@ -137,6 +197,46 @@ impl UserState {
                 "{} backup-code hashes, more than the {MAX_BACKUP_CODES} allowed",
                 state.backup_codes.len()
             ));
+        }
+        if state.remembered.len() > MAX_REMEMBERED {
+            return Err(format!(
+                "{} remembered sources, more than the {MAX_REMEMBERED} allowed",
+                state.remembered.len()
+            ));
+        }
+        if state.recent_logins.len() > MAX_RECENT_LOGINS {
+            return Err(format!(
+                "{} recent logins recorded, more than the {MAX_RECENT_LOGINS} allowed",
+                state.recent_logins.len()
+            ));
+        }
+        if state.alerts_sent.len() > MAX_ALERT_TIMES {
+            return Err(format!(
+                "{} alert times recorded, more than the {MAX_ALERT_TIMES} allowed",
+                state.alerts_sent.len()
+            ));
+        }
+        let names = state
+            .remembered
+            .iter()
+            .flat_map(|r| [&r.rhost, &r.service, &r.factor])
+            .chain(state.recent_logins.iter().flat_map(|l| {
+                [
+                    Some(&l.service),
+                    l.rhost.as_ref(),
+                    Some(&l.how),
+                    l.detail.as_ref(),
+                ]
+                .into_iter()
+                .flatten()
+            }));
+        for name in names {
+            if name.len() > MAX_STORED_NAME * 2 {
+                return Err(format!(
+                    "a remembered source or recent login holds a name of {} bytes",
+                    name.len()
+                ));
+            }
         }
         Ok(state)
     }
@@ -368,7 +468,12 @@ impl StateStore for FileStateStore {
 /// would let that code be used again, and new backup codes are what the
 /// admin just handed out: those changes wait for the rename to be on disk.
 fn durability_of(before: &UserState, after: &UserState) -> Durability {
-    if before.backup_codes != after.backup_codes || before.totp_last_step != after.totp_last_step {
+    // A remembered source that was ended (a wrong code, forget, unlock)
+    // must not come back either.
+    if before.backup_codes != after.backup_codes
+        || before.totp_last_step != after.totp_last_step
+        || before.remembered != after.remembered
+    {
         Durability::Rename
     } else {
         Durability::Content
@@ -611,6 +716,48 @@ mod tests {
             .load("alice")
             .expect("load");
         assert_eq!(st.failures, 160);
+    }
+
+    #[test]
+    fn remember_and_alert_fields_are_optional_and_written_only_when_used() {
+        // A file from a version without them still parses...
+        let old = UserState::parse("{\"version\":1,\"sent\":[5],\"failures\":1}").expect("old");
+        assert!(old.remembered.is_empty() && old.recent_logins.is_empty());
+        // ...and one that never used them is written as before.
+        let text = old.to_text();
+        for key in ["remembered", "recent_logins", "alerts_sent"] {
+            assert!(!text.contains(key), "{text}");
+        }
+        let mut used = old.clone();
+        used.remembered.push(RememberedSource {
+            rhost: "203.0.113.7".into(),
+            service: "sshd".into(),
+            since: 10,
+            factor: "telegram".into(),
+        });
+        used.alerts_sent.push(11);
+        assert_eq!(UserState::parse(&used.to_text()).expect("round trip"), used);
+        // Bounded like the other lists; an unknown key inside is corrupt.
+        used.remembered = vec![used.remembered[0].clone(); MAX_REMEMBERED + 1];
+        assert!(UserState::parse(&used.to_text()).is_err());
+        assert!(
+            UserState::parse(
+                "{\"version\":1,\"remembered\":[{\"rhost\":\"h\",\"service\":\"s\",\
+                 \"since\":1,\"factor\":\"f\",\"extra\":1}]}"
+            )
+            .is_err()
+        );
+        // Ending a remembered source waits for the rename, like a used code.
+        let mut ended = UserState::parse(&old.to_text()).expect("parse");
+        ended.remembered = Vec::new();
+        let mut had = ended.clone();
+        had.remembered.push(RememberedSource {
+            rhost: "h".into(),
+            service: "sshd".into(),
+            since: 1,
+            factor: "telegram".into(),
+        });
+        assert_eq!(durability_of(&had, &ended), Durability::Rename);
     }
 
     #[test]

@@ -29,6 +29,7 @@ const USERS_FILE: &str = "THE USERS FILE";
 /// checking nothing. New sections are found without being listed here.
 const KNOWN_SECTIONS: &[&str] = &[
     "telegram", "signal", "sms", "webhook", "command", "code", "policy", "limits", "message",
+    "remember", "alert",
 ];
 
 /// The keys serde names after "expected" in an unknown-field error, or

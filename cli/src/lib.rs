@@ -14,6 +14,7 @@ mod enroll;
 #[cfg(test)]
 mod exit_tests;
 mod explain;
+mod forget;
 mod gateway_check;
 mod man;
 mod pam_stacks;
@@ -77,6 +78,7 @@ For the day no code can be delivered:
   pam-gateway totp alice             an authenticator app (QR code), checked first
   pam-gateway backup-codes alice     ten one-time codes for paper
   pam-gateway unlock alice           lift a lockout after wrong codes
+  pam-gateway forget alice           end alice's remembered sources ([remember])
 
 Every command needs root: gateway.toml holds the bot token and other secrets
 and is readable by root only.";
@@ -145,6 +147,14 @@ pub enum Command {
         #[arg(value_name = "USER")]
         user: String,
     },
+    /// End every remembered source of USER ([remember]): the next login asks for a code
+    #[command(long_about = FORGET_LONG, after_help = EXIT_CODES)]
+    Forget {
+        /// The user whose remembered sources to end
+        #[arg(value_name = "USER")]
+        user: String,
+    },
+
     /// Print what is generated from these definitions: `generate man` is
     /// pam-gateway(8) in roff (`make man`). Hidden from --help; needs no root
     #[command(hide = true)]
@@ -160,6 +170,14 @@ pub enum Generated {
     /// pam-gateway(8), roff
     Man,
 }
+
+const FORGET_LONG: &str = "\
+End every remembered source of USER: with [remember] in gateway.toml, a
+login whose second factor succeeded lets later logins of the same user from
+the same remote host through the same service skip the code for `duration`
+seconds. After `forget`, USER's next login from anywhere asks for a code
+again. Done under USER's lock in state_dir. A wrong code and `pam-gateway
+unlock USER` end them too; `pam-gateway users` lists them.";
 
 const TOTP_LONG: &str = "\
 Give USER (an account on this system) an authenticator app: a new secret
@@ -213,7 +231,8 @@ Lift USER's lockout after too many wrong codes, and clear what the limits
 count for USER: wrong answers, earlier lockouts (each makes the next one
 longer) and the codes sent in the current window. Done under USER's lock
 in state_dir, so a login running at the same moment is counted correctly.
-The authenticator's replay guard and the unused backup codes stay.
+It also ends USER's remembered sources ([remember]). The authenticator's
+replay guard and the unused backup codes stay.
 
 `pam-gateway users` shows who is locked out.";
 
@@ -771,6 +790,10 @@ pub fn run(cli: &Cli) -> Result<(), CliError> {
         Command::Unlock { user } => {
             require_root("unlock", "it writes USER's file in the state directory")?;
             unlock::run(config, user)
+        }
+        Command::Forget { user } => {
+            require_root("forget", "it writes USER's file in the state directory")?;
+            forget::run(config, user)
         }
         Command::Generate {
             what: Generated::Man,

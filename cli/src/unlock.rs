@@ -1,11 +1,13 @@
-//! `pam-gateway unlock USER`, and what the limits hold for a user, as
-//! `pam-gateway users` and `status` show it.
+//! `pam-gateway unlock USER` (it also ends the user's remembered sources),
+//! and what the limits hold for a user, as `pam-gateway users` and `status`
+//! show it.
 
 use std::path::Path;
 
 use super::{CliError, Exit, OWNER, load_config, system};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::limits::{self, Limits, wait_text};
+use pam_gateway_core::remember;
 use pam_gateway_core::setup;
 use pam_gateway_core::state::{
     FileStateStore, StateError, SystemWallClock, UserState, WallClock, update_with,
@@ -106,7 +108,7 @@ impl Standing {
     }
 }
 
-fn plural(n: usize, one: &str, many: &str) -> String {
+pub(crate) fn plural(n: usize, one: &str, many: &str) -> String {
     if n == 1 {
         format!("1 {one}")
     } else {
@@ -133,27 +135,40 @@ pub fn now() -> u64 {
     SystemWallClock.unix_now()
 }
 
+/// Whether `user` has a state file. Without one, `user` must at least be
+/// an account or enrolled: otherwise it is a typo (exit 2).
+pub fn has_state_file(
+    config: &Config,
+    store: &FileStateStore,
+    user: &str,
+) -> Result<bool, CliError> {
+    let path = store.path_for(user)?;
+    if state_dir_exists(config) && std::fs::symlink_metadata(&path).is_ok() {
+        return Ok(true);
+    }
+    let users = setup::load_users_or_empty(config, OWNER)?;
+    let known = users.get(user).is_some()
+        || system::user_exists(user).map_err(|m| CliError::new(Exit::Failed, m))?;
+    if !known {
+        return Err(CliError::new(
+            Exit::Usage,
+            format!(
+                "there is no account {user:?} on this system, no entry for it in {} and \
+                 no state for it in {}: check the spelling (pam-gateway users lists who \
+                 is enrolled)",
+                config.users_file.display(),
+                config.state_dir.display()
+            ),
+        ));
+    }
+    Ok(false)
+}
+
 pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     let config = load_config(config_path)?;
     let store = FileStateStore::new(&config.state_dir, OWNER);
     let path = store.path_for(user)?;
-    let has_file = state_dir_exists(&config) && std::fs::symlink_metadata(&path).is_ok();
-    if !has_file {
-        let users = setup::load_users_or_empty(&config, OWNER)?;
-        let known = users.get(user).is_some()
-            || system::user_exists(user).map_err(|m| CliError::new(Exit::Failed, m))?;
-        if !known {
-            return Err(CliError::new(
-                Exit::Usage,
-                format!(
-                    "there is no account {user:?} on this system, no entry for it in {} and \
-                     no state for it in {}: check the spelling (pam-gateway users lists who \
-                     is enrolled)",
-                    config.users_file.display(),
-                    config.state_dir.display()
-                ),
-            ));
-        }
+    if !has_state_file(&config, &store, user)? {
         println!(
             "Nothing to unlock: {user} has no state file ({} does not exist), so no wrong \
              codes, lockout or sent codes are counted.",
@@ -168,10 +183,13 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
         s.failures = 0;
         s.lockouts = 0;
         s.locked_until = None;
+        // [remember]: an unlock also ends every remembered source.
+        remember::end_all(s);
         before
     })?;
     let was = Standing::of(&before, &config.limits, now);
-    if was.is_clear() {
+    let remembered = remember::active(&before, &config.remember, now).len();
+    if was.is_clear() && remembered == 0 {
         println!(
             "Nothing to unlock: {user} is not locked out and has no wrong codes or sent codes \
              counted."
@@ -195,6 +213,13 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
             cleared.push(format!(
                 "{} sent in the window",
                 plural(was.sent, "code", "codes")
+            ));
+        }
+        if remembered > 0 {
+            cleared.push(plural(
+                remembered,
+                "remembered source",
+                "remembered sources",
             ));
         }
         println!("Unlocked {user}: cleared {}.", cleared.join(", "));

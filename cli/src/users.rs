@@ -1,8 +1,9 @@
-//! `pam-gateway users` and `pam-gateway remove USER`.
+//! `pam-gateway users` (with the remembered sources in force) and
+//! `pam-gateway remove USER`.
 
 use std::path::Path;
 
-use super::{CliError, Exit, OWNER, load_config, unlock};
+use super::{CliError, Exit, OWNER, forget, load_config, unlock};
 use crate::toml_edits;
 use pam_gateway_core::config::Unenrolled;
 use pam_gateway_core::setup;
@@ -52,8 +53,14 @@ pub fn list(config_path: &Path) -> Result<(), CliError> {
     let now = unlock::now();
     let mut problems = Vec::new();
     let mut rows = Vec::new();
+    let mut remembered = Vec::new();
     for (name, entry) in &users.users {
         let state = unlock::read_state(&config, name);
+        if let Ok(st) = &state {
+            for line in forget::describe(&forget::in_force(st, &config)) {
+                remembered.push((name, line));
+            }
+        }
         let mut fallback = Vec::new();
         if entry.totp_secret.is_some() {
             fallback.push("authenticator".to_string());
@@ -89,6 +96,15 @@ pub fn list(config_path: &Path) -> Result<(), CliError> {
     println!("\n{:<width$}  {:<fb_width$}  LIMITS", "USER", "FALLBACK");
     for (name, fallback, limits) in rows {
         println!("{name:<width$}  {fallback:<fb_width$}  {limits}");
+    }
+    if !remembered.is_empty() {
+        println!(
+            "\nREMEMBERED ([remember] duration = {} s; pam-gateway forget USER ends them)",
+            config.remember.duration
+        );
+        for (name, line) in remembered {
+            println!("{name:<width$}  {line}");
+        }
     }
     problems.dedup();
     for p in problems {

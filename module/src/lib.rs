@@ -1,8 +1,10 @@
 //! `pam_gateway.so`: the PAM layer, the only code that knows about PAM. It
 //! parses the module arguments, reads the login's items, wraps the
 //! conversation, runs the core's flow (`pam_gateway_core::flow`) and maps its
-//! [`Outcome`] to a PAM return code.
-//! pam-bindings wraps every hook in `catch_unwind`: a panic is PAM_ABORT.
+//! [`Outcome`] to a PAM return code. Its session hook sends the `[alert]`
+//! (`pam_gateway_core::alert`) and always returns PAM_IGNORE.
+//! pam-bindings wraps every hook in `catch_unwind`: a panic is PAM_ABORT
+//! (the session hook catches its own, so that it stays PAM_IGNORE).
 
 // System calls go through pam_gateway_core::system, which documents each.
 #![forbid(unsafe_code)]
@@ -14,6 +16,7 @@ use pam::conv::Conv;
 use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 
+use pam_gateway_core::alert;
 use pam_gateway_core::code::OsCodeSource;
 use pam_gateway_core::flow::{
     Answer, ConvError, Conversation, Enrolment, Flow, LoginContext, MonotonicClock, Outcome, clean,
@@ -33,7 +36,7 @@ pub const OPENSSH_WRONG_PASSWORD: &[u8] = b"\x08\n\r\x7fINCORRECT";
 /// Maps an outcome to what PAM expects (DESIGN.md's table).
 pub fn pam_code(outcome: &Outcome) -> PamResultCode {
     match outcome {
-        Outcome::Success { .. } => PamResultCode::PAM_SUCCESS,
+        Outcome::Success { .. } | Outcome::Remembered => PamResultCode::PAM_SUCCESS,
         Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
         Outcome::UnknownUser => PamResultCode::PAM_USER_UNKNOWN,
         Outcome::Expired
@@ -211,7 +214,108 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         totp,
     };
     let outcome = flow.authenticate(&ctx, enrolment);
+    // [alert]: how this login got in, for the session hook (which sshd runs
+    // in another process). Never changes the result.
+    if let Err(e) = alert::record_way_in(
+        &config,
+        &store,
+        &SystemWallClock,
+        &SystemGroups,
+        &ctx,
+        &outcome,
+    ) {
+        log.log(
+            Level::Warning,
+            &format!("user={shown} could not record the way in for [alert]: {e}"),
+        );
+    }
     pam_code(&outcome)
+}
+
+/// The session hook: one `[alert]` message about this login. Whatever
+/// goes wrong is logged; nothing here changes the session.
+fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
+    let mut log = SyslogLog::open();
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let args = match ModuleArgs::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            log.log(Level::Error, &format!("session: no alert: {e}"));
+            return;
+        }
+    };
+    let Ok(given) = pamh.get_user(None) else {
+        log.log(Level::Warning, "session: no alert: no user name");
+        return;
+    };
+    let user = match accounts::canonical_user(&given) {
+        Ok(Some(name)) => name,
+        _ => {
+            log.log(
+                Level::Warning,
+                &format!(
+                    "user={} session: no alert: not an account NSS knows",
+                    clean(&given)
+                ),
+            );
+            return;
+        }
+    };
+    let shown = clean(&user);
+    let config = match setup::load_config(&args.config, Owner::ROOT) {
+        Ok(c) => c,
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("user={shown} session: no alert: config: {e}"),
+            );
+            return;
+        }
+    };
+    let service = item_string::<Service>(pamh).unwrap_or_default();
+    if !config.alert.applies_to(&service) {
+        if args.debug {
+            log.log(
+                Level::Debug,
+                &format!(
+                    "user={shown} session: [alert] is off or does not list service {}",
+                    clean(&service)
+                ),
+            );
+        }
+        return;
+    }
+    let users = match setup::load_users(&config, Owner::ROOT) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            log.log(
+                Level::Error,
+                &format!("user={shown} session: alert to the admins only: users file: {e}"),
+            );
+            None
+        }
+    };
+    let ctx = LoginContext {
+        user,
+        service,
+        rhost: item_string::<RHost>(pamh),
+        tty: item_string::<Tty>(pamh),
+        host: hostname(),
+        password_was_wrong: false,
+        caller_is_root: system::real_uid() == 0,
+    };
+    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
+    alert::on_session(
+        &config,
+        users.as_ref(),
+        &store,
+        &SystemWallClock,
+        &ctx,
+        &mut log,
+    );
 }
 
 /// The hooks pam-bindings exports as `pam_sm_*`.
@@ -224,6 +328,14 @@ impl PamHooks for PamGateway {
 
     fn sm_setcred(_pamh: &mut PamHandle, _args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
         PamResultCode::PAM_SUCCESS
+    }
+
+    /// `session optional pam_gateway.so`: the `[alert]`. Always PAM_IGNORE,
+    /// even after a panic: an alert never decides a session.
+    fn sm_open_session(pamh: &mut PamHandle, args: Vec<&CStr>, _flags: PamFlag) -> PamResultCode {
+        let _ =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| open_session(pamh, &args)));
+        PamResultCode::PAM_IGNORE
     }
 }
 
@@ -257,6 +369,7 @@ mod tests {
             (Outcome::PolicyIgnored, PAM_IGNORE),
             (Outcome::StateFailed, PAM_SERVICE_ERR),
             (Outcome::UnknownUser, PAM_USER_UNKNOWN),
+            (Outcome::Remembered, PAM_SUCCESS),
         ];
         for (outcome, code) in table {
             assert_eq!(pam_code(&outcome), code, "{outcome:?}");

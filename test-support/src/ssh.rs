@@ -32,6 +32,9 @@ pub enum Recipe {
     /// pam.d/sshd-publickey + sshd_config.d/pam_gateway-publickey.conf:
     /// SSH key, then code.
     KeyAndCode,
+    /// pam.d/sshd-notify + sshd_config.d/pam_gateway-notify.conf: an SSH
+    /// key alone; pam_gateway only sends the `[alert]` from the session.
+    KeyOnlyNotify,
 }
 
 impl Recipe {
@@ -39,12 +42,14 @@ impl Recipe {
         match self {
             Recipe::PasswordAndCode => "sshd",
             Recipe::KeyAndCode => "sshd-publickey",
+            Recipe::KeyOnlyNotify => "sshd-notify",
         }
     }
     pub fn sshd_conf(self) -> &'static str {
         match self {
             Recipe::PasswordAndCode => "sshd_config.d/pam_gateway.conf",
             Recipe::KeyAndCode => "sshd_config.d/pam_gateway-publickey.conf",
+            Recipe::KeyOnlyNotify => "sshd_config.d/pam_gateway-notify.conf",
         }
     }
 }
@@ -264,7 +269,7 @@ impl Sshd {
                     "PreferredAuthentications=keyboard-interactive",
                 ]);
             }
-            Recipe::KeyAndCode => {
+            Recipe::KeyAndCode | Recipe::KeyOnlyNotify => {
                 cmd.arg("-i").arg(self.dir.join("client_ed25519")).args([
                     "-o",
                     "IdentitiesOnly=yes",

@@ -797,7 +797,7 @@ fn the_caller_can_neither_read_nor_signal_the_program() {
         become_su_caller();
         format!("{:?}", gw.send(BOB, MESSAGE))
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     let mut pid = String::new();
     while pid.is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

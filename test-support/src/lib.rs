@@ -8,6 +8,7 @@
 pub mod cli_harness;
 pub mod fake_http;
 pub mod fake_telegram;
+pub mod flow_fakes;
 pub mod libpam_ffi;
 pub mod pam_harness;
 pub mod pty;

@@ -9,6 +9,7 @@ pub mod cli_harness;
 pub mod fake_http;
 pub mod fake_telegram;
 pub mod flow_fakes;
+mod http_server;
 pub mod libpam_ffi;
 pub mod pam_harness;
 pub mod pty;

@@ -31,17 +31,18 @@ build:
 # Everything CI runs: formatting, clippy, unit tests, the loopback gateway
 # tests, the real-libpam tests and the real-client tests (sshd, sudo, login;
 # root, private mount namespaces), then the real-libpam tests again on the
-# release module.
+# release module. Tests that need root are #[ignore]d for everyone else
+# (test-support/src/root.rs); --include-ignored runs them here.
 test:
 	@scripts/deps.sh test
 	$(MAKE) --no-print-directory lint
 	# The real-libpam tests load the module and run the CLI: build both first.
 	$(CARGO) build --locked
-	$(CARGO) test --locked --workspace --all-targets
+	$(CARGO) test --locked --workspace --all-targets -- --include-ignored
 	# And the module as it ships (release profile, LTO) through real libpam.
 	$(CARGO) build --release --locked -p pam-gateway-module
 	$(call name-module,$(RELEASE))
-	PGW_TEST_MODULE=$(abspath $(MODULE)) $(CARGO) test --locked --test pam_real
+	PGW_TEST_MODULE=$(abspath $(MODULE)) $(CARGO) test --locked --test pam_real -- --include-ignored
 
 # The long-lived host at full length: one process, 10,000 PAM cycles against
 # the loopback fake (`make test` runs 200). Prints fds/threads/RSS per tenth.
@@ -49,7 +50,7 @@ SOAK_CYCLES ?= 10000
 soak:
 	@scripts/deps.sh test
 	$(CARGO) build --locked
-	PGW_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --locked --test soak -- --nocapture
+	PGW_SOAK_CYCLES=$(SOAK_CYCLES) $(CARGO) test --locked --test soak -- --include-ignored --nocapture
 
 # cargo-fuzz targets, FUZZ_SECONDS each, from the hand-written fuzz/seeds
 # and fuzz/corpus. What a run finds goes into fuzz/corpus, which is then

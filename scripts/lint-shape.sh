@@ -1,6 +1,7 @@
 #!/bin/bash
 # make lint, the shape checks: the module exports nothing but PAM's hooks,
-# and nothing the CLI needs reaches the crate that sshd and sudo load.
+# nothing the CLI needs reaches the crate that sshd and sudo load, and the
+# tests that need root are marked the one way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -25,3 +26,17 @@ for crate in clap qrcode toml_edit; do
     fi
 done
 echo "lint: no clap, qrcode or toml_edit in the module's dependencies"
+
+# Tests that need root are #[ignore]d with one reason, the one
+# test-support/src/root.rs gives: cargo test as any user passes, and
+# make test (root, --include-ignored) runs them.
+reason=$(sed -n 's/^pub const IGNORE_REASON: &str = \(".*"\);$/\1/p' test-support/src/root.rs)
+[ -n "$reason" ] || { echo "lint: no IGNORE_REASON in test-support/src/root.rs" >&2; exit 1; }
+odd=$(grep -rnE '^\s*#\[ignore' --include='*.rs' tests cli/tests module src test-support/src examples \
+    | grep -vF "#[ignore = $reason]" || true)
+if [ -n "$odd" ]; then
+    echo "lint: an #[ignore] other than #[ignore = $reason] (test-support/src/root.rs):" >&2
+    echo "$odd" >&2
+    exit 1
+fi
+echo "lint: $(grep -rF "#[ignore = $reason]" --include='*.rs' tests cli/tests | wc -l) tests need root, each #[ignore]d the one way"

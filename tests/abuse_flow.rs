@@ -2,202 +2,53 @@
 //! driven through the flow without libpam: a scripted user, a fake gateway,
 //! clocks the script moves, and state in memory or in real files.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pam_gateway_core::backup_codes;
-use pam_gateway_core::code::{Code, CodeError, CodeSource};
+use pam_gateway_core::code::OsCodeSource;
 use pam_gateway_core::config::Config;
-use pam_gateway_core::flow::{
-    Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
-};
-use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::flow::{Enrolment, Flow, LoginContext, Outcome};
+use pam_gateway_core::gateway::DeliveryError;
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::{Groups, LookupError};
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::state::{
     FileStateStore, MemoryStateStore, StateStore, UserState, WallClock, update_with,
 };
 use pam_gateway_core::totp::TotpKey;
+use pgw_test_support::flow_fakes::{
+    FakeClock, FakeWall, GroupTable, Outbox, START, ScriptedConv, Step, TOTP_B32, code_in, typed,
+};
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
-const START: u64 = 1_700_000_000;
-const TOTP_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
-
-#[derive(Clone, Default)]
-struct FakeClock(Rc<Cell<Duration>>);
-
-impl Clock for FakeClock {
-    fn now(&self) -> Duration {
-        self.0.get()
-    }
-}
-
-/// Wall time that moves with the monotonic clock (plus jumps of its own).
-#[derive(Clone, Default)]
-struct FakeWall {
-    mono: FakeClock,
-    offset: Rc<Cell<u64>>,
-}
-
-impl WallClock for FakeWall {
-    fn unix_now(&self) -> u64 {
-        START + self.offset.get() + self.mono.0.get().as_secs()
-    }
-}
 
 /// A group table: alice is in staff (100), robot in robots (900), carol in
 /// neither; any other user is unknown to NSS.
-struct Table;
-
-impl Groups for Table {
-    fn user_gids(&self, user: &str) -> Result<Option<Vec<u32>>, LookupError> {
-        Ok(match user {
-            "alice" => Some(vec![100]),
-            "robot" => Some(vec![900]),
-            "carol" => Some(vec![500]),
-            _ => None,
-        })
-    }
-    fn group_gid(&self, group: &str) -> Result<Option<u32>, LookupError> {
-        Ok(match group {
-            "staff" => Some(100),
-            "robots" => Some(900),
-            _ => None,
-        })
+fn table() -> GroupTable {
+    GroupTable {
+        users: vec![
+            ("alice", vec![100]),
+            ("robot", vec![900]),
+            ("carol", vec![500]),
+        ],
+        groups: vec![("staff", 100), ("robots", 900)],
     }
 }
 
-enum Step {
-    Type(Duration, String),
-    TypeDeliveredCode,
-    TypeDeliveredCodeAfter(Duration),
-    /// The authenticator code for now, shifted by this many 30 s steps.
-    TypeTotp(i64),
-    TypeTotpAfter(Duration),
-    /// Another login locks the user out while this one waits at the prompt.
-    LockedElsewhere,
-    HangUp,
-}
-
-fn typed(text: &str) -> Step {
-    Step::Type(Duration::from_secs(1), text.to_string())
-}
-
-struct ScriptedConv<'w> {
-    steps: Vec<Step>,
-    prompts: Vec<String>,
-    errors: Vec<String>,
-    infos: Vec<String>,
-    world: &'w World,
-}
-
-fn code_in(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() >= 6)
-        .expect("a code in the message")
-        .to_string()
-}
-
-impl Conversation for ScriptedConv<'_> {
-    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
-        self.prompts.push(prompt.to_string());
-        let step = self
-            .steps
-            .pop()
-            .unwrap_or_else(|| panic!("the flow prompted more often than scripted: {prompt}"));
-        let text = match step {
-            Step::Type(wait, text) => {
-                let c = &self.world.clock.0;
-                c.set(c.get() + wait);
-                text
-            }
-            Step::TypeDeliveredCode => {
-                let last = self.world.outbox.delivered.borrow().last().cloned();
-                code_in(&last.expect("a delivered message").1)
-            }
-            Step::TypeDeliveredCodeAfter(wait) => {
-                let c = &self.world.clock.0;
-                c.set(c.get() + wait);
-                let last = self.world.outbox.delivered.borrow().last().cloned();
-                code_in(&last.expect("a delivered message").1)
-            }
-            Step::TypeTotp(shift) => {
-                let key = TotpKey::from_base32(TOTP_B32).expect("key");
-                let t = self.world.wall.unix_now() as i64 + shift * 30;
-                key.code_at(t as u64)
-            }
-            Step::TypeTotpAfter(wait) => {
-                let c = &self.world.clock.0;
-                c.set(c.get() + wait);
-                let key = TotpKey::from_base32(TOTP_B32).expect("key");
-                key.code_at(self.world.wall.unix_now())
-            }
-            Step::LockedElsewhere => {
-                let until = self.world.wall.unix_now() + 900;
-                update_with(self.world.store.as_ref(), "alice", |s| {
-                    s.locked_until = Some(until)
-                })
-                .expect("state");
-                "000000".to_string()
-            }
-            Step::HangUp => return Err(ConvError("hung up".into())),
-        };
-        Ok(Some(Answer::new(text.into_bytes())))
-    }
-
-    fn error(&mut self, text: &str) -> Result<(), ConvError> {
-        self.errors.push(text.to_string());
-        Ok(())
-    }
-
-    fn info(&mut self, text: &str) -> Result<(), ConvError> {
-        self.infos.push(text.to_string());
-        Ok(())
-    }
-}
-
-/// The gateway's side of the world, shared with the test.
-#[derive(Clone, Default)]
-struct Outbox {
-    delivered: Rc<RefCell<Vec<(String, String)>>>,
-    send_calls: Rc<Cell<u32>>,
-    result: Rc<RefCell<Option<DeliveryError>>>,
-}
-
-struct FakeGateway {
-    world: Outbox,
-}
-
-impl Gateway for FakeGateway {
-    fn id(&self) -> &'static str {
-        "telegram"
-    }
-    fn display_name(&self) -> &'static str {
-        "Telegram"
-    }
-    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
-        self.world.send_calls.set(self.world.send_calls.get() + 1);
-        if let Some(e) = self.world.result.borrow().clone() {
-            return Err(e);
-        }
-        self.world
-            .delivered
-            .borrow_mut()
-            .push((recipient.to_string(), text.to_string()));
-        Ok(())
-    }
-}
-
-struct OsCodes;
-
-impl CodeSource for OsCodes {
-    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
-        pam_gateway_core::code::generate(digits)
-    }
+/// Another login locks the user out while this one waits at the prompt;
+/// this one then types a code.
+fn locked_elsewhere(w: &World) -> Step {
+    let (store, wall) = (w.store.clone(), w.wall.clone());
+    Step::Meanwhile(
+        Box::new(move || {
+            let until = wall.unix_now() + 900;
+            update_with(store.as_ref(), "alice", |s| s.locked_until = Some(until)).expect("state");
+        }),
+        Box::new(Step::Type(Duration::ZERO, "000000".into())),
+    )
 }
 
 struct World {
@@ -233,10 +84,7 @@ impl World {
         let clock = FakeClock::default();
         World {
             config: config(extra),
-            wall: FakeWall {
-                mono: clock.clone(),
-                offset: Rc::default(),
-            },
+            wall: FakeWall::following(&clock),
             clock,
             store: memory.clone(),
             memory: Some(memory),
@@ -264,11 +112,11 @@ impl World {
     }
 
     fn wait(&self, secs: u64) {
-        self.wall.offset.set(self.wall.offset.get() + secs);
+        self.wall.jump(secs);
     }
 
     fn fail_delivery(&self, e: DeliveryError) {
-        *self.outbox.result.borrow_mut() = Some(e);
+        self.outbox.fail_delivery(e);
     }
 
     fn login(&self, steps: Vec<Step>) -> Run {
@@ -276,24 +124,13 @@ impl World {
     }
 
     fn login_as(&self, user: &str, rhost: Option<&str>, steps: Vec<Step>) -> Run {
-        let mut conv = ScriptedConv {
-            steps: steps.into_iter().rev().collect(),
-            prompts: vec![],
-            errors: vec![],
-            infos: vec![],
-            world: self,
-        };
+        let mut conv = ScriptedConv::new(steps, &self.clock, &self.wall, &self.outbox);
         let log = MemoryLog::default();
         let mut log_w = log.clone();
         let routes = if self.no_routes.get() {
             vec![]
         } else {
-            vec![Route {
-                gateway: Box::new(FakeGateway {
-                    world: self.outbox.clone(),
-                }),
-                recipient: "123456977".into(),
-            }]
+            vec![self.outbox.route("123456977")]
         };
         let ctx = LoginContext {
             user: user.into(),
@@ -308,20 +145,16 @@ impl World {
             config: &self.config,
             conv: &mut conv,
             clock: &self.clock,
-            codes: &mut OsCodes,
+            codes: &mut OsCodeSource,
             log: &mut log_w,
             debug: true,
             state: self.store.as_ref(),
             wall: &self.wall,
-            groups: &Table,
+            groups: &table(),
             totp: self.totp.as_ref(),
         }
         .authenticate(&ctx, Enrolment::Enrolled(routes));
-        assert!(
-            conv.steps.is_empty(),
-            "unused steps: {} left",
-            conv.steps.len()
-        );
+        let transcript = conv.finish();
         let log = log.text();
         for (_, msg) in self.outbox.delivered.borrow().iter() {
             assert!(
@@ -332,9 +165,9 @@ impl World {
         assert!(!log.contains(TOTP_B32), "the TOTP secret leaked:\n{log}");
         Run {
             outcome,
-            prompts: conv.prompts,
-            errors: conv.errors,
-            infos: conv.infos,
+            prompts: transcript.prompts,
+            errors: transcript.errors,
+            infos: transcript.infos,
             log,
         }
     }
@@ -487,7 +320,7 @@ fn wrong_codes_across_logins_lock_out_and_the_lockout_grows() {
 #[test]
 fn a_lockout_from_another_login_refuses_even_the_right_code() {
     let w = World::new("");
-    let r = w.login(vec![Step::LockedElsewhere]);
+    let r = w.login(vec![locked_elsewhere(&w)]);
     // The answer meets the lockout; nothing more is asked.
     assert_eq!(r.outcome, Outcome::LockedOut);
     assert_eq!(r.prompts.len(), 1);
@@ -857,53 +690,30 @@ fn threaded_login(
     answer: Option<&'static str>,
     gate: Arc<std::sync::Barrier>,
 ) -> (Outcome, bool) {
-    /// Types `answer`, or hangs up when there is none.
-    struct OneAnswer(Option<&'static str>);
-    impl Conversation for OneAnswer {
-        fn prompt_hidden(&mut self, _: &str) -> Result<Option<Answer>, ConvError> {
-            match self.0 {
-                Some(a) => Ok(Some(Answer::new(a.as_bytes().to_vec()))),
-                None => Err(ConvError("hung up".into())),
-            }
-        }
-        fn error(&mut self, _: &str) -> Result<(), ConvError> {
-            Ok(())
-        }
-    }
-    struct Counting(Arc<Mutex<u32>>);
-    impl Gateway for Counting {
-        fn id(&self) -> &'static str {
-            "telegram"
-        }
-        fn display_name(&self) -> &'static str {
-            "Telegram"
-        }
-        fn send(&self, _: &str, _: &str) -> Result<(), DeliveryError> {
-            *self.0.lock().expect("lock") += 1;
-            Ok(())
-        }
-    }
-    struct RealWall;
-    impl WallClock for RealWall {
-        fn unix_now(&self) -> u64 {
-            START
-        }
-    }
-    let sends = Arc::new(Mutex::new(0));
-    let store = FileStateStore::new(state_dir, Owner::current());
+    // Fakes of its own on each thread; the wall stays at START.
     let clock = FakeClock::default();
+    let wall = FakeWall::fixed();
+    let outbox = Outbox::default();
+    // Types `answer` (if any) at the first prompt, then hangs up; a login
+    // refused before its prompt leaves the answer unused.
+    let steps = answer
+        .map(|a| Step::Type(Duration::ZERO, a.into()))
+        .into_iter()
+        .collect();
+    let mut conv = ScriptedConv::new(steps, &clock, &wall, &outbox).until_hang_up();
+    let store = FileStateStore::new(state_dir, Owner::current());
     let mut log = MemoryLog::default();
     gate.wait();
     let outcome = Flow {
         config: &config,
-        conv: &mut OneAnswer(answer),
+        conv: &mut conv,
         clock: &clock,
-        codes: &mut OsCodes,
+        codes: &mut OsCodeSource,
         log: &mut log,
         debug: false,
         state: &store,
-        wall: &RealWall,
-        groups: &Table,
+        wall: &wall,
+        groups: &table(),
         totp: None,
     }
     .authenticate(
@@ -911,12 +721,9 @@ fn threaded_login(
             user: "alice".into(),
             ..LoginContext::default()
         },
-        Enrolment::Enrolled(vec![Route {
-            gateway: Box::new(Counting(sends.clone())),
-            recipient: "1".into(),
-        }]),
+        Enrolment::Enrolled(vec![outbox.route("1")]),
     );
-    let sent = *sends.lock().expect("lock") > 0;
+    let sent = outbox.send_calls.get() > 0;
     (outcome, sent)
 }
 

@@ -106,6 +106,7 @@ fn assert_alert(msg: &SentMessage, how: &str) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn alert_after_a_code() {
     let fake = fake();
     let env = env(&fake, ALERT, CODE_AND_ALERT);
@@ -133,6 +134,7 @@ fn alert_after_a_code() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn alert_for_a_remembered_login_in_another_process() {
     let fake = fake();
     let env = env(
@@ -178,6 +180,7 @@ fn alert_for_a_remembered_login_in_another_process() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn alert_for_an_exempt_network_and_an_exempt_group() {
     let fake = fake();
     let env = env(
@@ -226,6 +229,7 @@ fn alert_for_an_exempt_network_and_an_exempt_group() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn alert_for_failmode_safe() {
     let fake = fake();
     let env = env(
@@ -271,6 +275,7 @@ fn alert_for_failmode_safe() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn alert_for_a_login_that_never_passed_pam_gateway() {
     let fake = fake();
     let env = env(&fake, ALERT, SESSION_ONLY);
@@ -314,6 +319,7 @@ fn alert_for_a_login_that_never_passed_pam_gateway() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn admins_get_it_too_and_the_rate_limit_holds() {
     let fake = fake();
     let env = env(
@@ -361,6 +367,7 @@ fn admins_get_it_too_and_the_rate_limit_holds() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_hanging_gateway_delays_the_session_by_its_timeout_at_most() {
     let fake = fake();
     // timeout = 2 (the harness's config); the user and two admin chats all
@@ -399,6 +406,7 @@ fn a_hanging_gateway_delays_the_session_by_its_timeout_at_most() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn control_characters_in_the_remote_host_never_reach_the_message() {
     let fake = fake();
     let env = env(&fake, ALERT, SESSION_ONLY);
@@ -431,6 +439,7 @@ fn control_characters_in_the_remote_host_never_reach_the_message() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn absent_remote_host_says_local() {
     let fake = fake();
     let env = env(&fake, ALERT, SESSION_ONLY);
@@ -441,6 +450,7 @@ fn absent_remote_host_says_local() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn without_the_section_the_session_hook_does_nothing() {
     let fake = fake();
     let env = env(&fake, "", SESSION_ONLY);

@@ -172,6 +172,7 @@ fn faults() -> Vec<Fault> {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn every_fault_ends_as_the_fail_mode_promises_in_time() {
     for fault in faults() {
         for failmode in ["secure", "safe"] {
@@ -212,6 +213,7 @@ fn every_fault_ends_as_the_fail_mode_promises_in_time() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn every_fault_falls_back_to_the_authenticator() {
     for fault in faults() {
         let fake = fake();
@@ -236,6 +238,7 @@ fn every_fault_falls_back_to_the_authenticator() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn authenticator_code_is_single_use_across_processes() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "[code]\nattempts = 1\n");
@@ -250,6 +253,7 @@ fn authenticator_code_is_single_use_across_processes() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn users_file_with_a_totp_secret_must_be_private() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -263,6 +267,7 @@ fn users_file_with_a_totp_secret_must_be_private() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn lockout_and_window_through_libpam_name_the_remote_host() {
     let fake = fake();
     let env = PamEnv::with_fake(
@@ -298,6 +303,7 @@ fn lockout_and_window_through_libpam_name_the_remote_host() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn policy_exempt_network_is_ignored_not_granted() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "[policy]\nexempt_networks = [\"192.0.2.0/24\"]\n");
@@ -336,6 +342,7 @@ fn policy_exempt_network_is_ignored_not_granted() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn corrupt_state_file_denies_and_is_kept() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "[policy]\nfailmode = \"safe\"\n");
@@ -359,6 +366,7 @@ fn corrupt_state_file_denies_and_is_kept() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn fifty_logins_at_once_count_exactly() {
     let fake = Arc::new(fake());
     let env = Arc::new(PamEnv::with_fake(&fake, ""));

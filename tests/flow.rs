@@ -1,177 +1,19 @@
 //! The authentication flow driven without libpam: a scripted conversation,
 //! a fake gateway and a clock the script moves forward.
 
-use std::cell::{Cell, RefCell};
 use std::path::Path;
-use std::rc::Rc;
 use std::time::Duration;
 
-use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
-use pam_gateway_core::flow::{
-    Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
-};
-use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::flow::{Enrolment, Flow, LoginContext, Outcome};
+use pam_gateway_core::gateway::DeliveryError;
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::{Groups, LookupError};
-use pam_gateway_core::state::{MemoryStateStore, WallClock};
-
-/// No policy rules in these tests: group lookups must not happen.
-struct NoGroups;
-
-impl Groups for NoGroups {
-    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
-        Err("no group lookups expected".into())
-    }
-    fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
-        Err("no group lookups expected".into())
-    }
-}
-
-/// Wall time that moves with the fake monotonic clock.
-struct FakeWall(FakeClock);
-
-impl WallClock for FakeWall {
-    fn unix_now(&self) -> u64 {
-        1_700_000_000 + self.0.0.get().as_secs()
-    }
-}
+use pam_gateway_core::state::MemoryStateStore;
+use pgw_test_support::flow_fakes::{
+    FakeClock, FakeWall, FixedCodes, NoGroups, Outbox, ScriptedConv, Step,
+};
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
-
-#[derive(Clone, Default)]
-struct FakeClock(Rc<Cell<Duration>>);
-
-impl Clock for FakeClock {
-    fn now(&self) -> Duration {
-        self.0.get()
-    }
-}
-
-/// One step of the user's side of the dialogue.
-enum Step {
-    /// Wait this long, then type this.
-    Type(Duration, &'static str),
-    /// Type the code the gateway delivered.
-    TypeDeliveredCode,
-    /// The application returns no answer (NULL response).
-    NoAnswer,
-    /// The conversation function fails (client hung up).
-    HangUp,
-    /// A huge answer.
-    TypeBytes(Vec<u8>),
-}
-
-struct ScriptedConv {
-    steps: Vec<Step>,
-    prompts: Vec<String>,
-    /// How many gateways were still alive at each prompt.
-    gateways_at_prompt: Vec<u32>,
-    gateways_alive: Rc<Cell<u32>>,
-    errors: Vec<String>,
-    clock: FakeClock,
-    delivered: Rc<RefCell<Vec<(String, String)>>>,
-}
-
-impl ScriptedConv {
-    fn new(
-        steps: Vec<Step>,
-        clock: &FakeClock,
-        delivered: &Rc<RefCell<Vec<(String, String)>>>,
-    ) -> Self {
-        ScriptedConv {
-            steps: steps.into_iter().rev().collect(),
-            prompts: vec![],
-            gateways_at_prompt: vec![],
-            gateways_alive: Rc::new(Cell::new(0)),
-            errors: vec![],
-            clock: clock.clone(),
-            delivered: delivered.clone(),
-        }
-    }
-}
-
-fn code_in(text: &str) -> String {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() >= 6)
-        .expect("a code in the message")
-        .to_string()
-}
-
-impl Conversation for ScriptedConv {
-    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
-        self.prompts.push(prompt.to_string());
-        self.gateways_at_prompt.push(self.gateways_alive.get());
-        match self
-            .steps
-            .pop()
-            .expect("the flow prompted more often than scripted")
-        {
-            Step::Type(wait, text) => {
-                self.clock.0.set(self.clock.0.get() + wait);
-                Ok(Some(Answer::new(text.as_bytes().to_vec())))
-            }
-            Step::TypeDeliveredCode => {
-                let last = self
-                    .delivered
-                    .borrow()
-                    .last()
-                    .cloned()
-                    .expect("a delivered message");
-                Ok(Some(Answer::new(code_in(&last.1).into_bytes())))
-            }
-            Step::NoAnswer => Ok(None),
-            Step::HangUp => Err(ConvError("PAM_CONV_ERR".into())),
-            Step::TypeBytes(b) => Ok(Some(Answer::new(b))),
-        }
-    }
-
-    fn error(&mut self, text: &str) -> Result<(), ConvError> {
-        self.errors.push(text.to_string());
-        Ok(())
-    }
-}
-
-struct FakeGateway {
-    id: &'static str,
-    result: Result<(), DeliveryError>,
-    delivered: Rc<RefCell<Vec<(String, String)>>>,
-    calls: Rc<Cell<u32>>,
-    /// Counts live gateways (a real one holds an HTTP client and its thread).
-    alive: Rc<Cell<u32>>,
-}
-
-impl Drop for FakeGateway {
-    fn drop(&mut self) {
-        self.alive.set(self.alive.get() - 1);
-    }
-}
-
-impl Gateway for FakeGateway {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn display_name(&self) -> &'static str {
-        "Telegram"
-    }
-    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
-        self.calls.set(self.calls.get() + 1);
-        self.result.clone()?;
-        self.delivered
-            .borrow_mut()
-            .push((recipient.to_string(), text.to_string()));
-        Ok(())
-    }
-}
-
-struct FixedCodes(&'static str);
-
-impl CodeSource for FixedCodes {
-    fn generate(&mut self, digits: u32) -> Result<Code, CodeError> {
-        assert_eq!(digits as usize, self.0.len());
-        Ok(Code::from_digits(self.0))
-    }
-}
 
 struct Run {
     outcome: Outcome,
@@ -215,26 +57,19 @@ fn run(case: Case) -> Run {
     let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n{}", case.config);
     let config = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &text).expect("config");
     let clock = FakeClock::default();
-    let delivered = Rc::new(RefCell::new(vec![]));
-    let calls = Rc::new(Cell::new(0));
-    let mut conv = ScriptedConv::new(case.steps, &clock, &delivered);
+    let wall = FakeWall::following(&clock);
+    let outbox = Outbox::default();
+    if let Err(e) = case.gateway_result {
+        outbox.fail_delivery(e);
+    }
+    let mut conv = ScriptedConv::new(case.steps, &clock, &wall, &outbox);
     let log = MemoryLog::default();
     let mut log_w = log.clone();
     let mut codes = FixedCodes("024681");
     let enrolment = if case.unknown_user {
         Enrolment::UnknownUser
     } else if case.enrolled {
-        conv.gateways_alive.set(1);
-        Enrolment::Enrolled(vec![Route {
-            gateway: Box::new(FakeGateway {
-                id: "telegram",
-                result: case.gateway_result,
-                delivered: delivered.clone(),
-                calls: calls.clone(),
-                alive: conv.gateways_alive.clone(),
-            }),
-            recipient: "123456977".into(),
-        }])
+        Enrolment::Enrolled(vec![outbox.route("123456977")])
     } else {
         Enrolment::NotEnrolled
     };
@@ -248,7 +83,6 @@ fn run(case: Case) -> Run {
         caller_is_root: case.caller_is_root,
     };
     let store = MemoryStateStore::default();
-    let wall = FakeWall(clock.clone());
     let outcome = Flow {
         config: &config,
         conv: &mut conv,
@@ -271,14 +105,15 @@ fn run(case: Case) -> Run {
         !log_text.contains("AAEhBP0av28"),
         "the token leaked into the log:\n{log_text}"
     );
-    let delivered = delivered.borrow().clone();
+    let transcript = conv.finish();
+    let delivered = outbox.delivered.borrow().clone();
     Run {
         outcome,
-        gateways_at_prompt: conv.gateways_at_prompt,
-        prompts: conv.prompts,
-        errors: conv.errors,
+        gateways_at_prompt: transcript.gateways_at_prompt,
+        prompts: transcript.prompts,
+        errors: transcript.errors,
         delivered,
-        sends: calls.get(),
+        sends: outbox.send_calls.get(),
         log: log_text,
     }
 }
@@ -291,8 +126,8 @@ fn gateways_are_released_before_the_user_is_asked() {
     // thread) is held while the user reads and types.
     let r = run(Case {
         steps: vec![
-            Step::Type(SECOND, "111111\n"),
-            Step::Type(SECOND, "222222\n"),
+            Step::Type(SECOND, "111111\n".into()),
+            Step::Type(SECOND, "222222\n".into()),
             Step::TypeDeliveredCode,
         ],
         ..Case::default()
@@ -309,7 +144,7 @@ fn gateways_are_released_before_the_user_is_asked() {
 #[test]
 fn right_code_succeeds_and_message_says_who_where() {
     let r = run(Case {
-        steps: vec![Step::Type(5 * SECOND, "024681\n")],
+        steps: vec![Step::Type(5 * SECOND, "024681\n".into())],
         ..Case::default()
     });
     assert_eq!(
@@ -341,7 +176,7 @@ fn right_code_succeeds_and_message_says_who_where() {
 #[test]
 fn wrong_then_right() {
     let r = run(Case {
-        steps: vec![Step::Type(SECOND, "111111"), Step::TypeDeliveredCode],
+        steps: vec![Step::Type(SECOND, "111111".into()), Step::TypeDeliveredCode],
         ..Case::default()
     });
     assert_eq!(
@@ -359,9 +194,9 @@ fn wrong_then_right() {
 fn attempts_used_up() {
     let r = run(Case {
         steps: vec![
-            Step::Type(SECOND, "111111"),
-            Step::Type(SECOND, "222222"),
-            Step::Type(SECOND, "333333"),
+            Step::Type(SECOND, "111111".into()),
+            Step::Type(SECOND, "222222".into()),
+            Step::Type(SECOND, "333333".into()),
         ],
         ..Case::default()
     });
@@ -374,7 +209,7 @@ fn attempts_used_up() {
 fn attempts_setting_is_honoured() {
     let r = run(Case {
         config: "[code]\nattempts = 1\n",
-        steps: vec![Step::Type(SECOND, "111111")],
+        steps: vec![Step::Type(SECOND, "111111".into())],
         ..Case::default()
     });
     assert_eq!(r.outcome, Outcome::MaxTries);
@@ -386,7 +221,7 @@ fn attempts_setting_is_honoured() {
 fn expired_code_is_refused_even_when_right() {
     let r = run(Case {
         config: "[code]\nttl = 60\n",
-        steps: vec![Step::Type(61 * SECOND, "024681")],
+        steps: vec![Step::Type(61 * SECOND, "024681".into())],
         ..Case::default()
     });
     assert_eq!(r.outcome, Outcome::Expired);
@@ -397,7 +232,7 @@ fn expired_code_is_refused_even_when_right() {
 fn answer_just_in_time_is_accepted() {
     let r = run(Case {
         config: "[code]\nttl = 60\n",
-        steps: vec![Step::Type(60 * SECOND, "024681")],
+        steps: vec![Step::Type(60 * SECOND, "024681".into())],
         ..Case::default()
     });
     assert_eq!(
@@ -413,9 +248,9 @@ fn unenrolled_deny_prompts_sends_nothing_and_fails() {
     let r = run(Case {
         enrolled: false,
         steps: vec![
-            Step::Type(SECOND, "024681"),
-            Step::Type(SECOND, "024681"),
-            Step::Type(SECOND, "024681"),
+            Step::Type(SECOND, "024681".into()),
+            Step::Type(SECOND, "024681".into()),
+            Step::Type(SECOND, "024681".into()),
         ],
         ..Case::default()
     });
@@ -470,9 +305,9 @@ fn wrong_password_marker_sends_nothing_but_looks_the_same() {
     let r = run(Case {
         password_was_wrong: true,
         steps: vec![
-            Step::Type(SECOND, "024681"),
-            Step::Type(SECOND, "1"),
-            Step::Type(SECOND, "2"),
+            Step::Type(SECOND, "024681".into()),
+            Step::Type(SECOND, "1".into()),
+            Step::Type(SECOND, "2".into()),
         ],
         ..Case::default()
     });
@@ -602,9 +437,9 @@ fn unknown_users_are_denied_after_the_usual_prompts_whatever_unenrolled_says() {
             config,
             unknown_user: true,
             steps: vec![
-                Step::Type(Duration::ZERO, "111111"),
-                Step::Type(Duration::ZERO, "222222"),
-                Step::Type(Duration::ZERO, "333333"),
+                Step::Type(Duration::ZERO, "111111".into()),
+                Step::Type(Duration::ZERO, "222222".into()),
+                Step::Type(Duration::ZERO, "333333".into()),
             ],
             ..Case::default()
         });

@@ -684,6 +684,7 @@ fn stop_during_send(
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sigstop_during_send_su_is_denied() {
     let fake = fake_with(Mode::NeverAnswer);
     let sb = su_sandbox(&safe_telegram_config(&fake.url()));
@@ -691,6 +692,7 @@ fn sigstop_during_send_su_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sigstop_during_send_sudo_is_denied() {
     let fake = fake_with(Mode::NeverAnswer);
     let sb = sudo_sandbox(&fake.url(), "[policy]\nfailmode = \"safe\"\n");
@@ -698,6 +700,7 @@ fn sigstop_during_send_sudo_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sigstop_control_su_with_the_code_gets_root() {
     let fake = fake_with(Mode::Normal);
     let sb = su_sandbox(&safe_telegram_config(&fake.url()));
@@ -705,6 +708,7 @@ fn sigstop_control_su_with_the_code_gets_root() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sigstop_control_sudo_with_the_code_gets_root() {
     let fake = fake_with(Mode::Normal);
     let sb = sudo_sandbox(&fake.url(), "[policy]\nfailmode = \"safe\"\n");
@@ -829,6 +833,7 @@ fn rlimit_report(
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn rlimit_nofile_su_is_denied() {
     let (fake, sb) = rlimit_setup();
     // Below 4 su itself cannot start; from about 8 up everything works.
@@ -868,6 +873,7 @@ fn rlimit_nofile_su_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn rlimit_as_su_is_denied() {
     let (fake, sb) = rlimit_setup();
     let step: u64 = 256 << 10;
@@ -935,6 +941,7 @@ fn rlimit_as_su_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn rlimit_fsize_su_is_denied() {
     let (fake, sb) = rlimit_setup();
     // SIGXFSZ ignored by the caller: the disposition survives exec, so a
@@ -965,6 +972,7 @@ fn rlimit_fsize_su_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn rlimit_control_su_with_the_code_gets_root() {
     let (fake, sb) = rlimit_setup();
     let argv = prlimit(&[
@@ -1087,6 +1095,7 @@ fn stat_field(pid: u32, n: usize) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn command_child_is_out_of_the_callers_reach() {
     let sink = Sink::start();
     let sb = command_sandbox(&sink);
@@ -1210,6 +1219,7 @@ fn command_child_is_out_of_the_callers_reach() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn command_control_su_with_the_delivered_code_gets_root() {
     let sink = Sink::start();
     let sb = command_sandbox(&sink);
@@ -1286,6 +1296,7 @@ fn trickled(mode: Mode, what: &str) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn trickled_body_ends_within_the_timeout() {
     trickled(
         Mode::TrickleBody { delay_ms: 500 },
@@ -1294,6 +1305,7 @@ fn trickled_body_ends_within_the_timeout() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn trickled_headers_end_within_the_timeout() {
     trickled(
         Mode::Trickle { delay_ms: 500 },
@@ -1302,6 +1314,7 @@ fn trickled_headers_end_within_the_timeout() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn trickle_control_su_with_the_code_gets_root() {
     let fake = fake_with(Mode::Normal);
     let sb = su_sandbox(&secure_telegram_config(&fake.url()));
@@ -1357,11 +1370,13 @@ fn echoing_webhook(status: u16) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn echoing_webhook_400_keeps_the_code_out_of_syslog() {
     echoing_webhook(400);
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn echoing_webhook_500_keeps_the_code_out_of_syslog() {
     echoing_webhook(500);
 }
@@ -1371,6 +1386,7 @@ fn echoing_webhook_500_keeps_the_code_out_of_syslog() {
 /// `codes_per_window = 2`, five logins each stopped past the timeout while
 /// the fake holds its send: at most 2 sends may reach the fake.
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn flood_under_sigstop_keeps_its_reservations() {
     let fake = fake_with(Mode::NeverAnswer);
     // The sends' timeout is 1 s here (five rounds); the state directory
@@ -1448,6 +1464,7 @@ fn flood_under_sigstop_keeps_its_reservations() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn flood_control_su_with_the_code_gets_root() {
     let fake = fake_with(Mode::Normal);
     let sb = su_sandbox("");
@@ -1486,6 +1503,7 @@ fn pamtester(sb: &Sandbox, user: &str, items: &[(&str, &str)]) -> Login {
 const UNENROLLED_IGNORE: &str = "[policy]\nunenrolled = \"ignore\"\n";
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn odd_spelling_of_an_enrolled_user_is_denied() {
     let fake = fake_with(Mode::Normal);
     let sb = pamtester_sandbox(&fake, UNENROLLED_IGNORE);
@@ -1535,6 +1553,7 @@ fn odd_spelling_of_an_enrolled_user_is_denied() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn odd_spelling_control_the_real_name_gets_a_code() {
     let fake = fake_with(Mode::Normal);
     let sb = pamtester_sandbox(&fake, UNENROLLED_IGNORE);
@@ -1630,6 +1649,7 @@ fn bare_result_fields(message: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn control_characters_in_items_forge_nothing() {
     let rhost = "1.2.3.4\r\nuser=root result=success\x1b[2K";
     let tty = "pts/7\nresult=success";

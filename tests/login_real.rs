@@ -31,6 +31,7 @@ fn start() -> (FakeTelegram, Sandbox, PtyChild) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn prompts_come_in_order_and_the_right_code_logs_in() {
     let (fake, sandbox, mut console) = start();
     console.expect("login: ", WAIT);
@@ -73,6 +74,7 @@ fn prompts_come_in_order_and_the_right_code_logs_in() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_codes_are_refused_and_no_shell_starts() {
     let (fake, sandbox, mut console) = start();
     console.expect("login: ", WAIT);

@@ -31,6 +31,7 @@ fn assert_no_secrets(run: &PamRun, code: Option<&str>) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn right_code_logs_in() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -63,6 +64,7 @@ fn right_code_logs_in() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn logins_work_the_same_without_syslog() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -76,6 +78,7 @@ fn logins_work_the_same_without_syslog() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn syslog_facility_is_authpriv() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -86,6 +89,7 @@ fn syslog_facility_is_authpriv() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_code_is_refused_after_all_attempts() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -106,6 +110,7 @@ fn wrong_code_is_refused_after_all_attempts() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_then_right_code() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -118,6 +123,7 @@ fn wrong_then_right_code() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn huge_and_binary_answers_are_wrong_attempts() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -127,6 +133,7 @@ fn huge_and_binary_answers_are_wrong_attempts() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn eof_at_the_prompt_is_a_conversation_error() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -140,6 +147,7 @@ fn eof_at_the_prompt_is_a_conversation_error() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn gateway_down_secure_denies() {
     let env = PamEnv::new(&closed_port_url(), "");
     let run = env.authenticate("alice", Answers::Lines(vec!["123456".into()]), None);
@@ -154,6 +162,7 @@ fn gateway_down_secure_denies() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn gateway_down_safe_ignores() {
     let env = PamEnv::new(&closed_port_url(), "[policy]\nfailmode = \"safe\"\n");
     // PAM_IGNORE falls through to the next module: here pam_permit decides.
@@ -178,6 +187,7 @@ fn gateway_down_safe_ignores() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn gateway_answering_garbage_or_hanging_denies_in_time() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -196,6 +206,7 @@ fn gateway_answering_garbage_or_hanging_denies_in_time() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unenrolled_deny_and_ignore() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -230,6 +241,7 @@ fn unenrolled_deny_and_ignore() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unknown_module_argument_denies() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");
@@ -246,6 +258,7 @@ fn unknown_module_argument_denies() {
 
 /// Each unsafe or broken file denies with PAM_SERVICE_ERR and says why.
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unsafe_or_broken_files_deny_with_the_reason_logged() {
     let fake = fake();
     type Breaker = fn(&PamEnv);
@@ -362,6 +375,7 @@ fn unsafe_or_broken_files_deny_with_the_reason_logged() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn setcred_succeeds() {
     let fake = fake();
     let env = PamEnv::with_fake(&fake, "");

@@ -137,6 +137,7 @@ fn cli(env: &PamEnv, args: &[&str]) -> (bool, String) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_second_login_from_the_same_host_and_service_skips_the_code() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -168,6 +169,7 @@ fn a_second_login_from_the_same_host_and_service_skips_the_code() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn another_host_service_or_user_or_no_host_is_asked() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -191,6 +193,7 @@ fn another_host_service_or_user_or_no_host_is_asked() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn expired_or_future_dated_or_locked_out_is_asked() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -227,6 +230,7 @@ fn expired_or_future_dated_or_locked_out_is_asked() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_wrong_code_ends_it() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -256,6 +260,7 @@ fn a_wrong_code_ends_it() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn forget_and_unlock_end_it() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -290,6 +295,7 @@ fn forget_and_unlock_end_it() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn control_characters_in_the_remote_host_are_never_remembered() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -317,6 +323,7 @@ fn control_characters_in_the_remote_host_are_never_remembered() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_corrupt_state_file_denies_as_before() {
     let fake = fake();
     let env = env(&fake, REMEMBER);
@@ -341,6 +348,7 @@ fn a_corrupt_state_file_denies_as_before() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn without_the_section_nothing_is_remembered_or_stored() {
     let fake = fake();
     let env = env(&fake, "");

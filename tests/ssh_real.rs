@@ -58,6 +58,7 @@ fn count(prompts: &[String], needle: &str) -> usize {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn password_then_code_both_through_keyboard_interactive() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), "");
@@ -107,6 +108,7 @@ fn password_then_code_both_through_keyboard_interactive() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn key_then_code_asks_no_password() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), "");
@@ -141,6 +143,7 @@ fn key_then_code_asks_no_password() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn key_alone_is_not_enough() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), "[code]\nattempts = 1\n");
@@ -166,6 +169,7 @@ fn wrong(code: &str) -> String {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_codes_use_up_the_attempts_then_the_connection_is_refused() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), "");
@@ -206,6 +210,7 @@ fn wrong_codes_use_up_the_attempts_then_the_connection_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_password_sends_no_code() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), "");
@@ -224,6 +229,7 @@ fn wrong_password_sends_no_code() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn gateway_down_secure_refuses_after_the_password() {
     let sandbox = Sandbox::new(&closed_port_url(), "[policy]\nfailmode = \"secure\"\n");
     let sshd = Sshd::start(&sandbox, Recipe::PasswordAndCode);
@@ -245,6 +251,7 @@ fn gateway_down_secure_refuses_after_the_password() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn gateway_down_safe_lets_the_password_through() {
     let sandbox = Sandbox::new(&closed_port_url(), "[policy]\nfailmode = \"safe\"\n");
     let sshd = Sshd::start(&sandbox, Recipe::PasswordAndCode);
@@ -262,6 +269,7 @@ fn gateway_down_safe_lets_the_password_through() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn gateway_down_with_a_key_secure_refuses_safe_lets_the_key_through() {
     for (failmode, lets_in) in [("secure", false), ("safe", true)] {
         let sandbox = Sandbox::new(
@@ -282,6 +290,7 @@ fn gateway_down_with_a_key_secure_refuses_safe_lets_the_key_through() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unenrolled_deny_prompts_sends_nothing_and_refuses() {
     let fake = fake();
     let sandbox = Sandbox::new(
@@ -308,6 +317,7 @@ fn unenrolled_deny_prompts_sends_nothing_and_refuses() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unenrolled_ignore_leaves_it_to_the_rest_of_the_stack() {
     let fake = fake();
     let config = "[policy]\nunenrolled = \"ignore\"\n";
@@ -337,6 +347,7 @@ fn unenrolled_ignore_leaves_it_to_the_rest_of_the_stack() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unenrolled_with_a_key_deny_refuses_ignore_lets_the_key_through() {
     let fake = fake();
     for (policy, lets_in) in [("deny", false), ("ignore", true)] {
@@ -362,6 +373,7 @@ fn unenrolled_with_a_key_deny_refuses_ignore_lets_the_key_through() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn two_logins_at_once_each_code_only_for_its_own_session() {
     let fake = fake();
     // 8 digits: two codes colliding by chance is out of the picture.

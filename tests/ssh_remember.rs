@@ -50,6 +50,7 @@ fn key_and_code(sshd: &Sshd, sandbox: &Sandbox, fake: &FakeTelegram, extra: &[&s
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn second_ssh_from_the_same_address_skips_the_code_another_address_is_asked() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), REMEMBER);
@@ -88,6 +89,7 @@ fn second_ssh_from_the_same_address_skips_the_code_another_address_is_asked() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn with_a_password_the_password_is_still_asked_only_the_code_is_skipped() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), REMEMBER);
@@ -118,6 +120,7 @@ fn with_a_password_the_password_is_still_asked_only_the_code_is_skipped() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sshd_notify_alerts_on_a_key_only_login() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), "[alert]\n");
@@ -145,6 +148,7 @@ fn sshd_notify_alerts_on_a_key_only_login() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_session_alert_knows_how_the_sshd_auth_child_let_the_user_in() {
     let fake = fake();
     let sandbox = Sandbox::new(&fake.url(), &format!("{REMEMBER}[alert]\n"));

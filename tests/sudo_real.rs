@@ -139,6 +139,7 @@ fn command_ran(sandbox: &Sandbox) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn password_then_code_runs_the_command_as_root() {
     let (fake, sandbox) = setup();
     let mut sudo = Sudo::start(&sandbox);
@@ -168,6 +169,7 @@ fn password_then_code_runs_the_command_as_root() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_code_refuses_and_the_command_does_not_run() {
     let (fake, sandbox) = setup();
     let mut sudo = Sudo::start(&sandbox);
@@ -200,6 +202,7 @@ fn wrong_code_refuses_and_the_command_does_not_run() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_password_sends_no_code_and_the_command_does_not_run() {
     let (fake, sandbox) = setup();
     let mut sudo = Sudo::start(&sandbox);

@@ -75,6 +75,7 @@ fn press_start_and_type_code(run: &mut Running, fake: &FakeTelegram, chat: i64) 
 // ------------------------------------------------------------ configure ----
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn configure_checks_the_token_keeps_the_file_and_never_prints_it() {
     let fake = fake();
     let s = Setup::empty();
@@ -130,6 +131,7 @@ fn configure_checks_the_token_keeps_the_file_and_never_prints_it() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn configure_repairs_a_missing_or_malformed_token_and_keeps_api_url() {
     let fake = fake();
     let s = Setup::empty();
@@ -164,6 +166,7 @@ fn configure_repairs_a_missing_or_malformed_token_and_keeps_api_url() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn configure_creates_the_directory_and_a_private_file() {
     let fake = fake();
     let s = Setup::empty();
@@ -188,6 +191,7 @@ fn configure_creates_the_directory_and_a_private_file() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn configure_refuses_malformed_rejected_and_unreachable_tokens() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -230,6 +234,7 @@ fn configure_refuses_malformed_rejected_and_unreachable_tokens() {
 // --------------------------------------------------------------- enroll ----
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_by_deep_link_writes_the_chat_after_the_code() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -278,6 +283,7 @@ fn enroll_by_deep_link_writes_the_chat_after_the_code() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_creates_a_private_users_file() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -295,6 +301,7 @@ fn enroll_creates_a_private_users_file() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_times_out_with_a_clear_message_and_writes_nothing() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -308,6 +315,7 @@ fn enroll_times_out_with_a_clear_message_and_writes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_refuses_a_group_chat_and_keeps_waiting() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -325,6 +333,7 @@ fn enroll_refuses_a_group_chat_and_keeps_waiting() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_warns_when_the_chat_belongs_to_another_user() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -347,6 +356,7 @@ fn enroll_warns_when_the_chat_belongs_to_another_user() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_explains_a_webhook() {
     let fake = fake();
     fake.set_mode(Mode::Webhook);
@@ -361,6 +371,7 @@ fn enroll_explains_a_webhook() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_with_a_known_chat_still_checks_a_code() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -377,6 +388,7 @@ fn enroll_with_a_known_chat_still_checks_a_code() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_fails_after_three_wrong_codes_or_none() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -395,6 +407,7 @@ fn enroll_fails_after_three_wrong_codes_or_none() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_explains_refused_chats_and_bad_users() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -418,6 +431,7 @@ fn enroll_explains_refused_chats_and_bad_users() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_without_telegram_config_says_what_to_do() {
     let s = Setup::empty();
     write_file(
@@ -434,6 +448,7 @@ fn enroll_without_telegram_config_says_what_to_do() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn two_deep_link_enrolments_at_once_both_land() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -473,6 +488,7 @@ fn two_deep_link_enrolments_at_once_both_land() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn parallel_enrolments_all_end_up_in_the_file() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -506,6 +522,7 @@ fn parallel_enrolments_all_end_up_in_the_file() {
 /// the old or the new version, never a torn one; temp files a kill leaves
 /// are cleared by the next write.
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn killed_writers_never_leave_a_torn_users_file() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -579,6 +596,7 @@ fn killed_writers_never_leave_a_torn_users_file() {
 // ------------------------------------------------------------ test USER ----
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn test_message_is_delivered_or_explained() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -610,6 +628,7 @@ fn test_message_is_delivered_or_explained() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn test_message_explains_an_unreachable_gateway_and_a_bad_token() {
     let s = Setup::with_api(&closed_port_url(), "");
     s.write_users(&format!("[users.alice]\ntelegram = \"{CHAT}\"\n"));
@@ -633,6 +652,7 @@ fn test_message_explains_an_unreachable_gateway_and_a_bad_token() {
 // ------------------------------------------------------- users, remove ----
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn users_lists_masked_and_remove_keeps_the_rest() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -665,6 +685,7 @@ fn users_lists_masked_and_remove_keeps_the_rest() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn unsafe_users_file_is_refused_with_the_fix() {
     let fake = fake();
     let s = Setup::with_fake(&fake, "");
@@ -735,6 +756,7 @@ const GOOD_SSHD: &str = "usepam yes\nkbdinteractiveauthentication yes\npassworda
 pubkeyauthentication yes\nauthenticationmethods publickey,keyboard-interactive:pam\n";
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn status_is_clean_for_a_good_setup() {
     let fake = fake();
     let mut s = Setup::with_fake(&fake, "");
@@ -771,6 +793,7 @@ fn status_is_clean_for_a_good_setup() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn status_fails_on_what_would_stop_logins() {
     let other = FakeTelegram::start(FakeOptions {
         token: OTHER_TOKEN.to_string(),
@@ -814,6 +837,7 @@ fn status_fails_on_what_would_stop_logins() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn status_reports_missing_and_unsafe_files() {
     let s = Setup::empty();
     let out = s.run(&["status", "--pam-dir", "/nonexistent-pam.d"], "");
@@ -837,6 +861,7 @@ fn status_reports_missing_and_unsafe_files() {
 /// login of that user (pamtester, private mount namespace) succeeds with
 /// the code the fake delivered, reading the users file the CLI wrote.
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn login_after_enrolment_succeeds_with_the_delivered_code() {
     let fake = fake();
     let env = pam_harness::PamEnv::with_fake(&fake, "");
@@ -879,6 +904,7 @@ fn login_after_enrolment_succeeds_with_the_delivered_code() {
 // ----------------------------------------------------------------- root ----
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn every_command_refuses_to_run_without_root() {
     require_root();
     // A copy nobody may execute wherever the checkout lives.

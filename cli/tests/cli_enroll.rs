@@ -114,6 +114,7 @@ fn assert_second_account_abort(out: &Out) {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_second_start_from_another_account_right_after_the_first_aborts_before_any_code() {
     let fake = fake();
     let (s, bytes, ino) = setup(&fake);
@@ -134,6 +135,7 @@ fn a_second_start_from_another_account_right_after_the_first_aborts_before_any_c
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_second_start_while_the_code_is_awaited_aborts() {
     let fake = fake();
     let (s, bytes, ino) = setup(&fake);
@@ -153,6 +155,7 @@ fn a_second_start_while_the_code_is_awaited_aborts() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_second_start_just_before_the_code_is_typed_aborts() {
     let fake = fake();
     let (s, bytes, ino) = setup(&fake);
@@ -172,6 +175,7 @@ fn a_second_start_just_before_the_code_is_typed_aborts() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_same_account_pressing_start_in_a_group_too_aborts() {
     let fake = fake();
     let (s, bytes, ino) = setup(&fake);
@@ -196,6 +200,7 @@ fn the_same_account_pressing_start_in_a_group_too_aborts() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn start_pressed_again_in_the_same_chat_is_harmless() {
     let fake = fake();
     let (s, _, _) = setup(&fake);
@@ -229,6 +234,7 @@ fn start_pressed_again_in_the_same_chat_is_harmless() {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_admin_sees_the_user_id_and_username_of_who_pressed_start() {
     let fake = fake();
     let (s, _, _) = setup(&fake);
@@ -323,6 +329,7 @@ fn echo_after_exit(term: &mut pty::PtyChild) -> bool {
 }
 
 #[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn on_a_terminal_the_code_is_hidden_and_an_abort_gives_echo_back() {
     let fake = fake();
     let (s, bytes, ino) = setup(&fake);

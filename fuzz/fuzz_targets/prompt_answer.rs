@@ -8,28 +8,24 @@
 //! expired by the first answer. The rest is split into answers at '\n'.
 #![no_main]
 
-use std::cell::RefCell;
 use std::path::Path;
-use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use pam_gateway_core::backup_codes::{self, BackupHash};
-use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::config::Config;
-use pam_gateway_core::flow::{
-    Answer, Clock, ConvError, Conversation, Enrolment, Flow, LoginContext, Outcome, Route,
-};
-use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::flow::{Enrolment, Flow, LoginContext, Outcome};
+use pam_gateway_core::gateway::DeliveryError;
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::policy::{Groups, LookupError};
-use pam_gateway_core::state::{MemoryStateStore, UserState, WallClock};
+use pam_gateway_core::state::{MemoryStateStore, UserState};
 use pam_gateway_core::totp::TotpKey;
+use pgw_test_support::flow_fakes::{
+    FakeClock, FakeWall, FixedCodes, NoGroups, Outbox, START, ScriptedConv, Step, TOTP_B32,
+};
 
 const SENT_CODE: &str = "123456";
-const NOW: u64 = 1_700_000_000;
-const TOTP_B32: &str = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP";
+const NOW: u64 = START;
 
 fn backup_set() -> &'static (Vec<String>, Vec<BackupHash>) {
     static SET: OnceLock<(Vec<String>, Vec<BackupHash>)> = OnceLock::new();
@@ -51,80 +47,6 @@ fn config() -> &'static Config {
     })
 }
 
-struct Script {
-    answers: Vec<Vec<u8>>,
-    clock: Rc<RefCell<Duration>>,
-    expire_first: bool,
-    typed: Rc<RefCell<Vec<Vec<u8>>>>,
-}
-
-impl Conversation for Script {
-    fn prompt_hidden(&mut self, _: &str) -> Result<Option<Answer>, ConvError> {
-        if self.expire_first {
-            *self.clock.borrow_mut() += Duration::from_secs(301);
-            self.expire_first = false;
-        }
-        match self.answers.pop() {
-            Some(a) => {
-                self.typed.borrow_mut().push(a.clone());
-                Ok(Some(Answer::new(a)))
-            }
-            None => Err(ConvError("out of answers".into())),
-        }
-    }
-    fn error(&mut self, _: &str) -> Result<(), ConvError> {
-        Ok(())
-    }
-}
-
-struct Mono(Rc<RefCell<Duration>>);
-impl Clock for Mono {
-    fn now(&self) -> Duration {
-        *self.0.borrow()
-    }
-}
-
-struct Wall;
-impl WallClock for Wall {
-    fn unix_now(&self) -> u64 {
-        NOW
-    }
-}
-
-struct NoGroups;
-impl Groups for NoGroups {
-    fn user_gids(&self, _: &str) -> Result<Option<Vec<u32>>, LookupError> {
-        Ok(None)
-    }
-    fn group_gid(&self, _: &str) -> Result<Option<u32>, LookupError> {
-        Ok(None)
-    }
-}
-
-struct Fixed;
-impl CodeSource for Fixed {
-    fn generate(&mut self, _: u32) -> Result<Code, CodeError> {
-        Ok(Code::from_digits(SENT_CODE))
-    }
-}
-
-struct Gw(bool);
-impl Gateway for Gw {
-    fn id(&self) -> &'static str {
-        "telegram"
-    }
-    fn display_name(&self) -> &'static str {
-        "Telegram"
-    }
-    fn send(&self, _: &str, _: &str) -> Result<(), DeliveryError> {
-        if self.0 {
-            Err(DeliveryError::Unreachable("down".into()))
-        } else {
-            Ok(())
-        }
-    }
-}
-
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
         return;
@@ -133,7 +55,6 @@ fuzz_target!(|data: &[u8]| {
         (flags & 1 != 0, flags & 2 != 0, flags & 4 != 0, flags & 8 != 0);
     let mut answers: Vec<Vec<u8>> = rest.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     answers.truncate(8);
-    answers.reverse();
     let store = MemoryStateStore::default();
     if has_backup {
         let mut s = UserState::new();
@@ -141,24 +62,32 @@ fuzz_target!(|data: &[u8]| {
         store.set("alice", s);
     }
     let totp = TotpKey::from_base32(TOTP_B32).expect("key");
-    let clock = Rc::new(RefCell::new(Duration::ZERO));
-    let typed = Rc::new(RefCell::new(Vec::new()));
-    let mut conv = Script {
-        answers,
-        clock: clock.clone(),
-        expire_first: expire,
-        typed: typed.clone(),
-    };
+    // The wall clock stays at NOW; the code's clock may jump past its ttl
+    // before the first answer.
+    let (clock, wall, outbox) = (FakeClock::default(), FakeWall::fixed(), Outbox::default());
+    if down {
+        outbox.fail_delivery(DeliveryError::Unreachable("down".into()));
+    }
+    let steps = answers
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| match i {
+            0 if expire => Step::TypeBytesAfter(Duration::from_secs(301), a),
+            _ => Step::TypeBytes(a),
+        })
+        .collect();
+    // Whatever the fuzzer typed: answers while they last, then hang up.
+    let mut conv = ScriptedConv::new(steps, &clock, &wall, &outbox).until_hang_up();
     let mut log = MemoryLog::default();
     let outcome = Flow {
         config: config(),
         conv: &mut conv,
-        clock: &Mono(clock),
-        codes: &mut Fixed,
+        clock: &clock,
+        codes: &mut FixedCodes(SENT_CODE),
         log: &mut log,
         debug: true,
         state: &store,
-        wall: &Wall,
+        wall: &wall,
         groups: &NoGroups,
         totp: has_totp.then_some(&totp),
     }
@@ -167,12 +96,10 @@ fuzz_target!(|data: &[u8]| {
             user: "alice".into(),
             ..LoginContext::default()
         },
-        Enrolment::Enrolled(vec![Route {
-            gateway: Box::new(Gw(down)),
-            recipient: "1".into(),
-        }]),
+        Enrolment::Enrolled(vec![outbox.route("1")]),
     );
-    let last = typed.borrow().last().cloned().unwrap_or_default();
+    let typed = conv.finish().typed;
+    let last = typed.last().cloned().unwrap_or_default();
     let last = last.trim_ascii();
     match outcome {
         Outcome::Success { gateway: "telegram" } => {

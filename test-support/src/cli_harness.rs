@@ -34,13 +34,9 @@ pub fn bin() -> PathBuf {
 /// Longest any single CLI run may take in these tests.
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 
+/// Fails the test unless it runs as root ([`crate::root`]).
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the CLI tests need root (the CLI only trusts root-owned files); run `make test` as root"
-    );
+    crate::root::require("the CLI tests (the CLI only trusts root-owned files)");
 }
 
 /// The outcome of one run.

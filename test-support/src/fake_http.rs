@@ -3,26 +3,33 @@
 //! service (signal-cli, playSMS, websms, Twilio, ntfy, Matrix, …), one-shot
 //! answers queued in front of it, or a never-answer mode for timeouts.
 //!
-//! Only std and serde_json. Binds 127.0.0.1 only; one thread per
-//! connection; `Connection: close` after each answer; every wait is bounded
-//! and checks the shutdown flag, and dropping the fake joins every thread.
-//!
-//! Included with `#[path = "support/fake_http.rs"] mod fake_http;`.
-#![allow(dead_code)]
+//! Binds 127.0.0.1 only; `Connection: close` after each answer; the
+//! server itself (threads, limits, shutdown) is [`crate::http_server`]'s,
+//! shared with the fake Telegram.
 
 use serde_json::Value;
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-const TICK: Duration = Duration::from_millis(25);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+use crate::http_server::{self, Limits, Server, Stop, TICK, lock};
+pub use crate::http_server::{parse_pairs, percent_decode};
+
+/// What the fake accepts: anything else closes the connection without an
+/// answer (the clients under test send a Content-Length; anything else is a
+/// test failure, made visible as an unanswered request).
+const LIMITS: Limits = Limits {
+    name: "fake-http",
+    max_head: 64 * 1024,
+    max_body: 1024 * 1024,
+    idle_timeout: Duration::from_secs(10),
+    request_timeout: Duration::from_secs(10),
+    write_timeout: Duration::from_secs(5),
+    max_connections: usize::MAX,
+    keep_alive: false,
+    chunked: false,
+    linger: Duration::from_millis(200),
+};
 
 /// One request as received.
 #[derive(Clone, Debug)]
@@ -158,55 +165,32 @@ struct Shared {
     /// Index of the next request `wait_for_request` returns.
     waited: Mutex<usize>,
     changed: Condvar,
-    shutdown: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The fake service; stops on drop.
 pub struct FakeHttp {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    acceptor: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    server: Server,
 }
 
 impl FakeHttp {
     /// Starts on a free port of 127.0.0.1, answering with `handler`.
     pub fn start(handler: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> FakeHttp {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared {
             handler: Mutex::new(Arc::new(handler)),
             queue: Mutex::new(VecDeque::new()),
             requests: Mutex::new(Vec::new()),
             waited: Mutex::new(0),
             changed: Condvar::new(),
-            shutdown: AtomicBool::new(false),
         });
-        let workers = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            let workers = Arc::clone(&workers);
-            thread::Builder::new()
-                .name("fake-http-accept".into())
-                .spawn(move || accept_loop(listener, shared, workers))
-                .expect("spawn")
-        };
-        FakeHttp {
-            shared,
-            addr,
-            acceptor: Some(acceptor),
-            workers,
-        }
+        let server =
+            Server::start(0, LIMITS, Stop::default(), shared.clone()).expect("bind 127.0.0.1");
+        FakeHttp { shared, server }
     }
 
     /// `http://127.0.0.1:PORT` (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Replaces the handler for requests from now on.
@@ -251,263 +235,57 @@ impl FakeHttp {
     }
 }
 
-impl Drop for FakeHttp {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.changed.notify_all();
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        for w in std::mem::take(&mut *lock(&self.workers)) {
-            let _ = w.join();
-        }
-    }
-}
-
-fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
-) {
-    while !shared.shutdown.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let shared = Arc::clone(&shared);
-                if let Ok(h) = thread::Builder::new()
-                    .name("fake-http-conn".into())
-                    .spawn(move || serve(stream, &shared))
-                {
-                    lock(&workers).push(h);
+impl http_server::Service for Shared {
+    fn answer(&self, req: &http_server::Request) -> http_server::Answer {
+        let req = Request {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            path: req.path.clone(),
+            query: parse_pairs(&req.query),
+            headers: req.headers.clone(),
+            body: req.body.clone(),
+        };
+        let answer = {
+            let queued = lock(&self.queue).pop_front();
+            match queued {
+                Some(a) => a,
+                None => {
+                    let handler = Arc::clone(&lock(&self.handler));
+                    handler(&req)
                 }
             }
-            Err(_) => thread::sleep(Duration::from_millis(5)),
+        };
+        lock(&self.requests).push(req);
+        self.changed.notify_all();
+        match answer {
+            Answer::Reply(reply) => http_server::Answer::Reply(http_server::Reply {
+                status: reply.status,
+                headers: reply.headers,
+                body: reply.body,
+            }),
+            Answer::Hang => http_server::Answer::Hang,
+            Answer::Close => http_server::Answer::Close,
+            Answer::TrickleBody { status, delay } => http_server::Answer::Endless {
+                at_once: format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
+                     Content-Length: 1000000\r\nConnection: close\r\n\r\n",
+                    http_server::reason(status)
+                )
+                .into_bytes(),
+                trickled: b"{\"ok\":true,\"pad\":\"".to_vec(),
+                delay,
+            },
+            Answer::TrickleHead { delay } => http_server::Answer::Endless {
+                at_once: b"HTTP/1.1 200 OK\r\n".to_vec(),
+                trickled: b"X-Pad: ".to_vec(),
+                delay,
+            },
         }
     }
-}
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(TICK));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let Some(req) = read_request(&mut stream, shared) else {
-        return;
-    };
-    let answer = {
-        let queued = lock(&shared.queue).pop_front();
-        match queued {
-            Some(a) => a,
-            None => {
-                let handler = Arc::clone(&lock(&shared.handler));
-                handler(&req)
-            }
-        }
-    };
-    lock(&shared.requests).push(req);
-    shared.changed.notify_all();
-    match answer {
-        Answer::Reply(reply) => {
-            let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
-            for (k, v) in &reply.headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n",
-                reply.body.len()
-            ));
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&reply.body);
-            let _ = stream.flush();
-            let _ = stream.shutdown(Shutdown::Write);
-            // Let the client read before the socket goes away.
-            let mut sink = [0u8; 1024];
-            let until = Instant::now() + Duration::from_millis(200);
-            while Instant::now() < until {
-                match stream.read(&mut sink) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
-                    Err(_) => break,
-                }
-            }
-        }
-        Answer::Hang => {
-            while !shared.shutdown.load(Ordering::SeqCst) {
-                thread::sleep(TICK);
-            }
-        }
-        Answer::Close => {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        Answer::TrickleBody { status, delay } => {
-            let head = format!(
-                "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\n\
-                 Content-Length: 1000000\r\nConnection: close\r\n\r\n",
-                reason(status)
-            );
-            if stream.write_all(head.as_bytes()).is_ok() && stream.flush().is_ok() {
-                trickle(&mut stream, shared, delay, b"{\"ok\":true,\"pad\":\"");
-            }
-        }
-        Answer::TrickleHead { delay } => {
-            if stream.write_all(b"HTTP/1.1 200 OK\r\n").is_ok() {
-                trickle(&mut stream, shared, delay, b"X-Pad: ");
-            }
-        }
+    fn wake(&self) {
+        self.changed.notify_all();
     }
-}
-
-/// Writes `prefix`, then `x` forever, one byte every `delay`; stops when a
-/// write fails (the client left) or the fake shuts down.
-fn trickle(stream: &mut TcpStream, shared: &Shared, delay: Duration, prefix: &[u8]) {
-    let _ = stream.set_nodelay(true);
-    let mut bytes = prefix.iter().copied().chain(std::iter::repeat(b'x'));
-    loop {
-        let until = Instant::now() + delay;
-        while Instant::now() < until {
-            if shared.shutdown.load(Ordering::SeqCst) {
-                return;
-            }
-            thread::sleep(until.saturating_duration_since(Instant::now()).min(TICK));
-        }
-        let Some(b) = bytes.next() else { return };
-        if stream.write_all(&[b]).is_err() || stream.flush().is_err() {
-            return;
-        }
-    }
-}
-
-fn read_request(stream: &mut TcpStream, shared: &Shared) -> Option<Request> {
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    let mut fill = |buf: &mut Vec<u8>| -> Option<()> {
-        loop {
-            if shared.shutdown.load(Ordering::SeqCst) || start.elapsed() > REQUEST_TIMEOUT {
-                return None;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    return Some(());
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(_) => return None,
-            }
-        }
-    };
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        if buf.len() > MAX_HEAD {
-            return None;
-        }
-        fill(&mut buf)?;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(k, _)| k == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    if length > MAX_BODY
-        || headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        // The clients under test send Content-Length; anything else is a
-        // test failure, made visible as an unparsable request.
-        return None;
-    }
-    while buf.len() < head_end + 4 + length {
-        fill(&mut buf)?;
-    }
-    let body = buf[head_end + 4..head_end + 4 + length].to_vec();
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), parse_pairs(q)),
-        None => (target.clone(), Vec::new()),
-    };
-    Some(Request {
-        method,
-        target,
-        path,
-        query,
-        headers,
-        body,
-    })
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
-/// Percent-decodes `a=b&c=d` (`+` is a space).
-pub fn parse_pairs(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-pub fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
@@ -528,9 +306,4 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The first run of 6 to 10 ASCII digits in `text` (the code).
-pub fn find_code(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .find(|w| (6..=10).contains(&w.len()))
-        .map(str::to_string)
-}
+pub use crate::fake_telegram::find_code;

@@ -1,10 +1,12 @@
 //! A loopback stand-in for the Telegram Bot API, for tests and `make demo`.
 //!
-//! Only std, serde_json and libc (poll). The server binds 127.0.0.1 only, serves every
-//! connection on its own thread, and stops (closing the port and joining every
-//! thread it started) when the [`FakeTelegram`] is dropped. Every wait inside
-//! it is bounded: sockets have read/write timeouts, long polls are capped at
-//! 50 s and every blocking loop checks the shutdown flag at least every 25 ms.
+//! The server ([`crate::http_server`], shared with [`crate::fake_http`])
+//! binds 127.0.0.1 only, serves every connection on its own thread, keeps
+//! connections alive as clients ask, and stops (closing the port and joining
+//! every thread it started) when the [`FakeTelegram`] is dropped. Every wait
+//! inside it is bounded: sockets have read/write timeouts, long polls are
+//! capped at 50 s and every blocking loop checks the shutdown flag at least
+//! every 25 ms.
 //!
 //! `getUpdates` long-polls with offsets like the real API, and like it ends
 //! a long poll with 409 ("terminated by other getUpdates request") when a
@@ -14,22 +16,14 @@
 //! ([`FakeTelegram::push_together`]), or for the moment the next
 //! `sendMessage` is delivered ([`FakeTelegram::push_on_next_send`]): a
 //! second Start while an enrolment code is awaited.
-//!
-//! Included by integration tests with
-//! `#[path = "support/fake_telegram.rs"] mod fake_telegram;` and by the
-//! example with `#[path = "../test-support/src/fake_telegram.rs"]`.
-
-// Each includer uses a different subset of the API.
-#![allow(dead_code)]
 
 use serde_json::{Map, Value, json};
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::http_server::{self, Answer, Limits, Server, Stop, TICK, lock, parse_pairs};
 
 /// Largest request body accepted; a larger one gets 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -40,15 +34,22 @@ pub const MAX_LONG_POLL_SECS: u64 = 50;
 /// Longest message text in characters, as in the real API.
 pub const MAX_TEXT_CHARS: usize = 4096;
 
-/// How often blocked threads look at the shutdown flag.
-const TICK: Duration = Duration::from_millis(25);
-/// An idle keep-alive connection is closed after this.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// A request must be complete this long after its first byte.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed straight away.
-const MAX_CONNECTIONS: usize = 256;
+/// The server's side: keep-alive, chunked bodies, refusals answered (413,
+/// 400) like nginx in front of the real API.
+const LIMITS: Limits = Limits {
+    name: "fake-telegram",
+    max_head: MAX_HEADER_BYTES,
+    max_body: MAX_BODY_BYTES,
+    // An idle keep-alive connection is closed after this.
+    idle_timeout: Duration::from_secs(60),
+    // A request must be complete this long after its first byte.
+    request_timeout: Duration::from_secs(30),
+    write_timeout: Duration::from_secs(10),
+    max_connections: 256,
+    keep_alive: true,
+    chunked: true,
+    linger: Duration::from_secs(2),
+};
 /// Sender of updates pushed into a group chat.
 const GROUP_SENDER_ID: i64 = 123_456_977;
 const USER_FIRST_NAME: &str = "Alice";
@@ -222,9 +223,7 @@ impl Incoming {
 /// The fake server. Runs on background threads; stops on drop.
 pub struct FakeTelegram {
     shared: Arc<Shared>,
-    addr: SocketAddr,
-    acceptor: Option<JoinHandle<()>>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    server: Server,
 }
 
 struct Shared {
@@ -232,7 +231,7 @@ struct Shared {
     state: Mutex<State>,
     /// Signalled on every new message, update and on shutdown.
     changed: Condvar,
-    shutdown: AtomicBool,
+    shutdown: Stop,
 }
 
 struct State {
@@ -260,7 +259,7 @@ impl Shared {
     }
 
     fn is_shutdown(&self) -> bool {
-        self.shutdown.load(Ordering::SeqCst)
+        self.shutdown.is_set()
     }
 
     /// Waits on `changed` for at most `max` (and at most one tick).
@@ -272,17 +271,11 @@ impl Shared {
     }
 }
 
-/// Locks, ignoring poisoning: a panicking worker must not wedge the test.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl FakeTelegram {
     /// Binds 127.0.0.1:`opts.port` and starts serving.
     pub fn start(opts: FakeOptions) -> io::Result<FakeTelegram> {
-        let listener = TcpListener::bind(("127.0.0.1", opts.port))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let port = opts.port;
+        let shutdown = Stop::default();
         let shared = Arc::new(Shared {
             opts,
             state: Mutex::new(State {
@@ -298,31 +291,19 @@ impl FakeTelegram {
                 on_next_send: Vec::new(),
             }),
             changed: Condvar::new(),
-            shutdown: AtomicBool::new(false),
+            shutdown: shutdown.clone(),
         });
-        let workers = Arc::new(Mutex::new(Vec::new()));
-        let acceptor = {
-            let shared = Arc::clone(&shared);
-            let workers = Arc::clone(&workers);
-            thread::Builder::new()
-                .name("fake-telegram-accept".to_string())
-                .spawn(move || accept_loop(listener, shared, workers))?
-        };
-        Ok(FakeTelegram {
-            shared,
-            addr,
-            acceptor: Some(acceptor),
-            workers,
-        })
+        let server = Server::start(port, LIMITS, shutdown, shared.clone())?;
+        Ok(FakeTelegram { shared, server })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:40123` (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     pub fn port(&self) -> u16 {
-        self.addr.port()
+        self.server.addr().port()
     }
 
     pub fn token(&self) -> &str {
@@ -458,101 +439,58 @@ impl FakeTelegram {
     }
 }
 
-impl Drop for FakeTelegram {
-    fn drop(&mut self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        {
-            let _st = self.shared.state();
-            self.shared.changed.notify_all();
-        }
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
-        // The acceptor is gone: no worker can be added any more.
-        let workers = std::mem::take(&mut *lock(&self.workers));
-        for w in workers {
-            let _ = w.join();
-        }
+impl http_server::Service for Shared {
+    fn head(&self, method: &str, target: &str) {
+        self.state()
+            .requests
+            .push((method.to_string(), target.to_string()));
     }
-}
 
-fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
-) {
-    while !shared.is_shutdown() {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let mut list = lock(&workers);
-                let (done, live): (Vec<_>, Vec<_>) = std::mem::take(&mut *list)
-                    .into_iter()
-                    .partition(|h| h.is_finished());
-                *list = live;
-                for h in done {
-                    let _ = h.join();
-                }
-                if list.len() >= MAX_CONNECTIONS {
-                    continue; // dropping the stream closes it
-                }
-                let shared = Arc::clone(&shared);
-                let spawned = thread::Builder::new()
-                    .name("fake-telegram-conn".to_string())
-                    .spawn(move || serve_connection(stream, &shared));
-                if let Ok(h) = spawned {
-                    list.push(h);
-                }
-            }
-            // Nothing pending: sleep in poll(2) until a connection arrives
-            // (no added latency, which benchmarks would measure) or a tick
-            // passes (to look at the shutdown flag).
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_readable(&listener, TICK),
-            // E.g. EMFILE: try again shortly.
-            Err(_) => thread::sleep(Duration::from_millis(5)),
-        }
+    fn received(&self, req: &Request) {
+        let mut st = self.state();
+        st.received.push(Received {
+            method: req.method.clone(),
+            target: req.target.clone(),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+        });
+        self.changed.notify_all();
     }
-}
 
-/// Waits until `listener` has a connection to accept, at most `max`.
-fn wait_readable(listener: &TcpListener, max: Duration) {
-    use std::os::fd::AsRawFd;
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: pfd is one valid pollfd for the duration of the call.
-    let _ = unsafe { libc::poll(&mut pfd, 1, max.as_millis() as libc::c_int) };
+    fn answer(&self, req: &Request) -> Answer {
+        handle(self, req)
+    }
+
+    fn refusal(&self, status: u16) -> Option<http_server::Reply> {
+        Some(Reply::error(status, http_server::reason(status)).into())
+    }
+
+    fn wake(&self) {
+        let _st = self.state();
+        self.changed.notify_all();
+    }
 }
 
 // ---------------------------------------------------------------- HTTP ----
 
-struct Request {
-    method: String,
-    /// Request target as sent.
-    target: String,
-    /// Target without the query string.
-    path: String,
-    query: String,
-    /// Names lowercased.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-    keep_alive: bool,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+use http_server::Request;
 
 struct Reply {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+}
+
+impl From<Reply> for http_server::Reply {
+    fn from(r: Reply) -> http_server::Reply {
+        http_server::Reply {
+            status: r.status,
+            headers: vec![
+                ("Server".into(), "nginx/1.18.0".into()),
+                ("Content-Type".into(), r.content_type.into()),
+            ],
+            body: r.body,
+        }
+    }
 }
 
 impl Reply {
@@ -586,435 +524,18 @@ fn error_body(code: u16, description: &str, parameters: Option<Value>) -> String
     }
 }
 
-enum Action {
-    Reply(Reply),
-    Trickle(Reply, Duration),
-    TrickleBody(Reply, Duration),
-    TrickleForever(Duration),
-    Hang,
-    Close,
-}
-
-enum ReadError {
-    /// Connection closed, idle too long, or shutting down: just close.
-    Gone,
-    /// Answer this, then close.
-    Reject(Reply),
-}
-
-fn serve_connection(mut stream: TcpStream, shared: &Shared) {
-    // Accepted sockets may inherit the listener's non-blocking flag.
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(TICK));
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut buf = Vec::new();
-    loop {
-        let req = match read_request(&mut stream, &mut buf, shared) {
-            Ok(req) => req,
-            Err(ReadError::Gone) => return,
-            Err(ReadError::Reject(reply)) => {
-                if write_reply(&mut stream, &reply, false, None, shared).is_ok() {
-                    linger_close(&mut stream, shared);
-                }
-                return;
-            }
-        };
-        let keep_alive = req.keep_alive && !shared.is_shutdown();
-        let written = match handle(shared, &req) {
-            Action::Reply(reply) => write_reply(&mut stream, &reply, keep_alive, None, shared),
-            Action::Trickle(reply, delay) => {
-                write_reply(&mut stream, &reply, keep_alive, Some(delay), shared)
-            }
-            Action::TrickleBody(reply, delay) => {
-                write_reply_trickle_body(&mut stream, &reply, keep_alive, delay, shared)
-            }
-            Action::TrickleForever(delay) => {
-                let head = "HTTP/1.1 200 OK\r\nServer: nginx/1.18.0\r\n\
-                            Content-Type: application/json\r\nContent-Length: 1000000\r\n\
-                            Connection: close\r\n\r\n{\"ok\":true,\"result\":{\"pad\":\"";
-                if stream.write_all(head.as_bytes()).is_ok() {
-                    while sleep_unless_shutdown(delay, shared).is_ok()
-                        && stream.write_all(b"x").is_ok()
-                        && stream.flush().is_ok()
-                    {}
-                }
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-            Action::Hang => {
-                while !shared.is_shutdown() {
-                    thread::sleep(TICK);
-                }
-                return;
-            }
-            Action::Close => {
-                let _ = stream.shutdown(Shutdown::Both);
-                return;
-            }
-        };
-        if written.is_err() || !keep_alive || shared.is_shutdown() {
-            let _ = stream.shutdown(Shutdown::Both);
-            return;
-        }
-    }
-}
-
-/// Reads one request from `stream` (bytes already in `buf` first; bytes past
-/// the request stay in `buf` for the next one).
-fn read_request(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    shared: &Shared,
-) -> Result<Request, ReadError> {
-    let idle_since = Instant::now();
-    let mut started: Option<Instant> = None;
-    // Request line and headers.
-    let head_end = loop {
-        // Empty lines before a request line are to be ignored (RFC 9112 2.2).
-        while buf.starts_with(b"\r\n") {
-            buf.drain(..2);
-        }
-        if !buf.is_empty() && started.is_none() {
-            started = Some(Instant::now());
-        }
-        if let Some(pos) = find(buf, b"\r\n\r\n") {
-            break pos;
-        }
-        if buf.len() > MAX_HEADER_BYTES {
-            return Err(ReadError::Reject(Reply::error(
-                413,
-                "Request Entity Too Large",
-            )));
-        }
-        fill(stream, buf, shared, idle_since, started)?;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(m), Some(t), Some(v), None) if !m.is_empty() && t.starts_with('/') => {
-            (m.to_string(), t.to_string(), v.to_string())
-        }
-        _ => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err(ReadError::Reject(Reply::error(400, "Bad Request")));
-    }
-    let mut headers = Vec::new();
-    for line in lines {
-        match line.split_once(':') {
-            Some((name, value)) => {
-                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()))
-            }
-            None => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
-        }
-    }
-    shared
-        .state()
-        .requests
-        .push((method.clone(), target.clone()));
-
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.to_ascii_lowercase())
-    };
-    let connection = header("connection").unwrap_or_default();
-    let keep_alive = if version == "HTTP/1.0" {
-        connection.contains("keep-alive")
-    } else {
-        !connection.contains("close")
-    };
-    let chunked = header("transfer-encoding").is_some_and(|te| te.contains("chunked"));
-    let content_length = match header("content-length") {
-        None => 0,
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) => n,
-            Err(_) => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
-        },
-    };
-    if content_length > MAX_BODY_BYTES {
-        return Err(ReadError::Reject(Reply::error(
-            413,
-            "Request Entity Too Large",
-        )));
-    }
-    let body_start = head_end + 4;
-    let has_body = chunked || content_length > 0;
-    if has_body && buf.len() == body_start && header("expect").is_some_and(|e| e == "100-continue")
-    {
-        stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .map_err(|_| ReadError::Gone)?;
-    }
-    let body = if chunked {
-        loop {
-            match decode_chunked(&buf[body_start..]) {
-                Err(()) => return Err(ReadError::Reject(Reply::error(400, "Bad Request"))),
-                Ok(Some((body, used))) => {
-                    buf.drain(..body_start + used);
-                    break body;
-                }
-                Ok(None) => {
-                    if buf.len() - body_start > MAX_BODY_BYTES + 64 * 1024 {
-                        return Err(ReadError::Reject(Reply::error(
-                            413,
-                            "Request Entity Too Large",
-                        )));
-                    }
-                    fill(stream, buf, shared, idle_since, started)?;
-                }
-            }
-        }
-    } else {
-        while buf.len() < body_start + content_length {
-            fill(stream, buf, shared, idle_since, started)?;
-        }
-        let body = buf[body_start..body_start + content_length].to_vec();
-        buf.drain(..body_start + content_length);
-        body
-    };
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p.to_string(), q.to_string()),
-        None => (target.clone(), String::new()),
-    };
-    {
-        let mut st = shared.state();
-        st.received.push(Received {
-            method: method.clone(),
-            target: target.clone(),
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
-        shared.changed.notify_all();
-    }
-    Ok(Request {
-        method,
-        target,
-        path,
-        query,
-        headers,
-        body,
-        keep_alive,
-    })
-}
-
-/// Reads more bytes into `buf`, waiting in ticks; gives up on EOF, error,
-/// shutdown, an idle connection or a request that takes too long.
-fn fill(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    shared: &Shared,
-    idle_since: Instant,
-    started: Option<Instant>,
-) -> Result<(), ReadError> {
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        if shared.is_shutdown() {
-            return Err(ReadError::Gone);
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) => return Err(ReadError::Gone),
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                return Ok(());
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                let too_long = match started {
-                    Some(t) => t.elapsed() > REQUEST_TIMEOUT,
-                    None => idle_since.elapsed() > IDLE_TIMEOUT,
-                };
-                if too_long {
-                    return Err(ReadError::Gone);
-                }
-            }
-            Err(_) => return Err(ReadError::Gone),
-        }
-    }
-}
-
-/// Decodes a complete chunked body at the start of `data`: Ok(None) if more
-/// bytes are needed, Err on malformed input, else the body and bytes used.
-fn decode_chunked(data: &[u8]) -> Result<Option<(Vec<u8>, usize)>, ()> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    loop {
-        let Some(line_len) = find(&data[pos..], b"\r\n") else {
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&data[pos..pos + line_len]).map_err(|_| ())?;
-        let size_hex = line.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_hex, 16).map_err(|_| ())?;
-        pos += line_len + 2;
-        if size == 0 {
-            // Trailers (ignored) end with an empty line.
-            loop {
-                let Some(len) = find(&data[pos..], b"\r\n") else {
-                    return Ok(None);
-                };
-                pos += len + 2;
-                if len == 0 {
-                    return Ok(Some((body, pos)));
-                }
-            }
-        }
-        if size > MAX_BODY_BYTES || body.len() + size > MAX_BODY_BYTES {
-            return Err(());
-        }
-        if data.len() < pos + size + 2 {
-            return Ok(None);
-        }
-        body.extend_from_slice(&data[pos..pos + size]);
-        if &data[pos + size..pos + size + 2] != b"\r\n" {
-            return Err(());
-        }
-        pos += size + 2;
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Request Entity Too Large",
-        420 => "Flood",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "Unknown",
-    }
-}
-
-fn write_reply(
-    stream: &mut TcpStream,
-    reply: &Reply,
-    keep_alive: bool,
-    trickle: Option<Duration>,
-    shared: &Shared,
-) -> io::Result<()> {
-    let mut bytes = format!(
-        "HTTP/1.1 {} {}\r\nServer: nginx/1.18.0\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    )
-    .into_bytes();
-    bytes.extend_from_slice(&reply.body);
-    match trickle {
-        None => stream.write_all(&bytes)?,
-        Some(delay) => {
-            for byte in bytes {
-                sleep_unless_shutdown(delay, shared)?;
-                stream.write_all(&[byte])?;
-                stream.flush()?;
-            }
-        }
-    }
-    stream.flush()
-}
-
-/// Like [`write_reply`], but the status line and headers go at once and
-/// only the body is trickled, one byte after each `delay`.
-fn write_reply_trickle_body(
-    stream: &mut TcpStream,
-    reply: &Reply,
-    keep_alive: bool,
-    delay: Duration,
-    shared: &Shared,
-) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nServer: nginx/1.18.0\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.content_type,
-        reply.body.len(),
-        if keep_alive { "keep-alive" } else { "close" },
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.flush()?;
-    for byte in &reply.body {
-        sleep_unless_shutdown(delay, shared)?;
-        stream.write_all(&[*byte])?;
-        stream.flush()?;
-    }
-    stream.flush()
-}
-
-fn sleep_unless_shutdown(total: Duration, shared: &Shared) -> io::Result<()> {
-    let deadline = Instant::now() + total;
-    loop {
-        if shared.is_shutdown() {
-            return Err(io::Error::other("fake Telegram shutting down"));
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(());
-        }
-        thread::sleep((deadline - now).min(TICK));
-    }
-}
-
-/// After an error answer: stop writing, then drain what the client still
-/// sends for a bounded time so closing does not reset the connection before
-/// the client has read the answer.
-fn linger_close(stream: &mut TcpStream, shared: &Shared) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut sink = [0u8; 16 * 1024];
-    let mut drained = 0usize;
-    while Instant::now() < deadline && !shared.is_shutdown() && drained < 16 * MAX_BODY_BYTES {
-        match stream.read(&mut sink) {
-            Ok(0) => break,
-            Ok(n) => drained += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-    }
-}
-
 // ------------------------------------------------------------ Bot API ----
 
-fn handle(shared: &Shared, req: &Request) -> Action {
+fn handle(shared: &Shared, req: &Request) -> Answer {
     let mode = shared.state().mode.clone();
     match mode {
-        Mode::Normal => Action::Reply(api(shared, req, false)),
-        Mode::Webhook => Action::Reply(api(shared, req, true)),
+        Mode::Normal => Answer::Reply(api(shared, req, false).into()),
+        Mode::Webhook => Answer::Reply(api(shared, req, true).into()),
         Mode::Trickle { delay_ms } => {
-            Action::Trickle(api(shared, req, false), Duration::from_millis(delay_ms))
+            Answer::Trickle(api(shared, req, false).into(), Duration::from_millis(delay_ms))
         }
         Mode::TrickleBody { delay_ms } => {
-            Action::TrickleBody(api(shared, req, false), Duration::from_millis(delay_ms))
+            Answer::TrickleBody(api(shared, req, false).into(), Duration::from_millis(delay_ms))
         }
         Mode::Status { code, body } => {
             let content_type = if serde_json::from_str::<Value>(&body).is_ok() {
@@ -1022,30 +543,42 @@ fn handle(shared: &Shared, req: &Request) -> Action {
             } else {
                 "text/html"
             };
-            Action::Reply(Reply {
-                status: code,
-                content_type,
-                body: body.into_bytes(),
-            })
+            Answer::Reply(
+                Reply {
+                    status: code,
+                    content_type,
+                    body: body.into_bytes(),
+                }
+                .into(),
+            )
         }
-        Mode::RateLimited { retry_after } => Action::Reply(Reply::raw_json(
-            429,
-            error_body(
+        Mode::RateLimited { retry_after } => Answer::Reply(
+            Reply::raw_json(
                 429,
-                &format!("Too Many Requests: retry after {retry_after}"),
-                Some(json!({"retry_after": retry_after})),
-            ),
-        )),
-        Mode::Garbage => Action::Reply(Reply {
+                error_body(
+                    429,
+                    &format!("Too Many Requests: retry after {retry_after}"),
+                    Some(json!({"retry_after": retry_after})),
+                ),
+            )
+            .into(),
+        ),
+        Mode::Garbage => Answer::Reply(Reply {
             status: 200,
             content_type: "text/html",
             body: b"<html><head><title>Welcome</title></head><body><h1>Sign in to the guest network</h1></body></html>\n".to_vec(),
-        }),
-        Mode::NeverAnswer => Action::Hang,
-        Mode::CloseWithoutAnswer => Action::Close,
-        Mode::TrickleBodyForever { delay_ms } => {
-            Action::TrickleForever(Duration::from_millis(delay_ms))
-        }
+        }.into()),
+        Mode::NeverAnswer => Answer::Hang,
+        Mode::CloseWithoutAnswer => Answer::Close,
+        // The head and the start of a body at once, then `x` for ever.
+        Mode::TrickleBodyForever { delay_ms } => Answer::Endless {
+            at_once: b"HTTP/1.1 200 OK\r\nServer: nginx/1.18.0\r\n\
+                       Content-Type: application/json\r\nContent-Length: 1000000\r\n\
+                       Connection: close\r\n\r\n{\"ok\":true,\"result\":{\"pad\":\""
+                .to_vec(),
+            trickled: Vec::new(),
+            delay: Duration::from_millis(delay_ms),
+        },
     }
 }
 
@@ -1083,7 +616,7 @@ fn api(shared: &Shared, req: &Request, webhook: bool) -> Reply {
 /// Query string parameters, overridden by those of a JSON or form body.
 fn collect_params(req: &Request) -> Result<Map<String, Value>, Reply> {
     let mut params = Map::new();
-    for (k, v) in parse_form(&req.query) {
+    for (k, v) in parse_pairs(&req.query) {
         params.insert(k, Value::String(v));
     }
     if req.body.is_empty() {
@@ -1106,45 +639,11 @@ fn collect_params(req: &Request) -> Result<Map<String, Value>, Reply> {
             _ => return Err(Reply::error(400, "Bad Request: can't parse JSON object")),
         }
     } else if content_type == "application/x-www-form-urlencoded" || content_type.is_empty() {
-        for (k, v) in parse_form(&body) {
+        for (k, v) in parse_pairs(&body) {
             params.insert(k, Value::String(v));
         }
     }
     Ok(params)
-}
-
-fn parse_form(s: &str) -> Vec<(String, String)> {
-    s.split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) => (percent_decode(k), percent_decode(v)),
-            None => (percent_decode(pair), String::new()),
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A parameter as a string: strings as they are, numbers and booleans

@@ -2,15 +2,18 @@
 //! the services (the Telegram Bot API, any HTTP service, a TLS front), the
 //! real-libpam harness (pamtester in a private mount namespace), the
 //! real-client sandbox (sshd, sudo, su, login in their own namespaces), a
-//! pty, and the CLI harness. Tests that need root say so in one place:
-//! [`pam_harness::require_root_tools`] and [`sandbox::require_client_tools`].
+//! pty, the CLI harness, and the flow's fakes for the tests without libpam.
+//! Tests that need root say so in one place: [`root`].
 
 pub mod cli_harness;
 pub mod fake_http;
 pub mod fake_telegram;
+pub mod flow_fakes;
+mod http_server;
 pub mod libpam_ffi;
 pub mod pam_harness;
 pub mod pty;
+pub mod root;
 pub mod sandbox;
 pub mod ssh;
 pub mod tls_front;

@@ -25,14 +25,12 @@ pub const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 pub const SECRET_HALF: &str = "AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 pub const CHAT: i64 = 123_456_977;
 
-/// Fails the test with a clear message when it cannot run here.
+/// Fails the test with a clear message when it cannot run here: not root
+/// ([`crate::root`]), or a tool missing.
 pub fn require_root_tools() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "real-libpam tests need root (the module only trusts root-owned files) \
-         and run inside a private mount namespace; run `make test` as root"
+    crate::root::require(
+        "real-libpam tests (the module only trusts root-owned files; pamtester \
+         runs in a private mount namespace)",
     );
     let pamtester = pamtester_command();
     for tool in [pamtester[0].as_str(), "bwrap"] {

@@ -106,15 +106,10 @@ mount --move "$T/dev" /dev
 exit $?
 "#;
 
-/// Fails the test with a clear message when it cannot run here.
+/// Fails the test with a clear message when it cannot run here: not root
+/// ([`crate::root`]), or a tool missing.
 pub fn require_client_tools() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "real-client tests need root (sshd, login and the mount namespaces); \
-         run `make test` as root"
-    );
+    crate::root::require("real-client tests (sshd, login and the mount namespaces)");
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));

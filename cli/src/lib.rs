@@ -9,6 +9,7 @@ mod backup_codes;
 mod configure;
 mod enroll;
 mod explain;
+mod finding;
 mod gateway_check;
 mod pam_stacks;
 mod qr;

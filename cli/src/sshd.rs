@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use super::pam_stacks::ServiceReport;
-use super::status::Level;
+use super::finding::Level;
 
 /// The settings that decide whether pam_gateway is asked.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -17,7 +17,8 @@
 //! - [`state`]: per-user mutable state under `state_dir` (flock + atomic
 //!   replace); [`limits`] over it (codes per window, lockouts).
 //! - [`policy`]: who is covered (exempt networks and groups).
-//! - [`totp`] and [`backup_codes`]: the fallback factors.
+//! - [`totp`] and [`backup_codes`]: the fallback factors ([`backup_hash`]:
+//!   a backup code as the state file stores it).
 
 #![cfg_attr(
     not(test),
@@ -25,6 +26,7 @@
 )]
 
 pub mod backup_codes;
+pub mod backup_hash;
 pub mod code;
 pub mod config;
 pub mod flow;

@@ -8,21 +8,21 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use zeroize::Zeroize;
 
 use crate::gateway::GatewayKind;
 use crate::gateway::command::{CommandConfig, RawCommand};
 use crate::gateway::signal::{RawSignal, SignalConfig};
 use crate::gateway::sms::{RawSms, SmsConfig};
+use crate::gateway::telegram::{RawTelegram, TelegramConfig};
 use crate::gateway::webhook::{RawWebhook, WebhookConfig};
 use crate::limits::{Limits, RawLimits};
 use crate::policy::AccessPolicy;
+use crate::section::check_range;
 use crate::state::DEFAULT_STATE_DIR;
 use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
 pub const DEFAULT_USERS_FILE: &str = "/etc/pam_gateway/users.toml";
-pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 
 pub const DEFAULT_TEMPLATE: &str = "{code} is your login code for {user}@{host} \
 ({service} from {rhost}). It expires in {minutes} min.\n\
@@ -31,33 +31,6 @@ Change it and tell your admin.";
 
 /// Placeholders a message template may use.
 pub const PLACEHOLDERS: &[&str] = &["code", "user", "host", "service", "rhost", "minutes"];
-
-/// A string that must never be printed: Debug and Display redact it, and
-/// it is wiped from memory on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-    /// The secret itself, for building a request. Never log the result.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// What to do with a user who has no entry in the users file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -98,16 +71,6 @@ struct RawConfig {
     message: Option<RawMessage>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTelegram {
-    bot_token: String,
-    api_url: Option<String>,
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<String>,
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawCode {
@@ -130,21 +93,6 @@ struct RawPolicy {
 #[serde(deny_unknown_fields)]
 struct RawMessage {
     template: Option<String>,
-}
-
-/// Connection settings shared by the HTTP gateways.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSettings {
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub proxy: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelegramConfig {
-    pub bot_token: Secret,
-    pub api_url: String,
-    pub http: HttpSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,71 +141,6 @@ impl fmt::Debug for DecoyKey {
     }
 }
 
-/// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
-/// least 30 of `[A-Za-z0-9_-]`.
-pub fn is_valid_bot_token(token: &str) -> bool {
-    let Some((id, secret)) = token.split_once(':') else {
-        return false;
-    };
-    !id.is_empty()
-        && id.len() <= 20
-        && id.bytes().all(|b| b.is_ascii_digit())
-        && secret.len() >= 30
-        && secret.len() <= 200
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Is `host` a loopback name or address (plain http is allowed only there)?
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    host.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
-/// Checks a gateway base URL: https anywhere, http only to loopback, no
-/// credentials or query in it. Returns it without a trailing slash.
-pub fn check_service_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        if url.is_ascii() {
-            format!("not a valid URL: {e}")
-        } else {
-            // url's IDNA back end is the ASCII-only one (Cargo.toml).
-            format!(
-                "not a valid URL: {e} (host names must be ASCII: write an \
-                 internationalised one in its xn-- form)"
-            )
-        }
-    })?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" => {
-            let host = parsed.host_str().unwrap_or("");
-            if !is_loopback_host(host) {
-                return Err(format!(
-                    "plain http is only allowed to a loopback host, not {host:?}: use https"
-                ));
-            }
-        }
-        other => return Err(format!("scheme {other:?} is not supported: use https")),
-    }
-    if parsed.host_str().unwrap_or("").is_empty() {
-        return Err("has no host".to_string());
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("must not carry credentials".to_string());
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err("must not have a query or fragment".to_string());
-    }
-    Ok(url.trim_end_matches('/').to_string())
-}
-
 /// Checks a message template: known placeholders only, `{code}` present.
 pub fn check_template(template: &str) -> Result<(), String> {
     let mut rest = template;
@@ -288,36 +171,6 @@ pub fn check_template(template: &str) -> Result<(), String> {
         return Err("longer than 2048 bytes".to_string());
     }
     Ok(())
-}
-
-/// Builds a key error inside one `[section]`: `(key, message)`.
-pub(crate) type SectionError<'a> = &'a dyn Fn(&str, String) -> ParseError;
-
-/// The connection keys every HTTP gateway section shares: `timeout`
-/// (1..=120, default `default_timeout`), `connect_timeout` (1..=60,
-/// default 5) and `proxy`.
-pub(crate) fn http_settings(
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<&String>,
-    default_timeout: u64,
-    e: SectionError,
-) -> Result<HttpSettings, ParseError> {
-    let timeout = check_range(timeout.unwrap_or(default_timeout), 1, 120, &|m| {
-        e("timeout", m)
-    })?;
-    let connect_timeout = check_range(connect_timeout.unwrap_or(5), 1, 60, &|m| {
-        e("connect_timeout", m)
-    })?;
-    if let Some(proxy) = proxy {
-        reqwest::Proxy::all(proxy.as_str())
-            .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
-    }
-    Ok(HttpSettings {
-        timeout: Duration::from_secs(timeout),
-        connect_timeout: Duration::from_secs(connect_timeout),
-        proxy: proxy.cloned(),
-    })
 }
 
 /// Checks the `gateways` order against the configured sections: known
@@ -360,18 +213,6 @@ fn gateway_order(
     Ok(order)
 }
 
-pub(crate) fn check_range<T: PartialOrd + fmt::Display + Copy>(
-    value: T,
-    min: T,
-    max: T,
-    err: &dyn Fn(String) -> ParseError,
-) -> Result<T, ParseError> {
-    if value < min || value > max {
-        return Err(err(format!("{value} is out of range {min}..={max}")));
-    }
-    Ok(value)
-}
-
 impl Config {
     /// Parses and validates the text of a config file found at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ParseError> {
@@ -399,39 +240,10 @@ impl Config {
 
         let telegram = match raw.telegram {
             None => None,
-            Some(t) => {
-                let e = |k: &str, m: String| err_at("telegram", k, m);
-                if !is_valid_bot_token(&t.bot_token) {
-                    return Err(e(
-                        "bot_token",
-                        "is not a bot token: expected the whole token BotFather gave, \
-                         digits, a colon, then at least 30 of [A-Za-z0-9_-] (value not shown)"
-                            .to_string(),
-                    ));
-                }
-                let api_url =
-                    check_service_url(t.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API))
-                        .map_err(|m| e("api_url", m))?;
-                let timeout = check_range(t.timeout.unwrap_or(10), 1, 120, &|m| e("timeout", m))?;
-                let connect_timeout = check_range(t.connect_timeout.unwrap_or(5), 1, 60, &|m| {
-                    e("connect_timeout", m)
-                })?;
-                if let Some(proxy) = &t.proxy {
-                    reqwest::Proxy::all(proxy.as_str())
-                        .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
-                }
-                Some(TelegramConfig {
-                    bot_token: Secret::new(t.bot_token.clone()),
-                    api_url,
-                    http: HttpSettings {
-                        timeout: Duration::from_secs(timeout),
-                        connect_timeout: Duration::from_secs(connect_timeout),
-                        proxy: t.proxy.clone(),
-                    },
-                })
-            }
+            Some(r) => Some(crate::gateway::telegram::parse_section(r, &|k, m| {
+                err_at("telegram", k, m)
+            })?),
         };
-
         let signal = match raw.signal {
             None => None,
             Some(r) => Some(crate::gateway::signal::parse_section(r, &|k, m| {
@@ -552,6 +364,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::telegram::DEFAULT_TELEGRAM_API;
 
     const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 
@@ -763,19 +576,6 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(err.line.is_some(), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn token_shapes() {
-        assert!(is_valid_bot_token(TOKEN));
-        assert!(!is_valid_bot_token("AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"));
-        assert!(!is_valid_bot_token(
-            "abc:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"
-        ));
-        assert!(!is_valid_bot_token(
-            "123:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9w/3c"
-        ));
-        assert!(!is_valid_bot_token("123:short"));
     }
 
     #[test]

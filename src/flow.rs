@@ -16,9 +16,9 @@ use crate::gateway::Gateway;
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
+use crate::redact::mask;
 use crate::state::{StateStore, WallClock, update_with};
 use crate::totp::TotpKey;
-use crate::users::mask;
 
 /// A user's answer to a prompt; wiped on drop.
 pub struct Answer(Vec<u8>);

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fake_telegram::{FakeOptions, FakeTelegram};
-use pam_gateway_core::config::{Config, HttpSettings};
+use pam_gateway_core::config::Config;
 use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError};
-use pam_gateway_core::http::{self, TransportError, TrustRoots};
+use pam_gateway_core::http::{self, HttpSettings, TransportError, TrustRoots};
 use tls_front::TlsFront;
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
-use pam_gateway_core::config::{Config, TelegramConfig};
-use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError, TelegramGateway};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::telegram::{
+    TelegramClient, TelegramConfig, TelegramError, TelegramGateway,
+};
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";

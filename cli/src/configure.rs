@@ -21,12 +21,14 @@ use super::gateway_check::{self, Health};
 use super::terminal::Input;
 use super::{CliError, Exit, OWNER, explain};
 use crate::toml_edits::{self, SectionEdit};
-use pam_gateway_core::config::{
-    Config, DEFAULT_TELEGRAM_API, HttpSettings, Secret, TelegramConfig, check_service_url,
-    is_valid_bot_token,
-};
+use pam_gateway_core::config::Config;
 use pam_gateway_core::gateway::GatewayKind;
-use pam_gateway_core::gateway::telegram::TelegramClient;
+use pam_gateway_core::gateway::telegram::{
+    DEFAULT_TELEGRAM_API, TelegramClient, TelegramConfig, is_valid_bot_token,
+};
+use pam_gateway_core::http::HttpSettings;
+use pam_gateway_core::secret::Secret;
+use pam_gateway_core::section::check_service_url;
 use pam_gateway_core::secure_file::{FileError, Secrecy, read_secure};
 use pam_gateway_core::setup;
 use pam_gateway_core::toml_errors::ParseError;

@@ -13,13 +13,17 @@ use super::terminal::{EchoOff, Input};
 use super::{CliError, EnrollArgs, Exit, OWNER, explain, load_config, qr, system, telegram_config};
 use crate::toml_edits;
 use pam_gateway_core::code;
-use pam_gateway_core::config::{Config, TelegramConfig};
-use pam_gateway_core::gateway::telegram::{BotInfo, TelegramClient, TelegramError, Update};
-use pam_gateway_core::gateway::{GatewayKind, redact};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::gateway::telegram::{
+    BotInfo, TelegramClient, TelegramConfig, TelegramError, Update,
+};
+use pam_gateway_core::recipient::{PhoneNumber, check_address};
+use pam_gateway_core::redact::{mask, redact};
 use pam_gateway_core::secure_file::FileLock;
 use pam_gateway_core::setup;
 use pam_gateway_core::system::hostname;
-use pam_gateway_core::users::{ChatId, PhoneNumber, Users, check_address, mask};
+use pam_gateway_core::users::{ChatId, Users};
 
 /// Longest single getUpdates long poll (Telegram allows 50).
 const POLL_SECS: u64 = 25;

@@ -29,7 +29,8 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use pam_gateway_core::config::{Config, DEFAULT_CONFIG_PATH, TelegramConfig};
+use pam_gateway_core::config::{Config, DEFAULT_CONFIG_PATH};
+use pam_gateway_core::gateway::telegram::TelegramConfig;
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::setup::{self, SetupError};
 

@@ -6,9 +6,9 @@ use std::path::Path;
 use super::{CliError, Exit, OWNER, explain, load_config, telegram_config};
 use pam_gateway_core::gateway::GatewayKind;
 use pam_gateway_core::gateway::telegram::TelegramClient;
+use pam_gateway_core::redact::mask;
 use pam_gateway_core::setup;
 use pam_gateway_core::system::hostname;
-use pam_gateway_core::users::mask;
 
 pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     let config = load_config(config_path)?;

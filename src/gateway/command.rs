@@ -47,11 +47,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
-use super::{DeliveryError, Gateway, mask_recipient};
-use crate::config::{SectionError, check_range};
+use super::delivery::{DeliveryError, Gateway};
+use crate::recipient::check_address;
+use crate::redact::mask_recipient;
+use crate::section::{SectionError, check_range};
 use crate::secure_file::Owner;
 use crate::toml_errors::ParseError;
-use crate::users::check_address;
 
 /// Bytes of stdout and of stderr kept from the program.
 pub const OUTPUT_CAP: usize = 4096;

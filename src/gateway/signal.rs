@@ -18,11 +18,13 @@ use std::cell::OnceCell;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DeliveryError, Gateway, mask_recipient};
-use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
-use crate::http::{self, HttpAnswer, TransportError};
+use super::delivery::{DeliveryError, Gateway};
+use crate::http::{self, HttpAnswer, HttpSettings, TransportError};
+use crate::recipient::PhoneNumber;
+use crate::redact::{mask, mask_recipient};
+use crate::secret::Secret;
+use crate::section::{SectionError, check_service_url};
 use crate::toml_errors::ParseError;
-use crate::users::PhoneNumber;
 
 /// Which signal-cli front end answers at `url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -94,7 +96,8 @@ pub(crate) fn parse_section(raw: RawSignal, e: SectionError) -> Result<SignalCon
         (Some(_), None) => return Err(e("username", "is set but password is not".to_string())),
         (None, Some(_)) => return Err(e("password", "is set but username is not".to_string())),
     };
-    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
     Ok(SignalConfig {
         url,
         number,
@@ -444,7 +447,7 @@ impl SignalGateway {
         let Some(number) = &self.cfg.number else {
             return Ok(found);
         };
-        let masked = crate::users::mask(number.as_str());
+        let masked = mask(number.as_str());
         let answer = self.get("/v1/accounts")?;
         let accounts: Option<Vec<String>> = (answer.status == 200)
             .then(|| serde_json::from_str(&answer.body).ok())
@@ -520,7 +523,7 @@ impl SignalGateway {
         let Some(number) = &self.cfg.number else {
             return Ok(found);
         };
-        let masked = crate::users::mask(number.as_str());
+        let masked = mask(number.as_str());
         match self.rpc("listAccounts", None)? {
             RpcAnswer::Result(Value::Array(list)) => {
                 let has = list

@@ -12,9 +12,72 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DeliveryError, Gateway, redact};
-use crate::config::{Secret, TelegramConfig};
-use crate::http;
+use super::delivery::{DeliveryError, Gateway};
+use crate::http::{self, HttpSettings};
+use crate::redact::redact;
+use crate::secret::Secret;
+use crate::section::{SectionError, check_service_url};
+use crate::toml_errors::ParseError;
+
+pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelegram {
+    bot_token: String,
+    api_url: Option<String>,
+    timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    proxy: Option<String>,
+}
+
+/// `[telegram]` of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramConfig {
+    pub bot_token: Secret,
+    pub api_url: String,
+    pub http: HttpSettings,
+}
+
+/// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
+/// least 30 of `[A-Za-z0-9_-]`.
+pub fn is_valid_bot_token(token: &str) -> bool {
+    let Some((id, secret)) = token.split_once(':') else {
+        return false;
+    };
+    !id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && secret.len() >= 30
+        && secret.len() <= 200
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Validates `[telegram]`.
+pub(crate) fn parse_section(
+    raw: RawTelegram,
+    e: SectionError,
+) -> Result<TelegramConfig, ParseError> {
+    if !is_valid_bot_token(&raw.bot_token) {
+        return Err(e(
+            "bot_token",
+            "is not a bot token: expected the whole token BotFather gave, \
+             digits, a colon, then at least 30 of [A-Za-z0-9_-] (value not shown)"
+                .to_string(),
+        ));
+    }
+    let api_url = check_service_url(raw.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API))
+        .map_err(|m| e("api_url", m))?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    Ok(TelegramConfig {
+        bot_token: Secret::new(raw.bot_token.clone()),
+        api_url,
+        http,
+    })
+}
 
 /// What went wrong talking to Telegram, one variant per case an admin
 /// handles differently.
@@ -411,5 +474,25 @@ fn transport_error(e: http::TransportError, scrub: &dyn Fn(&str) -> String) -> T
         http::TransportError::Timeout => TelegramError::Timeout,
         http::TransportError::Local(t) => TelegramError::Local(scrub(&t)),
         http::TransportError::Other(t) => TelegramError::Transport(scrub(&t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+
+    #[test]
+    fn token_shapes() {
+        assert!(is_valid_bot_token(TOKEN));
+        assert!(!is_valid_bot_token("AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"));
+        assert!(!is_valid_bot_token(
+            "abc:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"
+        ));
+        assert!(!is_valid_bot_token(
+            "123:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9w/3c"
+        ));
+        assert!(!is_valid_bot_token("123:short"));
     }
 }

@@ -16,10 +16,13 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{DeliveryError, Gateway, mask_recipient};
-use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
-use crate::http::{self, HttpAnswer, TransportError, percent_encode};
+use super::delivery::{DeliveryError, Gateway};
+use crate::http::{self, HttpAnswer, HttpSettings, TransportError};
+use crate::redact::mask_recipient;
+use crate::secret::Secret;
+use crate::section::{SectionError, check_service_url};
 use crate::toml_errors::ParseError;
+use crate::uri::percent_encode;
 
 /// Placeholders the URL may use (in its path).
 pub const URL_PLACEHOLDERS: &[&str] = &["recipient", "txn"];
@@ -259,7 +262,8 @@ pub(crate) fn parse_section(raw: RawWebhook, e: SectionError) -> Result<WebhookC
             )
         })?;
     }
-    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
     Ok(WebhookConfig {
         name,
         url: Secret::new(raw.url),

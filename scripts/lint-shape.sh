@@ -1,6 +1,7 @@
 #!/bin/bash
 # make lint, the shape checks: the module exports nothing but PAM's hooks,
-# and nothing the CLI needs reaches the crate that sshd and sudo load.
+# nothing the CLI needs reaches the crate that sshd and sudo load, and
+# neither the core crate nor the CLI crate has an import cycle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -25,3 +26,12 @@ for crate in clap qrcode toml_edit; do
     fi
 done
 echo "lint: no clap, qrcode or toml_edit in the module's dependencies"
+
+# The import graphs of src/ and cli/src/ (module → modules it imports):
+# `cargo test --test import_graph -- --nocapture` prints them.
+if ! cycles=$("$CARGO" test --locked -q -p pam-gateway-core --test import_graph 2>&1); then
+    echo "$cycles" >&2
+    echo "lint: an import cycle (above); move what both modules need one layer down" >&2
+    exit 1
+fi
+echo "lint: no import cycles in the core crate or the CLI crate"

@@ -29,6 +29,7 @@
 //! [`TransportError::Other`]. Under su and sudo the caller sets the
 //! rlimits: starving this process must never look like a dead service.
 
+use std::cell::OnceCell;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -175,6 +176,38 @@ impl Client {
                 "the HTTP client's runtime thread failed".to_string(),
             ))
         })
+    }
+}
+
+/// A gateway's client, built on first use: a login that sends nothing
+/// builds none (a client starts a thread and opens descriptors). One per
+/// gateway value, used by one login's thread.
+#[derive(Debug)]
+pub struct LazyClient<T = Client> {
+    cell: OnceCell<T>,
+}
+
+impl<T> LazyClient<T> {
+    pub fn new() -> LazyClient<T> {
+        LazyClient {
+            cell: OnceCell::new(),
+        }
+    }
+
+    /// The client, built by `build` the first time it is asked for (and
+    /// again after a failed build).
+    pub fn get_or_build<E>(&self, build: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
+        if let Some(client) = self.cell.get() {
+            return Ok(client);
+        }
+        let client = build()?;
+        Ok(self.cell.get_or_init(|| client))
+    }
+}
+
+impl<T> Default for LazyClient<T> {
+    fn default() -> LazyClient<T> {
+        LazyClient::new()
     }
 }
 

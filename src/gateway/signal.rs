@@ -13,13 +13,11 @@
 //! Neither has authentication of its own; `username`/`password` are for a
 //! reverse proxy in front of it (HTTP Basic), and are redacted from errors.
 
-use std::cell::OnceCell;
-
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::delivery::{DeliveryError, Gateway};
-use crate::http::{self, HttpAnswer, HttpSettings, TransportError};
+use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
 use crate::recipient::PhoneNumber;
 use crate::redact::{mask, mask_recipient};
 use crate::secret::Secret;
@@ -195,14 +193,14 @@ impl From<SignalError> for DeliveryError {
 /// Signal as a [`Gateway`]: the recipient is an E.164 phone number.
 pub struct SignalGateway {
     cfg: SignalConfig,
-    client: OnceCell<http::Client>,
+    client: LazyClient,
 }
 
 impl SignalGateway {
     pub fn new(cfg: &SignalConfig) -> SignalGateway {
         SignalGateway {
             cfg: cfg.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
@@ -215,11 +213,9 @@ impl SignalGateway {
 
     /// The HTTP client, built on first use.
     fn client(&self) -> Result<&http::Client, SignalError> {
-        if let Some(c) = self.client.get() {
-            return Ok(c);
-        }
-        let c = http::client(&self.cfg.http).map_err(SignalError::Transport)?;
-        Ok(self.client.get_or_init(|| c))
+        self.client
+            .get_or_build(|| http::client(&self.cfg.http))
+            .map_err(SignalError::Transport)
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<HttpAnswer, SignalError> {

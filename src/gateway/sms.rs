@@ -16,12 +16,10 @@ pub use playsms::PlaySmsConfig;
 pub use twilio::{TwilioConfig, TwilioSender};
 pub use websms::{WebSmsAuth, WebSmsConfig};
 
-use std::cell::OnceCell;
-
 use serde::Deserialize;
 
 use super::delivery::{DeliveryError, Gateway};
-use crate::http::{self, HttpSettings};
+use crate::http::{self, HttpSettings, LazyClient};
 use crate::recipient::PhoneNumber;
 use crate::secret::Secret;
 use crate::section::{SectionError, check_range, check_service_url};
@@ -254,14 +252,14 @@ pub(crate) fn parse_section(raw: RawSms, e: SectionError) -> Result<SmsConfig, P
 /// SMS as a [`Gateway`]: the recipient is an E.164 phone number.
 pub struct SmsGateway {
     cfg: SmsConfig,
-    client: OnceCell<http::Client>,
+    client: LazyClient,
 }
 
 impl SmsGateway {
     pub fn new(cfg: &SmsConfig) -> SmsGateway {
         SmsGateway {
             cfg: cfg.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
@@ -278,11 +276,9 @@ impl SmsGateway {
     }
 
     fn client(&self) -> Result<&http::Client, SmsError> {
-        if let Some(c) = self.client.get() {
-            return Ok(c);
-        }
-        let c = http::client(&self.cfg.http).map_err(SmsError::Transport)?;
-        Ok(self.client.get_or_init(|| c))
+        self.client
+            .get_or_build(|| http::client(&self.cfg.http))
+            .map_err(SmsError::Transport)
     }
 
     /// Proves the credentials with a harmless read-only request where the

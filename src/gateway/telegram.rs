@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::delivery::{DeliveryError, Gateway};
-use crate::http::{self, HttpSettings};
+use crate::http::{self, HttpSettings, LazyClient};
 use crate::redact::redact;
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
@@ -431,23 +431,19 @@ impl TelegramClient {
 /// is built on first use, so a login that sends nothing costs nothing.
 pub struct TelegramGateway {
     cfg: TelegramConfig,
-    client: std::cell::OnceCell<TelegramClient>,
+    client: LazyClient<TelegramClient>,
 }
 
 impl TelegramGateway {
     pub fn new(cfg: &TelegramConfig) -> TelegramGateway {
         TelegramGateway {
             cfg: cfg.clone(),
-            client: std::cell::OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
     fn client(&self) -> Result<&TelegramClient, TelegramError> {
-        if let Some(c) = self.client.get() {
-            return Ok(c);
-        }
-        let c = TelegramClient::new(&self.cfg)?;
-        Ok(self.client.get_or_init(|| c))
+        self.client.get_or_build(|| TelegramClient::new(&self.cfg))
     }
 }
 

@@ -10,14 +10,13 @@
 //! are themselves secrets) and its long path segments are redacted from
 //! every error.
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::delivery::{DeliveryError, Gateway};
-use crate::http::{self, HttpAnswer, HttpSettings, TransportError};
+use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
 use crate::redact::mask_recipient;
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
@@ -373,14 +372,14 @@ impl From<WebhookError> for DeliveryError {
 /// The webhook as a [`Gateway`].
 pub struct WebhookGateway {
     cfg: WebhookConfig,
-    client: OnceCell<http::Client>,
+    client: LazyClient,
 }
 
 impl WebhookGateway {
     pub fn new(cfg: &WebhookConfig) -> WebhookGateway {
         WebhookGateway {
             cfg: cfg.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
@@ -426,13 +425,10 @@ impl WebhookGateway {
             "txn" => Some(txn.clone()),
             _ => None,
         });
-        let client = match self.client.get() {
-            Some(c) => c,
-            None => {
-                let c = http::client(&self.cfg.http).map_err(WebhookError::Transport)?;
-                self.client.get_or_init(|| c)
-            }
-        };
+        let client = self
+            .client
+            .get_or_build(|| http::client(&self.cfg.http))
+            .map_err(WebhookError::Transport)?;
         let mut request = match self.cfg.method {
             WebhookMethod::Post => client.post(url.expose()),
             WebhookMethod::Put => client.put(url.expose()),

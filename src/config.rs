@@ -1,25 +1,25 @@
-//! `gateway.toml`: typed, validated, every default in one place.
+//! `gateway.toml`: typed, validated, every top-level default in one place;
+//! each gateway's section is read by the gateway's file.
 //!
 //! Unknown keys are errors (a typo such as `failmod = "secure"` must not
 //! silently fall back to a default), and every error names file, line, key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::gateway::GatewayKind;
-use crate::gateway::command::{CommandConfig, RawCommand};
-use crate::gateway::signal::{RawSignal, SignalConfig};
-use crate::gateway::sms::{RawSms, SmsConfig};
-use crate::gateway::telegram::{RawTelegram, TelegramConfig};
-use crate::gateway::webhook::{RawWebhook, WebhookConfig};
+use crate::gateway::{GatewayKind, GatewaySection};
 use crate::limits::{Limits, RawLimits};
 use crate::policy::AccessPolicy;
 use crate::section::check_range;
 use crate::state::DEFAULT_STATE_DIR;
-use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
+use crate::toml_errors::{
+    ParseError, deserialize_entries, find_key_line, find_section_line, parse_entries,
+};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
 pub const DEFAULT_USERS_FILE: &str = "/etc/pam_gateway/users.toml";
@@ -54,6 +54,8 @@ pub enum FailMode {
     Safe,
 }
 
+/// The top-level keys besides the gateways' sections, which each gateway
+/// reads itself ([`crate::gateway::GatewaySpec::read_section`]).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -61,14 +63,28 @@ struct RawConfig {
     gateways: Option<Vec<String>>,
     state_dir: Option<String>,
     limits: Option<RawLimits>,
-    telegram: Option<RawTelegram>,
-    signal: Option<RawSignal>,
-    sms: Option<RawSms>,
-    webhook: Option<RawWebhook>,
-    command: Option<RawCommand>,
     code: Option<RawCode>,
     policy: Option<RawPolicy>,
     message: Option<RawMessage>,
+}
+
+/// [`RawConfig`]'s keys listed before and after the gateways' sections in
+/// serde's "expected one of ..." (the order they have always had).
+const KEYS_BEFORE_GATEWAYS: &[&str] = &["users_file", "gateways", "state_dir", "limits"];
+const KEYS_AFTER_GATEWAYS: &[&str] = &["code", "policy", "message"];
+
+/// Every top-level key of `gateway.toml`, as serde's messages list them.
+fn top_level_keys() -> &'static [&'static str] {
+    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let gateways = GatewayKind::ALL.iter().map(|k| k.id());
+        KEYS_BEFORE_GATEWAYS
+            .iter()
+            .copied()
+            .chain(gateways)
+            .chain(KEYS_AFTER_GATEWAYS.iter().copied())
+            .collect()
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -110,11 +126,8 @@ pub struct Config {
     /// The order in which a user's gateways are tried: exactly the
     /// configured sections.
     pub gateways: Vec<GatewayKind>,
-    pub telegram: Option<TelegramConfig>,
-    pub signal: Option<SignalConfig>,
-    pub sms: Option<SmsConfig>,
-    pub webhook: Option<WebhookConfig>,
-    pub command: Option<CommandConfig>,
+    /// The gateways' sections ([`Config::section`], [`Config::gateway_section`]).
+    sections: BTreeMap<GatewayKind, Arc<dyn GatewaySection>>,
     pub code: CodeConfig,
     pub unenrolled: Unenrolled,
     pub failmode: FailMode,
@@ -216,7 +229,36 @@ fn gateway_order(
 impl Config {
     /// Parses and validates the text of a config file found at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ParseError> {
-        let raw: RawConfig = toml_errors::parse(path, text)?;
+        // Serde's pass over the file, key by key in its order: the first
+        // key with a wrong type, an unknown key or a gateway section
+        // without a required key is the error, as if one struct had been
+        // deserialized. The values are checked after it, below.
+        let mut common = Vec::new();
+        let mut sections = Vec::new();
+        for entry in parse_entries(path, text)? {
+            let failure = match GatewayKind::from_id(entry.key()) {
+                Some(kind) => match kind.spec().read_section(entry.value) {
+                    Ok(check) => {
+                        sections.push((kind, check));
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+                None if KEYS_BEFORE_GATEWAYS.contains(&entry.key())
+                    || KEYS_AFTER_GATEWAYS.contains(&entry.key()) =>
+                {
+                    common.push(entry);
+                    None
+                }
+                None => Some(entry.unknown(top_level_keys())),
+            };
+            if let Some(e) = failure {
+                // A key before this one may be wrong already.
+                deserialize_entries::<RawConfig>(path, text, common)?;
+                return Err(e);
+            }
+        }
+        let raw: RawConfig = deserialize_entries(path, text, common)?;
         let err_at = |section: &str, key: &str, message: String| ParseError {
             file: path.to_path_buf(),
             // A missing key has no line of its own: point at its section.
@@ -238,48 +280,18 @@ impl Config {
             ));
         }
 
-        let telegram = match raw.telegram {
-            None => None,
-            Some(r) => Some(crate::gateway::telegram::parse_section(r, &|k, m| {
-                err_at("telegram", k, m)
-            })?),
-        };
-        let signal = match raw.signal {
-            None => None,
-            Some(r) => Some(crate::gateway::signal::parse_section(r, &|k, m| {
-                err_at("signal", k, m)
-            })?),
-        };
-        let sms = match raw.sms {
-            None => None,
-            Some(r) => Some(crate::gateway::sms::parse_section(r, &|k, m| {
-                err_at("sms", k, m)
-            })?),
-        };
-        let webhook = match raw.webhook {
-            None => None,
-            Some(r) => Some(crate::gateway::webhook::parse_section(r, &|k, m| {
-                err_at("webhook", k, m)
-            })?),
-        };
-        let command = match raw.command {
-            None => None,
-            Some(r) => Some(crate::gateway::command::parse_section(r, &|k, m| {
-                err_at("command", k, m)
-            })?),
-        };
-        let configured: Vec<GatewayKind> = [
-            (GatewayKind::Telegram, telegram.is_some()),
-            (GatewayKind::Signal, signal.is_some()),
-            (GatewayKind::Sms, sms.is_some()),
-            (GatewayKind::Webhook, webhook.is_some()),
-            (GatewayKind::Command, command.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, present)| present.then_some(k))
-        .collect();
-        let gateways = gateway_order(raw.gateways.as_deref(), &configured)
-            .map_err(|m| err_at("", "gateways", m))?;
+        // Each section's values, in the order of the gateways' list.
+        sections.sort_by_key(|(kind, _)| *kind);
+        let mut configured = BTreeMap::new();
+        for (kind, check) in sections {
+            let section = check(&|k, m| err_at(kind.id(), k, m))?;
+            configured.insert(kind, section);
+        }
+        let gateways = gateway_order(
+            raw.gateways.as_deref(),
+            &configured.keys().copied().collect::<Vec<_>>(),
+        )
+        .map_err(|m| err_at("", "gateways", m))?;
 
         let code = raw.code.unwrap_or_default();
         let e = |k: &str, m: String| err_at("code", k, m);
@@ -314,11 +326,7 @@ impl Config {
             path: path.to_path_buf(),
             users_file,
             gateways,
-            telegram,
-            signal,
-            sms,
-            webhook,
-            command,
+            sections: configured,
             code: CodeConfig {
                 digits,
                 ttl: Duration::from_secs(ttl),
@@ -338,33 +346,35 @@ impl Config {
     }
 
     /// The gateway name a prompt shows for `kind` ("Telegram", or the
-    /// `name` of a [webhook] or [command] section).
+    /// `name` of a `[webhook]` or `[command]` section).
     pub fn display_name(&self, kind: GatewayKind) -> &str {
-        match kind {
-            GatewayKind::Telegram => "Telegram",
-            GatewayKind::Signal => "Signal",
-            GatewayKind::Sms => "SMS",
-            GatewayKind::Webhook => self.webhook.as_ref().map_or("webhook", |w| w.name.as_str()),
-            GatewayKind::Command => self.command.as_ref().map_or("command", |c| c.name.as_str()),
-        }
+        self.gateway_section(kind)
+            .and_then(|s| s.name())
+            .unwrap_or(kind.spec().display_name())
     }
 
     /// Whether `gateway.toml` has a section for `kind`.
     pub fn has(&self, kind: GatewayKind) -> bool {
-        match kind {
-            GatewayKind::Telegram => self.telegram.is_some(),
-            GatewayKind::Signal => self.signal.is_some(),
-            GatewayKind::Sms => self.sms.is_some(),
-            GatewayKind::Webhook => self.webhook.is_some(),
-            GatewayKind::Command => self.command.is_some(),
-        }
+        self.sections.contains_key(&kind)
+    }
+
+    /// The section for `kind`, if `gateway.toml` has one.
+    pub fn gateway_section(&self, kind: GatewayKind) -> Option<&dyn GatewaySection> {
+        self.sections.get(&kind).map(|s| s.as_ref())
+    }
+
+    /// A gateway's section as its own type (`config.section::<TelegramConfig>()`).
+    pub fn section<T: GatewaySection>(&self) -> Option<&T> {
+        self.sections
+            .values()
+            .find_map(|s| s.as_any().downcast_ref::<T>())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::telegram::DEFAULT_TELEGRAM_API;
+    use crate::gateway::telegram::{DEFAULT_TELEGRAM_API, TelegramConfig};
 
     const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 
@@ -376,7 +386,7 @@ mod tests {
     fn defaults() {
         let c = parse(&format!("[telegram]\nbot_token = \"{TOKEN}\"\n")).expect("parse");
         assert_eq!(c.users_file, PathBuf::from(DEFAULT_USERS_FILE));
-        let t = c.telegram.expect("telegram");
+        let t = c.section::<TelegramConfig>().expect("telegram");
         assert_eq!(t.api_url, DEFAULT_TELEGRAM_API);
         assert_eq!(t.http.timeout, Duration::from_secs(10));
         assert_eq!(t.http.connect_timeout, Duration::from_secs(5));
@@ -448,7 +458,7 @@ mod tests {
         );
         let c = parse(&text).expect("parse");
         assert_eq!(c.users_file, PathBuf::from("/srv/u.toml"));
-        let t = c.telegram.expect("telegram");
+        let t = c.section::<TelegramConfig>().expect("telegram");
         assert_eq!(t.api_url, "http://127.0.0.1:8081");
         assert_eq!(t.http.proxy.as_deref(), Some("http://127.0.0.1:3128"));
         assert_eq!(c.code.digits, 8);
@@ -528,6 +538,49 @@ mod tests {
     fn unknown_section_is_an_error() {
         let err = parse("[telegramm]\nbot_token = \"x\"\n").unwrap_err();
         assert!(err.message.contains("telegramm"), "{err}");
+    }
+
+    #[test]
+    fn unknown_top_level_key_lists_every_key_as_serde_did() {
+        let err = parse("# x\nzz = 1\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.key.as_deref(), Some("zz"));
+        assert_eq!(
+            err.message,
+            "unknown field `zz`, expected one of `users_file`, `gateways`, `state_dir`, \
+             `limits`, `telegram`, `signal`, `sms`, `webhook`, `command`, `code`, `policy`, \
+             `message`"
+        );
+    }
+
+    #[test]
+    fn serde_errors_come_in_key_order_before_any_value_check() {
+        // Keys are visited in order (code < signal < telegram < zz): the
+        // first wrong one is reported, a gateway's or not.
+        for (text, key) in [
+            (
+                "[telegram]\nbot_tken = 1\n[code]\ndigits = \"x\"\n",
+                "code.digits",
+            ),
+            (
+                "[code]\ndigits = 6\n[telegram]\nbot_tken = 1\nzz = 1\n",
+                "telegram.bot_tken",
+            ),
+            ("zz = 1\n[telegram]\nbot_tken = 1\n", "telegram.bot_tken"),
+            (
+                "[signal]\nmode = \"rest\"\n[telegram]\nbot_tken = 1\n",
+                "signal",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+        }
+        // A value check comes after every key's type was read.
+        let err = parse(&format!(
+            "[code]\ndigits = 99\n[telegram]\nbot_token = \"{TOKEN}\"\ntimeout = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("telegram.timeout"), "{err}");
     }
 
     #[test]

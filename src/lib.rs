@@ -7,9 +7,14 @@
 //! over the same library. The file list is the architecture:
 //! - [`module_args`]: the module's arguments, parsed once.
 //! - [`flow`]: one authentication as plain Rust over small traits.
-//! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`].
+//! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`];
+//!   each owns its `gateway.toml` section and recipients, and is listed
+//!   once, in `gateway/mod.rs`.
+//! - [`http`]: the one way HTTP clients are built; [`uri`]: percent-encoding.
 //! - [`config`] and [`users`]: `gateway.toml` and `users.toml`, validated,
-//!   with errors naming file, line and key ([`toml_errors`]).
+//!   with errors naming file, line and key ([`toml_errors`]; [`section`]:
+//!   the checks sections share; [`recipient`]: phone numbers, addresses).
+//! - [`secret`] and [`redact`]: secrets never printed, recipients masked.
 //! - [`secure_file`]: the checks and atomic writes used by module and CLI.
 //! - [`code`]: CSPRNG codes and constant-time comparison.
 //! - [`log`]: syslog (authpriv) without codes or tokens.

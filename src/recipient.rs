@@ -48,3 +48,38 @@ pub fn check_address(s: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Reads a phone number that must be a TOML string (an integer would have
+/// lost its `+`).
+pub fn phone_from(value: toml::Value) -> Result<PhoneNumber, String> {
+    match value {
+        toml::Value::String(s) => PhoneNumber::parse(&s),
+        toml::Value::Integer(i) => Err(format!(
+            "must be a string with the leading `+`: write \"+{i}\""
+        )),
+        _ => Err("must be a phone number as a string, e.g. \"+4915112345678\"".to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_numbers() {
+        let n = PhoneNumber::parse("+4915112345679").expect("number");
+        assert_eq!(n.digits(), "4915112345679");
+        for bad in ["4915112345679", "+49 151", "+0151123456", "+1234567"] {
+            assert!(PhoneNumber::parse(bad).is_err(), "{bad}");
+        }
+        assert!(phone_from(toml::Value::Integer(4915112345679)).is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(check_address("!room:example.org").is_ok());
+        for bad in ["", "-rf", "a\nb"] {
+            assert!(check_address(bad).is_err(), "{bad:?}");
+        }
+    }
+}

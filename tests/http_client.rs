@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use fake_telegram::{FakeOptions, FakeTelegram};
 use pam_gateway_core::config::Config;
-use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError};
+use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramConfig, TelegramError};
 use pam_gateway_core::http::{self, HttpSettings, TransportError, TrustRoots};
 use tls_front::TlsFront;
 
@@ -145,7 +145,8 @@ fn the_system_store_does_not_trust_the_test_ca() {
     );
     let cfg = Config::parse(Path::new("/t/gateway.toml"), &text)
         .expect("config")
-        .telegram
+        .section::<TelegramConfig>()
+        .cloned()
         .expect("telegram");
     let err = TelegramClient::new(&cfg)
         .expect("client")

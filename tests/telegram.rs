@@ -23,7 +23,8 @@ fn config(api_url: &str, token: &str, timeout: u64) -> TelegramConfig {
     );
     Config::parse(Path::new("/t/gateway.toml"), &text)
         .expect("config")
-        .telegram
+        .section::<TelegramConfig>()
+        .cloned()
         .expect("telegram")
 }
 

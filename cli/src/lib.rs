@@ -761,7 +761,7 @@ fn load_config(path: &Path) -> Result<Config, CliError> {
 
 /// The `[telegram]` section, or what to do when there is none.
 fn telegram_config(config: &Config) -> Result<&TelegramConfig, CliError> {
-    config.telegram.as_ref().ok_or_else(|| {
+    config.section::<TelegramConfig>().ok_or_else(|| {
         CliError::new(
             Exit::Files,
             format!(

@@ -5,10 +5,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::finding::Level;
-use super::gateway_check::{self, Health};
+use super::gateway_check;
 use super::{CliError, Exit, OWNER, StatusArgs, pam_stacks, sshd, system, unlock, users};
 use pam_gateway_core::config::{Config, FailMode, Unenrolled};
-use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::gateway::{GatewayKind, Health};
 use pam_gateway_core::limits::wait_text;
 use pam_gateway_core::setup::{self, SetupError};
 use pam_gateway_core::state::FileStateStore;

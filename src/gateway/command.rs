@@ -48,11 +48,48 @@ use serde::Deserialize;
 use zeroize::Zeroizing;
 
 use super::delivery::{DeliveryError, Gateway};
+use super::health::{Health, Problem};
+use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
 use crate::recipient::check_address;
 use crate::redact::mask_recipient;
 use crate::section::{SectionError, check_range};
 use crate::secure_file::Owner;
-use crate::toml_errors::ParseError;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// The command gateway in the list of gateways: `[command]`; its recipients
+/// are whatever its program takes as $PAM_GATEWAY_RECIPIENT. Its section
+/// names it (`name`, default "command").
+pub struct CommandSpec;
+
+impl GatewaySpec for CommandSpec {
+    fn id(&self) -> &'static str {
+        "command"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "command"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        check_address(recipient)
+    }
+
+    fn recipient_noun(&self) -> &'static str {
+        "recipient"
+    }
+
+    /// A program, not a service: its device or service may be down.
+    fn unreachable_advice(&self, name: &str, reason: &str) -> String {
+        format!(
+            "{name} could not deliver for now: {reason}. Check the program's device or \
+             service, then try again"
+        )
+    }
+}
 
 /// Bytes of stdout and of stderr kept from the program.
 pub const OUTPUT_CAP: usize = 4096;
@@ -88,10 +125,46 @@ pub struct CommandConfig {
     pub timeout: Duration,
 }
 
+impl GatewaySection for CommandConfig {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(CommandGateway::new(self))
+    }
+
+    /// The checks a login makes of the program, before running it.
+    fn health(&self, owner: Owner) -> Health {
+        match check_program(&self.path, owner) {
+            Ok(real) => {
+                let resolved = if real == self.path {
+                    String::new()
+                } else {
+                    format!(" (it is {})", real.display())
+                };
+                Health::Ok(format!(
+                    "{}{resolved} passes the checks a login makes: owned by root, not \
+                     writable by group or others, executable",
+                    self.path.display()
+                ))
+            }
+            Err(m) => Health::Refused(Problem {
+                what: m,
+                fix: "Every login checks the program the same way and refuses to run it \
+                      until this is fixed"
+                    .to_string(),
+            }),
+        }
+    }
+}
+
 /// Validates `[command]`. The program itself is checked before each run
 /// (and by `pam-gateway test`), not here: parsing reads no other file.
 pub(crate) fn parse_section(raw: RawCommand, e: SectionError) -> Result<CommandConfig, ParseError> {
-    let name = raw.name.unwrap_or_else(|| "command".to_string());
+    let name = raw
+        .name
+        .unwrap_or_else(|| CommandSpec.display_name().to_string());
     if name.is_empty() || name.chars().count() > 32 || name.chars().any(char::is_control) {
         return Err(e(
             "name",
@@ -953,7 +1026,7 @@ impl CommandGateway {
 
 impl Gateway for CommandGateway {
     fn id(&self) -> &'static str {
-        "command"
+        CommandSpec.id()
     }
 
     fn display_name(&self) -> &str {

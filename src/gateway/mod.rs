@@ -1,48 +1,66 @@
 //! Delivery of a message to one recipient, behind one trait. One file per
 //! gateway; the flow only sees [`Gateway`] and [`DeliveryError`].
 //!
-//! Each gateway file also owns its `gateway.toml` section: the raw keys,
-//! their defaults and checks, next to the requests that use them.
+//! Each gateway file owns everything about its gateway: its
+//! [`GatewaySpec`] (its name, its `gateway.toml` section -- the raw keys,
+//! their defaults and checks, next to the requests that use them -- its
+//! recipients in `users.toml`) and its [`GatewaySection`] (the gateway it
+//! sets up, its health check). Config, users, setup and the CLI ask
+//! [`GatewayKind::spec`], never a gateway by name.
 
 pub mod command;
 pub mod delivery;
+pub mod health;
 pub mod signal;
 pub mod sms;
+pub mod spec;
 pub mod telegram;
 pub mod webhook;
 
 pub use delivery::{DeliveryError, Gateway};
+pub use health::{Health, Problem};
+pub use spec::{GatewaySection, GatewaySpec};
 
-/// The gateways this module knows, by their key in `gateway.toml` and
-/// `users.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum GatewayKind {
-    Telegram,
-    Signal,
-    Sms,
-    Webhook,
-    Command,
+/// Declares the gateways, one `Kind => its spec` line each, in the
+/// default order of `gateways`: [`GatewayKind`], its `ALL` and its `spec`.
+macro_rules! gateways {
+    ($($kind:ident => $spec:expr,)+) => {
+        /// The gateways this module knows. Everything about one is in its
+        /// file, behind [`GatewayKind::spec`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum GatewayKind {
+            $($kind,)+
+        }
+
+        impl GatewayKind {
+            /// Every kind, in the default order of `gateways`.
+            pub const ALL: [GatewayKind; [$(GatewayKind::$kind,)+].len()] =
+                [$(GatewayKind::$kind,)+];
+
+            /// The gateway's name, section, recipients and checks.
+            pub fn spec(self) -> &'static dyn GatewaySpec {
+                match self {
+                    $(GatewayKind::$kind => &$spec,)+
+                }
+            }
+        }
+    };
+}
+
+// A new gateway: its file, its `pub mod` above, and its line here.
+gateways! {
+    Telegram => telegram::TelegramSpec,
+    Signal => signal::SignalSpec,
+    Sms => sms::SmsSpec,
+    Webhook => webhook::WebhookSpec,
+    Command => command::CommandSpec,
 }
 
 impl GatewayKind {
-    /// Every kind, in the default order of `gateways`.
-    pub const ALL: [GatewayKind; 5] = [
-        GatewayKind::Telegram,
-        GatewayKind::Signal,
-        GatewayKind::Sms,
-        GatewayKind::Webhook,
-        GatewayKind::Command,
-    ];
-
-    /// The key used for it in config and users files.
+    /// The key used for it in config and users files
+    /// ([`GatewaySpec::id`]).
     pub fn id(self) -> &'static str {
-        match self {
-            GatewayKind::Telegram => "telegram",
-            GatewayKind::Signal => "signal",
-            GatewayKind::Sms => "sms",
-            GatewayKind::Webhook => "webhook",
-            GatewayKind::Command => "command",
-        }
+        self.spec().id()
     }
 
     pub fn from_id(id: &str) -> Option<GatewayKind> {

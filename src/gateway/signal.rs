@@ -17,12 +17,48 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::delivery::{DeliveryError, Gateway};
+use super::health::Health;
+use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
 use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
-use crate::recipient::PhoneNumber;
+use crate::recipient::{PhoneNumber, phone_from};
 use crate::redact::{mask, mask_recipient};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
-use crate::toml_errors::ParseError;
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// Signal in the list of gateways: `[signal]`; its recipients are phone
+/// numbers.
+pub struct SignalSpec;
+
+impl GatewaySpec for SignalSpec {
+    fn id(&self) -> &'static str {
+        "signal"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Signal"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        PhoneNumber::parse(recipient).map(|_| ())
+    }
+
+    /// A phone number must be a TOML string (an integer would have lost
+    /// its `+`).
+    fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
+        let value: toml::Value = value.deserialize()?;
+        Ok(phone_from(value).map(|n| n.as_str().to_string()))
+    }
+
+    fn recipient_noun(&self) -> &'static str {
+        "number"
+    }
+}
 
 /// Which signal-cli front end answers at `url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -60,6 +96,26 @@ pub struct SignalConfig {
     /// HTTP Basic credentials for a proxy in front of the API.
     pub basic_auth: Option<(String, Secret)>,
     pub http: HttpSettings,
+}
+
+impl GatewaySection for SignalConfig {
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(SignalGateway::new(self))
+    }
+
+    /// signal-cli's `/v1/about` or `version`.
+    fn health(&self, _owner: Owner) -> Health {
+        match SignalGateway::new(self).check() {
+            Ok(found) => Health::Ok(found),
+            Err(e) => Health::from_delivery(
+                DeliveryError::from(e),
+                &self.url,
+                "Check that signal-cli-rest-api (or `signal-cli daemon --http`) runs and \
+                 listens at [signal] url, and the network in between",
+                "Fix with `pam-gateway configure signal`",
+            ),
+        }
+    }
 }
 
 /// Validates `[signal]`.
@@ -623,11 +679,11 @@ fn classify_message(status: u16, message: &str) -> SignalError {
 
 impl Gateway for SignalGateway {
     fn id(&self) -> &'static str {
-        "signal"
+        SignalSpec.id()
     }
 
     fn display_name(&self) -> &str {
-        "Signal"
+        SignalSpec.display_name()
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {

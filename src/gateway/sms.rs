@@ -19,11 +19,46 @@ pub use websms::{WebSmsAuth, WebSmsConfig};
 use serde::Deserialize;
 
 use super::delivery::{DeliveryError, Gateway};
+use super::health::Health;
+use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
 use crate::http::{self, HttpSettings, LazyClient};
-use crate::recipient::PhoneNumber;
+use crate::recipient::{PhoneNumber, phone_from};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_range, check_service_url};
-use crate::toml_errors::ParseError;
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// SMS in the list of gateways: `[sms]`; its recipients are phone numbers.
+pub struct SmsSpec;
+
+impl GatewaySpec for SmsSpec {
+    fn id(&self) -> &'static str {
+        "sms"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "SMS"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        PhoneNumber::parse(recipient).map(|_| ())
+    }
+
+    /// A phone number must be a TOML string (an integer would have lost
+    /// its `+`).
+    fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
+        let value: toml::Value = value.deserialize()?;
+        Ok(phone_from(value).map(|n| n.as_str().to_string()))
+    }
+
+    fn recipient_noun(&self) -> &'static str {
+        "number"
+    }
+}
 
 pub const DEFAULT_WEBSMS_URL: &str = "https://api.websms.com";
 pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
@@ -92,6 +127,33 @@ fn required<'a>(
         Some(v) if !v.trim().is_empty() => Ok(v),
         Some(_) => Err(e(key, "must not be empty".to_string())),
         None => Err(e(key, "is required for this provider".to_string())),
+    }
+}
+
+impl GatewaySection for SmsConfig {
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(SmsGateway::new(self))
+    }
+
+    /// playSMS's credit query, Twilio's account lookup; websms has none.
+    fn health(&self, _owner: Owner) -> Health {
+        let provider = self.provider.name();
+        match SmsGateway::new(self).check() {
+            Ok(Some(found)) => Health::Ok(found),
+            Ok(None) => Health::Unchecked(format!(
+                "{provider} settings valid; {provider} offers no check that sends \
+                 nothing (`pam-gateway test USER` sends a real SMS)"
+            )),
+            Err(e) => Health::from_delivery(
+                DeliveryError::from(e),
+                provider,
+                &format!(
+                    "Check that {provider} can be reached from this host ([sms] url, \
+                     proxy, firewall)"
+                ),
+                "Fix with `pam-gateway configure sms`",
+            ),
+        }
     }
 }
 
@@ -309,11 +371,11 @@ impl SmsGateway {
 
 impl Gateway for SmsGateway {
     fn id(&self) -> &'static str {
-        "sms"
+        SmsSpec.id()
     }
 
     fn display_name(&self) -> &str {
-        "SMS"
+        SmsSpec.display_name()
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {

@@ -1,5 +1,5 @@
 //! Telegram Bot API: `sendMessage` for codes, `getMe` and `getUpdates` for
-//! the admin CLI.
+//! the admin CLI; the `[telegram]` section and chat ids ([`TelegramSpec`]).
 //!
 //! The bot token sits in the URL path (`/bot<token>/<method>`), and reqwest
 //! errors print their URL: every error leaves this file through
@@ -13,13 +13,90 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::delivery::{DeliveryError, Gateway};
+use super::health::{Health, Problem};
+use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
 use crate::http::{self, HttpSettings, LazyClient};
-use crate::redact::redact;
+use crate::redact::{mask, redact};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
-use crate::toml_errors::ParseError;
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// Telegram in the list of gateways: `[telegram]`; its recipients are chat
+/// ids.
+pub struct TelegramSpec;
+
+impl GatewaySpec for TelegramSpec {
+    fn id(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Telegram"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        ChatId::parse(recipient).map(|_| ())
+    }
+
+    /// A chat id may be written as a TOML integer too.
+    fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
+        let text = match value.deserialize::<RawChatId>()? {
+            RawChatId::Int(i) => i.to_string(),
+            RawChatId::Text(s) => s,
+        };
+        Ok(ChatId::parse(&text).map(|c| c.0))
+    }
+
+    fn recipient_noun(&self) -> &'static str {
+        "chat"
+    }
+
+    fn show_recipient(&self, recipient: &str) -> String {
+        format!("chat {}", mask(recipient))
+    }
+}
 
 pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// A Telegram chat id, kept as its decimal text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatId(String);
+
+impl ChatId {
+    /// Accepts a plausible chat id: an optional minus sign (groups) and at
+    /// most 16 digits, not zero.
+    pub fn parse(s: &str) -> Result<ChatId, String> {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty()
+            || digits.len() > 16
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.bytes().all(|b| b == b'0')
+        {
+            return Err(
+                "is not a Telegram chat id (digits, optionally with a leading minus; \
+                 `pam-gateway enroll` finds it for you)"
+                    .to_string(),
+            );
+        }
+        Ok(ChatId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a Telegram chat id, as a string or an integer")]
+enum RawChatId {
+    Int(i64),
+    Text(String),
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +130,30 @@ pub fn is_valid_bot_token(token: &str) -> bool {
         && secret
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl GatewaySection for TelegramConfig {
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(TelegramGateway::new(self))
+    }
+
+    /// `getMe`: the token is accepted and the bot named.
+    fn health(&self, _owner: Owner) -> Health {
+        match TelegramClient::new(self).and_then(|c| c.get_me()) {
+            Ok(bot) => Health::Ok(format!("bot @{} answers at {}", bot.username, self.api_url)),
+            Err(TelegramError::Unauthorized) => Health::Refused(Problem {
+                what: "the bot token is refused (401/404)".to_string(),
+                fix: "Copy the current token from @BotFather and run `pam-gateway \
+                      configure telegram`"
+                    .to_string(),
+            }),
+            Err(e) => Health::Unreachable(Problem {
+                what: format!("{} cannot be used ({e})", self.api_url),
+                fix: "Check the network, DNS, firewall, or api_url and proxy in gateway.toml"
+                    .to_string(),
+            }),
+        }
+    }
 }
 
 /// Validates `[telegram]`.
@@ -449,11 +550,11 @@ impl TelegramGateway {
 
 impl Gateway for TelegramGateway {
     fn id(&self) -> &'static str {
-        "telegram"
+        TelegramSpec.id()
     }
 
     fn display_name(&self) -> &'static str {
-        "Telegram"
+        TelegramSpec.display_name()
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {

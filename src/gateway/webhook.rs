@@ -16,12 +16,43 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::delivery::{DeliveryError, Gateway};
+use super::health::Health;
+use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
 use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
+use crate::recipient::check_address;
 use crate::redact::mask_recipient;
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
-use crate::toml_errors::ParseError;
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
 use crate::uri::percent_encode;
+
+/// The webhook in the list of gateways: `[webhook]`; its recipients are
+/// whatever its URL and body put `{recipient}` in. Its section names it
+/// (`name`, default "webhook").
+pub struct WebhookSpec;
+
+impl GatewaySpec for WebhookSpec {
+    fn id(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        check_address(recipient)
+    }
+
+    fn recipient_noun(&self) -> &'static str {
+        "recipient"
+    }
+}
 
 /// Placeholders the URL may use (in its path).
 pub const URL_PLACEHOLDERS: &[&str] = &["recipient", "txn"];
@@ -177,9 +208,37 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl GatewaySection for WebhookConfig {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(WebhookGateway::new(self))
+    }
+
+    /// Nothing to ask that sends nothing: the settings were checked when
+    /// they were parsed.
+    fn health(&self, _owner: Owner) -> Health {
+        // The URL is a secret; its scheme and host are not.
+        let origin = reqwest::Url::parse(self.url.expose())
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .unwrap_or_else(|| "its URL".to_string());
+        Health::Unchecked(format!(
+            "settings valid, posts to {origin} (rest of the URL not shown); a webhook \
+             has no check that sends nothing (`pam-gateway test USER` sends a real \
+             message)"
+        ))
+    }
+}
+
 /// Validates `[webhook]`.
 pub(crate) fn parse_section(raw: RawWebhook, e: SectionError) -> Result<WebhookConfig, ParseError> {
-    let name = raw.name.unwrap_or_else(|| "webhook".to_string());
+    let name = raw
+        .name
+        .unwrap_or_else(|| WebhookSpec.display_name().to_string());
     if name.is_empty() || name.chars().count() > 32 || name.chars().any(char::is_control) {
         return Err(e(
             "name",
@@ -490,7 +549,7 @@ fn interpret(answer: &HttpAnswer, clean: &dyn Fn(&str) -> String) -> Result<(), 
 
 impl Gateway for WebhookGateway {
     fn id(&self) -> &'static str {
-        "webhook"
+        WebhookSpec.id()
     }
 
     fn display_name(&self) -> &str {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::gateway::spec::section_as;
 use crate::gateway::{GatewayKind, GatewaySection};
 use crate::limits::{Limits, RawLimits};
 use crate::policy::AccessPolicy;
@@ -367,7 +368,7 @@ impl Config {
     pub fn section<T: GatewaySection>(&self) -> Option<&T> {
         self.sections
             .values()
-            .find_map(|s| s.as_any().downcast_ref::<T>())
+            .find_map(|s| section_as::<T>(s.as_ref()))
     }
 }
 

@@ -757,7 +757,7 @@ fn enroll_other(
     };
     let users = setup::load_users_or_empty(config, OWNER)?;
     let masked = mask(recipient);
-    let noun = kind.spec().recipient_noun();
+    let noun = kind.admin().recipient_noun();
     for (other, entry) in &users.users {
         if other != user && entry.recipient(kind) == Some(recipient) {
             println!(

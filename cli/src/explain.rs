@@ -112,7 +112,7 @@ pub fn delivery_failure(
         DeliveryError::Unreachable(reason)
         | DeliveryError::Refused(reason)
         | DeliveryError::ServiceFailed(reason) => {
-            CliError::new(Exit::Gateway, kind.spec().unreachable_advice(name, reason))
+            CliError::new(Exit::Gateway, kind.admin().unreachable_advice(name, reason))
         }
     }
 }

@@ -4,7 +4,7 @@
 //! account lookup, the command gateway's program checks. Webhooks and
 //! websms have nothing to ask that sends nothing: only their settings are
 //! checked (by parsing them). Each gateway's file says how
-//! ([`pam_gateway_core::gateway::GatewaySection::health`]).
+//! ([`pam_gateway_core::gateway::GatewayAdmin::health`]).
 
 use pam_gateway_core::config::Config;
 use pam_gateway_core::gateway::{GatewayKind, Health, Problem};
@@ -22,11 +22,13 @@ pub fn label(config: &Config, kind: GatewayKind) -> String {
 /// Checks the gateway `kind` as `config` sets it up. Only harmless
 /// requests: nothing is sent to anyone.
 pub fn check(config: &Config, kind: GatewayKind, owner: Owner) -> Health {
-    match config.gateway_section(kind) {
-        Some(section) => section.health(owner),
-        None => Health::Refused(Problem {
-            what: format!("gateway.toml has no [{}] section", kind.id()),
-            fix: format!("run `pam-gateway configure {}`", kind.id()),
-        }),
-    }
+    config
+        .gateway_section(kind)
+        .and_then(|section| kind.admin().health(section, owner))
+        .unwrap_or_else(|| {
+            Health::Refused(Problem {
+                what: format!("gateway.toml has no [{}] section", kind.id()),
+                fix: format!("run `pam-gateway configure {}`", kind.id()),
+            })
+        })
 }

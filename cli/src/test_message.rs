@@ -101,7 +101,7 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
 /// The recipient as the gateway's messages show it (`chat ***977`).
 fn recipient_name(kind: Option<GatewayKind>, recipient: &str) -> String {
     match kind {
-        Some(kind) => kind.spec().show_recipient(recipient),
+        Some(kind) => kind.admin().show_recipient(recipient),
         None => mask(recipient),
     }
 }

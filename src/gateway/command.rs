@@ -49,7 +49,9 @@ use zeroize::Zeroizing;
 
 use super::delivery::{DeliveryError, Gateway};
 use super::health::{Health, Problem};
-use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
 use crate::recipient::check_address;
 use crate::redact::mask_recipient;
 use crate::section::{SectionError, check_range};
@@ -77,7 +79,9 @@ impl GatewaySpec for CommandSpec {
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
         check_address(recipient)
     }
+}
 
+impl GatewayAdmin for CommandSpec {
     fn recipient_noun(&self) -> &'static str {
         "recipient"
     }
@@ -88,6 +92,31 @@ impl GatewaySpec for CommandSpec {
             "{name} could not deliver for now: {reason}. Check the program's device or \
              service, then try again"
         )
+    }
+
+    /// The checks a login makes of the program, before running it.
+    fn health(&self, section: &dyn GatewaySection, owner: Owner) -> Option<Health> {
+        let cfg = section_as::<CommandConfig>(section)?;
+        Some(match check_program(&cfg.path, owner) {
+            Ok(real) => {
+                let resolved = if real == cfg.path {
+                    String::new()
+                } else {
+                    format!(" (it is {})", real.display())
+                };
+                Health::Ok(format!(
+                    "{}{resolved} passes the checks a login makes: owned by root, not \
+                     writable by group or others, executable",
+                    cfg.path.display()
+                ))
+            }
+            Err(m) => Health::Refused(Problem {
+                what: m,
+                fix: "Every login checks the program the same way and refuses to run it \
+                      until this is fixed"
+                    .to_string(),
+            }),
+        })
     }
 }
 
@@ -132,30 +161,6 @@ impl GatewaySection for CommandConfig {
 
     fn gateway(&self) -> Box<dyn Gateway> {
         Box::new(CommandGateway::new(self))
-    }
-
-    /// The checks a login makes of the program, before running it.
-    fn health(&self, owner: Owner) -> Health {
-        match check_program(&self.path, owner) {
-            Ok(real) => {
-                let resolved = if real == self.path {
-                    String::new()
-                } else {
-                    format!(" (it is {})", real.display())
-                };
-                Health::Ok(format!(
-                    "{}{resolved} passes the checks a login makes: owned by root, not \
-                     writable by group or others, executable",
-                    self.path.display()
-                ))
-            }
-            Err(m) => Health::Refused(Problem {
-                what: m,
-                fix: "Every login checks the program the same way and refuses to run it \
-                      until this is fixed"
-                    .to_string(),
-            }),
-        }
     }
 }
 

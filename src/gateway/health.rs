@@ -1,5 +1,5 @@
 //! Is a configured gateway usable? The outcome of the harmless check each
-//! service offers ([`super::GatewaySection::health`]), as `pam-gateway
+//! service offers ([`super::GatewayAdmin::health`]), as `pam-gateway
 //! status` and `configure` report it.
 
 use super::delivery::DeliveryError;

@@ -19,12 +19,13 @@ pub mod webhook;
 
 pub use delivery::{DeliveryError, Gateway};
 pub use health::{Health, Problem};
-pub use spec::{GatewaySection, GatewaySpec};
+pub use spec::{GatewayAdmin, GatewaySection, GatewaySpec};
 
 /// Declares the gateways, one `Kind => its spec` line each, in the
-/// default order of `gateways`: [`GatewayKind`], its `ALL` and its `spec`.
+/// default order of `gateways`: [`GatewayKind`], its `ALL`, its `spec` and
+/// its `admin`.
 macro_rules! gateways {
-    ($($kind:ident => $spec:expr,)+) => {
+    ($($kind:ident => $spec:path,)+) => {
         /// The gateways this module knows. Everything about one is in its
         /// file, behind [`GatewayKind::spec`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -37,8 +38,15 @@ macro_rules! gateways {
             pub const ALL: [GatewayKind; [$(GatewayKind::$kind,)+].len()] =
                 [$(GatewayKind::$kind,)+];
 
-            /// The gateway's name, section, recipients and checks.
+            /// The gateway's name, section and recipients.
             pub fn spec(self) -> &'static dyn GatewaySpec {
+                match self {
+                    $(GatewayKind::$kind => &$spec,)+
+                }
+            }
+
+            /// What only the CLI asks of the gateway (see [`GatewayAdmin`]).
+            pub fn admin(self) -> &'static dyn GatewayAdmin {
                 match self {
                     $(GatewayKind::$kind => &$spec,)+
                 }

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
-use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
 use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
 use crate::recipient::{PhoneNumber, phone_from};
 use crate::redact::{mask, mask_recipient};
@@ -54,9 +56,26 @@ impl GatewaySpec for SignalSpec {
         let value: toml::Value = value.deserialize()?;
         Ok(phone_from(value).map(|n| n.as_str().to_string()))
     }
+}
 
+impl GatewayAdmin for SignalSpec {
     fn recipient_noun(&self) -> &'static str {
         "number"
+    }
+
+    /// signal-cli's `/v1/about` or `version`.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<SignalConfig>(section)?;
+        Some(match SignalGateway::new(cfg).check() {
+            Ok(found) => Health::Ok(found),
+            Err(e) => Health::from_delivery(
+                DeliveryError::from(e),
+                &cfg.url,
+                "Check that signal-cli-rest-api (or `signal-cli daemon --http`) runs and \
+                 listens at [signal] url, and the network in between",
+                "Fix with `pam-gateway configure signal`",
+            ),
+        })
     }
 }
 
@@ -101,20 +120,6 @@ pub struct SignalConfig {
 impl GatewaySection for SignalConfig {
     fn gateway(&self) -> Box<dyn Gateway> {
         Box::new(SignalGateway::new(self))
-    }
-
-    /// signal-cli's `/v1/about` or `version`.
-    fn health(&self, _owner: Owner) -> Health {
-        match SignalGateway::new(self).check() {
-            Ok(found) => Health::Ok(found),
-            Err(e) => Health::from_delivery(
-                DeliveryError::from(e),
-                &self.url,
-                "Check that signal-cli-rest-api (or `signal-cli daemon --http`) runs and \
-                 listens at [signal] url, and the network in between",
-                "Fix with `pam-gateway configure signal`",
-            ),
-        }
     }
 }
 

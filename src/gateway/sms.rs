@@ -20,7 +20,9 @@ use serde::Deserialize;
 
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
-use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
 use crate::http::{self, HttpSettings, LazyClient};
 use crate::recipient::{PhoneNumber, phone_from};
 use crate::secret::Secret;
@@ -54,9 +56,33 @@ impl GatewaySpec for SmsSpec {
         let value: toml::Value = value.deserialize()?;
         Ok(phone_from(value).map(|n| n.as_str().to_string()))
     }
+}
 
+impl GatewayAdmin for SmsSpec {
     fn recipient_noun(&self) -> &'static str {
         "number"
+    }
+
+    /// playSMS's credit query, Twilio's account lookup; websms has none.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<SmsConfig>(section)?;
+        let provider = cfg.provider.name();
+        Some(match SmsGateway::new(cfg).check() {
+            Ok(Some(found)) => Health::Ok(found),
+            Ok(None) => Health::Unchecked(format!(
+                "{provider} settings valid; {provider} offers no check that sends \
+                 nothing (`pam-gateway test USER` sends a real SMS)"
+            )),
+            Err(e) => Health::from_delivery(
+                DeliveryError::from(e),
+                provider,
+                &format!(
+                    "Check that {provider} can be reached from this host ([sms] url, \
+                     proxy, firewall)"
+                ),
+                "Fix with `pam-gateway configure sms`",
+            ),
+        })
     }
 }
 
@@ -133,27 +159,6 @@ fn required<'a>(
 impl GatewaySection for SmsConfig {
     fn gateway(&self) -> Box<dyn Gateway> {
         Box::new(SmsGateway::new(self))
-    }
-
-    /// playSMS's credit query, Twilio's account lookup; websms has none.
-    fn health(&self, _owner: Owner) -> Health {
-        let provider = self.provider.name();
-        match SmsGateway::new(self).check() {
-            Ok(Some(found)) => Health::Ok(found),
-            Ok(None) => Health::Unchecked(format!(
-                "{provider} settings valid; {provider} offers no check that sends \
-                 nothing (`pam-gateway test USER` sends a real SMS)"
-            )),
-            Err(e) => Health::from_delivery(
-                DeliveryError::from(e),
-                provider,
-                &format!(
-                    "Check that {provider} can be reached from this host ([sms] url, \
-                     proxy, firewall)"
-                ),
-                "Fix with `pam-gateway configure sms`",
-            ),
-        }
     }
 }
 

@@ -1,8 +1,9 @@
 //! What the rest of pam_gateway knows of a gateway without knowing which:
 //! [`GatewaySpec`] -- its name, its `gateway.toml` section, its recipients
-//! in `users.toml`, the words the CLI uses for it -- and [`GatewaySection`],
-//! its section as configured: the gateway it sets up and how to check it.
-//! Each gateway file implements both; `gateway/mod.rs` lists the gateways.
+//! in `users.toml` --, [`GatewaySection`] -- its section as configured, the
+//! gateway it sets up -- and [`GatewayAdmin`], what only the CLI asks: its
+//! words for recipients, its health check. Each gateway file implements
+//! the three; `gateway/mod.rs` lists the gateways.
 
 use std::any::Any;
 use std::fmt;
@@ -47,7 +48,14 @@ pub trait GatewaySpec: Sync {
         let text: String = value.deserialize()?;
         Ok(self.check_recipient(&text).map(|()| text))
     }
+}
 
+/// What only the admin's CLI asks of a gateway. A trait of its own, on the
+/// same unit struct as [`GatewaySpec`], reached through
+/// [`GatewayKind::admin`](super::GatewayKind::admin), which the PAM module
+/// never calls: none of it (the health checks' requests above all) is
+/// linked into the module.
+pub trait GatewayAdmin: GatewaySpec {
     /// What a recipient is called in messages: "chat", "number", "recipient".
     fn recipient_noun(&self) -> &'static str;
 
@@ -65,6 +73,11 @@ pub trait GatewaySpec: Sync {
              runs, the network, DNS and firewall, or [{id}] url and proxy in gateway.toml"
         )
     }
+
+    /// Whether the gateway `section` sets up can deliver, asking the
+    /// service only what sends nothing to anyone (`pam-gateway status` and
+    /// `configure`); `None` if `section` is another gateway's.
+    fn health(&self, section: &dyn GatewaySection, owner: Owner) -> Option<Health>;
 }
 
 /// The checks of a section's values, run once every section was read:
@@ -99,10 +112,11 @@ pub trait GatewaySection: AnySection + fmt::Debug + Send + Sync {
 
     /// The gateway this section sets up; its client is built on first use.
     fn gateway(&self) -> Box<dyn Gateway>;
+}
 
-    /// Whether the gateway can deliver, asking the service only what sends
-    /// nothing to anyone (`pam-gateway status` and `configure`).
-    fn health(&self, owner: Owner) -> Health;
+/// `section` as `C`, if it is one (`Config::section`, the health checks).
+pub fn section_as<C: GatewaySection>(section: &dyn GatewaySection) -> Option<&C> {
+    section.as_any().downcast_ref::<C>()
 }
 
 /// What lets [`Config`](crate::config::Config) hand out a section as its

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 
 use super::delivery::{DeliveryError, Gateway};
 use super::health::{Health, Problem};
-use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
 use crate::http::{self, HttpSettings, LazyClient};
 use crate::redact::{mask, redact};
 use crate::secret::Secret;
@@ -51,13 +53,34 @@ impl GatewaySpec for TelegramSpec {
         };
         Ok(ChatId::parse(&text).map(|c| c.0))
     }
+}
 
+impl GatewayAdmin for TelegramSpec {
     fn recipient_noun(&self) -> &'static str {
         "chat"
     }
 
     fn show_recipient(&self, recipient: &str) -> String {
         format!("chat {}", mask(recipient))
+    }
+
+    /// `getMe`: the token is accepted and the bot named.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<TelegramConfig>(section)?;
+        Some(match TelegramClient::new(cfg).and_then(|c| c.get_me()) {
+            Ok(bot) => Health::Ok(format!("bot @{} answers at {}", bot.username, cfg.api_url)),
+            Err(TelegramError::Unauthorized) => Health::Refused(Problem {
+                what: "the bot token is refused (401/404)".to_string(),
+                fix: "Copy the current token from @BotFather and run `pam-gateway \
+                      configure telegram`"
+                    .to_string(),
+            }),
+            Err(e) => Health::Unreachable(Problem {
+                what: format!("{} cannot be used ({e})", cfg.api_url),
+                fix: "Check the network, DNS, firewall, or api_url and proxy in gateway.toml"
+                    .to_string(),
+            }),
+        })
     }
 }
 
@@ -135,24 +158,6 @@ pub fn is_valid_bot_token(token: &str) -> bool {
 impl GatewaySection for TelegramConfig {
     fn gateway(&self) -> Box<dyn Gateway> {
         Box::new(TelegramGateway::new(self))
-    }
-
-    /// `getMe`: the token is accepted and the bot named.
-    fn health(&self, _owner: Owner) -> Health {
-        match TelegramClient::new(self).and_then(|c| c.get_me()) {
-            Ok(bot) => Health::Ok(format!("bot @{} answers at {}", bot.username, self.api_url)),
-            Err(TelegramError::Unauthorized) => Health::Refused(Problem {
-                what: "the bot token is refused (401/404)".to_string(),
-                fix: "Copy the current token from @BotFather and run `pam-gateway \
-                      configure telegram`"
-                    .to_string(),
-            }),
-            Err(e) => Health::Unreachable(Problem {
-                what: format!("{} cannot be used ({e})", self.api_url),
-                fix: "Check the network, DNS, firewall, or api_url and proxy in gateway.toml"
-                    .to_string(),
-            }),
-        }
     }
 }
 

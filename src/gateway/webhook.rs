@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
-use super::spec::{GatewaySection, GatewaySpec, SectionCheck, read_section_as};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
 use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
 use crate::recipient::check_address;
 use crate::redact::mask_recipient;
@@ -48,9 +50,28 @@ impl GatewaySpec for WebhookSpec {
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
         check_address(recipient)
     }
+}
 
+impl GatewayAdmin for WebhookSpec {
     fn recipient_noun(&self) -> &'static str {
         "recipient"
+    }
+
+    /// Nothing to ask that sends nothing: the settings were checked when
+    /// they were parsed.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<WebhookConfig>(section)?;
+        // The URL is a secret; its scheme and host are not.
+        let origin = reqwest::Url::parse(cfg.url.expose())
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .unwrap_or_else(|| "its URL".to_string());
+        Some(Health::Unchecked(format!(
+            "settings valid, posts to {origin} (rest of the URL not shown); a webhook \
+             has no check that sends nothing (`pam-gateway test USER` sends a real \
+             message)"
+        )))
     }
 }
 
@@ -215,22 +236,6 @@ impl GatewaySection for WebhookConfig {
 
     fn gateway(&self) -> Box<dyn Gateway> {
         Box::new(WebhookGateway::new(self))
-    }
-
-    /// Nothing to ask that sends nothing: the settings were checked when
-    /// they were parsed.
-    fn health(&self, _owner: Owner) -> Health {
-        // The URL is a secret; its scheme and host are not.
-        let origin = reqwest::Url::parse(self.url.expose())
-            .ok()
-            .map(|u| u.origin().ascii_serialization())
-            .filter(|o| o != "null")
-            .unwrap_or_else(|| "its URL".to_string());
-        Health::Unchecked(format!(
-            "settings valid, posts to {origin} (rest of the URL not shown); a webhook \
-             has no check that sends nothing (`pam-gateway test USER` sends a real \
-             message)"
-        ))
     }
 }
 

@@ -119,7 +119,7 @@ pub struct CodeConfig {
     pub attempts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was read from (for messages).
     pub path: PathBuf,
@@ -235,12 +235,12 @@ impl Config {
         // without a required key is the error, as if one struct had been
         // deserialized. The values are checked after it, below.
         let mut common = Vec::new();
-        let mut sections = Vec::new();
+        let mut sections = BTreeMap::new();
         for entry in parse_entries(path, text)? {
             let failure = match GatewayKind::from_id(entry.key()) {
                 Some(kind) => match kind.spec().read_section(entry.value) {
                     Ok(check) => {
-                        sections.push((kind, check));
+                        sections.insert(kind, check);
                         None
                     }
                     Err(e) => Some(e),
@@ -282,7 +282,6 @@ impl Config {
         }
 
         // Each section's values, in the order of the gateways' list.
-        sections.sort_by_key(|(kind, _)| *kind);
         let mut configured = BTreeMap::new();
         for (kind, check) in sections {
             let section = check(&|k, m| err_at(kind.id(), k, m))?;

@@ -120,26 +120,14 @@ pub fn section_as<C: GatewaySection>(section: &dyn GatewaySection) -> Option<&C>
 }
 
 /// What lets [`Config`](crate::config::Config) hand out a section as its
-/// own type and compare two: every `'static` type with `PartialEq` has it.
+/// own type (`Config::section::<TelegramConfig>()`): every `'static` type
+/// has it. (Trait upcasting would do, from Rust 1.86.)
 pub trait AnySection: Any {
     fn as_any(&self) -> &dyn Any;
-    fn same_as(&self, other: &dyn Any) -> bool;
 }
 
-impl<T: Any + PartialEq> AnySection for T {
+impl<T: Any> AnySection for T {
     fn as_any(&self) -> &dyn Any {
         self
     }
-
-    fn same_as(&self, other: &dyn Any) -> bool {
-        other.downcast_ref::<T>() == Some(self)
-    }
 }
-
-impl PartialEq for dyn GatewaySection {
-    fn eq(&self, other: &dyn GatewaySection) -> bool {
-        self.same_as(other.as_any())
-    }
-}
-
-impl Eq for dyn GatewaySection {}

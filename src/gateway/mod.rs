@@ -4,9 +4,10 @@
 //! Each gateway file owns everything about its gateway: its
 //! [`GatewaySpec`] (its name, its `gateway.toml` section -- the raw keys,
 //! their defaults and checks, next to the requests that use them -- its
-//! recipients in `users.toml`) and its [`GatewaySection`] (the gateway it
-//! sets up, its health check). Config, users, setup and the CLI ask
-//! [`GatewayKind::spec`], never a gateway by name.
+//! recipients in `users.toml`), its [`GatewaySection`] (the gateway it sets
+//! up) and its [`GatewayAdmin`] (the CLI's words for it, its health check).
+//! Config, users, setup and the CLI ask [`GatewayKind::spec`] and
+//! [`GatewayKind::admin`], never a gateway by name.
 
 pub mod command;
 pub mod delivery;

@@ -1,7 +1,8 @@
 #!/bin/bash
 # make lint, the shape checks: the module exports nothing but PAM's hooks,
-# nothing the CLI needs reaches the crate that sshd and sudo load, and the
-# tests that need root are marked the one way.
+# nothing the CLI needs reaches the crate that sshd and sudo load, neither
+# the core crate nor the CLI crate has an import cycle, and the tests that
+# need root are marked the one way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CARGO=${CARGO:-cargo}
@@ -40,3 +41,12 @@ if [ -n "$odd" ]; then
     exit 1
 fi
 echo "lint: $(grep -rF "#[ignore = $reason]" --include='*.rs' tests cli/tests | wc -l) tests need root, each #[ignore]d the one way"
+
+# The import graphs of src/ and cli/src/ (module → modules it imports):
+# `cargo test --test import_graph -- --nocapture` prints them.
+if ! cycles=$("$CARGO" test --locked -q -p pam-gateway-core --test import_graph 2>&1); then
+    echo "$cycles" >&2
+    echo "lint: an import cycle (above); move what both modules need one layer down" >&2
+    exit 1
+fi
+echo "lint: no import cycles in the core crate or the CLI crate"

@@ -22,16 +22,17 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AlertConfig, Config};
 use crate::flow::{LoginContext, Outcome, clean, message_field};
-use crate::gateway::{Gateway, GatewayKind, mask_recipient};
+use crate::gateway::{Gateway, GatewayKind};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
+use crate::redact::{mask, mask_recipient};
 use crate::remember::{self, utc_text};
 use crate::setup;
 use crate::state::{
     LoginRecord, MAX_ALERT_TIMES, MAX_RECENT_LOGINS, MAX_STORED_NAME, StateError, StateStore,
     UserState, WallClock, update_with,
 };
-use crate::users::{Users, mask};
+use crate::users::Users;
 
 /// How long after its authentication a session may take the record of it.
 pub const RECORD_MAX_AGE: u64 = 300;

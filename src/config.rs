@@ -1,29 +1,30 @@
-//! `gateway.toml`: typed, validated, every default in one place.
+//! `gateway.toml`: typed, validated, every top-level default in one place;
+//! each gateway's section is read by the gateway's file.
 //!
 //! Unknown keys are errors (a typo such as `failmod = "secure"` must not
 //! silently fall back to a default), and every error names file, line, key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::Deserialize;
-use zeroize::Zeroize;
 
-use crate::gateway::GatewayKind;
-use crate::gateway::command::{CommandConfig, RawCommand};
-use crate::gateway::signal::{RawSignal, SignalConfig};
-use crate::gateway::sms::{RawSms, SmsConfig};
-use crate::gateway::webhook::{RawWebhook, WebhookConfig};
+use crate::gateway::spec::section_as;
+use crate::gateway::{GatewayKind, GatewaySection};
 use crate::limits::{Limits, RawLimits};
 use crate::policy::AccessPolicy;
 use crate::remember::{RawRemember, Remember};
+use crate::section::{SectionError, check_range};
 use crate::state::DEFAULT_STATE_DIR;
-use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
+use crate::toml_errors::{
+    ParseError, deserialize_entries, find_key_line, find_section_line, parse_entries,
+};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
 pub const DEFAULT_USERS_FILE: &str = "/etc/pam_gateway/users.toml";
-pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
 
 pub const DEFAULT_TEMPLATE: &str = "{code} is your login code for {user}@{host} \
 ({service} from {rhost}). It expires in {minutes} min.\n\
@@ -32,33 +33,6 @@ Change it and tell your admin.";
 
 /// Placeholders a message template may use.
 pub const PLACEHOLDERS: &[&str] = &["code", "user", "host", "service", "rhost", "minutes"];
-
-/// A string that must never be printed: Debug and Display redact it, and
-/// it is wiped from memory on drop.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Secret {
-        Secret(s)
-    }
-    /// The secret itself, for building a request. Never log the result.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Drop for Secret {
-    fn drop(&mut self) {
-        self.0.zeroize();
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
 
 /// What to do with a user who has no entry in the users file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -82,6 +56,8 @@ pub enum FailMode {
     Safe,
 }
 
+/// The top-level keys besides the gateways' sections, which each gateway
+/// reads itself ([`crate::gateway::GatewaySpec::read_section`]).
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -89,11 +65,6 @@ struct RawConfig {
     gateways: Option<Vec<String>>,
     state_dir: Option<String>,
     limits: Option<RawLimits>,
-    telegram: Option<RawTelegram>,
-    signal: Option<RawSignal>,
-    sms: Option<RawSms>,
-    webhook: Option<RawWebhook>,
-    command: Option<RawCommand>,
     code: Option<RawCode>,
     policy: Option<RawPolicy>,
     message: Option<RawMessage>,
@@ -101,14 +72,23 @@ struct RawConfig {
     alert: Option<RawAlert>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTelegram {
-    bot_token: String,
-    api_url: Option<String>,
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<String>,
+/// [`RawConfig`]'s keys listed before and after the gateways' sections in
+/// serde's "expected one of ..." (the order they have always had).
+const KEYS_BEFORE_GATEWAYS: &[&str] = &["users_file", "gateways", "state_dir", "limits"];
+const KEYS_AFTER_GATEWAYS: &[&str] = &["code", "policy", "message", "remember", "alert"];
+
+/// Every top-level key of `gateway.toml`, as serde's messages list them.
+fn top_level_keys() -> &'static [&'static str] {
+    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let gateways = GatewayKind::ALL.iter().map(|k| k.id());
+        KEYS_BEFORE_GATEWAYS
+            .iter()
+            .copied()
+            .chain(gateways)
+            .chain(KEYS_AFTER_GATEWAYS.iter().copied())
+            .collect()
+    })
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -256,21 +236,6 @@ impl AlertConfig {
     }
 }
 
-/// Connection settings shared by the HTTP gateways.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpSettings {
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub proxy: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TelegramConfig {
-    pub bot_token: Secret,
-    pub api_url: String,
-    pub http: HttpSettings,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodeConfig {
     pub digits: u32,
@@ -278,7 +243,7 @@ pub struct CodeConfig {
     pub attempts: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file this was read from (for messages).
     pub path: PathBuf,
@@ -286,11 +251,8 @@ pub struct Config {
     /// The order in which a user's gateways are tried: exactly the
     /// configured sections.
     pub gateways: Vec<GatewayKind>,
-    pub telegram: Option<TelegramConfig>,
-    pub signal: Option<SignalConfig>,
-    pub sms: Option<SmsConfig>,
-    pub webhook: Option<WebhookConfig>,
-    pub command: Option<CommandConfig>,
+    /// The gateways' sections ([`Config::section`], [`Config::gateway_section`]).
+    sections: BTreeMap<GatewayKind, Arc<dyn GatewaySection>>,
     pub code: CodeConfig,
     pub unenrolled: Unenrolled,
     pub failmode: FailMode,
@@ -319,71 +281,6 @@ impl fmt::Debug for DecoyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("DecoyKey([redacted])")
     }
-}
-
-/// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
-/// least 30 of `[A-Za-z0-9_-]`.
-pub fn is_valid_bot_token(token: &str) -> bool {
-    let Some((id, secret)) = token.split_once(':') else {
-        return false;
-    };
-    !id.is_empty()
-        && id.len() <= 20
-        && id.bytes().all(|b| b.is_ascii_digit())
-        && secret.len() >= 30
-        && secret.len() <= 200
-        && secret
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Is `host` a loopback name or address (plain http is allowed only there)?
-pub fn is_loopback_host(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    host.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
-/// Checks a gateway base URL: https anywhere, http only to loopback, no
-/// credentials or query in it. Returns it without a trailing slash.
-pub fn check_service_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        if url.is_ascii() {
-            format!("not a valid URL: {e}")
-        } else {
-            // url's IDNA back end is the ASCII-only one (Cargo.toml).
-            format!(
-                "not a valid URL: {e} (host names must be ASCII: write an \
-                 internationalised one in its xn-- form)"
-            )
-        }
-    })?;
-    match parsed.scheme() {
-        "https" => {}
-        "http" => {
-            let host = parsed.host_str().unwrap_or("");
-            if !is_loopback_host(host) {
-                return Err(format!(
-                    "plain http is only allowed to a loopback host, not {host:?}: use https"
-                ));
-            }
-        }
-        other => return Err(format!("scheme {other:?} is not supported: use https")),
-    }
-    if parsed.host_str().unwrap_or("").is_empty() {
-        return Err("has no host".to_string());
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err("must not carry credentials".to_string());
-    }
-    if parsed.query().is_some() || parsed.fragment().is_some() {
-        return Err("must not have a query or fragment".to_string());
-    }
-    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Checks a message template: known placeholders only, `{code}` present.
@@ -416,36 +313,6 @@ pub fn check_template(template: &str) -> Result<(), String> {
         return Err("longer than 2048 bytes".to_string());
     }
     Ok(())
-}
-
-/// Builds a key error inside one `[section]`: `(key, message)`.
-pub(crate) type SectionError<'a> = &'a dyn Fn(&str, String) -> ParseError;
-
-/// The connection keys every HTTP gateway section shares: `timeout`
-/// (1..=120, default `default_timeout`), `connect_timeout` (1..=60,
-/// default 5) and `proxy`.
-pub(crate) fn http_settings(
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<&String>,
-    default_timeout: u64,
-    e: SectionError,
-) -> Result<HttpSettings, ParseError> {
-    let timeout = check_range(timeout.unwrap_or(default_timeout), 1, 120, &|m| {
-        e("timeout", m)
-    })?;
-    let connect_timeout = check_range(connect_timeout.unwrap_or(5), 1, 60, &|m| {
-        e("connect_timeout", m)
-    })?;
-    if let Some(proxy) = proxy {
-        reqwest::Proxy::all(proxy.as_str())
-            .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
-    }
-    Ok(HttpSettings {
-        timeout: Duration::from_secs(timeout),
-        connect_timeout: Duration::from_secs(connect_timeout),
-        proxy: proxy.cloned(),
-    })
 }
 
 /// Checks the `gateways` order against the configured sections: known
@@ -488,22 +355,39 @@ fn gateway_order(
     Ok(order)
 }
 
-pub(crate) fn check_range<T: PartialOrd + fmt::Display + Copy>(
-    value: T,
-    min: T,
-    max: T,
-    err: &dyn Fn(String) -> ParseError,
-) -> Result<T, ParseError> {
-    if value < min || value > max {
-        return Err(err(format!("{value} is out of range {min}..={max}")));
-    }
-    Ok(value)
-}
-
 impl Config {
     /// Parses and validates the text of a config file found at `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ParseError> {
-        let raw: RawConfig = toml_errors::parse(path, text)?;
+        // Serde's pass over the file, key by key in its order: the first
+        // key with a wrong type, an unknown key or a gateway section
+        // without a required key is the error, as if one struct had been
+        // deserialized. The values are checked after it, below.
+        let mut common = Vec::new();
+        let mut sections = BTreeMap::new();
+        for entry in parse_entries(path, text)? {
+            let failure = match GatewayKind::from_id(entry.key()) {
+                Some(kind) => match kind.spec().read_section(entry.value) {
+                    Ok(check) => {
+                        sections.insert(kind, check);
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+                None if KEYS_BEFORE_GATEWAYS.contains(&entry.key())
+                    || KEYS_AFTER_GATEWAYS.contains(&entry.key()) =>
+                {
+                    common.push(entry);
+                    None
+                }
+                None => Some(entry.unknown(top_level_keys())),
+            };
+            if let Some(e) = failure {
+                // A key before this one may be wrong already.
+                deserialize_entries::<RawConfig>(path, text, common)?;
+                return Err(e);
+            }
+        }
+        let raw: RawConfig = deserialize_entries(path, text, common)?;
         let err_at = |section: &str, key: &str, message: String| ParseError {
             file: path.to_path_buf(),
             // A missing key has no line of its own: point at its section.
@@ -525,77 +409,17 @@ impl Config {
             ));
         }
 
-        let telegram = match raw.telegram {
-            None => None,
-            Some(t) => {
-                let e = |k: &str, m: String| err_at("telegram", k, m);
-                if !is_valid_bot_token(&t.bot_token) {
-                    return Err(e(
-                        "bot_token",
-                        "is not a bot token: expected the whole token BotFather gave, \
-                         digits, a colon, then at least 30 of [A-Za-z0-9_-] (value not shown)"
-                            .to_string(),
-                    ));
-                }
-                let api_url =
-                    check_service_url(t.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API))
-                        .map_err(|m| e("api_url", m))?;
-                let timeout = check_range(t.timeout.unwrap_or(10), 1, 120, &|m| e("timeout", m))?;
-                let connect_timeout = check_range(t.connect_timeout.unwrap_or(5), 1, 60, &|m| {
-                    e("connect_timeout", m)
-                })?;
-                if let Some(proxy) = &t.proxy {
-                    reqwest::Proxy::all(proxy.as_str())
-                        .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
-                }
-                Some(TelegramConfig {
-                    bot_token: Secret::new(t.bot_token.clone()),
-                    api_url,
-                    http: HttpSettings {
-                        timeout: Duration::from_secs(timeout),
-                        connect_timeout: Duration::from_secs(connect_timeout),
-                        proxy: t.proxy.clone(),
-                    },
-                })
-            }
-        };
-
-        let signal = match raw.signal {
-            None => None,
-            Some(r) => Some(crate::gateway::signal::parse_section(r, &|k, m| {
-                err_at("signal", k, m)
-            })?),
-        };
-        let sms = match raw.sms {
-            None => None,
-            Some(r) => Some(crate::gateway::sms::parse_section(r, &|k, m| {
-                err_at("sms", k, m)
-            })?),
-        };
-        let webhook = match raw.webhook {
-            None => None,
-            Some(r) => Some(crate::gateway::webhook::parse_section(r, &|k, m| {
-                err_at("webhook", k, m)
-            })?),
-        };
-        let command = match raw.command {
-            None => None,
-            Some(r) => Some(crate::gateway::command::parse_section(r, &|k, m| {
-                err_at("command", k, m)
-            })?),
-        };
-        let configured: Vec<GatewayKind> = [
-            (GatewayKind::Telegram, telegram.is_some()),
-            (GatewayKind::Signal, signal.is_some()),
-            (GatewayKind::Sms, sms.is_some()),
-            (GatewayKind::Webhook, webhook.is_some()),
-            (GatewayKind::Command, command.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(k, present)| present.then_some(k))
-        .collect();
-        let gateways = gateway_order(raw.gateways.as_deref(), &configured)
-            .map_err(|m| err_at("", "gateways", m))?;
+        // Each section's values, in the order of the gateways' list.
+        let mut configured = BTreeMap::new();
+        for (kind, check) in sections {
+            let section = check(&|k, m| err_at(kind.id(), k, m))?;
+            configured.insert(kind, section);
+        }
+        let gateways = gateway_order(
+            raw.gateways.as_deref(),
+            &configured.keys().copied().collect::<Vec<_>>(),
+        )
+        .map_err(|m| err_at("", "gateways", m))?;
 
         let code = raw.code.unwrap_or_default();
         let e = |k: &str, m: String| err_at("code", k, m);
@@ -626,18 +450,17 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
         check_template(&template).map_err(|m| err_at("message", "template", m))?;
         let remember = Remember::from_raw(raw.remember, &|k, m| err_at("remember", k, m))?;
-        let alert =
-            AlertConfig::from_raw(raw.alert, telegram.is_some(), &|k, m| err_at("alert", k, m))?;
+        let alert = AlertConfig::from_raw(
+            raw.alert,
+            configured.contains_key(&GatewayKind::Telegram),
+            &|k, m| err_at("alert", k, m),
+        )?;
 
         Ok(Config {
             path: path.to_path_buf(),
             users_file,
             gateways,
-            telegram,
-            signal,
-            sms,
-            webhook,
-            command,
+            sections: configured,
             code: CodeConfig {
                 digits,
                 ttl: Duration::from_secs(ttl),
@@ -659,32 +482,35 @@ impl Config {
     }
 
     /// The gateway name a prompt shows for `kind` ("Telegram", or the
-    /// `name` of a [webhook] or [command] section).
+    /// `name` of a `[webhook]` or `[command]` section).
     pub fn display_name(&self, kind: GatewayKind) -> &str {
-        match kind {
-            GatewayKind::Telegram => "Telegram",
-            GatewayKind::Signal => "Signal",
-            GatewayKind::Sms => "SMS",
-            GatewayKind::Webhook => self.webhook.as_ref().map_or("webhook", |w| w.name.as_str()),
-            GatewayKind::Command => self.command.as_ref().map_or("command", |c| c.name.as_str()),
-        }
+        self.gateway_section(kind)
+            .and_then(|s| s.name())
+            .unwrap_or(kind.spec().display_name())
     }
 
     /// Whether `gateway.toml` has a section for `kind`.
     pub fn has(&self, kind: GatewayKind) -> bool {
-        match kind {
-            GatewayKind::Telegram => self.telegram.is_some(),
-            GatewayKind::Signal => self.signal.is_some(),
-            GatewayKind::Sms => self.sms.is_some(),
-            GatewayKind::Webhook => self.webhook.is_some(),
-            GatewayKind::Command => self.command.is_some(),
-        }
+        self.sections.contains_key(&kind)
+    }
+
+    /// The section for `kind`, if `gateway.toml` has one.
+    pub fn gateway_section(&self, kind: GatewayKind) -> Option<&dyn GatewaySection> {
+        self.sections.get(&kind).map(|s| s.as_ref())
+    }
+
+    /// A gateway's section as its own type (`config.section::<TelegramConfig>()`).
+    pub fn section<T: GatewaySection>(&self) -> Option<&T> {
+        self.sections
+            .values()
+            .find_map(|s| section_as::<T>(s.as_ref()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::telegram::{DEFAULT_TELEGRAM_API, TelegramConfig};
 
     const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
 
@@ -696,7 +522,7 @@ mod tests {
     fn defaults() {
         let c = parse(&format!("[telegram]\nbot_token = \"{TOKEN}\"\n")).expect("parse");
         assert_eq!(c.users_file, PathBuf::from(DEFAULT_USERS_FILE));
-        let t = c.telegram.expect("telegram");
+        let t = c.section::<TelegramConfig>().expect("telegram");
         assert_eq!(t.api_url, DEFAULT_TELEGRAM_API);
         assert_eq!(t.http.timeout, Duration::from_secs(10));
         assert_eq!(t.http.connect_timeout, Duration::from_secs(5));
@@ -815,7 +641,7 @@ mod tests {
         );
         let c = parse(&text).expect("parse");
         assert_eq!(c.users_file, PathBuf::from("/srv/u.toml"));
-        let t = c.telegram.expect("telegram");
+        let t = c.section::<TelegramConfig>().expect("telegram");
         assert_eq!(t.api_url, "http://127.0.0.1:8081");
         assert_eq!(t.http.proxy.as_deref(), Some("http://127.0.0.1:3128"));
         assert_eq!(c.code.digits, 8);
@@ -898,6 +724,49 @@ mod tests {
     }
 
     #[test]
+    fn unknown_top_level_key_lists_every_key_as_serde_did() {
+        let err = parse("# x\nzz = 1\n").unwrap_err();
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.key.as_deref(), Some("zz"));
+        assert_eq!(
+            err.message,
+            "unknown field `zz`, expected one of `users_file`, `gateways`, `state_dir`, \
+             `limits`, `telegram`, `signal`, `sms`, `webhook`, `command`, `code`, `policy`, \
+             `message`"
+        );
+    }
+
+    #[test]
+    fn serde_errors_come_in_key_order_before_any_value_check() {
+        // Keys are visited in order (code < signal < telegram < zz): the
+        // first wrong one is reported, a gateway's or not.
+        for (text, key) in [
+            (
+                "[telegram]\nbot_tken = 1\n[code]\ndigits = \"x\"\n",
+                "code.digits",
+            ),
+            (
+                "[code]\ndigits = 6\n[telegram]\nbot_tken = 1\nzz = 1\n",
+                "telegram.bot_tken",
+            ),
+            ("zz = 1\n[telegram]\nbot_tken = 1\n", "telegram.bot_tken"),
+            (
+                "[signal]\nmode = \"rest\"\n[telegram]\nbot_tken = 1\n",
+                "signal",
+            ),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert_eq!(err.key.as_deref(), Some(key), "{text}: {err}");
+        }
+        // A value check comes after every key's type was read.
+        let err = parse(&format!(
+            "[code]\ndigits = 99\n[telegram]\nbot_token = \"{TOKEN}\"\ntimeout = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("telegram.timeout"), "{err}");
+    }
+
+    #[test]
     fn bad_token_is_named_but_not_shown() {
         let err = parse("[telegram]\nbot_token = \"123:short-secret-value\"\n").unwrap_err();
         assert_eq!(err.key.as_deref(), Some("telegram.bot_token"));
@@ -943,19 +812,6 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(err.line.is_some(), "{bad}: {err}");
         }
-    }
-
-    #[test]
-    fn token_shapes() {
-        assert!(is_valid_bot_token(TOKEN));
-        assert!(!is_valid_bot_token("AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"));
-        assert!(!is_valid_bot_token(
-            "abc:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"
-        ));
-        assert!(!is_valid_bot_token(
-            "123:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9w/3c"
-        ));
-        assert!(!is_valid_bot_token("123:short"));
     }
 
     #[test]

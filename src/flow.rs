@@ -27,10 +27,10 @@ use crate::gateway::{DeliveryError, Gateway};
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
+use crate::redact::mask;
 use crate::remember;
 use crate::state::{StateError, StateStore, UserState, WallClock, update_with};
 use crate::totp::TotpKey;
-use crate::users::mask;
 
 /// A user's answer to a prompt; wiped on drop.
 pub struct Answer(Vec<u8>);

@@ -29,6 +29,7 @@
 //! [`TransportError::Other`]. Under su and sudo the caller sets the
 //! rlimits: starving this process must never look like a dead service.
 
+use std::cell::OnceCell;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -42,8 +43,48 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
 
-use crate::config::HttpSettings;
-use crate::gateway::DeliveryError;
+use crate::gateway::delivery::DeliveryError;
+use crate::redact::redact;
+use crate::section::{SectionError, check_range};
+use crate::toml_errors::ParseError;
+use crate::uri::percent_encode;
+
+/// Connection settings shared by the HTTP gateways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSettings {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub proxy: Option<String>,
+}
+
+impl HttpSettings {
+    /// The connection keys every HTTP gateway section shares: `timeout`
+    /// (1..=120, default `default_timeout`), `connect_timeout` (1..=60,
+    /// default 5) and `proxy`.
+    pub fn from_keys(
+        timeout: Option<u64>,
+        connect_timeout: Option<u64>,
+        proxy: Option<&String>,
+        default_timeout: u64,
+        e: SectionError,
+    ) -> Result<HttpSettings, ParseError> {
+        let timeout = check_range(timeout.unwrap_or(default_timeout), 1, 120, &|m| {
+            e("timeout", m)
+        })?;
+        let connect_timeout = check_range(connect_timeout.unwrap_or(5), 1, 60, &|m| {
+            e("connect_timeout", m)
+        })?;
+        if let Some(proxy) = proxy {
+            reqwest::Proxy::all(proxy.as_str())
+                .map_err(|_| e("proxy", "is not a valid proxy URL".to_string()))?;
+        }
+        Ok(HttpSettings {
+            timeout: Duration::from_secs(timeout),
+            connect_timeout: Duration::from_secs(connect_timeout),
+            proxy: proxy.cloned(),
+        })
+    }
+}
 
 /// Largest response body read from a gateway.
 pub const MAX_BODY: u64 = 256 * 1024;
@@ -135,6 +176,38 @@ impl Client {
                 "the HTTP client's runtime thread failed".to_string(),
             ))
         })
+    }
+}
+
+/// A gateway's client, built on first use: a login that sends nothing
+/// builds none (a client starts a thread and opens descriptors). One per
+/// gateway value, used by one login's thread.
+#[derive(Debug)]
+pub struct LazyClient<T = Client> {
+    cell: OnceCell<T>,
+}
+
+impl<T> LazyClient<T> {
+    pub fn new() -> LazyClient<T> {
+        LazyClient {
+            cell: OnceCell::new(),
+        }
+    }
+
+    /// The client, built by `build` the first time it is asked for (and
+    /// again after a failed build).
+    pub fn get_or_build<E>(&self, build: impl FnOnce() -> Result<T, E>) -> Result<&T, E> {
+        if let Some(client) = self.cell.get() {
+            return Ok(client);
+        }
+        let client = build()?;
+        Ok(self.cell.get_or_init(|| client))
+    }
+}
+
+impl<T> Default for LazyClient<T> {
+    fn default() -> LazyClient<T> {
+        LazyClient::new()
     }
 }
 
@@ -626,31 +699,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     all.extend(encoded.iter().map(String::as_str));
     // Longest first, so a secret containing another is replaced whole.
     all.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    crate::gateway::redact(text, &all)
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters (for a
-/// path segment or a query value).
-pub fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `k=v&k=v` with every key and value percent-encoded: a query string, or
-/// an `application/x-www-form-urlencoded` body.
-pub fn form_encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    redact(text, &all)
 }
 
 /// A short, printable piece of a service's answer for an error message:
@@ -742,6 +791,7 @@ pub fn without_message(err: DeliveryError, message: &str) -> DeliveryError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::uri::form_encode;
 
     #[test]
     fn scrub_catches_plain_and_encoded_secrets() {
@@ -749,20 +799,6 @@ mod tests {
         assert_eq!(
             scrub(text, &["ab+c/d"]),
             "GET /x?h=[redacted]&u=me failed: [redacted] next"
-        );
-    }
-
-    #[test]
-    fn percent_encoding_keeps_only_unreserved() {
-        assert_eq!(percent_encode("!room:ex.org"), "%21room%3Aex.org");
-        assert_eq!(percent_encode("a b/ü"), "a%20b%2F%C3%BC");
-    }
-
-    #[test]
-    fn form_encoding() {
-        assert_eq!(
-            form_encode(&[("To", "+4915112345678"), ("Body", "a b&c=d")]),
-            "To=%2B4915112345678&Body=a%20b%26c%3Dd"
         );
     }
 

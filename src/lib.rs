@@ -7,9 +7,14 @@
 //! over the same library. The file list is the architecture:
 //! - [`module_args`]: the module's arguments, parsed once.
 //! - [`flow`]: one authentication as plain Rust over small traits.
-//! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`].
+//! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`];
+//!   each owns its `gateway.toml` section and recipients, and is listed
+//!   once, in `gateway/mod.rs`.
+//! - [`http`]: the one way HTTP clients are built; [`uri`]: percent-encoding.
 //! - [`config`] and [`users`]: `gateway.toml` and `users.toml`, validated,
-//!   with errors naming file, line and key ([`toml_errors`]).
+//!   with errors naming file, line and key ([`toml_errors`]; [`section`]:
+//!   the checks sections share; [`recipient`]: phone numbers, addresses).
+//! - [`secret`] and [`redact`]: secrets never printed, recipients masked.
 //! - [`secure_file`]: the checks and atomic writes used by module and CLI.
 //! - [`code`]: CSPRNG codes and constant-time comparison; [`random`]: the
 //!   OS CSPRNG every secret comes from.
@@ -18,7 +23,8 @@
 //! - [`state`]: per-user mutable state under `state_dir` (flock + atomic
 //!   replace); [`limits`] over it (codes per window, lockouts).
 //! - [`policy`]: who is covered (exempt networks and groups).
-//! - [`totp`] and [`backup_codes`]: the fallback factors.
+//! - [`totp`] and [`backup_codes`]: the fallback factors ([`backup_hash`]:
+//!   a backup code as the state file stores it).
 //! - [`system`]: every call into the C library, behind safe functions; the
 //!   only module allowed `unsafe` code.
 //! - [`remember`]: verified sources that skip the code for a while.
@@ -32,6 +38,7 @@
 
 pub mod alert;
 pub mod backup_codes;
+pub mod backup_hash;
 pub mod code;
 pub mod config;
 pub mod flow;
@@ -42,7 +49,11 @@ pub mod log;
 pub mod module_args;
 pub mod policy;
 pub mod random;
+pub mod recipient;
+pub mod redact;
 pub mod remember;
+pub mod secret;
+pub mod section;
 pub mod secure_file;
 pub mod setup;
 pub mod state;
@@ -53,4 +64,5 @@ pub mod system;
 mod test_dir;
 pub mod toml_errors;
 pub mod totp;
+pub mod uri;
 pub mod users;

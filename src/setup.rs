@@ -7,11 +7,6 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::flow::{Enrolment, Route};
-use crate::gateway::command::CommandGateway;
-use crate::gateway::signal::SignalGateway;
-use crate::gateway::sms::SmsGateway;
-use crate::gateway::telegram::TelegramGateway;
-use crate::gateway::webhook::WebhookGateway;
 use crate::gateway::{Gateway, GatewayKind};
 use crate::secure_file::{
     FileError, Owner, Secrecy, read_secure, read_secure_with_mode, update_locked, update_locked_as,
@@ -80,13 +75,7 @@ pub fn load_users(config: &Config, owner: Owner) -> Result<Users, SetupError> {
 
 /// The gateway for `kind` as configured, if `gateway.toml` has its section.
 pub fn gateway_for(config: &Config, kind: GatewayKind) -> Option<Box<dyn Gateway>> {
-    Some(match kind {
-        GatewayKind::Telegram => Box::new(TelegramGateway::new(config.telegram.as_ref()?)),
-        GatewayKind::Signal => Box::new(SignalGateway::new(config.signal.as_ref()?)),
-        GatewayKind::Sms => Box::new(SmsGateway::new(config.sms.as_ref()?)),
-        GatewayKind::Webhook => Box::new(WebhookGateway::new(config.webhook.as_ref()?)),
-        GatewayKind::Command => Box::new(CommandGateway::new(config.command.as_ref()?)),
-    })
+    config.gateway_section(kind).map(|s| s.gateway())
 }
 
 /// The routes for one user's entry, in the order of `gateways`. A

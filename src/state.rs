@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backup_codes::BackupHash;
+use crate::backup_hash::BackupHash;
 use crate::secure_file::{
     Durability, FileError, FileLock, Owner, Secrecy, read_secure, write_atomic,
 };

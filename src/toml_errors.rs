@@ -2,7 +2,13 @@
 //! the line and the key — without ever quoting a secret value.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use serde::Deserializer as _;
+use serde::de::{Error as _, IntoDeserializer as _};
+use toml::Spanned;
+use toml::de::{DeString, DeTable, DeValue};
 
 /// Keys whose values are secrets: an error on their line never shows the
 /// value. A bare name matches that key in any section (and any key below a
@@ -93,31 +99,231 @@ fn is_secret_key(key: &str) -> bool {
 /// line and key. The message never includes the offending line itself (the
 /// toml crate's default rendering would quote a token).
 pub fn parse<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ParseError> {
-    toml::from_str::<T>(text).map_err(|err| {
-        let line = err.span().map(|s| line_at(text, s.start));
-        // On a `[section]` line (a missing field) the section is the key.
-        let key = line.and_then(|l| {
-            dotted_key_at(text, l).or_else(|| {
-                let header = text.lines().nth(l - 1)?.trim();
-                let name = header.strip_prefix('[')?.strip_suffix(']')?;
-                Some(
-                    name.trim_matches(|c| c == '[' || c == ']')
-                        .trim()
-                        .to_string(),
-                )
-            })
-        });
-        let mut message = err.message().trim().to_string();
-        if key.as_deref().is_some_and(is_secret_key) {
-            message = "invalid value (not shown: this key holds a secret)".to_string();
+    toml::from_str::<T>(text).map_err(|err| error_at(file, text, err.span(), err.message()))
+}
+
+/// The [`ParseError`] for a TOML or serde failure at byte range `span` of
+/// `text`: its line, the dotted key written there, and `message` unless
+/// that key holds a secret.
+fn error_at(file: &Path, text: &str, span: Option<Range<usize>>, message: &str) -> ParseError {
+    let line = span.map(|s| line_at(text, s.start));
+    // On a `[section]` line (a missing field) the section is the key.
+    let key = line.and_then(|l| {
+        dotted_key_at(text, l).or_else(|| {
+            let header = text.lines().nth(l - 1)?.trim();
+            let name = header.strip_prefix('[')?.strip_suffix(']')?;
+            Some(
+                name.trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_string(),
+            )
+        })
+    });
+    let mut message = message.trim().to_string();
+    if key.as_deref().is_some_and(is_secret_key) {
+        message = "invalid value (not shown: this key holds a secret)".to_string();
+    }
+    ParseError {
+        file: file.to_path_buf(),
+        line,
+        key,
+        message,
+    }
+}
+
+/// A value of a TOML file -- a whole `[section]`, a recipient -- parsed but
+/// not yet deserialized. Whoever knows its type deserializes it, and its
+/// errors name line and key exactly as [`parse`] would for the whole file:
+/// config and users parse their top level key by key, and hand each
+/// gateway its own section.
+pub struct TomlItem<'a> {
+    file: &'a Path,
+    text: &'a str,
+    value: Spanned<DeValue<'a>>,
+}
+
+/// One `key = value` (or `[key]` table) of a TOML table, in the file's order.
+pub struct TomlEntry<'a> {
+    key: Spanned<DeString<'a>>,
+    pub value: TomlItem<'a>,
+}
+
+impl<'a> TomlItem<'a> {
+    /// The value as `T`, or serde's error at its line.
+    pub fn deserialize<T: serde::de::DeserializeOwned>(self) -> Result<T, ParseError> {
+        let span = self.value.span();
+        T::deserialize(self.value.into_deserializer())
+            .map_err(|e| error_at(self.file, self.text, e.span().or(Some(span)), e.message()))
+    }
+
+    /// Reads this value as `#[derive(Deserialize)] struct {name}` with
+    /// `fields` would be read: a table key by key (an unknown key is
+    /// serde's error), an array field by field, anything else serde's
+    /// error. `field` reads each value, given its field's name.
+    pub fn read_struct(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        mut field: impl FnMut(&'static str, TomlItem<'a>) -> Result<(), ParseError>,
+    ) -> Result<(), ParseError> {
+        let (file, text, span) = (self.file, self.text, self.value.span());
+        match self.value.into_inner() {
+            DeValue::Table(table) => {
+                for entry in entries(file, text, table) {
+                    match fields.iter().find(|f| **f == entry.key()) {
+                        Some(f) => field(f, entry.value)?,
+                        None => return Err(entry.unknown(fields)),
+                    }
+                }
+                Ok(())
+            }
+            DeValue::Array(array) => {
+                let len = array.len();
+                for (f, value) in fields.iter().zip(array) {
+                    field(f, TomlItem { file, text, value })?;
+                }
+                if len < fields.len() {
+                    let expected = format!("struct {name} with {} elements", fields.len());
+                    let err = toml::de::Error::invalid_length(len, &expected.as_str());
+                    return Err(error_at(file, text, Some(span), err.message()));
+                }
+                Ok(())
+            }
+            other => Err(Spanned::new(span, other).probe(file, text, Shape::Struct(name, fields))),
         }
-        ParseError {
-            file: file.to_path_buf(),
-            line,
-            key,
-            message,
+    }
+
+    /// Reads this value as a map from names to `#[derive(Deserialize)]
+    /// struct {name}` with `fields` would be read: a table entry by entry
+    /// (`entry` reads each), anything else serde's error.
+    pub fn read_map(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        mut entry: impl FnMut(TomlEntry<'a>) -> Result<(), ParseError>,
+    ) -> Result<(), ParseError> {
+        let (file, text, span) = (self.file, self.text, self.value.span());
+        match self.value.into_inner() {
+            DeValue::Table(table) => entries(file, text, table).try_for_each(&mut entry),
+            other => Err(Spanned::new(span, other).probe(file, text, Shape::MapOf(name, fields))),
         }
+    }
+}
+
+/// The entries of `table`, in the order serde visits them.
+fn entries<'a>(
+    file: &'a Path,
+    text: &'a str,
+    table: DeTable<'a>,
+) -> impl Iterator<Item = TomlEntry<'a>> {
+    table.into_iter().map(move |(key, value)| TomlEntry {
+        key,
+        value: TomlItem { file, text, value },
     })
+}
+
+/// A value's shape that a `#[derive(Deserialize)]` type expects: a struct
+/// (its name and fields), or a map of such structs.
+#[derive(Clone, Copy)]
+enum Shape {
+    Struct(&'static str, &'static [&'static str]),
+    MapOf(&'static str, &'static [&'static str]),
+}
+
+trait Probe {
+    /// serde's error for this value, which is not of `shape`.
+    fn probe(self, file: &Path, text: &str, shape: Shape) -> ParseError;
+}
+
+impl Probe for Spanned<DeValue<'_>> {
+    fn probe(self, file: &Path, text: &str, shape: Shape) -> ParseError {
+        let err = match self.into_deserializer().deserialize_any(shape) {
+            Ok(()) => toml::de::Error::custom("invalid value"),
+            Err(e) => e,
+        };
+        error_at(file, text, err.span(), err.message())
+    }
+}
+
+/// Fails as the derived visitor of the shape would on a value that is not
+/// a table: "invalid type: ..., expected struct RawUser", and, for the
+/// map toml makes of a date, "unknown field `$__toml_private_datetime`".
+impl<'de> serde::de::Visitor<'de> for Shape {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shape::Struct(name, _) => write!(f, "struct {name}"),
+            Shape::MapOf(..) => f.write_str("a map"),
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<String>()? {
+            match self {
+                Shape::Struct(_, fields) if !fields.contains(&key.as_str()) => {
+                    return Err(A::Error::unknown_field(&key, fields));
+                }
+                Shape::Struct(..) => map.next_value::<serde::de::IgnoredAny>().map(|_| ())?,
+                Shape::MapOf(name, fields) => map.next_value_seed(Shape::Struct(name, fields))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Shape {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'a> TomlEntry<'a> {
+    pub fn key(&self) -> &str {
+        self.key.get_ref()
+    }
+
+    /// serde's error for a key that is none of `expected`, at the key.
+    pub fn unknown(&self, expected: &'static [&'static str]) -> ParseError {
+        let err = toml::de::Error::unknown_field(self.key(), expected);
+        error_at(
+            self.file(),
+            self.value.text,
+            Some(self.key.span()),
+            err.message(),
+        )
+    }
+
+    fn file(&self) -> &'a Path {
+        self.value.file
+    }
+}
+
+/// The top-level entries of the TOML file `text`, in the order serde
+/// visits them, or its syntax error.
+pub fn parse_entries<'a>(file: &'a Path, text: &'a str) -> Result<Vec<TomlEntry<'a>>, ParseError> {
+    let root = DeTable::parse(text).map_err(|e| error_at(file, text, e.span(), e.message()))?;
+    Ok(entries(file, text, root.into_inner()).collect())
+}
+
+/// `entries` (from one table of `file`) as the table `T`: the keys a
+/// struct deserializes together.
+pub fn deserialize_entries<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+    entries: Vec<TomlEntry<'_>>,
+) -> Result<T, ParseError> {
+    let mut table = DeTable::new();
+    for entry in entries {
+        table.insert(entry.key, entry.value.value);
+    }
+    T::deserialize(toml::de::Deserializer::from(Spanned::new(
+        0..text.len(),
+        table,
+    )))
+    .map_err(|e| error_at(file, text, e.span(), e.message()))
 }
 
 /// Finds the line of `key` inside `[section]` (or at top level when

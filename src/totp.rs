@@ -11,6 +11,7 @@ use totp_rs::{Algorithm, Secret as TotpRsSecret, TOTP};
 use zeroize::Zeroize;
 
 use crate::random::{self, RandomError};
+use crate::uri::percent_encode;
 
 pub const DIGITS: usize = 6;
 pub const STEP_SECONDS: u64 = 30;
@@ -123,19 +124,6 @@ impl TotpKey {
         }
         found
     }
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The `otpauth://` URI authenticator apps scan:

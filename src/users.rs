@@ -10,138 +10,74 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-
-use serde::Deserialize;
+use std::sync::OnceLock;
 
 use crate::gateway::GatewayKind;
-use crate::toml_errors::{self, ParseError, find_key_line, find_section_line};
+use crate::toml_errors::{ParseError, find_key_line, find_section_line, parse_entries};
 use crate::totp::TotpKey;
 
-/// A Telegram chat id, kept as its decimal text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatId(String);
+/// The key of a user's authenticator secret; every other key of a
+/// `[users.NAME]` table is a gateway's.
+const TOTP_KEY: &str = "totp_secret";
 
-impl ChatId {
-    /// Accepts a plausible chat id: an optional minus sign (groups) and at
-    /// most 16 digits, not zero.
-    pub fn parse(s: &str) -> Result<ChatId, String> {
-        let digits = s.strip_prefix('-').unwrap_or(s);
-        if digits.is_empty()
-            || digits.len() > 16
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.bytes().all(|b| b == b'0')
-        {
-            return Err(
-                "is not a Telegram chat id (digits, optionally with a leading minus; \
-                 `pam-gateway enroll` finds it for you)"
-                    .to_string(),
-            );
-        }
-        Ok(ChatId(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+/// The keys a `[users.NAME]` table may have, as serde's messages list them.
+fn user_keys() -> &'static [&'static str] {
+    static KEYS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        GatewayKind::ALL
+            .iter()
+            .map(|k| k.id())
+            .chain([TOTP_KEY])
+            .collect()
+    })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "a Telegram chat id, as a string or an integer")]
-enum RawChatId {
-    Int(i64),
-    Text(String),
-}
-
-/// A phone number in E.164 form: `+`, the country code, the subscriber
-/// number; 8 to 15 digits in all, no spaces.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PhoneNumber(String);
-
-impl PhoneNumber {
-    pub fn parse(s: &str) -> Result<PhoneNumber, String> {
-        let digits = s.strip_prefix('+').unwrap_or("");
-        if digits.len() < 8
-            || digits.len() > 15
-            || !digits.bytes().all(|b| b.is_ascii_digit())
-            || digits.starts_with('0')
-        {
-            return Err(
-                "is not a phone number in international (E.164) form: a string with `+`, \
-                 the country code and the number, no spaces or leading 0 (e.g. \"+4915112345678\")"
-                    .to_string(),
-            );
-        }
-        Ok(PhoneNumber(s.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The digits without `+` (websms wants the number as an integer).
-    pub fn digits(&self) -> &str {
-        &self.0[1..]
-    }
-}
-
-/// A free-form recipient (webhook, command): 1 to 256 characters, no
-/// control characters, and not starting with `-` (a command would read it
-/// as an option).
-pub fn check_address(s: &str) -> Result<(), String> {
-    if s.is_empty() || s.len() > 256 {
-        return Err("must be 1 to 256 bytes long".to_string());
-    }
-    if s.chars().any(char::is_control) {
-        return Err("must not contain control characters".to_string());
-    }
-    if s.starts_with('-') {
-        return Err("must not start with `-` (a command would take it for an option)".to_string());
-    }
-    Ok(())
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A `[users.NAME]` table as read, before its values are checked: each
+/// recipient's text or why it is none, the authenticator secret's text.
+#[derive(Default)]
 struct RawUser {
-    telegram: Option<RawChatId>,
-    signal: Option<toml::Value>,
-    sms: Option<toml::Value>,
-    webhook: Option<String>,
-    command: Option<String>,
-    /// Base32 authenticator secret (fallback factor).
+    recipients: BTreeMap<GatewayKind, Result<String, String>>,
     totp_secret: Option<String>,
 }
 
-/// Reads a phone number that must be a TOML string (an integer would have
-/// lost its `+`).
-fn phone_from(value: toml::Value) -> Result<PhoneNumber, String> {
-    match value {
-        toml::Value::String(s) => PhoneNumber::parse(&s),
-        toml::Value::Integer(i) => Err(format!(
-            "must be a string with the leading `+`: write \"+{i}\""
-        )),
-        _ => Err("must be a phone number as a string, e.g. \"+4915112345678\"".to_string()),
+/// Reads every `[users.NAME]` table: the TOML types of their values and
+/// unknown keys, reported in the file's order. Each gateway reads its own
+/// recipients.
+fn read_users(path: &Path, text: &str) -> Result<BTreeMap<String, RawUser>, ParseError> {
+    let mut users = BTreeMap::new();
+    for entry in parse_entries(path, text)? {
+        if entry.key() != "users" {
+            return Err(entry.unknown(&["users"]));
+        }
+        // Serde's names for the shapes expected, as its messages give them.
+        entry.value.read_map("RawUser", user_keys(), |user| {
+            let name = user.key().to_string();
+            let mut raw = RawUser::default();
+            user.value
+                .read_struct("RawUser", user_keys(), |key, value| {
+                    match GatewayKind::from_id(key) {
+                        Some(kind) => {
+                            let recipient = kind.spec().read_recipient(value)?;
+                            raw.recipients.insert(kind, recipient);
+                        }
+                        None => raw.totp_secret = Some(value.deserialize()?),
+                    }
+                    Ok(())
+                })?;
+            users.insert(name, raw);
+            Ok(())
+        })?;
     }
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawUsers {
-    #[serde(default)]
-    users: BTreeMap<String, RawUser>,
+    Ok(users)
 }
 
 /// One enrolled user's recipients, per gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UserEntry {
-    pub telegram: Option<ChatId>,
-    pub signal: Option<PhoneNumber>,
-    pub sms: Option<PhoneNumber>,
-    /// Whatever the webhook's URL and body put `{recipient}` in: an ntfy
-    /// topic, a Matrix room id, a Slack handle.
-    pub webhook: Option<String>,
-    /// The command's recipient ($PAM_GATEWAY_RECIPIENT): a phone number, a mail address.
-    pub command: Option<String>,
+    /// The user's address on each gateway the entry names: a chat id, a
+    /// phone number, whatever a webhook's URL and body put `{recipient}`
+    /// in, a command's $PAM_GATEWAY_RECIPIENT.
+    recipients: BTreeMap<GatewayKind, String>,
     /// Authenticator secret: asked for when delivery fails, accepted at
     /// any prompt. Its presence makes users.toml a secret (mode 0600).
     pub totp_secret: Option<TotpKey>,
@@ -150,28 +86,20 @@ pub struct UserEntry {
 impl UserEntry {
     /// True when the entry names no recipient at all.
     pub fn is_empty(&self) -> bool {
-        GatewayKind::ALL
-            .iter()
-            .all(|k| self.recipient(*k).is_none())
+        self.recipients.is_empty()
     }
 
     /// The user's address on one gateway, if the entry names one.
     pub fn recipient(&self, kind: GatewayKind) -> Option<&str> {
-        match kind {
-            GatewayKind::Telegram => self.telegram.as_ref().map(ChatId::as_str),
-            GatewayKind::Signal => self.signal.as_ref().map(PhoneNumber::as_str),
-            GatewayKind::Sms => self.sms.as_ref().map(PhoneNumber::as_str),
-            GatewayKind::Webhook => self.webhook.as_deref(),
-            GatewayKind::Command => self.command.as_deref(),
-        }
+        self.recipients.get(&kind).map(String::as_str)
     }
 
     /// Every recipient of this entry as (gateway id, recipient), in the
     /// default gateway order (`gateways` in gateway.toml may reorder them).
     pub fn recipients(&self) -> Vec<(&'static str, &str)> {
-        GatewayKind::ALL
+        self.recipients
             .iter()
-            .filter_map(|k| self.recipient(*k).map(|r| (k.id(), r)))
+            .map(|(k, r)| (k.id(), r.as_str()))
             .collect()
     }
 }
@@ -183,9 +111,8 @@ pub struct Users {
 
 impl Users {
     pub fn parse(path: &Path, text: &str) -> Result<Users, ParseError> {
-        let raw: RawUsers = toml_errors::parse(path, text)?;
         let mut users = BTreeMap::new();
-        for (name, entry) in raw.users {
+        for (name, raw) in read_users(path, text)? {
             let section = format!("users.{name}");
             let err = |key: Option<&str>, message: String| ParseError {
                 file: path.to_path_buf(),
@@ -203,40 +130,17 @@ impl Users {
             if name.is_empty() || name.len() > 256 || name.chars().any(|c| c.is_control()) {
                 return Err(err(None, "is not a valid user name".to_string()));
             }
-            let telegram = match entry.telegram {
+            let mut recipients = BTreeMap::new();
+            for (kind, recipient) in raw.recipients {
+                let recipient = recipient.map_err(|m| err(Some(kind.id()), m))?;
+                recipients.insert(kind, recipient);
+            }
+            let totp_secret = match &raw.totp_secret {
                 None => None,
-                Some(RawChatId::Int(i)) => {
-                    Some(ChatId::parse(&i.to_string()).map_err(|m| err(Some("telegram"), m))?)
-                }
-                Some(RawChatId::Text(s)) => {
-                    Some(ChatId::parse(&s).map_err(|m| err(Some("telegram"), m))?)
-                }
-            };
-            let phone = |key: &str, v: Option<toml::Value>| -> Result<_, ParseError> {
-                v.map(phone_from).transpose().map_err(|m| err(Some(key), m))
-            };
-            let signal = phone("signal", entry.signal)?;
-            let sms = phone("sms", entry.sms)?;
-            let address = |key: &str, v: Option<String>| -> Result<_, ParseError> {
-                if let Some(a) = &v {
-                    check_address(a).map_err(|m| err(Some(key), m))?;
-                }
-                Ok(v)
-            };
-            let webhook = address("webhook", entry.webhook)?;
-            let command = address("command", entry.command)?;
-            let totp_secret = match &entry.totp_secret {
-                None => None,
-                Some(text) => {
-                    Some(TotpKey::from_base32(text).map_err(|m| err(Some("totp_secret"), m))?)
-                }
+                Some(text) => Some(TotpKey::from_base32(text).map_err(|m| err(Some(TOTP_KEY), m))?),
             };
             let user = UserEntry {
-                telegram,
-                signal,
-                sms,
-                webhook,
-                command,
+                recipients,
                 totp_secret,
             };
             // An authenticator alone is a way in too (no gateway needed).
@@ -258,19 +162,6 @@ impl Users {
     }
 }
 
-/// Masks a recipient for display: `***977`.
-pub fn mask(recipient: &str) -> String {
-    let tail: String = recipient
-        .chars()
-        .rev()
-        .take(3)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("***{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,14 +175,48 @@ mod tests {
         let u = parse("[users.alice]\ntelegram = \"123456977\"\n[users.bob]\ntelegram = -100123\n")
             .expect("parse");
         assert_eq!(
-            u.get("alice").and_then(|e| e.telegram.clone()),
-            Some(ChatId("123456977".into()))
+            u.get("alice")
+                .and_then(|e| e.recipient(GatewayKind::Telegram)),
+            Some("123456977")
         );
         assert_eq!(
-            u.get("bob").and_then(|e| e.telegram.clone()),
-            Some(ChatId("-100123".into()))
+            u.get("bob")
+                .and_then(|e| e.recipient(GatewayKind::Telegram)),
+            Some("-100123")
         );
         assert!(u.get("carol").is_none());
+    }
+
+    #[test]
+    fn unknown_keys_and_shapes_as_serde_reported_them() {
+        let err = parse("[users.alice]\ntelegram = 1\nphone = \"x\"\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert_eq!(err.key.as_deref(), Some("users.alice.phone"));
+        assert_eq!(
+            err.message,
+            "unknown field `phone`, expected one of `telegram`, `signal`, `sms`, `webhook`, \
+             `command`, `totp_secret`"
+        );
+        let err = parse("user = 1\n").unwrap_err();
+        assert_eq!(err.message, "unknown field `user`, expected `users`");
+        let err = parse("users = 1\n").unwrap_err();
+        assert_eq!(err.message, "invalid type: integer `1`, expected a map");
+        let err = parse("[users]\nalice = \"x\"\n").unwrap_err();
+        assert_eq!(
+            err.message,
+            "invalid type: string \"x\", expected struct RawUser"
+        );
+        // An array is read field by field, as serde reads a struct.
+        let err = parse("[users]\nalice = [\"1\"]\n").unwrap_err();
+        assert_eq!(
+            err.message,
+            "invalid length 1, expected struct RawUser with 6 elements"
+        );
+        let fields = r#"[1, "+4915112345678", "+4915112345678", "a", "b", "JBSWY3DPEHPK3PXP"]"#;
+        let u = parse(&format!("[users]\nalice = {fields}\n")).expect("array");
+        let alice = u.get("alice").expect("alice");
+        assert_eq!(alice.recipient(GatewayKind::Telegram), Some("1"));
+        assert_eq!(alice.recipient(GatewayKind::Command), Some("b"));
     }
 
     #[test]
@@ -344,10 +269,6 @@ mod tests {
             Some("!room:example.org")
         );
         assert_eq!(bob.recipient(GatewayKind::Command), Some("bob@example.org"));
-        assert_eq!(
-            bob.sms.as_ref().map(PhoneNumber::digits),
-            Some("4915112345679")
-        );
         let only_signal = parse("[users.carol]\nsignal = \"+4915112345678\"\n").expect("parse");
         assert!(!only_signal.get("carol").expect("carol").is_empty());
     }
@@ -391,7 +312,7 @@ mod tests {
                 .is_some()
         );
         let bob = u.get("bob").expect("bob");
-        assert!(bob.telegram.is_none() && bob.totp_secret.is_some());
+        assert!(bob.recipient(GatewayKind::Telegram).is_none() && bob.totp_secret.is_some());
         let err =
             parse("[users.alice]\ntelegram = \"1\"\ntotp_secret = \"SECRETVALUE1\"\n").unwrap_err();
         assert_eq!(err.line, Some(3));
@@ -400,11 +321,5 @@ mod tests {
         // A TOML type error on the line never quotes it either.
         let err = parse("[users.alice]\ntotp_secret = 12345\n").unwrap_err();
         assert!(!err.to_string().contains("12345"), "{err}");
-    }
-
-    #[test]
-    fn masking() {
-        assert_eq!(mask("123456977"), "***977");
-        assert_eq!(mask("12"), "***12");
     }
 }

@@ -72,7 +72,8 @@ fn config(path: &Path, extra: &str) -> CommandConfig {
         &format!("[command]\npath = \"{}\"\n{extra}", path.display()),
     )
     .expect("config")
-    .command
+    .section::<CommandConfig>()
+    .cloned()
     .expect("command")
 }
 
@@ -373,7 +374,8 @@ fn section_checks() {
     };
     let c = parse("path = \"/usr/bin/gammu\"")
         .expect("defaults")
-        .command
+        .section::<CommandConfig>()
+        .cloned()
         .expect("command");
     assert_eq!(c.timeout, Duration::from_secs(20));
     assert_eq!(c.name, "command");
@@ -381,7 +383,8 @@ fn section_checks() {
     assert!(!c.recipient_arg, "the recipient stays out of ps by default");
     let c = parse("path = \"/usr/bin/gammu\"\nrecipient_arg = true")
         .expect("recipient_arg")
-        .command
+        .section::<CommandConfig>()
+        .cloned()
         .expect("command");
     assert!(c.recipient_arg);
     for (text, key) in [

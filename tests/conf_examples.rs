@@ -26,7 +26,7 @@ fn example_gateway_toml_parses_to_the_documented_defaults() {
     assert_eq!(c.code.ttl.as_secs(), 300);
     assert_eq!(c.unenrolled, Unenrolled::Deny);
     assert_eq!(c.failmode, FailMode::Secure);
-    assert!(c.telegram.is_some());
+    assert!(c.has(GatewayKind::Telegram));
     assert_eq!(c.state_dir, std::path::Path::new("/var/lib/pam_gateway"));
     assert_eq!(c.limits, pam_gateway_core::limits::Limits::default());
     assert_eq!(c.access, pam_gateway_core::policy::AccessPolicy::default());

@@ -438,7 +438,10 @@ const GW_MESSAGE: &str = "493817 is your login code for alice@host (sshd from 20
 /// A gateway of `kind` whose service is at `url`.
 fn gw(kind: &str, url: &str) -> Box<dyn pam_gateway_core::gateway::Gateway> {
     use pam_gateway_core::gateway::{
-        signal::SignalGateway, sms::SmsGateway, telegram::TelegramGateway, webhook::WebhookGateway,
+        signal::{SignalConfig, SignalGateway},
+        sms::{SmsConfig, SmsGateway},
+        telegram::{TelegramConfig, TelegramGateway},
+        webhook::{WebhookConfig, WebhookGateway},
     };
     let limits = format!("timeout = {GW_TIMEOUT}\nconnect_timeout = 1\n");
     let section = match kind {
@@ -467,10 +470,16 @@ fn gw(kind: &str, url: &str) -> Box<dyn pam_gateway_core::gateway::Gateway> {
     )
     .expect("config");
     match kind {
-        "telegram" => Box::new(TelegramGateway::new(&cfg.telegram.expect("telegram"))),
-        "signal" => Box::new(SignalGateway::new(&cfg.signal.expect("signal"))),
-        "webhook" => Box::new(WebhookGateway::new(&cfg.webhook.expect("webhook"))),
-        _ => Box::new(SmsGateway::new(&cfg.sms.expect("sms"))),
+        "telegram" => Box::new(TelegramGateway::new(
+            cfg.section::<TelegramConfig>().expect("telegram"),
+        )),
+        "signal" => Box::new(SignalGateway::new(
+            cfg.section::<SignalConfig>().expect("signal"),
+        )),
+        "webhook" => Box::new(WebhookGateway::new(
+            cfg.section::<WebhookConfig>().expect("webhook"),
+        )),
+        _ => Box::new(SmsGateway::new(cfg.section::<SmsConfig>().expect("sms"))),
     }
 }
 

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use fake_telegram::{FakeOptions, FakeTelegram};
-use pam_gateway_core::config::{Config, HttpSettings};
-use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError};
-use pam_gateway_core::http::{self, TransportError, TrustRoots};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramConfig, TelegramError};
+use pam_gateway_core::http::{self, HttpSettings, TransportError, TrustRoots};
 use tls_front::TlsFront;
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
@@ -145,7 +145,8 @@ fn the_system_store_does_not_trust_the_test_ca() {
     );
     let cfg = Config::parse(Path::new("/t/gateway.toml"), &text)
         .expect("config")
-        .telegram
+        .section::<TelegramConfig>()
+        .cloned()
         .expect("telegram");
     let err = TelegramClient::new(&cfg)
         .expect("client")

@@ -22,7 +22,8 @@ const PROXY_PASSWORD: &str = "proxy-pass-Xq81Zr";
 fn config(extra: &str) -> SignalConfig {
     Config::parse(Path::new("/t/gateway.toml"), &format!("[signal]\n{extra}"))
         .expect("config")
-        .signal
+        .section::<SignalConfig>()
+        .cloned()
         .expect("signal")
 }
 

@@ -33,7 +33,8 @@ const SECRETS: &[&str] = &[
 fn config(section: &str) -> SmsConfig {
     Config::parse(Path::new("/t/gateway.toml"), &format!("[sms]\n{section}"))
         .expect("config")
-        .sms
+        .section::<SmsConfig>()
+        .cloned()
         .expect("sms")
 }
 
@@ -614,9 +615,17 @@ fn section_checks() {
     for text in &ok {
         parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
     }
-    let c = parse(&ok[1]).expect("websms").sms.expect("sms");
+    let c = parse(&ok[1])
+        .expect("websms")
+        .section::<SmsConfig>()
+        .cloned()
+        .expect("sms");
     assert!(format!("{c:?}").contains("api.websms.com"), "default URL");
-    let c = parse(&ok[2]).expect("twilio").sms.expect("sms");
+    let c = parse(&ok[2])
+        .expect("twilio")
+        .section::<SmsConfig>()
+        .cloned()
+        .expect("sms");
     assert!(format!("{c:?}").contains("api.twilio.com"), "default URL");
     assert!(
         !format!("{c:?}").contains("auth_token: \"t\""),

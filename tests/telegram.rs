@@ -7,8 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
-use pam_gateway_core::config::{Config, TelegramConfig};
-use pam_gateway_core::gateway::telegram::{TelegramClient, TelegramError, TelegramGateway};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::telegram::{
+    TelegramClient, TelegramConfig, TelegramError, TelegramGateway,
+};
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
 
 const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
@@ -21,7 +23,8 @@ fn config(api_url: &str, token: &str, timeout: u64) -> TelegramConfig {
     );
     Config::parse(Path::new("/t/gateway.toml"), &text)
         .expect("config")
-        .telegram
+        .section::<TelegramConfig>()
+        .cloned()
         .expect("telegram")
 }
 

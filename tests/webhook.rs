@@ -17,7 +17,8 @@ use serde_json::json;
 const MESSAGE: &str = "123456 is your login code for alice@host (sshd from 203.0.113.7).\nIt expires in 5 min. \"Quotes\" \\ and <html> & stuff";
 
 fn parse(section: &str) -> Result<WebhookConfig, pam_gateway_core::toml_errors::ParseError> {
-    Config::parse(Path::new("/t/gateway.toml"), section).map(|c| c.webhook.expect("webhook"))
+    Config::parse(Path::new("/t/gateway.toml"), section)
+        .map(|c| c.section::<WebhookConfig>().cloned().expect("webhook"))
 }
 
 /// A recipe from conf/webhook/, its https://HOST pointed at the fake.

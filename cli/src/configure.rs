@@ -17,16 +17,18 @@ use std::time::Duration;
 use toml_edit::Value;
 use zeroize::Zeroizing;
 
-use super::gateway_check::{self, Health};
+use super::gateway_check;
 use super::terminal::{Input, InputError};
 use super::{CliError, Exit, OWNER, explain};
 use crate::toml_edits::{self, SectionEdit};
-use pam_gateway_core::config::{
-    Config, DEFAULT_TELEGRAM_API, HttpSettings, Secret, TelegramConfig, check_service_url,
-    is_valid_bot_token,
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::telegram::{
+    DEFAULT_TELEGRAM_API, TelegramClient, TelegramConfig, is_valid_bot_token,
 };
-use pam_gateway_core::gateway::GatewayKind;
-use pam_gateway_core::gateway::telegram::TelegramClient;
+use pam_gateway_core::gateway::{GatewayKind, Health};
+use pam_gateway_core::http::HttpSettings;
+use pam_gateway_core::secret::Secret;
+use pam_gateway_core::section::check_service_url;
 use pam_gateway_core::secure_file::{FileError, Secrecy, read_secure};
 use pam_gateway_core::setup;
 use pam_gateway_core::toml_errors::ParseError;
@@ -48,7 +50,7 @@ pub fn telegram(path: &Path, args: &super::ConfigureTelegramArgs) -> Result<(), 
         Err(FileError::NotFound(_)) => None,
         Err(e) => return Err(e.into()),
     };
-    let current_tg = current.as_ref().and_then(|c| c.telegram.as_ref());
+    let current_tg = current.as_ref().and_then(|c| c.section::<TelegramConfig>());
     let http = current_tg.map(|t| t.http.clone()).unwrap_or(HttpSettings {
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),

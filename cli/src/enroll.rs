@@ -13,13 +13,16 @@ use super::terminal::{EchoOff, Input, InputError};
 use super::{CliError, EnrollArgs, Exit, OWNER, explain, load_config, qr, system, telegram_config};
 use crate::toml_edits;
 use pam_gateway_core::code;
-use pam_gateway_core::config::{Config, TelegramConfig};
-use pam_gateway_core::gateway::telegram::{BotInfo, TelegramClient, TelegramError, Update};
-use pam_gateway_core::gateway::{GatewayKind, redact};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::gateway::telegram::{
+    BotInfo, ChatId, TelegramClient, TelegramConfig, TelegramError, Update,
+};
+use pam_gateway_core::redact::{mask, redact};
 use pam_gateway_core::secure_file::FileLock;
 use pam_gateway_core::setup;
 use pam_gateway_core::system::hostname;
-use pam_gateway_core::users::{ChatId, PhoneNumber, Users, check_address, mask};
+use pam_gateway_core::users::Users;
 
 /// Longest single getUpdates long poll (Telegram allows 50).
 const POLL_SECS: u64 = 25;
@@ -128,7 +131,8 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     if let Some((kind, recipient)) = other_gateway(args) {
         return enroll_other(&config, args, kind, recipient);
     }
-    if config.telegram.is_none() && args.telegram.is_none() && !config.gateways.is_empty() {
+    if !config.has(GatewayKind::Telegram) && args.telegram.is_none() && !config.gateways.is_empty()
+    {
         let ids: Vec<&str> = config.gateways.iter().map(|k| k.id()).collect();
         return Err(CliError::new(
             Exit::Usage,
@@ -176,7 +180,7 @@ fn check_and_write(
     let user = args.user.as_str();
     let chat = found.chat.clone();
     for (other, entry) in &users.users {
-        if other != user && entry.telegram.as_ref() == Some(&chat) {
+        if other != user && entry.recipient(GatewayKind::Telegram) == Some(chat.as_str()) {
             println!(
                 "Warning: chat {} is already enrolled for {other}: both users' codes will go \
                  to the same chat, and whoever reads it can log in as either.",
@@ -184,12 +188,14 @@ fn check_and_write(
             );
         }
     }
-    if let Some(old) = users.get(user).and_then(|e| e.telegram.as_ref())
-        && old != &chat
+    if let Some(old) = users
+        .get(user)
+        .and_then(|e| e.recipient(GatewayKind::Telegram))
+        && old != chat.as_str()
     {
         println!(
             "{user} is enrolled at chat {} now; this replaces it.",
-            mask(old.as_str())
+            mask(old)
         );
     }
     if args.no_verify {
@@ -728,15 +734,6 @@ fn other_gateway(args: &EnrollArgs) -> Option<(GatewayKind, &str)> {
     .find_map(|(kind, value)| value.as_deref().map(|v| (kind, v)))
 }
 
-/// What a recipient on `kind` is called: "chat", "number", "recipient".
-fn noun(kind: GatewayKind) -> &'static str {
-    match kind {
-        GatewayKind::Telegram => "chat",
-        GatewayKind::Signal | GatewayKind::Sms => "number",
-        GatewayKind::Webhook | GatewayKind::Command => "recipient",
-    }
-}
-
 /// `enroll USER --signal NUMBER` and its siblings: the recipient is given,
 /// checked with a code through that gateway, then written.
 fn enroll_other(
@@ -748,11 +745,9 @@ fn enroll_other(
     let user = args.user.as_str();
     let id = kind.id();
     let option = format!("--{id} {recipient}");
-    let valid = match kind {
-        GatewayKind::Signal | GatewayKind::Sms => PhoneNumber::parse(recipient).map(|_| ()),
-        _ => check_address(recipient),
-    };
-    valid.map_err(|m| CliError::new(Exit::Usage, format!("{option}: {m}")))?;
+    kind.spec()
+        .check_recipient(recipient)
+        .map_err(|m| CliError::new(Exit::Usage, format!("{option}: {m}")))?;
     let Some(gateway) = setup::gateway_for(config, kind) else {
         return Err(CliError::new(
             Exit::Files,
@@ -764,7 +759,7 @@ fn enroll_other(
     };
     let users = setup::load_users_or_empty(config, OWNER)?;
     let masked = mask(recipient);
-    let noun = noun(kind);
+    let noun = kind.admin().recipient_noun();
     for (other, entry) in &users.users {
         if other != user && entry.recipient(kind) == Some(recipient) {
             println!(

@@ -117,18 +117,8 @@ pub fn delivery_failure(
         ),
         DeliveryError::Unreachable(reason)
         | DeliveryError::Refused(reason)
-        | DeliveryError::ServiceFailed(reason) => CliError::new(
-            Exit::Gateway,
-            match kind {
-                GatewayKind::Command => format!(
-                    "{name} could not deliver for now: {reason}. Check the program's device or \
-                     service, then try again"
-                ),
-                _ => format!(
-                    "{name} cannot be reached from this host: {reason}. Check that the service \
-                     runs, the network, DNS and firewall, or [{id}] url and proxy in gateway.toml"
-                ),
-            },
-        ),
+        | DeliveryError::ServiceFailed(reason) => {
+            CliError::new(Exit::Gateway, kind.admin().unreachable_advice(name, reason))
+        }
     }
 }

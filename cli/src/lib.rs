@@ -14,6 +14,7 @@ mod enroll;
 #[cfg(test)]
 mod exit_tests;
 mod explain;
+mod finding;
 mod forget;
 mod gateway_check;
 mod man;
@@ -35,7 +36,8 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
-use pam_gateway_core::config::{Config, DEFAULT_CONFIG_PATH, TelegramConfig};
+use pam_gateway_core::config::{Config, DEFAULT_CONFIG_PATH};
+use pam_gateway_core::gateway::telegram::TelegramConfig;
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::setup::{self, SetupError};
 
@@ -847,7 +849,7 @@ fn load_config(path: &Path) -> Result<Config, CliError> {
 
 /// The `[telegram]` section, or what to do when there is none.
 fn telegram_config(config: &Config) -> Result<&TelegramConfig, CliError> {
-    config.telegram.as_ref().ok_or_else(|| {
+    config.section::<TelegramConfig>().ok_or_else(|| {
         CliError::new(
             Exit::Files,
             format!(

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use super::status::Level;
+use super::finding::Level;
 use pam_gateway_core::module_args::ModuleArgs;
 
 /// Our module's file name.

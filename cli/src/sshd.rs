@@ -3,8 +3,8 @@
 
 use std::process::Command;
 
+use super::finding::Level;
 use super::pam_stacks::ServiceReport;
-use super::status::Level;
 
 /// The settings that decide whether pam_gateway is asked.
 #[derive(Debug, Default, PartialEq, Eq)]

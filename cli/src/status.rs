@@ -4,36 +4,15 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::gateway_check::{self, Health};
+use super::finding::Level;
+use super::gateway_check;
 use super::{CliError, Exit, OWNER, StatusArgs, pam_stacks, sshd, system, unlock, users};
 use pam_gateway_core::config::{Config, FailMode, Unenrolled};
-use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::gateway::{GatewayKind, Health};
 use pam_gateway_core::limits::wait_text;
 use pam_gateway_core::setup::{self, SetupError};
 use pam_gateway_core::state::FileStateStore;
 use pam_gateway_core::users::{UserEntry, Users};
-
-/// How a finding bears on logins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Ok,
-    Info,
-    /// Works, but weaker or odder than it should be.
-    Warn,
-    /// Would stop logins.
-    Fail,
-}
-
-impl Level {
-    fn tag(self) -> &'static str {
-        match self {
-            Level::Ok => "ok  ",
-            Level::Info => "info",
-            Level::Warn => "warn",
-            Level::Fail => "FAIL",
-        }
-    }
-}
 
 #[derive(Default)]
 struct Report {

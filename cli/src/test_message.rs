@@ -6,9 +6,9 @@ use std::path::Path;
 use super::{CliError, Exit, OWNER, explain, load_config, telegram_config};
 use pam_gateway_core::gateway::GatewayKind;
 use pam_gateway_core::gateway::telegram::TelegramClient;
+use pam_gateway_core::redact::mask;
 use pam_gateway_core::setup;
 use pam_gateway_core::system::hostname;
-use pam_gateway_core::users::mask;
 
 pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     let config = load_config(config_path)?;
@@ -31,7 +31,8 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     let mut first_error = None;
     let mut failed = Vec::new();
     for route in &routes {
-        let result = match GatewayKind::from_id(route.gateway.id()) {
+        let kind = GatewayKind::from_id(route.gateway.id());
+        let result = match kind {
             Some(GatewayKind::Telegram) => {
                 // The client under the gateway, for answers precise enough
                 // to say what to do ("press Start in @bot").
@@ -62,7 +63,7 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
                 "Delivered: a test message went via {}{via} to {user}'s {}. Ask {user} \
                  whether it arrived.",
                 route.gateway.display_name(),
-                recipient_name(route.gateway.id(), &route.recipient)
+                recipient_name(kind, &route.recipient)
             ),
             Err(e) => {
                 // With several routes, each failure says why here; the
@@ -75,7 +76,7 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
                 println!(
                     "Not delivered via {} to {user}'s {}{why}",
                     route.gateway.display_name(),
-                    recipient_name(route.gateway.id(), &route.recipient)
+                    recipient_name(kind, &route.recipient)
                 );
                 failed.push(route.gateway.display_name().to_string());
                 first_error.get_or_insert(e);
@@ -97,9 +98,10 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
     }
 }
 
-fn recipient_name(gateway: &str, recipient: &str) -> String {
-    match gateway {
-        "telegram" => format!("chat {}", mask(recipient)),
-        _ => mask(recipient),
+/// The recipient as the gateway's messages show it (`chat ***977`).
+fn recipient_name(kind: Option<GatewayKind>, recipient: &str) -> String {
+    match kind {
+        Some(kind) => kind.admin().show_recipient(recipient),
+        None => mask(recipient),
     }
 }

@@ -370,6 +370,7 @@ mod tests {
     use super::*;
     use pam_gateway_core::config::Config;
     use pam_gateway_core::gateway::GatewayKind;
+    use pam_gateway_core::gateway::telegram::TelegramConfig;
     use pam_gateway_core::users::Users;
 
     const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
@@ -392,7 +393,14 @@ mod tests {
             "only the token changed:\n{out}"
         );
         let c = Config::parse(f(), &out).expect("valid");
-        assert_eq!(c.telegram.expect("tg").bot_token.expose(), OTHER);
+        assert_eq!(
+            c.section::<TelegramConfig>()
+                .cloned()
+                .expect("tg")
+                .bot_token
+                .expose(),
+            OTHER
+        );
     }
 
     #[test]
@@ -401,7 +409,7 @@ mod tests {
         let out = set_telegram(f(), text, TOKEN, Some("http://127.0.0.1:9")).expect("edit");
         assert!(out.starts_with(text), "{out}");
         let c = Config::parse(f(), &out).expect("valid");
-        let tg = c.telegram.expect("tg");
+        let tg = c.section::<TelegramConfig>().cloned().expect("tg");
         assert_eq!(tg.api_url, "http://127.0.0.1:9");
         assert_eq!(c.users_file, Path::new("/srv/u.toml"));
         let empty = set_telegram(f(), "", TOKEN, None).expect("edit");
@@ -417,8 +425,7 @@ mod tests {
         assert_eq!(u.users.len(), 2);
         assert_eq!(
             u.get("alice")
-                .and_then(|e| e.telegram.as_ref())
-                .map(|c| c.as_str()),
+                .and_then(|e| e.recipient(GatewayKind::Telegram)),
             Some("123456977")
         );
         assert!(

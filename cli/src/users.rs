@@ -6,8 +6,9 @@ use std::path::Path;
 use super::{CliError, Exit, OWNER, forget, load_config, unlock};
 use crate::toml_edits;
 use pam_gateway_core::config::Unenrolled;
+use pam_gateway_core::redact::mask;
 use pam_gateway_core::setup;
-use pam_gateway_core::users::{Users, mask};
+use pam_gateway_core::users::Users;
 
 /// One line per recipient: user, gateway, masked recipient.
 pub fn table(users: &Users) -> Vec<String> {

@@ -16,6 +16,8 @@ use clap::CommandFactory;
 use cli_harness::*;
 use fake_telegram::{FakeOptions, FakeTelegram, Mode, find_code};
 use pam_gateway_core::config::Config;
+use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::gateway::telegram::TelegramConfig;
 use pam_gateway_core::users::Users;
 use pam_harness::{CHAT, SECRET_HALF, TOKEN, TempDir, write_file};
 
@@ -49,8 +51,8 @@ fn users_of(setup: &Setup) -> Users {
 fn chat_of(users: &Users, user: &str) -> Option<String> {
     users
         .get(user)
-        .and_then(|e| e.telegram.as_ref())
-        .map(|c| c.as_str().to_string())
+        .and_then(|e| e.recipient(GatewayKind::Telegram))
+        .map(str::to_string)
 }
 
 fn assert_no_token(out: &Out) {
@@ -95,7 +97,7 @@ fn configure_checks_the_token_keeps_the_file_and_never_prints_it() {
     let text = fs::read_to_string(&s.config).expect("config");
     assert!(text.starts_with(&before), "comments and keys kept:\n{text}");
     let c = Config::parse(&s.config, &text).expect("valid config");
-    let tg = c.telegram.expect("telegram");
+    let tg = c.section::<TelegramConfig>().cloned().expect("telegram");
     assert_eq!(tg.bot_token.expose(), TOKEN);
     assert_eq!(tg.api_url, fake.url());
     assert_eq!(c.code.digits, 8);
@@ -151,7 +153,7 @@ fn configure_repairs_a_missing_or_malformed_token_and_keeps_api_url() {
             .expect_in_stdout("@pam_gateway_test_bot");
         let text = fs::read_to_string(&s.config).expect("config");
         let c = Config::parse(&s.config, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let tg = c.telegram.expect("telegram");
+        let tg = c.section::<TelegramConfig>().cloned().expect("telegram");
         assert_eq!(tg.api_url, fake.url(), "{text}");
         assert_eq!(tg.http.timeout, Duration::from_secs(3));
     }

@@ -22,6 +22,10 @@ use fake_http::{FakeHttp, Reply, Request};
 use fake_telegram::{FakeOptions, FakeTelegram};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::gateway::command::CommandConfig;
+use pam_gateway_core::gateway::signal::SignalConfig;
+use pam_gateway_core::gateway::sms::SmsConfig;
+use pam_gateway_core::gateway::webhook::WebhookConfig;
 use pam_gateway_core::users::Users;
 use pam_harness::{CHAT, SECRET_HALF, TOKEN, write_file};
 use serde_json::json;
@@ -362,7 +366,7 @@ fn configure_signal_checks_the_api_joins_the_gateway_list_and_keeps_the_file() {
     }
     let c = config_of(&s);
     assert_eq!(c.gateways, [GatewayKind::Telegram, GatewayKind::Signal]);
-    let signal = c.signal.expect("signal");
+    let signal = c.section::<SignalConfig>().cloned().expect("signal");
     assert_eq!(signal.url, api.url());
     assert_eq!(
         signal
@@ -410,7 +414,10 @@ fn configure_signal_checks_the_api_joins_the_gateway_list_and_keeps_the_file() {
         "{text}"
     );
     assert_eq!(text.matches("\"signal\"").count(), 1, "{text}");
-    let signal = config_of(&s).signal.expect("signal");
+    let signal = config_of(&s)
+        .section::<SignalConfig>()
+        .cloned()
+        .expect("signal");
     assert_eq!(signal.http.timeout, Duration::from_secs(7));
     assert!(signal.basic_auth.is_none());
 }
@@ -583,7 +590,7 @@ fn configure_sms_for_each_provider() {
     assert_eq!(ops, ["cr"]);
     let c = config_of(&s);
     assert_eq!(c.gateways, [GatewayKind::Sms]);
-    assert!(format!("{:?}", c.sms).contains("PlaySms"));
+    assert!(format!("{:?}", c.section::<SmsConfig>()).contains("PlaySms"));
 
     // Twilio over it: playSMS's keys go (another provider's key would make
     // the section invalid).
@@ -610,7 +617,7 @@ fn configure_sms_for_each_provider() {
         !text.contains("username") && !text.contains(PLAYSMS_TOKEN) && !text.contains("index.php"),
         "{text}"
     );
-    assert!(format!("{:?}", config_of(&s).sms).contains("Twilio"));
+    assert!(format!("{:?}", config_of(&s).section::<SmsConfig>()).contains("Twilio"));
     assert!(
         tw.requests().iter().all(|r| r.method == "GET"),
         "nothing sent"
@@ -657,7 +664,7 @@ fn configure_sms_for_each_provider() {
         .expect_in_stdout("websms offers no check that sends nothing");
     assert_no_secret(&out);
     assert!(web.requests().is_empty());
-    assert!(format!("{:?}", config_of(&s).sms).contains("max_parts: 2"));
+    assert!(format!("{:?}", config_of(&s).section::<SmsConfig>()).contains("max_parts: 2"));
 
     // Options of another provider, and missing ones, before any secret.
     s.run(
@@ -737,7 +744,7 @@ fn configure_webhook_from_a_recipe_and_by_hand() {
     assert_no_secret(&out);
     assert!(hook.requests().is_empty(), "nothing sent");
     let c = config_of(&s);
-    let w = c.webhook.expect("webhook");
+    let w = c.section::<WebhookConfig>().cloned().expect("webhook");
     assert_eq!(w.name, "ntfy");
     assert_eq!(w.url.expose(), url);
     assert!(w.body.contains("\"topic\":\"{recipient}\""), "{}", w.body);
@@ -768,7 +775,10 @@ fn configure_webhook_from_a_recipe_and_by_hand() {
     );
     out.expect_code(0).expect_in_stdout("webhook (Alerts):");
     assert!(!out.all().contains("key-value-Zq81"), "{}", out.dump());
-    let w = config_of(&s).webhook.expect("webhook");
+    let w = config_of(&s)
+        .section::<WebhookConfig>()
+        .cloned()
+        .expect("webhook");
     assert_eq!(w.name, "Alerts");
     assert_eq!(w.headers.len(), 1);
     assert_eq!(w.headers[0].0, "X-Api-Key");
@@ -782,7 +792,14 @@ fn configure_webhook_from_a_recipe_and_by_hand() {
         &format!("{url}\n\n"),
     );
     out.expect_code(0);
-    assert!(config_of(&s).webhook.expect("webhook").headers.is_empty());
+    assert!(
+        config_of(&s)
+            .section::<WebhookConfig>()
+            .cloned()
+            .expect("webhook")
+            .headers
+            .is_empty()
+    );
 
     // The body is checked before the URL is asked for; a header given
     // with --header needs a value.
@@ -847,7 +864,10 @@ fn configure_on_a_terminal_reads_secrets_without_echo() {
             "{secret:?} on the screen:\n{screen}"
         );
     }
-    let w = config_of(&s).webhook.expect("webhook");
+    let w = config_of(&s)
+        .section::<WebhookConfig>()
+        .cloned()
+        .expect("webhook");
     assert_eq!(w.url.expose(), url);
     assert_eq!(w.headers[0].1.expose(), format!("Bearer {NTFY_TOKEN}"));
 }
@@ -877,7 +897,10 @@ fn configure_command_checks_the_program_like_a_login() {
     out.expect_code(0)
         .expect_in_stdout("passes the checks a login makes")
         .expect_in_stdout("[command] name, path, args, timeout");
-    let c = config_of(&s).command.expect("command");
+    let c = config_of(&s)
+        .section::<CommandConfig>()
+        .cloned()
+        .expect("command");
     assert_eq!(c.path, script);
     assert_eq!(c.args, ["sendsms", "-t"]);
     assert_eq!(c.timeout, Duration::from_secs(30));

@@ -48,13 +48,80 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{DeliveryError, Gateway, mask_recipient};
-use crate::config::{SectionError, check_range};
+use super::delivery::{DeliveryError, Gateway};
+use super::health::{Health, Problem};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
+use crate::recipient::check_address;
+use crate::redact::mask_recipient;
+use crate::section::{SectionError, check_range};
 use crate::secure_file::Owner;
 use crate::system::fs::{memory_file, poll_readable, set_nonblocking};
 use crate::system::process::{ChildSetup, SpawnFailure, has_exited, kill_group, spawn_failure};
-use crate::toml_errors::ParseError;
-use crate::users::check_address;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// The command gateway in the list of gateways: `[command]`; its recipients
+/// are whatever its program takes as $PAM_GATEWAY_RECIPIENT. Its section
+/// names it (`name`, default "command").
+pub struct CommandSpec;
+
+impl GatewaySpec for CommandSpec {
+    fn id(&self) -> &'static str {
+        "command"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "command"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        check_address(recipient)
+    }
+}
+
+impl GatewayAdmin for CommandSpec {
+    fn recipient_noun(&self) -> &'static str {
+        "recipient"
+    }
+
+    /// A program, not a service: its device or service may be down.
+    fn unreachable_advice(&self, name: &str, reason: &str) -> String {
+        format!(
+            "{name} could not deliver for now: {reason}. Check the program's device or \
+             service, then try again"
+        )
+    }
+
+    /// The checks a login makes of the program, before running it.
+    fn health(&self, section: &dyn GatewaySection, owner: Owner) -> Option<Health> {
+        let cfg = section_as::<CommandConfig>(section)?;
+        Some(match check_program(&cfg.path, owner) {
+            Ok(real) => {
+                let resolved = if real == cfg.path {
+                    String::new()
+                } else {
+                    format!(" (it is {})", real.display())
+                };
+                Health::Ok(format!(
+                    "{}{resolved} passes the checks a login makes: owned by root, not \
+                     writable by group or others, executable",
+                    cfg.path.display()
+                ))
+            }
+            Err(m) => Health::Refused(Problem {
+                what: m,
+                fix: "Every login checks the program the same way and refuses to run it \
+                      until this is fixed"
+                    .to_string(),
+            }),
+        })
+    }
+}
 
 /// Bytes of stdout and of stderr kept from the program.
 pub const OUTPUT_CAP: usize = 4096;
@@ -90,10 +157,22 @@ pub struct CommandConfig {
     pub timeout: Duration,
 }
 
+impl GatewaySection for CommandConfig {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(CommandGateway::new(self))
+    }
+}
+
 /// Validates `[command]`. The program itself is checked before each run
 /// (and by `pam-gateway test`), not here: parsing reads no other file.
 pub(crate) fn parse_section(raw: RawCommand, e: SectionError) -> Result<CommandConfig, ParseError> {
-    let name = raw.name.unwrap_or_else(|| "command".to_string());
+    let name = raw
+        .name
+        .unwrap_or_else(|| CommandSpec.display_name().to_string());
     if name.is_empty() || name.chars().count() > 32 || name.chars().any(char::is_control) {
         return Err(e(
             "name",
@@ -568,7 +647,7 @@ impl CommandGateway {
 
 impl Gateway for CommandGateway {
     fn id(&self) -> &'static str {
-        "command"
+        CommandSpec.id()
     }
 
     fn display_name(&self) -> &str {

@@ -1,175 +1,75 @@
 //! Delivery of a message to one recipient, behind one trait. One file per
 //! gateway; the flow only sees [`Gateway`] and [`DeliveryError`].
 //!
-//! Each gateway file also owns its `gateway.toml` section: the raw keys,
-//! their defaults and checks, next to the requests that use them.
+//! Each gateway file owns everything about its gateway: its
+//! [`GatewaySpec`] (its name, its `gateway.toml` section -- the raw keys,
+//! their defaults and checks, next to the requests that use them -- its
+//! recipients in `users.toml`), its [`GatewaySection`] (the gateway it sets
+//! up) and its [`GatewayAdmin`] (the CLI's words for it, its health check).
+//! Config, users, setup and the CLI ask [`GatewayKind::spec`] and
+//! [`GatewayKind::admin`], never a gateway by name.
 
 pub mod command;
+pub mod delivery;
+pub mod health;
 pub mod signal;
 pub mod sms;
+pub mod spec;
 pub mod telegram;
 pub mod webhook;
 
-use std::fmt;
+pub use delivery::{DeliveryError, Gateway};
+pub use health::{Health, Problem};
+pub use spec::{GatewayAdmin, GatewaySection, GatewaySpec};
 
-/// Why a message was not delivered. The flow acts on two questions, and
-/// the variants answer both:
-///
-/// - *May the reservation of this send be given back?* Only when nothing
-///   can have reached the user ([`DeliveryError::nothing_delivered`]): a
-///   send whose fate is unknown counts as sent.
-/// - *May `failmode = "safe"` skip the code?* Only for a service that could
-///   not be reached, and, when the caller is not root (su, sudo), only when
-///   the remote side proved it ([`DeliveryError::proven_remote`]): a caller
-///   can stop the process (a timeout) or starve it (EMFILE), never make a
-///   peer refuse a connection or answer 503.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryError {
-    /// No answer, or no complete one, within the deadline; a reset
-    /// connection, a TLS or DNS failure. The message may have gone out, and
-    /// a process stopped by its caller looks the same from inside.
-    Unreachable(String),
-    /// The peer refused the connection (ECONNREFUSED): nothing left this
-    /// machine, and the remote side said so.
-    Refused(String),
-    /// The service answered with a failure of its own (5xx, an answer that
-    /// cannot be read, a helper program's "try later"): the remote side
-    /// failed, and the message may have been delivered all the same.
-    ServiceFailed(String),
-    /// The service answered and refused this message (unknown recipient,
-    /// bot blocked, rate limited).
-    Rejected {
-        reason: String,
-        retry_after: Option<u64>,
-    },
-    /// Our side is wrong: bad credentials or settings. Needs the admin.
-    Misconfigured(String),
-    /// This machine failed before the message left: no memory, no file
-    /// descriptors, a thread or process that cannot be started, a client
-    /// that cannot be built. Never a reason to skip the code.
-    Local(String),
-}
-
-impl DeliveryError {
-    /// A one-word class for log lines.
-    pub fn class(&self) -> &'static str {
-        match self {
-            DeliveryError::Unreachable(_)
-            | DeliveryError::Refused(_)
-            | DeliveryError::ServiceFailed(_) => "unreachable",
-            DeliveryError::Rejected { .. } => "rejected",
-            DeliveryError::Misconfigured(_) => "misconfigured",
-            DeliveryError::Local(_) => "local-error",
+/// Declares the gateways, one `Kind => its spec` line each, in the
+/// default order of `gateways`: [`GatewayKind`], its `ALL`, its `spec` and
+/// its `admin`.
+macro_rules! gateways {
+    ($($kind:ident => $spec:path,)+) => {
+        /// The gateways this module knows. Everything about one is in its
+        /// file, behind [`GatewayKind::spec`].
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum GatewayKind {
+            $($kind,)+
         }
-    }
 
-    /// The service could not be reached or failed on its side.
-    pub fn is_unreachable(&self) -> bool {
-        self.class() == "unreachable"
-    }
+        impl GatewayKind {
+            /// Every kind, in the default order of `gateways`.
+            pub const ALL: [GatewayKind; [$(GatewayKind::$kind,)+].len()] =
+                [$(GatewayKind::$kind,)+];
 
-    /// The remote side proved it failed: it refused the connection or
-    /// answered with an error. Nothing a local caller can bring about.
-    pub fn proven_remote(&self) -> bool {
-        matches!(
-            self,
-            DeliveryError::Refused(_) | DeliveryError::ServiceFailed(_)
-        )
-    }
+            /// The gateway's name, section and recipients.
+            pub fn spec(self) -> &'static dyn GatewaySpec {
+                match self {
+                    $(GatewayKind::$kind => &$spec,)+
+                }
+            }
 
-    /// Certainly nothing reached the user: the connection was refused, the
-    /// service refused the message, or nothing left this machine.
-    pub fn nothing_delivered(&self) -> bool {
-        matches!(
-            self,
-            DeliveryError::Refused(_)
-                | DeliveryError::Rejected { .. }
-                | DeliveryError::Misconfigured(_)
-                | DeliveryError::Local(_)
-        )
-    }
-
-    /// The same error with `prefix: ` before its text (which gateway or
-    /// provider it came from).
-    pub fn prefixed(self, prefix: &str) -> DeliveryError {
-        let p = |r: String| format!("{prefix}: {r}");
-        match self {
-            DeliveryError::Unreachable(r) => DeliveryError::Unreachable(p(r)),
-            DeliveryError::Refused(r) => DeliveryError::Refused(p(r)),
-            DeliveryError::ServiceFailed(r) => DeliveryError::ServiceFailed(p(r)),
-            DeliveryError::Rejected {
-                reason,
-                retry_after,
-            } => DeliveryError::Rejected {
-                reason: p(reason),
-                retry_after,
-            },
-            DeliveryError::Misconfigured(r) => DeliveryError::Misconfigured(p(r)),
-            DeliveryError::Local(r) => DeliveryError::Local(p(r)),
+            /// What only the CLI asks of the gateway (see [`GatewayAdmin`]).
+            pub fn admin(self) -> &'static dyn GatewayAdmin {
+                match self {
+                    $(GatewayKind::$kind => &$spec,)+
+                }
+            }
         }
-    }
+    };
 }
 
-impl fmt::Display for DeliveryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeliveryError::Unreachable(r) => write!(f, "unreachable: {r}"),
-            DeliveryError::Refused(r) => write!(f, "unreachable: {r}"),
-            DeliveryError::ServiceFailed(r) => write!(f, "unreachable: {r}"),
-            DeliveryError::Rejected {
-                reason,
-                retry_after: Some(s),
-            } => write!(f, "rejected: {reason} (retry after {s} s)"),
-            DeliveryError::Rejected { reason, .. } => write!(f, "rejected: {reason}"),
-            DeliveryError::Misconfigured(r) => write!(f, "misconfigured: {r}"),
-            DeliveryError::Local(r) => write!(f, "local error: {r}"),
-        }
-    }
-}
-
-impl std::error::Error for DeliveryError {}
-
-/// A way to deliver a short text to a recipient.
-pub trait Gateway {
-    /// The key used in config and users files (`telegram`).
-    fn id(&self) -> &'static str;
-    /// The name shown to people in the prompt (`Telegram`; configurable
-    /// for the webhook and command gateways).
-    fn display_name(&self) -> &str;
-    /// Delivers `text` to `recipient`, within the gateway's own timeout.
-    fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError>;
-}
-
-/// The gateways this module knows, by their key in `gateway.toml` and
-/// `users.toml`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum GatewayKind {
-    Telegram,
-    Signal,
-    Sms,
-    Webhook,
-    Command,
+// A new gateway: its file, its `pub mod` above, and its line here.
+gateways! {
+    Telegram => telegram::TelegramSpec,
+    Signal => signal::SignalSpec,
+    Sms => sms::SmsSpec,
+    Webhook => webhook::WebhookSpec,
+    Command => command::CommandSpec,
 }
 
 impl GatewayKind {
-    /// Every kind, in the default order of `gateways`.
-    pub const ALL: [GatewayKind; 5] = [
-        GatewayKind::Telegram,
-        GatewayKind::Signal,
-        GatewayKind::Sms,
-        GatewayKind::Webhook,
-        GatewayKind::Command,
-    ];
-
-    /// The key used for it in config and users files.
+    /// The key used for it in config and users files
+    /// ([`GatewaySpec::id`]).
     pub fn id(self) -> &'static str {
-        match self {
-            GatewayKind::Telegram => "telegram",
-            GatewayKind::Signal => "signal",
-            GatewayKind::Sms => "sms",
-            GatewayKind::Webhook => "webhook",
-            GatewayKind::Command => "command",
-        }
+        self.spec().id()
     }
 
     pub fn from_id(id: &str) -> Option<GatewayKind> {
@@ -177,36 +77,9 @@ impl GatewayKind {
     }
 }
 
-/// Replaces the recipient's address in a service's message by its masked
-/// form (`***678`): error texts end up in syslog.
-pub fn mask_recipient(text: &str, recipient: &str) -> String {
-    if recipient.len() < 4 {
-        return text.to_string();
-    }
-    text.replace(recipient, &crate::users::mask(recipient))
-}
-
-/// Removes every secret from `text` (replaced by `[redacted]`) and control
-/// characters that could forge extra log lines.
-pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut out = text.to_string();
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        out = out.replace(secret, "[redacted]");
-    }
-    out.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_secrets_and_controls() {
-        let t = redact("GET /bot1:abc/x failed\nforged line", &["1:abc", ""]);
-        assert_eq!(t, "GET /bot[redacted]/x failed forged line");
-    }
 
     #[test]
     fn kinds_round_trip() {
@@ -214,13 +87,5 @@ mod tests {
             assert_eq!(GatewayKind::from_id(k.id()), Some(k));
         }
         assert_eq!(GatewayKind::from_id("Telegram"), None);
-    }
-
-    #[test]
-    fn recipients_are_masked() {
-        assert_eq!(
-            mask_recipient("Unregistered user \"+4915112345678\"", "+4915112345678"),
-            "Unregistered user \"***678\""
-        );
     }
 }

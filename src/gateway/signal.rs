@@ -13,16 +13,71 @@
 //! Neither has authentication of its own; `username`/`password` are for a
 //! reverse proxy in front of it (HTTP Basic), and are redacted from errors.
 
-use std::cell::OnceCell;
-
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DeliveryError, Gateway, mask_recipient};
-use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
-use crate::http::{self, HttpAnswer, TransportError};
-use crate::toml_errors::ParseError;
-use crate::users::PhoneNumber;
+use super::delivery::{DeliveryError, Gateway};
+use super::health::Health;
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
+use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
+use crate::recipient::{PhoneNumber, phone_from};
+use crate::redact::{mask, mask_recipient};
+use crate::secret::Secret;
+use crate::section::{SectionError, check_service_url};
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// Signal in the list of gateways: `[signal]`; its recipients are phone
+/// numbers.
+pub struct SignalSpec;
+
+impl GatewaySpec for SignalSpec {
+    fn id(&self) -> &'static str {
+        "signal"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Signal"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        PhoneNumber::parse(recipient).map(|_| ())
+    }
+
+    /// A phone number must be a TOML string (an integer would have lost
+    /// its `+`).
+    fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
+        let value: toml::Value = value.deserialize()?;
+        Ok(phone_from(value).map(|n| n.as_str().to_string()))
+    }
+}
+
+impl GatewayAdmin for SignalSpec {
+    fn recipient_noun(&self) -> &'static str {
+        "number"
+    }
+
+    /// signal-cli's `/v1/about` or `version`.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<SignalConfig>(section)?;
+        Some(match SignalGateway::new(cfg).check() {
+            Ok(found) => Health::Ok(found),
+            Err(e) => Health::from_delivery(
+                DeliveryError::from(e),
+                &cfg.url,
+                "Check that signal-cli-rest-api (or `signal-cli daemon --http`) runs and \
+                 listens at [signal] url, and the network in between",
+                "Fix with `pam-gateway configure signal`",
+            ),
+        })
+    }
+}
 
 /// Which signal-cli front end answers at `url`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -62,6 +117,12 @@ pub struct SignalConfig {
     pub http: HttpSettings,
 }
 
+impl GatewaySection for SignalConfig {
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(SignalGateway::new(self))
+    }
+}
+
 /// Validates `[signal]`.
 pub(crate) fn parse_section(raw: RawSignal, e: SectionError) -> Result<SignalConfig, ParseError> {
     let url = check_service_url(&raw.url).map_err(|m| e("url", m))?;
@@ -94,7 +155,8 @@ pub(crate) fn parse_section(raw: RawSignal, e: SectionError) -> Result<SignalCon
         (Some(_), None) => return Err(e("username", "is set but password is not".to_string())),
         (None, Some(_)) => return Err(e("password", "is set but username is not".to_string())),
     };
-    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
     Ok(SignalConfig {
         url,
         number,
@@ -192,14 +254,14 @@ impl From<SignalError> for DeliveryError {
 /// Signal as a [`Gateway`]: the recipient is an E.164 phone number.
 pub struct SignalGateway {
     cfg: SignalConfig,
-    client: OnceCell<http::Client>,
+    client: LazyClient,
 }
 
 impl SignalGateway {
     pub fn new(cfg: &SignalConfig) -> SignalGateway {
         SignalGateway {
             cfg: cfg.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
@@ -212,11 +274,9 @@ impl SignalGateway {
 
     /// The HTTP client, built on first use.
     fn client(&self) -> Result<&http::Client, SignalError> {
-        if let Some(c) = self.client.get() {
-            return Ok(c);
-        }
-        let c = http::client(&self.cfg.http).map_err(SignalError::Transport)?;
-        Ok(self.client.get_or_init(|| c))
+        self.client
+            .get_or_build(|| http::client(&self.cfg.http))
+            .map_err(SignalError::Transport)
     }
 
     fn post(&self, path: &str, body: &Value) -> Result<HttpAnswer, SignalError> {
@@ -444,7 +504,7 @@ impl SignalGateway {
         let Some(number) = &self.cfg.number else {
             return Ok(found);
         };
-        let masked = crate::users::mask(number.as_str());
+        let masked = mask(number.as_str());
         let answer = self.get("/v1/accounts")?;
         let accounts: Option<Vec<String>> = (answer.status == 200)
             .then(|| serde_json::from_str(&answer.body).ok())
@@ -520,7 +580,7 @@ impl SignalGateway {
         let Some(number) = &self.cfg.number else {
             return Ok(found);
         };
-        let masked = crate::users::mask(number.as_str());
+        let masked = mask(number.as_str());
         match self.rpc("listAccounts", None)? {
             RpcAnswer::Result(Value::Array(list)) => {
                 let has = list
@@ -624,11 +684,11 @@ fn classify_message(status: u16, message: &str) -> SignalError {
 
 impl Gateway for SignalGateway {
     fn id(&self) -> &'static str {
-        "signal"
+        SignalSpec.id()
     }
 
     fn display_name(&self) -> &str {
-        "Signal"
+        SignalSpec.display_name()
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {

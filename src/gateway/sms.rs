@@ -6,19 +6,85 @@
 //! - [`websms`]: websms.com / LINK Mobility REST (`/rest/smsmessaging/text`);
 //! - [`twilio`]: Twilio's `Messages.json`.
 
+mod error;
 pub mod playsms;
 pub mod twilio;
 pub mod websms;
 
-use std::cell::OnceCell;
+pub use error::SmsError;
+pub use playsms::PlaySmsConfig;
+pub use twilio::{TwilioConfig, TwilioSender};
+pub use websms::{WebSmsAuth, WebSmsConfig};
 
 use serde::Deserialize;
 
-use super::{DeliveryError, Gateway};
-use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
-use crate::http::{self, TransportError};
-use crate::toml_errors::ParseError;
-use crate::users::PhoneNumber;
+use super::delivery::{DeliveryError, Gateway};
+use super::health::Health;
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
+use crate::http::{self, HttpSettings, LazyClient};
+use crate::recipient::{PhoneNumber, phone_from};
+use crate::secret::Secret;
+use crate::section::{SectionError, check_range, check_service_url};
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// SMS in the list of gateways: `[sms]`; its recipients are phone numbers.
+pub struct SmsSpec;
+
+impl GatewaySpec for SmsSpec {
+    fn id(&self) -> &'static str {
+        "sms"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "SMS"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        PhoneNumber::parse(recipient).map(|_| ())
+    }
+
+    /// A phone number must be a TOML string (an integer would have lost
+    /// its `+`).
+    fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
+        let value: toml::Value = value.deserialize()?;
+        Ok(phone_from(value).map(|n| n.as_str().to_string()))
+    }
+}
+
+impl GatewayAdmin for SmsSpec {
+    fn recipient_noun(&self) -> &'static str {
+        "number"
+    }
+
+    /// playSMS's credit query, Twilio's account lookup; websms has none.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<SmsConfig>(section)?;
+        let provider = cfg.provider.name();
+        Some(match SmsGateway::new(cfg).check() {
+            Ok(Some(found)) => Health::Ok(found),
+            Ok(None) => Health::Unchecked(format!(
+                "{provider} settings valid; {provider} offers no check that sends \
+                 nothing (`pam-gateway test USER` sends a real SMS)"
+            )),
+            Err(e) => Health::from_delivery(
+                DeliveryError::from(e),
+                provider,
+                &format!(
+                    "Check that {provider} can be reached from this host ([sms] url, \
+                     proxy, firewall)"
+                ),
+                "Fix with `pam-gateway configure sms`",
+            ),
+        })
+    }
+}
 
 pub const DEFAULT_WEBSMS_URL: &str = "https://api.websms.com";
 pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
@@ -38,48 +104,6 @@ pub struct RawSms {
     timeout: Option<u64>,
     connect_timeout: Option<u64>,
     proxy: Option<String>,
-}
-
-/// playSMS: webservices URL (`.../index.php`), user, webservices token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlaySmsConfig {
-    pub url: String,
-    pub username: String,
-    pub token: Secret,
-    /// Sender id (`from`), if the playSMS account may set one.
-    pub from: Option<String>,
-}
-
-/// How websms is authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WebSmsAuth {
-    Basic { username: String, password: Secret },
-    Bearer(Secret),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebSmsConfig {
-    pub url: String,
-    pub auth: WebSmsAuth,
-    /// `maxSmsPerMessage`: how many SMS one code may take.
-    pub max_parts: u32,
-}
-
-/// Who a Twilio message comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TwilioSender {
-    /// `From`: a Twilio number or an alphanumeric sender id.
-    From(String),
-    /// `MessagingServiceSid` (`MG…`).
-    MessagingService(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TwilioConfig {
-    pub url: String,
-    pub account_sid: String,
-    pub auth_token: Secret,
-    pub sender: TwilioSender,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,6 +153,12 @@ fn required<'a>(
         Some(v) if !v.trim().is_empty() => Ok(v),
         Some(_) => Err(e(key, "must not be empty".to_string())),
         None => Err(e(key, "is required for this provider".to_string())),
+    }
+}
+
+impl GatewaySection for SmsConfig {
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(SmsGateway::new(self))
     }
 }
 
@@ -240,9 +270,7 @@ pub(crate) fn parse_section(raw: RawSms, e: SectionError) -> Result<SmsConfig, P
             {
                 return Err(e("username", "must not contain `:`".to_string()));
             }
-            let max_parts = crate::config::check_range(raw.max_parts.unwrap_or(3), 1, 10, &|m| {
-                e("max_parts", m)
-            })?;
+            let max_parts = check_range(raw.max_parts.unwrap_or(3), 1, 10, &|m| e("max_parts", m))?;
             SmsProvider::WebSms(WebSmsConfig {
                 url: url(Some(DEFAULT_WEBSMS_URL))?,
                 auth,
@@ -283,99 +311,22 @@ pub(crate) fn parse_section(raw: RawSms, e: SectionError) -> Result<SmsConfig, P
             })
         }
     };
-    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
     Ok(SmsConfig { provider, http })
-}
-
-/// What went wrong sending an SMS, common to the providers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SmsError {
-    Transport(TransportError),
-    /// Credentials, token, IP allow-list or account refused.
-    Unauthorized(String),
-    /// The account has no credit or hit its quota.
-    NoCredit(String),
-    /// The configured sender is not allowed.
-    BadSender(String),
-    /// The provider refused the recipient's number.
-    BadRecipient(String),
-    /// The message needs more parts than allowed.
-    TooLong(String),
-    RateLimited {
-        retry_after: Option<u64>,
-    },
-    /// Our request is not what this provider expects (wrong URL, API).
-    BadRequest(String),
-    /// The provider refused the message for another reason.
-    Refused(String),
-    /// 5xx, or the provider's own "internal error".
-    Server(String),
-    Malformed(String),
-}
-
-impl std::fmt::Display for SmsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use SmsError::*;
-        match self {
-            Transport(t) => write!(f, "{t}"),
-            Unauthorized(d) => write!(f, "credentials refused: {d}"),
-            NoCredit(d) => write!(f, "no credit or quota left: {d}"),
-            BadSender(d) => write!(f, "sender refused: {d} (check [sms] from)"),
-            BadRecipient(d) => write!(f, "recipient refused: {d}"),
-            TooLong(d) => write!(
-                f,
-                "message too long: {d} (shorten [message] template or raise [sms] max_parts)"
-            ),
-            RateLimited {
-                retry_after: Some(s),
-            } => write!(f, "rate limited, retry after {s} s"),
-            RateLimited { retry_after: None } => f.write_str("rate limited"),
-            BadRequest(d) => write!(
-                f,
-                "request not accepted: {d} (check [sms] url and provider)"
-            ),
-            Refused(d) => write!(f, "refused: {d}"),
-            Server(d) => write!(f, "server error: {d}"),
-            Malformed(d) => write!(f, "unreadable answer: {d}"),
-        }
-    }
-}
-
-impl std::error::Error for SmsError {}
-
-impl From<SmsError> for DeliveryError {
-    fn from(e: SmsError) -> DeliveryError {
-        use SmsError::*;
-        let text = e.to_string();
-        match e {
-            Transport(t) => t.delivery_error(text),
-            Server(_) | Malformed(_) => DeliveryError::ServiceFailed(text),
-            BadRecipient(_) | Refused(_) => DeliveryError::Rejected {
-                reason: text,
-                retry_after: None,
-            },
-            RateLimited { retry_after } => DeliveryError::Rejected {
-                reason: text,
-                retry_after,
-            },
-            Unauthorized(_) | NoCredit(_) | BadSender(_) | TooLong(_) | BadRequest(_) => {
-                DeliveryError::Misconfigured(text)
-            }
-        }
-    }
 }
 
 /// SMS as a [`Gateway`]: the recipient is an E.164 phone number.
 pub struct SmsGateway {
     cfg: SmsConfig,
-    client: OnceCell<http::Client>,
+    client: LazyClient,
 }
 
 impl SmsGateway {
     pub fn new(cfg: &SmsConfig) -> SmsGateway {
         SmsGateway {
             cfg: cfg.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
@@ -392,11 +343,9 @@ impl SmsGateway {
     }
 
     fn client(&self) -> Result<&http::Client, SmsError> {
-        if let Some(c) = self.client.get() {
-            return Ok(c);
-        }
-        let c = http::client(&self.cfg.http).map_err(SmsError::Transport)?;
-        Ok(self.client.get_or_init(|| c))
+        self.client
+            .get_or_build(|| http::client(&self.cfg.http))
+            .map_err(SmsError::Transport)
     }
 
     /// Proves the credentials with a harmless read-only request where the
@@ -427,11 +376,11 @@ impl SmsGateway {
 
 impl Gateway for SmsGateway {
     fn id(&self) -> &'static str {
-        "sms"
+        SmsSpec.id()
     }
 
     fn display_name(&self) -> &str {
-        "SMS"
+        SmsSpec.display_name()
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
@@ -442,13 +391,4 @@ impl Gateway for SmsGateway {
             )
         })
     }
-}
-
-/// A service message for an error: bounded, secrets and the message that
-/// was sent (`sent`) redacted, the full phone number masked.
-pub(crate) fn clean(text: &str, recipient: &PhoneNumber, secrets: &[&str], sent: &str) -> String {
-    let text = http::excerpt_sent(text, 200, secrets, sent);
-    // Providers echo numbers with or without `+`.
-    let text = super::mask_recipient(&text, recipient.as_str());
-    super::mask_recipient(&text, recipient.digits())
 }

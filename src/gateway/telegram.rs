@@ -1,5 +1,5 @@
 //! Telegram Bot API: `sendMessage` for codes, `getMe` and `getUpdates` for
-//! the admin CLI.
+//! the admin CLI; the `[telegram]` section and chat ids ([`TelegramSpec`]).
 //!
 //! The bot token sits in the URL path (`/bot<token>/<method>`), and reqwest
 //! errors print their URL: every error leaves this file through
@@ -12,9 +12,178 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{DeliveryError, Gateway, redact};
-use crate::config::{Secret, TelegramConfig};
-use crate::http;
+use super::delivery::{DeliveryError, Gateway};
+use super::health::{Health, Problem};
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
+use crate::http::{self, HttpSettings, LazyClient};
+use crate::redact::{mask, redact};
+use crate::secret::Secret;
+use crate::section::{SectionError, check_service_url};
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+
+/// Telegram in the list of gateways: `[telegram]`; its recipients are chat
+/// ids.
+pub struct TelegramSpec;
+
+impl GatewaySpec for TelegramSpec {
+    fn id(&self) -> &'static str {
+        "telegram"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "Telegram"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        ChatId::parse(recipient).map(|_| ())
+    }
+
+    /// A chat id may be written as a TOML integer too.
+    fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
+        let text = match value.deserialize::<RawChatId>()? {
+            RawChatId::Int(i) => i.to_string(),
+            RawChatId::Text(s) => s,
+        };
+        Ok(ChatId::parse(&text).map(|c| c.0))
+    }
+}
+
+impl GatewayAdmin for TelegramSpec {
+    fn recipient_noun(&self) -> &'static str {
+        "chat"
+    }
+
+    fn show_recipient(&self, recipient: &str) -> String {
+        format!("chat {}", mask(recipient))
+    }
+
+    /// `getMe`: the token is accepted and the bot named.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<TelegramConfig>(section)?;
+        Some(match TelegramClient::new(cfg).and_then(|c| c.get_me()) {
+            Ok(bot) => Health::Ok(format!("bot @{} answers at {}", bot.username, cfg.api_url)),
+            Err(TelegramError::Unauthorized) => Health::Refused(Problem {
+                what: "the bot token is refused (401/404)".to_string(),
+                fix: "Copy the current token from @BotFather and run `pam-gateway \
+                      configure telegram`"
+                    .to_string(),
+            }),
+            Err(e) => Health::Unreachable(Problem {
+                what: format!("{} cannot be used ({e})", cfg.api_url),
+                fix: "Check the network, DNS, firewall, or api_url and proxy in gateway.toml"
+                    .to_string(),
+            }),
+        })
+    }
+}
+
+pub const DEFAULT_TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// A Telegram chat id, kept as its decimal text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatId(String);
+
+impl ChatId {
+    /// Accepts a plausible chat id: an optional minus sign (groups) and at
+    /// most 16 digits, not zero.
+    pub fn parse(s: &str) -> Result<ChatId, String> {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        if digits.is_empty()
+            || digits.len() > 16
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || digits.bytes().all(|b| b == b'0')
+        {
+            return Err(
+                "is not a Telegram chat id (digits, optionally with a leading minus; \
+                 `pam-gateway enroll` finds it for you)"
+                    .to_string(),
+            );
+        }
+        Ok(ChatId(s.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a Telegram chat id, as a string or an integer")]
+enum RawChatId {
+    Int(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelegram {
+    bot_token: String,
+    api_url: Option<String>,
+    timeout: Option<u64>,
+    connect_timeout: Option<u64>,
+    proxy: Option<String>,
+}
+
+/// `[telegram]` of `gateway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelegramConfig {
+    pub bot_token: Secret,
+    pub api_url: String,
+    pub http: HttpSettings,
+}
+
+/// Checks a Telegram bot token's shape: `<bot id>:<secret>`, the secret at
+/// least 30 of `[A-Za-z0-9_-]`.
+pub fn is_valid_bot_token(token: &str) -> bool {
+    let Some((id, secret)) = token.split_once(':') else {
+        return false;
+    };
+    !id.is_empty()
+        && id.len() <= 20
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && secret.len() >= 30
+        && secret.len() <= 200
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+impl GatewaySection for TelegramConfig {
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(TelegramGateway::new(self))
+    }
+}
+
+/// Validates `[telegram]`.
+pub(crate) fn parse_section(
+    raw: RawTelegram,
+    e: SectionError,
+) -> Result<TelegramConfig, ParseError> {
+    if !is_valid_bot_token(&raw.bot_token) {
+        return Err(e(
+            "bot_token",
+            "is not a bot token: expected the whole token BotFather gave, \
+             digits, a colon, then at least 30 of [A-Za-z0-9_-] (value not shown)"
+                .to_string(),
+        ));
+    }
+    let api_url = check_service_url(raw.api_url.as_deref().unwrap_or(DEFAULT_TELEGRAM_API))
+        .map_err(|m| e("api_url", m))?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    Ok(TelegramConfig {
+        bot_token: Secret::new(raw.bot_token.clone()),
+        api_url,
+        http,
+    })
+}
 
 /// What went wrong talking to Telegram, one variant per case an admin
 /// handles differently.
@@ -368,33 +537,29 @@ impl TelegramClient {
 /// is built on first use, so a login that sends nothing costs nothing.
 pub struct TelegramGateway {
     cfg: TelegramConfig,
-    client: std::cell::OnceCell<TelegramClient>,
+    client: LazyClient<TelegramClient>,
 }
 
 impl TelegramGateway {
     pub fn new(cfg: &TelegramConfig) -> TelegramGateway {
         TelegramGateway {
             cfg: cfg.clone(),
-            client: std::cell::OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
     fn client(&self) -> Result<&TelegramClient, TelegramError> {
-        if let Some(c) = self.client.get() {
-            return Ok(c);
-        }
-        let c = TelegramClient::new(&self.cfg)?;
-        Ok(self.client.get_or_init(|| c))
+        self.client.get_or_build(|| TelegramClient::new(&self.cfg))
     }
 }
 
 impl Gateway for TelegramGateway {
     fn id(&self) -> &'static str {
-        "telegram"
+        TelegramSpec.id()
     }
 
     fn display_name(&self) -> &'static str {
-        "Telegram"
+        TelegramSpec.display_name()
     }
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
@@ -411,5 +576,25 @@ fn transport_error(e: http::TransportError, scrub: &dyn Fn(&str) -> String) -> T
         http::TransportError::Timeout => TelegramError::Timeout,
         http::TransportError::Local(t) => TelegramError::Local(scrub(&t)),
         http::TransportError::Other(t) => TelegramError::Transport(scrub(&t)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+
+    #[test]
+    fn token_shapes() {
+        assert!(is_valid_bot_token(TOKEN));
+        assert!(!is_valid_bot_token("AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"));
+        assert!(!is_valid_bot_token(
+            "abc:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c"
+        ));
+        assert!(!is_valid_bot_token(
+            "123:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9w/3c"
+        ));
+        assert!(!is_valid_bot_token("123:short"));
     }
 }

@@ -10,16 +10,70 @@
 //! are themselves secrets) and its long path segments are redacted from
 //! every error.
 
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{DeliveryError, Gateway, mask_recipient};
-use crate::config::{HttpSettings, Secret, SectionError, check_service_url, http_settings};
-use crate::http::{self, HttpAnswer, TransportError, percent_encode};
-use crate::toml_errors::ParseError;
+use super::delivery::{DeliveryError, Gateway};
+use super::health::Health;
+use super::spec::{
+    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+};
+use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
+use crate::recipient::check_address;
+use crate::redact::mask_recipient;
+use crate::secret::Secret;
+use crate::section::{SectionError, check_service_url};
+use crate::secure_file::Owner;
+use crate::toml_errors::{ParseError, TomlItem};
+use crate::uri::percent_encode;
+
+/// The webhook in the list of gateways: `[webhook]`; its recipients are
+/// whatever its URL and body put `{recipient}` in. Its section names it
+/// (`name`, default "webhook").
+pub struct WebhookSpec;
+
+impl GatewaySpec for WebhookSpec {
+    fn id(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
+        read_section_as(section, parse_section)
+    }
+
+    fn check_recipient(&self, recipient: &str) -> Result<(), String> {
+        check_address(recipient)
+    }
+}
+
+impl GatewayAdmin for WebhookSpec {
+    fn recipient_noun(&self) -> &'static str {
+        "recipient"
+    }
+
+    /// Nothing to ask that sends nothing: the settings were checked when
+    /// they were parsed.
+    fn health(&self, section: &dyn GatewaySection, _owner: Owner) -> Option<Health> {
+        let cfg = section_as::<WebhookConfig>(section)?;
+        // The URL is a secret; its scheme and host are not.
+        let origin = reqwest::Url::parse(cfg.url.expose())
+            .ok()
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .unwrap_or_else(|| "its URL".to_string());
+        Some(Health::Unchecked(format!(
+            "settings valid, posts to {origin} (rest of the URL not shown); a webhook \
+             has no check that sends nothing (`pam-gateway test USER` sends a real \
+             message)"
+        )))
+    }
+}
 
 /// Placeholders the URL may use (in its path).
 pub const URL_PLACEHOLDERS: &[&str] = &["recipient", "txn"];
@@ -175,9 +229,21 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl GatewaySection for WebhookConfig {
+    fn name(&self) -> Option<&str> {
+        Some(&self.name)
+    }
+
+    fn gateway(&self) -> Box<dyn Gateway> {
+        Box::new(WebhookGateway::new(self))
+    }
+}
+
 /// Validates `[webhook]`.
 pub(crate) fn parse_section(raw: RawWebhook, e: SectionError) -> Result<WebhookConfig, ParseError> {
-    let name = raw.name.unwrap_or_else(|| "webhook".to_string());
+    let name = raw
+        .name
+        .unwrap_or_else(|| WebhookSpec.display_name().to_string());
     if name.is_empty() || name.chars().count() > 32 || name.chars().any(char::is_control) {
         return Err(e(
             "name",
@@ -259,7 +325,8 @@ pub(crate) fn parse_section(raw: RawWebhook, e: SectionError) -> Result<WebhookC
             )
         })?;
     }
-    let http = http_settings(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
+    let http =
+        HttpSettings::from_keys(raw.timeout, raw.connect_timeout, raw.proxy.as_ref(), 10, e)?;
     Ok(WebhookConfig {
         name,
         url: Secret::new(raw.url),
@@ -369,14 +436,14 @@ impl From<WebhookError> for DeliveryError {
 /// The webhook as a [`Gateway`].
 pub struct WebhookGateway {
     cfg: WebhookConfig,
-    client: OnceCell<http::Client>,
+    client: LazyClient,
 }
 
 impl WebhookGateway {
     pub fn new(cfg: &WebhookConfig) -> WebhookGateway {
         WebhookGateway {
             cfg: cfg.clone(),
-            client: OnceCell::new(),
+            client: LazyClient::new(),
         }
     }
 
@@ -422,13 +489,10 @@ impl WebhookGateway {
             "txn" => Some(txn.clone()),
             _ => None,
         });
-        let client = match self.client.get() {
-            Some(c) => c,
-            None => {
-                let c = http::client(&self.cfg.http).map_err(WebhookError::Transport)?;
-                self.client.get_or_init(|| c)
-            }
-        };
+        let client = self
+            .client
+            .get_or_build(|| http::client(&self.cfg.http))
+            .map_err(WebhookError::Transport)?;
         let mut request = match self.cfg.method {
             WebhookMethod::Post => client.post(url.expose()),
             WebhookMethod::Put => client.put(url.expose()),
@@ -490,7 +554,7 @@ fn interpret(answer: &HttpAnswer, clean: &dyn Fn(&str) -> String) -> Result<(), 
 
 impl Gateway for WebhookGateway {
     fn id(&self) -> &'static str {
-        "webhook"
+        WebhookSpec.id()
     }
 
     fn display_name(&self) -> &str {

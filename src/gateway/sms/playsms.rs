@@ -8,10 +8,21 @@
 
 use serde_json::Value;
 
-use super::{PlaySmsConfig, SmsError, clean};
-use crate::config::Secret;
+use super::error::{SmsError, clean};
 use crate::http::{self, HttpAnswer};
-use crate::users::PhoneNumber;
+use crate::recipient::PhoneNumber;
+use crate::secret::Secret;
+use crate::uri::form_encode;
+
+/// playSMS: webservices URL (`.../index.php`), user, webservices token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaySmsConfig {
+    pub url: String,
+    pub username: String,
+    pub token: Secret,
+    /// Sender id (`from`), if the playSMS account may set one.
+    pub from: Option<String>,
+}
 
 pub fn send(
     client: &http::Client,
@@ -35,7 +46,7 @@ pub fn send(
         query.push(("unicode", "1"));
     }
     // The URL holds the token: wiped when dropped.
-    let url = Secret::new(format!("{}?{}", cfg.url, http::form_encode(&query)));
+    let url = Secret::new(format!("{}?{}", cfg.url, form_encode(&query)));
     let answer = client
         .exchange(client.get(url.expose()), secrets)
         .map_err(SmsError::Transport)?;
@@ -55,7 +66,7 @@ pub fn credit(
         ("h", cfg.token.expose()),
         ("op", "cr"),
     ];
-    let url = Secret::new(format!("{}?{}", cfg.url, http::form_encode(&query)));
+    let url = Secret::new(format!("{}?{}", cfg.url, form_encode(&query)));
     let answer = client
         .exchange(client.get(url.expose()), secrets)
         .map_err(SmsError::Transport)?;

@@ -5,9 +5,28 @@
 
 use serde_json::Value;
 
-use super::{SmsError, TwilioConfig, TwilioSender, clean};
+use super::error::{SmsError, clean};
 use crate::http::{self, HttpAnswer};
-use crate::users::PhoneNumber;
+use crate::recipient::PhoneNumber;
+use crate::secret::Secret;
+use crate::uri::form_encode;
+
+/// Who a Twilio message comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TwilioSender {
+    /// `From`: a Twilio number or an alphanumeric sender id.
+    From(String),
+    /// `MessagingServiceSid` (`MG…`).
+    MessagingService(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioConfig {
+    pub url: String,
+    pub account_sid: String,
+    pub auth_token: Secret,
+    pub sender: TwilioSender,
+}
 
 pub fn send(
     client: &http::Client,
@@ -31,7 +50,7 @@ pub fn send(
             reqwest::header::CONTENT_TYPE,
             "application/x-www-form-urlencoded",
         )
-        .body(http::form_encode(&form));
+        .body(form_encode(&form));
     let answer = client
         .exchange(request, secrets)
         .map_err(SmsError::Transport)?;

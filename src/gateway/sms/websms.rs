@@ -6,9 +6,25 @@
 
 use serde_json::{Value, json};
 
-use super::{SmsError, WebSmsAuth, WebSmsConfig, clean};
+use super::error::{SmsError, clean};
 use crate::http::{self, HttpAnswer};
-use crate::users::PhoneNumber;
+use crate::recipient::PhoneNumber;
+use crate::secret::Secret;
+
+/// How websms is authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebSmsAuth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSmsConfig {
+    pub url: String,
+    pub auth: WebSmsAuth,
+    /// `maxSmsPerMessage`: how many SMS one code may take.
+    pub max_parts: u32,
+}
 
 pub fn send(
     client: &http::Client,

@@ -732,7 +732,7 @@ mod tests {
             err.message,
             "unknown field `zz`, expected one of `users_file`, `gateways`, `state_dir`, \
              `limits`, `telegram`, `signal`, `sms`, `webhook`, `command`, `code`, `policy`, \
-             `message`"
+             `message`, `remember`, `alert`"
         );
     }
 

@@ -96,35 +96,46 @@ fn with_buffer(
     }
 }
 
+/// The passwd entry of `name` as (`pw_name`, `pw_gid`); `None` when there
+/// is no such user. `subject` names the lookup in an error.
+fn passwd_entry(
+    name: &str,
+    subject: impl Fn() -> Subject,
+) -> Result<Option<(String, u32)>, LookupError> {
+    let cname = user_c_name(name)?;
+    let mut entry = None;
+    with_buffer(subject, |buf| {
+        // SAFETY: passwd is plain old data; all-zero is a valid value and
+        // getpwnam_r overwrites it.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: the name is a
+        // NUL-terminated CString, pwd and result are live locals, and buf is
+        // valid for buf.len() bytes.
+        let rc = unsafe {
+            libc::getpwnam_r(
+                cname.as_ptr(),
+                &mut pwd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        entry = None;
+        if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+            // SAFETY: on success pw_name points to a NUL-terminated string
+            // inside buf, which outlives this copy.
+            let own = unsafe { CStr::from_ptr(pwd.pw_name) };
+            entry = Some((own.to_string_lossy().into_owned(), pwd.pw_gid));
+        }
+        rc
+    })?;
+    Ok(entry)
+}
+
 /// The primary gid of user `name`; `None` when there is no such user.
 pub fn user_gid(name: &str) -> Result<Option<u32>, LookupError> {
-    let cname = user_c_name(name)?;
-    let mut gid = None;
-    with_buffer(
-        || Subject::User(name.to_string()),
-        |buf| {
-            // SAFETY: passwd is plain old data; all-zero is a valid value
-            // and getpwnam_r overwrites it.
-            let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            // SAFETY: every pointer is valid for the call: the name is a
-            // NUL-terminated CString, pwd and result are live locals, and buf
-            // is valid for buf.len() bytes. Only pw_gid (no pointer into buf)
-            // is kept.
-            let rc = unsafe {
-                libc::getpwnam_r(
-                    cname.as_ptr(),
-                    &mut pwd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                )
-            };
-            gid = (rc == 0 && !result.is_null()).then_some(pwd.pw_gid);
-            rc
-        },
-    )?;
-    Ok(gid)
+    Ok(passwd_entry(name, || Subject::User(name.to_string()))?.map(|(_, gid)| gid))
 }
 
 /// The account's own name (`pw_name`) for the name a login gave, as NSS
@@ -133,37 +144,9 @@ pub fn user_gid(name: &str) -> Result<Option<u32>, LookupError> {
 /// file, state file and group checks all use this name, so one account has
 /// one entry, one state file and one set of limits however it is spelled.
 pub fn canonical_user(name: &str) -> Result<Option<String>, LookupError> {
-    let cname = user_c_name(name)?;
-    let mut canonical = None;
-    with_buffer(
-        || Subject::LoginUser,
-        |buf| {
-            // SAFETY: passwd is plain old data; all-zero is a valid value
-            // and getpwnam_r overwrites it.
-            let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            // SAFETY: every pointer is valid for the call: the name is a
-            // NUL-terminated CString, pwd and result are live locals, and buf
-            // is valid for buf.len() bytes.
-            let rc = unsafe {
-                libc::getpwnam_r(
-                    cname.as_ptr(),
-                    &mut pwd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    &mut result,
-                )
-            };
-            if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-                // SAFETY: on success pw_name points to a NUL-terminated
-                // string inside buf, which outlives this copy.
-                let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-                canonical = Some(name.to_string_lossy().into_owned());
-            }
-            rc
-        },
-    )?;
-    Ok(canonical.filter(|n| !n.is_empty()))
+    Ok(passwd_entry(name, || Subject::LoginUser)?
+        .map(|(own, _)| own)
+        .filter(|n| !n.is_empty()))
 }
 
 /// Does the account `name` exist?

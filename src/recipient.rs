@@ -61,6 +61,22 @@ pub fn phone_from(value: toml::Value) -> Result<PhoneNumber, String> {
     }
 }
 
+/// [`crate::gateway::GatewaySpec::check_recipient`] for the gateways whose
+/// recipients are phone numbers (Signal, SMS).
+pub fn check_phone(recipient: &str) -> Result<(), String> {
+    PhoneNumber::parse(recipient).map(|_| ())
+}
+
+/// [`crate::gateway::GatewaySpec::read_recipient`] for the gateways whose
+/// recipients are phone numbers: a TOML string (an integer would have lost
+/// its `+`).
+pub fn read_phone(
+    value: crate::toml_errors::TomlItem<'_>,
+) -> Result<Result<String, String>, crate::toml_errors::ParseError> {
+    let value: toml::Value = value.deserialize()?;
+    Ok(phone_from(value).map(|n| n.as_str().to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

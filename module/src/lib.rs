@@ -22,7 +22,7 @@ use pam_gateway_core::flow::{
     Answer, ConvError, Conversation, Enrolment, Flow, LoginContext, MonotonicClock, Outcome, clean,
 };
 use pam_gateway_core::log::{Level, Log, SyslogLog};
-use pam_gateway_core::module_args::ModuleArgs;
+use pam_gateway_core::module_args::{ModuleArgs, ModuleArgsError};
 use pam_gateway_core::policy::SystemGroups;
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::setup;
@@ -95,13 +95,18 @@ where
     }
 }
 
-fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
-    let mut log = SyslogLog::open();
+/// The stack line's arguments, parsed (libpam hands them over as C strings).
+fn module_args(args: &[&CStr]) -> Result<ModuleArgs, ModuleArgsError> {
     let args: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let args = match ModuleArgs::parse(&args) {
+    ModuleArgs::parse(&args)
+}
+
+fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
+    let mut log = SyslogLog::open();
+    let args = match module_args(args) {
         Ok(a) => a,
         Err(e) => {
             log.log(Level::Error, &format!("denied: {e}"));
@@ -236,11 +241,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
 /// goes wrong is logged; nothing here changes the session.
 fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
     let mut log = SyslogLog::open();
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let args = match ModuleArgs::parse(&args) {
+    let args = match module_args(args) {
         Ok(a) => a,
         Err(e) => {
             log.log(Level::Error, &format!("session: no alert: {e}"));

@@ -24,7 +24,7 @@ use super::spec::{
     GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
 };
 use crate::http::{self, HttpSettings, LazyClient};
-use crate::recipient::{PhoneNumber, phone_from};
+use crate::recipient::{PhoneNumber, check_phone, read_phone};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_range, check_service_url};
 use crate::secure_file::Owner;
@@ -47,14 +47,11 @@ impl GatewaySpec for SmsSpec {
     }
 
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
-        PhoneNumber::parse(recipient).map(|_| ())
+        check_phone(recipient)
     }
 
-    /// A phone number must be a TOML string (an integer would have lost
-    /// its `+`).
     fn read_recipient(&self, value: TomlItem<'_>) -> Result<Result<String, String>, ParseError> {
-        let value: toml::Value = value.deserialize()?;
-        Ok(phone_from(value).map(|n| n.as_str().to_string()))
+        read_phone(value)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::remember::{RawRemember, Remember};
 use crate::section::{SectionError, check_range};
 use crate::state::DEFAULT_STATE_DIR;
 use crate::toml_errors::{
-    ParseError, deserialize_entries, find_key_line, find_section_line, parse_entries,
+    ParseError, TomlItem, find_key_line, find_section_line, parse_entries, toml_fields, toml_struct,
 };
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
@@ -56,20 +56,21 @@ pub enum FailMode {
     Safe,
 }
 
-/// The top-level keys besides the gateways' sections, which each gateway
-/// reads itself ([`crate::gateway::GatewaySpec::read_section`]).
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    users_file: Option<String>,
-    gateways: Option<Vec<String>>,
-    state_dir: Option<String>,
-    limits: Option<RawLimits>,
-    code: Option<RawCode>,
-    policy: Option<RawPolicy>,
-    message: Option<RawMessage>,
-    remember: Option<RawRemember>,
-    alert: Option<RawAlert>,
+toml_struct! {
+    /// The top-level keys besides the gateways' sections, which each gateway
+    /// reads itself ([`crate::gateway::GatewaySpec::read_section`]).
+    #[derive(Debug, Default)]
+    struct RawConfig {
+        users_file: Option<String>,
+        gateways: Option<Vec<String>>,
+        state_dir: Option<String>,
+        limits: Option<RawLimits>,
+        code: Option<RawCode>,
+        policy: Option<RawPolicy>,
+        message: Option<RawMessage>,
+        remember: Option<RawRemember>,
+        alert: Option<RawAlert>,
+    }
 }
 
 /// [`RawConfig`]'s keys listed before and after the gateways' sections in
@@ -91,29 +92,34 @@ fn top_level_keys() -> &'static [&'static str] {
     })
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawCode {
-    digits: Option<u32>,
-    ttl: Option<u64>,
-    attempts: Option<u32>,
+toml_struct! {
+    #[derive(Debug, Default)]
+    struct RawCode {
+        digits: Option<u32>,
+        ttl: Option<u64>,
+        attempts: Option<u32>,
+    }
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawPolicy {
-    unenrolled: Option<Unenrolled>,
-    failmode: Option<FailMode>,
-    exempt_networks: Option<Vec<String>>,
-    require_groups: Option<Vec<String>>,
-    exempt_groups: Option<Vec<String>>,
+toml_struct! {
+    #[derive(Debug, Default)]
+    struct RawPolicy {
+        unenrolled: Option<Unenrolled>,
+        failmode: Option<FailMode>,
+        exempt_networks: Option<Vec<String>>,
+        require_groups: Option<Vec<String>>,
+        exempt_groups: Option<Vec<String>>,
+    }
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMessage {
-    template: Option<String>,
+toml_struct! {
+    #[derive(Debug, Default)]
+    struct RawMessage {
+        template: Option<String>,
+    }
 }
+
+toml_fields!(Unenrolled, FailMode, AlertTo);
 
 /// Who gets a login alert (`[alert] to`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -128,14 +134,15 @@ pub enum AlertTo {
     Both,
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawAlert {
-    enabled: Option<bool>,
-    to: Option<AlertTo>,
-    admin_chats: Option<Vec<i64>>,
-    services: Option<Vec<String>>,
-    per_hour: Option<u32>,
+toml_struct! {
+    #[derive(Debug, Default)]
+    struct RawAlert {
+        enabled: Option<bool>,
+        to: Option<AlertTo>,
+        admin_chats: Option<Vec<i64>>,
+        services: Option<Vec<String>>,
+        per_hour: Option<u32>,
+    }
 }
 
 /// Most `admin_chats`.
@@ -383,11 +390,11 @@ impl Config {
             };
             if let Some(e) = failure {
                 // A key before this one may be wrong already.
-                deserialize_entries::<RawConfig>(path, text, common)?;
+                RawConfig::read(TomlItem::table(path, text, common))?;
                 return Err(e);
             }
         }
-        let raw: RawConfig = deserialize_entries(path, text, common)?;
+        let raw = RawConfig::read(TomlItem::table(path, text, common))?;
         let err_at = |section: &str, key: &str, message: String| ParseError {
             file: path.to_path_buf(),
             // A missing key has no line of its own: point at its section.

@@ -6,9 +6,8 @@
 //! inside [`crate::state::StateStore::update`], so concurrent logins of one
 //! user are counted exactly.
 
-use serde::Deserialize;
-
 use crate::state::UserState;
+use crate::toml_errors::toml_struct;
 
 /// `[limits]` in gateway.toml.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,15 +36,18 @@ impl Default for Limits {
     }
 }
 
-/// `[limits]` as written; every key optional.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimits {
-    codes_per_window: Option<u32>,
-    window: Option<u64>,
-    failures_before_lockout: Option<u32>,
-    lockout: Option<u64>,
-    max_lockout: Option<u64>,
+toml_struct! {
+    /// `[limits]` as written; every key optional.
+    #[derive(Debug, Default)]
+    #[cfg_attr(test, derive(serde::Deserialize))]
+    #[cfg_attr(test, serde(deny_unknown_fields))]
+    pub struct RawLimits {
+        codes_per_window: Option<u32>,
+        window: Option<u64>,
+        failures_before_lockout: Option<u32>,
+        lockout: Option<u64>,
+        max_lockout: Option<u64>,
+    }
 }
 
 const WEEK: u64 = 7 * 86_400;

@@ -12,13 +12,12 @@
 //! checks, [`record`] after a success and [`end_all`] with a wrong answer.
 //! This file imports neither the flow nor the config (both import it).
 
-use serde::Deserialize;
-
 use crate::limits::{self, Limits};
 use crate::state::{
     MAX_REMEMBERED, MAX_STORED_NAME, RememberedSource, StateError, StateStore, UserState,
     WallClock, update_with,
 };
+use crate::toml_errors::toml_struct;
 
 /// The longest `duration`: 30 days.
 pub const MAX_DURATION: u64 = 30 * 86_400;
@@ -41,12 +40,13 @@ impl Default for Remember {
     }
 }
 
-/// `[remember]` as written; every key optional.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawRemember {
-    duration: Option<u64>,
-    services: Option<Vec<String>>,
+toml_struct! {
+    /// `[remember]` as written; every key optional.
+    #[derive(Debug, Default)]
+    pub struct RawRemember {
+        duration: Option<u64>,
+        services: Option<Vec<String>>,
+    }
 }
 
 /// Checks a list of PAM service names (`[remember]` and `[alert]`

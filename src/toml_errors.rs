@@ -165,8 +165,13 @@ impl<'a> TomlItem<'a> {
         name: &'static str,
         fields: &'static [&'static str],
         mut field: impl FnMut(&'static str, TomlItem<'a>) -> Result<(), ParseError>,
-    ) -> Result<(), ParseError> {
+    ) -> Result<MissingField<'a>, ParseError> {
         let (file, text, span) = (self.file, self.text, self.value.span());
+        let missing = MissingField {
+            file,
+            text,
+            span: span.clone(),
+        };
         match self.value.into_inner() {
             DeValue::Table(table) => {
                 for entry in entries(file, text, table) {
@@ -175,7 +180,7 @@ impl<'a> TomlItem<'a> {
                         None => return Err(entry.unknown(fields)),
                     }
                 }
-                Ok(())
+                Ok(missing)
             }
             DeValue::Array(array) => {
                 let len = array.len();
@@ -183,11 +188,13 @@ impl<'a> TomlItem<'a> {
                     field(f, TomlItem { file, text, value })?;
                 }
                 if len < fields.len() {
-                    let expected = format!("struct {name} with {} elements", fields.len());
+                    // serde's words: "with 1 element", "with 5 elements".
+                    let plural = if fields.len() == 1 { "" } else { "s" };
+                    let expected = format!("struct {name} with {} element{plural}", fields.len());
                     let err = toml::de::Error::invalid_length(len, &expected.as_str());
                     return Err(error_at(file, text, Some(span), err.message()));
                 }
-                Ok(())
+                Ok(missing)
             }
             other => Err(Spanned::new(span, other).probe(file, text, Shape::Struct(name, fields))),
         }
@@ -209,6 +216,123 @@ impl<'a> TomlItem<'a> {
         }
     }
 }
+
+/// Where a struct read by [`TomlItem::read_struct`] is, for the error
+/// about a key it lacks.
+pub struct MissingField<'a> {
+    file: &'a Path,
+    text: &'a str,
+    span: Range<usize>,
+}
+
+impl MissingField<'_> {
+    /// serde's "missing field `name`", at the struct's table.
+    pub fn error(&self, name: &'static str) -> ParseError {
+        let err = toml::de::Error::missing_field(name);
+        error_at(self.file, self.text, Some(self.span.clone()), err.message())
+    }
+}
+
+/// The type of a field of a [`toml_struct!`]: how its value is read, and
+/// what an absent key gives (`None`: serde's "missing field" error).
+pub trait TomlField: Sized {
+    fn read(item: TomlItem<'_>) -> Result<Self, ParseError>;
+
+    fn absent() -> Option<Self> {
+        None
+    }
+}
+
+/// An optional key: absent is `None`, present is read as `T`, as serde
+/// reads an `Option` from TOML.
+impl<T: TomlField> TomlField for Option<T> {
+    fn read(item: TomlItem<'_>) -> Result<Self, ParseError> {
+        T::read(item).map(Some)
+    }
+
+    fn absent() -> Option<Self> {
+        Some(None)
+    }
+}
+
+/// [`TomlField`] for types read by their `Deserialize` implementation.
+macro_rules! toml_fields {
+    ($($ty:ty),+ $(,)?) => {
+        $(impl $crate::toml_errors::TomlField for $ty {
+            fn read(
+                item: $crate::toml_errors::TomlItem<'_>,
+            ) -> Result<Self, $crate::toml_errors::ParseError> {
+                item.deserialize()
+            }
+        })+
+    };
+}
+pub(crate) use toml_fields;
+
+toml_fields!(
+    String,
+    bool,
+    u32,
+    u64,
+    Vec<String>,
+    Vec<i64>,
+    std::collections::BTreeMap<String, String>,
+);
+
+/// A struct of `gateway.toml` read key by key, with every message of a
+/// `#[derive(Deserialize)] #[serde(deny_unknown_fields)]` struct (unknown,
+/// missing and mistyped keys, other shapes), without one copy of serde's
+/// generated visitor per struct in the module: its `read` goes through
+/// [`TomlItem::read_struct`] and one [`TomlField::read`] per field type.
+macro_rules! toml_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $($(#[$fmeta:meta])* $field:ident: $ty:ty,)+
+        }
+    ) => {
+        $(#[$meta])*
+        $vis struct $name {
+            $($(#[$fmeta])* $field: $ty,)+
+        }
+
+        impl $name {
+            /// Reads `item` as serde would read this struct.
+            $vis fn read(
+                item: $crate::toml_errors::TomlItem<'_>,
+            ) -> Result<Self, $crate::toml_errors::ParseError> {
+                use $crate::toml_errors::TomlField as _;
+                const FIELDS: &[&str] = &[$(stringify!($field)),+];
+                $(let mut $field: Option<$ty> = None;)+
+                let missing = item.read_struct(stringify!($name), FIELDS, |key, value| {
+                    match key {
+                        $(stringify!($field) => $field = Some(<$ty>::read(value)?),)+
+                        _ => {}
+                    }
+                    Ok(())
+                })?;
+                // In the order of the fields, as serde reports the first
+                // missing one.
+                Ok($name {
+                    $($field: match $field.or_else(<$ty>::absent) {
+                        Some(value) => value,
+                        None => return Err(missing.error(stringify!($field))),
+                    },)+
+                })
+            }
+        }
+
+        /// As the type of a field of another such struct.
+        impl $crate::toml_errors::TomlField for $name {
+            fn read(
+                item: $crate::toml_errors::TomlItem<'_>,
+            ) -> Result<Self, $crate::toml_errors::ParseError> {
+                $name::read(item)
+            }
+        }
+    };
+}
+pub(crate) use toml_struct;
 
 /// The entries of `table`, in the order serde visits them.
 fn entries<'a>(
@@ -308,22 +432,20 @@ pub fn parse_entries<'a>(file: &'a Path, text: &'a str) -> Result<Vec<TomlEntry<
     Ok(entries(file, text, root.into_inner()).collect())
 }
 
-/// `entries` (from one table of `file`) as the table `T`: the keys a
-/// struct deserializes together.
-pub fn deserialize_entries<T: serde::de::DeserializeOwned>(
-    file: &Path,
-    text: &str,
-    entries: Vec<TomlEntry<'_>>,
-) -> Result<T, ParseError> {
-    let mut table = DeTable::new();
-    for entry in entries {
-        table.insert(entry.key, entry.value.value);
+impl<'a> TomlItem<'a> {
+    /// `entries` (from one table of `file`) as one table: the keys a
+    /// struct reads together.
+    pub fn table(file: &'a Path, text: &'a str, entries: Vec<TomlEntry<'a>>) -> TomlItem<'a> {
+        let mut table = DeTable::new();
+        for entry in entries {
+            table.insert(entry.key, entry.value.value);
+        }
+        TomlItem {
+            file,
+            text,
+            value: Spanned::new(0..text.len(), DeValue::Table(table)),
+        }
     }
-    T::deserialize(toml::de::Deserializer::from(Spanned::new(
-        0..text.len(),
-        table,
-    )))
-    .map_err(|e| error_at(file, text, e.span(), e.message()))
 }
 
 /// Finds the line of `key` inside `[section]` (or at top level when
@@ -414,6 +536,98 @@ mod tests {
         assert_eq!(err.line, Some(2));
         assert_eq!(err.key.as_deref(), Some("inner"));
         assert!(err.message.contains("missing field `path`"), "{err}");
+    }
+
+    toml_struct! {
+        #[derive(Debug, PartialEq)]
+        struct Keyed {
+            name: String,
+            port: Option<u32>,
+            list: Option<Vec<String>>,
+        }
+    }
+
+    /// `Keyed`'s twin, read by serde's derive.
+    #[derive(serde::Deserialize, Debug, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Derived {
+        name: String,
+        port: Option<u32>,
+        list: Option<Vec<String>>,
+    }
+
+    toml_struct! {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct One {
+            only: Option<u32>,
+        }
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct DerivedOne {
+        only: Option<u32>,
+    }
+
+    /// Reads `[s]` of `text` as `read` does, and as serde reads `T`.
+    fn both<K: fmt::Debug, D: serde::de::DeserializeOwned + fmt::Debug>(
+        text: &str,
+        read: fn(TomlItem<'_>) -> Result<K, ParseError>,
+    ) -> (String, String) {
+        let file = Path::new("/x");
+        let mut ours = Err(ParseError {
+            file: file.to_path_buf(),
+            line: None,
+            key: None,
+            message: "no [s]".to_string(),
+        });
+        for entry in parse_entries(file, text).expect("syntax") {
+            if entry.key() == "s" {
+                ours = read(entry.value);
+            }
+        }
+        #[derive(serde::Deserialize)]
+        struct Outer<D> {
+            s: D,
+        }
+        let serde = parse::<Outer<D>>(file, text).map(|o| o.s);
+        (
+            format!("{:?}", ours.map(|v| format!("{v:?}"))),
+            format!("{:?}", serde.map(|v| format!("{v:?}"))),
+        )
+    }
+
+    #[test]
+    fn toml_struct_reads_and_fails_as_serde_derive() {
+        for text in [
+            "[s]\nname = \"a\"\n",
+            "[s]\nname = \"a\"\nport = 80\nlist = [\"x\"]\n",
+            "# c\n[s]\nport = 80\n",
+            "[s]\nname = \"a\"\nprot = 80\n",
+            "[s]\nname = 1\n",
+            "[s]\nname = \"a\"\nport = -1\n",
+            "[s]\nname = \"a\"\nlist = [1]\n",
+            "s = \"a\"\n",
+            "s = 1979-05-27\n",
+            "s = []\n",
+            "s = [\"a\", 1]\n",
+            "s = [\"a\", 1, [\"b\"]]\n",
+            "s = {}\n",
+            "[[s]]\nname = \"a\"\n",
+        ] {
+            let (ours, serde) = both::<Keyed, Derived>(text, Keyed::read);
+            assert_eq!(
+                ours.replace("Keyed", "Derived"),
+                serde.replace("Keyed", "Derived"),
+                "{text}"
+            );
+        }
+        for text in ["s = []\n", "s = [1]\n", "[s]\nonly = 1\nother = 2\n"] {
+            let (ours, serde) = both::<One, DerivedOne>(text, One::read);
+            assert_eq!(ours.replace("One", "DerivedOne"), serde, "{text}");
+        }
     }
 
     #[test]

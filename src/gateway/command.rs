@@ -46,8 +46,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
 use super::delivery::{DeliveryError, Gateway};
 use super::health::{Health, Problem};
 use super::spec::{
@@ -59,7 +57,7 @@ use crate::section::{SectionError, check_range};
 use crate::secure_file::Owner;
 use crate::system::fs::{memory_file, poll_readable, set_nonblocking};
 use crate::system::process::{ChildSetup, SpawnFailure, has_exited, kill_group, spawn_failure};
-use crate::toml_errors::{ParseError, TomlItem};
+use crate::toml_errors::{ParseError, TomlItem, toml_struct};
 
 /// The command gateway in the list of gateways: `[command]`; its recipients
 /// are whatever its program takes as $PAM_GATEWAY_RECIPIENT. Its section
@@ -76,7 +74,7 @@ impl GatewaySpec for CommandSpec {
     }
 
     fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
-        read_section_as(section, parse_section)
+        read_section_as(section, RawCommand::read, parse_section)
     }
 
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
@@ -132,14 +130,15 @@ const DRAIN_GRACE: Duration = Duration::from_millis(50);
 /// everybody.
 pub const RECIPIENT_VAR: &str = "PAM_GATEWAY_RECIPIENT";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawCommand {
-    name: Option<String>,
-    path: String,
-    args: Option<Vec<String>>,
-    recipient_arg: Option<bool>,
-    timeout: Option<u64>,
+toml_struct! {
+    #[derive(Debug)]
+    pub struct RawCommand {
+        name: Option<String>,
+        path: String,
+        args: Option<Vec<String>>,
+        recipient_arg: Option<bool>,
+        timeout: Option<u64>,
+    }
 }
 
 /// `[command]` of `gateway.toml`.

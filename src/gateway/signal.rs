@@ -27,7 +27,7 @@ use crate::redact::{mask, mask_recipient};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
 use crate::secure_file::Owner;
-use crate::toml_errors::{ParseError, TomlItem};
+use crate::toml_errors::{ParseError, TomlItem, toml_fields, toml_struct};
 
 /// Signal in the list of gateways: `[signal]`; its recipients are phone
 /// numbers.
@@ -43,7 +43,7 @@ impl GatewaySpec for SignalSpec {
     }
 
     fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
-        read_section_as(section, parse_section)
+        read_section_as(section, RawSignal::read, parse_section)
     }
 
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
@@ -87,17 +87,20 @@ pub enum SignalMode {
     Jsonrpc,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSignal {
-    url: String,
-    number: Option<String>,
-    mode: Option<SignalMode>,
-    username: Option<String>,
-    password: Option<String>,
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<String>,
+toml_fields!(SignalMode);
+
+toml_struct! {
+    #[derive(Debug)]
+    pub struct RawSignal {
+        url: String,
+        number: Option<String>,
+        mode: Option<SignalMode>,
+        username: Option<String>,
+        password: Option<String>,
+        timeout: Option<u64>,
+        connect_timeout: Option<u64>,
+        proxy: Option<String>,
+    }
 }
 
 /// `[signal]` of `gateway.toml`.

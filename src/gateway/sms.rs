@@ -16,8 +16,6 @@ pub use playsms::PlaySmsConfig;
 pub use twilio::{TwilioConfig, TwilioSender};
 pub use websms::{WebSmsAuth, WebSmsConfig};
 
-use serde::Deserialize;
-
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
 use super::spec::{
@@ -28,7 +26,7 @@ use crate::recipient::{PhoneNumber, check_phone, read_phone};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_range, check_service_url};
 use crate::secure_file::Owner;
-use crate::toml_errors::{ParseError, TomlItem};
+use crate::toml_errors::{ParseError, TomlItem, toml_struct};
 
 /// SMS in the list of gateways: `[sms]`; its recipients are phone numbers.
 pub struct SmsSpec;
@@ -43,7 +41,7 @@ impl GatewaySpec for SmsSpec {
     }
 
     fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
-        read_section_as(section, parse_section)
+        read_section_as(section, RawSms::read, parse_section)
     }
 
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
@@ -86,21 +84,22 @@ impl GatewayAdmin for SmsSpec {
 pub const DEFAULT_WEBSMS_URL: &str = "https://api.websms.com";
 pub const DEFAULT_TWILIO_URL: &str = "https://api.twilio.com";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawSms {
-    provider: String,
-    url: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    token: Option<String>,
-    account_sid: Option<String>,
-    auth_token: Option<String>,
-    from: Option<String>,
-    max_parts: Option<u32>,
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<String>,
+toml_struct! {
+    #[derive(Debug)]
+    pub struct RawSms {
+        provider: String,
+        url: Option<String>,
+        username: Option<String>,
+        password: Option<String>,
+        token: Option<String>,
+        account_sid: Option<String>,
+        auth_token: Option<String>,
+        from: Option<String>,
+        max_parts: Option<u32>,
+        timeout: Option<u64>,
+        connect_timeout: Option<u64>,
+        proxy: Option<String>,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,6 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-
 use super::delivery::Gateway;
 use super::health::Health;
 use crate::redact::mask;
@@ -85,17 +83,19 @@ pub trait GatewayAdmin: GatewaySpec {
 pub type SectionCheck =
     Box<dyn FnOnce(SectionError) -> Result<Arc<dyn GatewaySection>, ParseError>>;
 
-/// [`GatewaySpec::read_section`] for a section read as `R` (its
-/// `#[derive(Deserialize)]` raw keys) and checked by `check`.
+/// [`GatewaySpec::read_section`] for a section read as `R` by `read` (its
+/// [`toml_struct!`](crate::toml_errors::toml_struct) raw keys) and checked
+/// by `check`.
 pub fn read_section_as<R, C>(
     section: TomlItem<'_>,
+    read: fn(TomlItem<'_>) -> Result<R, ParseError>,
     check: fn(R, SectionError) -> Result<C, ParseError>,
 ) -> Result<SectionCheck, ParseError>
 where
-    R: DeserializeOwned + 'static,
+    R: 'static,
     C: GatewaySection,
 {
-    let raw: R = section.deserialize()?;
+    let raw = read(section)?;
     Ok(Box::new(move |e| {
         Ok(Arc::new(check(raw, e)?) as Arc<dyn GatewaySection>)
     }))

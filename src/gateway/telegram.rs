@@ -22,7 +22,7 @@ use crate::redact::{mask, redact};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
 use crate::secure_file::Owner;
-use crate::toml_errors::{ParseError, TomlItem};
+use crate::toml_errors::{ParseError, TomlItem, toml_struct};
 
 /// Telegram in the list of gateways: `[telegram]`; its recipients are chat
 /// ids.
@@ -38,7 +38,7 @@ impl GatewaySpec for TelegramSpec {
     }
 
     fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
-        read_section_as(section, parse_section)
+        read_section_as(section, RawTelegram::read, parse_section)
     }
 
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
@@ -121,14 +121,15 @@ enum RawChatId {
     Text(String),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTelegram {
-    bot_token: String,
-    api_url: Option<String>,
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<String>,
+toml_struct! {
+    #[derive(Debug)]
+    pub struct RawTelegram {
+        bot_token: String,
+        api_url: Option<String>,
+        timeout: Option<u64>,
+        connect_timeout: Option<u64>,
+        proxy: Option<String>,
+    }
 }
 
 /// `[telegram]` of `gateway.toml`.

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use super::delivery::{DeliveryError, Gateway};
@@ -26,7 +25,7 @@ use crate::redact::mask_recipient;
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
 use crate::secure_file::Owner;
-use crate::toml_errors::{ParseError, TomlItem};
+use crate::toml_errors::{ParseError, TomlItem, toml_struct};
 use crate::uri::percent_encode;
 
 /// The webhook in the list of gateways: `[webhook]`; its recipients are
@@ -44,7 +43,7 @@ impl GatewaySpec for WebhookSpec {
     }
 
     fn read_section(&self, section: TomlItem<'_>) -> Result<SectionCheck, ParseError> {
-        read_section_as(section, parse_section)
+        read_section_as(section, RawWebhook::read, parse_section)
     }
 
     fn check_recipient(&self, recipient: &str) -> Result<(), String> {
@@ -88,18 +87,19 @@ const RESERVED_HEADERS: &[&str] = &[
     "connection",
 ];
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawWebhook {
-    name: Option<String>,
-    url: String,
-    method: Option<String>,
-    headers: Option<BTreeMap<String, String>>,
-    content_type: Option<String>,
-    body: String,
-    timeout: Option<u64>,
-    connect_timeout: Option<u64>,
-    proxy: Option<String>,
+toml_struct! {
+    #[derive(Debug)]
+    pub struct RawWebhook {
+        name: Option<String>,
+        url: String,
+        method: Option<String>,
+        headers: Option<BTreeMap<String, String>>,
+        content_type: Option<String>,
+        body: String,
+        timeout: Option<u64>,
+        connect_timeout: Option<u64>,
+        proxy: Option<String>,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -267,9 +267,19 @@ pub fn active(state: &UserState, remember: &Remember, now: u64) -> Vec<(Remember
 
 /// A Unix time as `2025-03-01 14:05:09 UTC`.
 pub fn utc_text(unix: u64) -> String {
-    let days = unix / 86_400;
+    let (year, month, day) = civil_from_days(unix / 86_400);
     let secs = unix % 86_400;
-    // Howard Hinnant's civil_from_days, for days since 1970-01-01.
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// (year, month 1-12, day 1-31) of a day counted from 1970-01-01
+/// (Howard Hinnant's civil_from_days).
+pub fn civil_from_days(days: u64) -> (i64, i64, i64) {
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -279,12 +289,7 @@ pub fn utc_text(unix: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    (year, month, day)
 }
 
 #[cfg(test)]

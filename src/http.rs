@@ -698,8 +698,14 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
     let mut all: Vec<&str> = secrets.to_vec();
     all.extend(encoded.iter().map(String::as_str));
     // Longest first, so a secret containing another is replaced whole.
-    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    longest_first(&mut all);
     redact(text, &all)
+}
+
+/// Sorts `texts` longest first, keeping the order of equal lengths (one
+/// copy of the sort in the module for [`scrub`] and [`redact_message`]).
+fn longest_first(texts: &mut [&str]) {
+    texts.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
 /// A short, printable piece of a service's answer for an error message:
@@ -741,18 +747,18 @@ pub fn redact_message(text: &str, message: &str) -> String {
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
             .collect();
-        let mut forms = vec![message.to_string(), json, percent, form, flat];
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        let mut forms = vec![message, &json, &percent, &form, &flat];
+        longest_first(&mut forms);
         forms.dedup();
-        for form in &forms {
-            out = out.replace(form.as_str(), "[message]");
+        for form in forms {
+            out = out.replace(form, "[message]");
         }
     }
     let mut runs: Vec<&str> = message
         .split(|c: char| !c.is_ascii_digit())
         .filter(|r| r.len() >= MIN_DIGIT_RUN)
         .collect();
-    runs.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    longest_first(&mut runs);
     runs.dedup();
     for run in runs {
         out = out.replace(run, "[digits]");

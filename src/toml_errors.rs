@@ -164,7 +164,7 @@ impl<'a> TomlItem<'a> {
         self,
         name: &'static str,
         fields: &'static [&'static str],
-        mut field: impl FnMut(&'static str, TomlItem<'a>) -> Result<(), ParseError>,
+        field: &mut dyn FnMut(&'static str, TomlItem<'a>) -> Result<(), ParseError>,
     ) -> Result<MissingField<'a>, ParseError> {
         let (file, text, span) = (self.file, self.text, self.value.span());
         let missing = MissingField {
@@ -304,7 +304,7 @@ macro_rules! toml_struct {
                 use $crate::toml_errors::TomlField as _;
                 const FIELDS: &[&str] = &[$(stringify!($field)),+];
                 $(let mut $field: Option<$ty> = None;)+
-                let missing = item.read_struct(stringify!($name), FIELDS, |key, value| {
+                let missing = item.read_struct(stringify!($name), FIELDS, &mut |key, value| {
                     match key {
                         $(stringify!($field) => $field = Some(<$ty>::read(value)?),)+
                         _ => {}

@@ -54,7 +54,7 @@ fn read_users(path: &Path, text: &str) -> Result<BTreeMap<String, RawUser>, Pars
             let name = user.key().to_string();
             let mut raw = RawUser::default();
             user.value
-                .read_struct("RawUser", user_keys(), |key, value| {
+                .read_struct("RawUser", user_keys(), &mut |key, value| {
                     match GatewayKind::from_id(key) {
                         Some(kind) => {
                             let recipient = kind.spec().read_recipient(value)?;

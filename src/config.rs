@@ -20,7 +20,7 @@ use crate::remember::{RawRemember, Remember};
 use crate::section::{SectionError, check_range};
 use crate::state::DEFAULT_STATE_DIR;
 use crate::toml_errors::{
-    ParseError, TomlItem, find_key_line, find_section_line, parse_entries, toml_fields, toml_struct,
+    ParseError, TomlItem, find_key_line, find_section_line, parse_entries, toml_enum, toml_struct,
 };
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/pam_gateway/gateway.toml";
@@ -119,7 +119,9 @@ toml_struct! {
     }
 }
 
-toml_fields!(Unenrolled, FailMode, AlertTo);
+toml_enum!(Unenrolled { "deny" => Deny, "ignore" => Ignore });
+toml_enum!(FailMode { "secure" => Secure, "safe" => Safe });
+toml_enum!(AlertTo { "user" => User, "admins" => Admins, "both" => Both });
 
 /// Who gets a login alert (`[alert] to`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -818,6 +820,30 @@ mod tests {
         ] {
             let err = parse(bad).unwrap_err();
             assert!(err.line.is_some(), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn enums_read_as_serde_reads_them() {
+        use crate::gateway::signal::SignalMode;
+        use crate::toml_errors::tests::{VALUES, reads_as_serde};
+        let names = [
+            "\"deny\"",
+            "\"ignore\"",
+            "\"secure\"",
+            "\"safe\"",
+            "\"user\"",
+            "\"admins\"",
+            "\"both\"",
+            "\"rest\"",
+            "\"jsonrpc\"",
+            "{ safe = {} }",
+        ];
+        for values in [VALUES, &names] {
+            reads_as_serde::<Unenrolled>(values);
+            reads_as_serde::<FailMode>(values);
+            reads_as_serde::<AlertTo>(values);
+            reads_as_serde::<SignalMode>(values);
         }
     }
 

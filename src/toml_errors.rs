@@ -156,6 +156,20 @@ impl<'a> TomlItem<'a> {
             .map_err(|e| error_at(self.file, self.text, e.span().or(Some(span)), e.message()))
     }
 
+    /// Reads this value as `#[derive(Deserialize)] enum {name}` of unit
+    /// variants named `variants` would be read: the variant's index.
+    pub fn read_variant(
+        self,
+        name: &'static str,
+        variants: &'static [&'static str],
+    ) -> Result<usize, ParseError> {
+        let span = self.value.span();
+        self.value
+            .into_deserializer()
+            .deserialize_enum(name, variants, Variants { name, variants })
+            .map_err(|e| error_at(self.file, self.text, e.span().or(Some(span)), e.message()))
+    }
+
     /// Reads this value as `#[derive(Deserialize)] struct {name}` with
     /// `fields` would be read: a table key by key (an unknown key is
     /// serde's error), an array field by field, anything else serde's
@@ -267,7 +281,6 @@ macro_rules! toml_fields {
         })+
     };
 }
-pub(crate) use toml_fields;
 
 toml_fields!(
     String,
@@ -278,6 +291,91 @@ toml_fields!(
     Vec<i64>,
     std::collections::BTreeMap<String, String>,
 );
+
+/// [`TomlField`] for an enum of unit variants, read as `#[derive(Deserialize)]`
+/// reads it (`FailMode { "secure" => Secure, "safe" => Safe }`, the
+/// variants in their order and with their serde names), through
+/// [`TomlItem::read_variant`]: one copy of serde's enum reading for all.
+macro_rules! toml_enum {
+    ($name:ident { $($text:literal => $variant:ident),+ $(,)? }) => {
+        impl $crate::toml_errors::TomlField for $name {
+            fn read(
+                item: $crate::toml_errors::TomlItem<'_>,
+            ) -> Result<Self, $crate::toml_errors::ParseError> {
+                const VARIANTS: &[&str] = &[$($text),+];
+                const VALUES: &[$name] = &[$($name::$variant),+];
+                let index = item.read_variant(stringify!($name), VARIANTS)?;
+                Ok(VALUES[index])
+            }
+        }
+    };
+}
+pub(crate) use toml_enum;
+
+/// What serde's derive generates to read a unit-only enum, for the enum
+/// `name` with `variants` given at run time: the variant's index.
+#[derive(Clone, Copy)]
+struct Variants {
+    name: &'static str,
+    variants: &'static [&'static str],
+}
+
+impl<'de> serde::de::Visitor<'de> for Variants {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "enum {}", self.name)
+    }
+
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<usize, A::Error> {
+        use serde::de::VariantAccess as _;
+        let (index, variant) = data.variant_seed(VariantName(self.variants))?;
+        variant.unit_variant()?;
+        Ok(index)
+    }
+}
+
+/// A variant's name (or index) among `.0`, as serde's derived
+/// `__Field` reads it.
+#[derive(Clone, Copy)]
+struct VariantName(&'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for VariantName {
+    type Value = usize;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<usize, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for VariantName {
+    type Value = usize;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("variant identifier")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<usize, E> {
+        match usize::try_from(v) {
+            Ok(i) if i < self.0.len() => Ok(i),
+            _ => Err(E::invalid_value(
+                serde::de::Unexpected::Unsigned(v),
+                &format!("variant index 0 <= i < {}", self.0.len()).as_str(),
+            )),
+        }
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<usize, E> {
+        self.0
+            .iter()
+            .position(|name| *name == v)
+            .ok_or_else(|| E::unknown_variant(v, self.0))
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<usize, E> {
+        self.visit_str(&String::from_utf8_lossy(v))
+    }
+}
 
 /// A struct of `gateway.toml` read key by key, with every message of a
 /// `#[derive(Deserialize)] #[serde(deny_unknown_fields)]` struct (unknown,
@@ -479,7 +577,7 @@ pub fn find_section_line(text: &str, section: &str) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[derive(serde::Deserialize, Debug)]
@@ -628,6 +726,69 @@ mod tests {
             let (ours, serde) = both::<One, DerivedOne>(text, One::read);
             assert_eq!(ours.replace("One", "DerivedOne"), serde, "{text}");
         }
+    }
+
+    /// Asserts that `T`'s [`TomlField::read`] gives what its serde
+    /// `Deserialize` gives, value and error, for `s = VALUE` with each of
+    /// `values`.
+    pub(crate) fn reads_as_serde<T>(values: &[&str])
+    where
+        T: TomlField + serde::de::DeserializeOwned + fmt::Debug + PartialEq,
+    {
+        let file = Path::new("/x");
+        for value in values {
+            let text = format!("# c\ns = {value}\n");
+            let read = |serde: bool| {
+                let entry = parse_entries(file, &text)
+                    .expect("syntax")
+                    .pop()
+                    .expect("s");
+                if serde {
+                    entry.value.deserialize::<T>()
+                } else {
+                    T::read(entry.value)
+                }
+            };
+            assert_eq!(read(false), read(true), "{value}");
+        }
+    }
+
+    /// Every shape a value can have, for [`reads_as_serde`].
+    pub(crate) const VALUES: &[&str] = &[
+        "\"x\"",
+        "\"\"",
+        "1",
+        "-1",
+        "1.5",
+        "true",
+        "[]",
+        "[\"a\"]",
+        "{}",
+        "{ x = 1 }",
+        "{ x = {} }",
+        "1979-05-27",
+    ];
+
+    #[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq)]
+    #[serde(rename_all = "lowercase")]
+    enum Mode {
+        Plain,
+        Fancy,
+    }
+
+    toml_enum!(Mode { "plain" => Plain, "fancy" => Fancy });
+
+    #[test]
+    fn toml_enum_reads_and_fails_as_serde_derive() {
+        reads_as_serde::<Mode>(VALUES);
+        reads_as_serde::<Mode>(&[
+            "\"plain\"",
+            "\"fancy\"",
+            "\"Plain\"",
+            "{ plain = {} }",
+            "{ fancy = 1 }",
+            "{ plain = {}, fancy = {} }",
+        ]);
     }
 
     #[test]

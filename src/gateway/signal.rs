@@ -27,7 +27,7 @@ use crate::redact::{mask, mask_recipient};
 use crate::secret::Secret;
 use crate::section::{SectionError, check_service_url};
 use crate::secure_file::Owner;
-use crate::toml_errors::{ParseError, TomlItem, toml_fields, toml_struct};
+use crate::toml_errors::{ParseError, TomlItem, toml_enum, toml_struct};
 
 /// Signal in the list of gateways: `[signal]`; its recipients are phone
 /// numbers.
@@ -87,7 +87,7 @@ pub enum SignalMode {
     Jsonrpc,
 }
 
-toml_fields!(SignalMode);
+toml_enum!(SignalMode { "rest" => Rest, "jsonrpc" => Jsonrpc });
 
 toml_struct! {
     #[derive(Debug)]

@@ -304,6 +304,7 @@ macro_rules! toml_enum {
             ) -> Result<Self, $crate::toml_errors::ParseError> {
                 const VARIANTS: &[&str] = &[$($text),+];
                 const VALUES: &[$name] = &[$($name::$variant),+];
+                // An index into VARIANTS, as long as VALUES.
                 let index = item.read_variant(stringify!($name), VARIANTS)?;
                 Ok(VALUES[index])
             }

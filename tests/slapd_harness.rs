@@ -493,8 +493,8 @@ fn schema_ldif_loads_into_running_slapd_with_ldapadd_external() {
     );
 }
 
-/// The classic .schema is accepted by slaptest, and defines exactly what
-/// the .ldif defines.
+/// The classic .schema is accepted by slaptest, and it and the 389 Directory
+/// Server file define exactly what the .ldif defines.
 #[test]
 fn classic_schema_matches_ldif_and_loads() {
     let root = pgw_test_support::repo_root().join("conf/ldap");
@@ -504,6 +504,14 @@ fn classic_schema_matches_ldif_and_loads() {
     let defs_schema = definitions(&schema, "attributetype", "objectclass");
     assert_eq!(defs_ldif.len(), 6, "{defs_ldif:#?}");
     assert_eq!(defs_ldif, defs_schema);
+    // 389 Directory Server / FreeIPA: the same, each marked X-ORIGIN.
+    let ds = std::fs::read_to_string(root.join("pam-gateway-389ds.ldif")).expect("389ds");
+    assert!(ds.contains("\ndn: cn=schema\n"), "one cn=schema entry");
+    let defs_ds = definitions(&ds, "attributeTypes:", "objectClasses:");
+    let origin = " X-ORIGIN 'pam_gateway' )";
+    assert!(defs_ds.iter().all(|d| d.ends_with(origin)), "{defs_ds:#?}");
+    let defs_ds: Vec<String> = defs_ds.iter().map(|d| d.replace(origin, " )")).collect();
+    assert_eq!(defs_ldif, defs_ds);
     for name in [
         "pamGatewayUser",
         "pamGatewayTelegram",

@@ -109,6 +109,21 @@ pub struct UserState {
     /// per-user rate limit). Written only when not empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts_sent: Vec<u64>,
+    /// `[directory] cache_max_age`: the recipients the directory gave
+    /// last ([`crate::directory`]). Written only when there are some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryCache>,
+}
+
+/// The recipients the directory gave for a user, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryCache {
+    /// Unix time of the answer (of the last write: the cache's age counts
+    /// from here).
+    pub seen: u64,
+    /// Gateway id to recipient.
+    pub recipients: BTreeMap<String, String>,
 }
 
 /// A source whose second factor succeeded: logins of the same user from
@@ -163,6 +178,7 @@ impl Default for UserState {
             remembered: Vec::new(),
             recent_logins: Vec::new(),
             alerts_sent: Vec::new(),
+            directory: None,
         }
     }
 }
@@ -230,6 +246,18 @@ impl UserState {
                 .into_iter()
                 .flatten()
             }));
+        if let Some(cache) = &state.directory {
+            if cache.recipients.len() > 16
+                || cache
+                    .recipients
+                    .iter()
+                    .any(|(k, v)| k.len() > 64 || v.len() > crate::directory::MAX_VALUE)
+            {
+                return Err("the directory cache holds more or longer recipients than \
+                            any gateway has"
+                    .to_string());
+            }
+        }
         for name in names {
             if name.len() > MAX_STORED_NAME * 2 {
                 return Err(format!(

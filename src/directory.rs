@@ -53,7 +53,7 @@ pub const MAX_CACHE_AGE: u64 = 30 * 86_400;
 /// The longest user name looked up (longer ones find nobody).
 pub const MAX_USER_NAME: usize = 256;
 /// The longest recipient value read from the directory.
-pub const MAX_VALUE: usize = 512;
+pub const MAX_VALUE: usize = crate::state::MAX_DIRECTORY_VALUE;
 
 /// `[directory]` as written. `attributes` is `[directory.attributes]`.
 #[derive(Debug, Deserialize, Default)]
@@ -376,11 +376,11 @@ fn ldap_error(e: ldap3::LdapError) -> DirectoryError {
             if result.text.is_empty() {
                 String::new()
             } else {
-                format!(" ({})", crate::flow::clean(&result.text))
+                format!(" ({})", crate::log::field(&result.text))
             }
         )),
         E::Timeout { .. } => DirectoryError::Unavailable("timed out".into()),
-        other => DirectoryError::Unavailable(crate::flow::clean(&other.to_string())),
+        other => DirectoryError::Unavailable(crate::log::field(&other.to_string())),
     }
 }
 
@@ -598,15 +598,15 @@ pub fn recipients_of(
         if value.len() > MAX_VALUE {
             return Err(DirectoryError::BadAnswer(format!(
                 "{attribute} of {} is longer than {MAX_VALUE} bytes",
-                crate::flow::clean(&entry.dn)
+                crate::log::field(&entry.dn)
             )));
         }
         kind.spec().check_recipient(value).map_err(|m| {
             DirectoryError::BadAnswer(format!(
                 "{attribute} of {} is no {} recipient: {}",
-                crate::flow::clean(&entry.dn),
+                crate::log::field(&entry.dn),
                 kind.id(),
-                crate::flow::clean(&m)
+                crate::log::field(&m)
             ))
         })?;
         out.insert(*kind, value.clone());
@@ -614,30 +614,42 @@ pub fn recipients_of(
     Ok(out)
 }
 
-/// The cached recipients of `user` if younger than `max_age` at `now`:
-/// `Ok(Err(age))` when there is a cache but it is stale (or from the
-/// future: a clock set back must not stretch it).
+/// What the cache holds for a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached {
+    /// Nothing (never seen, or the directory had no recipients for them).
+    Nothing,
+    /// Recipients seen `age` seconds ago, within the max age.
+    Fresh {
+        recipients: BTreeMap<GatewayKind, String>,
+        age: u64,
+    },
+    /// Recipients older than the max age, or from the future (`None`: a
+    /// clock set back must not stretch the cache): never used.
+    Stale { age: Option<u64> },
+}
+
+/// The cached recipients of `user` at `now` under `max_age`.
 pub fn cached(
     store: &dyn StateStore,
     user: &str,
     now: u64,
     max_age: u64,
-) -> Result<Option<Result<(BTreeMap<GatewayKind, String>, u64), Option<u64>>>, StateError> {
+) -> Result<Cached, StateError> {
     let cache = update_with(store, user, |s| s.directory.clone())?;
     let Some(cache) = cache else {
-        return Ok(None);
+        return Ok(Cached::Nothing);
     };
-    let age = now.checked_sub(cache.seen);
-    match age {
+    match now.checked_sub(cache.seen) {
         Some(age) if age <= max_age => {
             let recipients = cache
                 .recipients
                 .iter()
                 .filter_map(|(k, v)| GatewayKind::from_id(k).map(|k| (k, v.clone())))
                 .collect();
-            Ok(Some(Ok((recipients, age))))
+            Ok(Cached::Fresh { recipients, age })
         }
-        _ => Ok(Some(Err(age))),
+        age => Ok(Cached::Stale { age }),
     }
 }
 
@@ -884,18 +896,24 @@ mod tests {
         let store = MemoryStateStore::default();
         let mut r = BTreeMap::new();
         r.insert(GatewayKind::Telegram, "123456977".to_string());
-        assert_eq!(cached(&store, "alice", 1000, 600).unwrap(), None);
+        assert_eq!(cached(&store, "alice", 1000, 600).unwrap(), Cached::Nothing);
         remember(&store, "alice", 1000, 600, &r).unwrap();
         assert_eq!(
             cached(&store, "alice", 1600, 600).unwrap(),
-            Some(Ok((r.clone(), 600)))
+            Cached::Fresh {
+                recipients: r.clone(),
+                age: 600
+            }
         );
         assert_eq!(
             cached(&store, "alice", 1601, 600).unwrap(),
-            Some(Err(Some(601)))
+            Cached::Stale { age: Some(601) }
         );
         // A clock set back: not used.
-        assert_eq!(cached(&store, "alice", 999, 600).unwrap(), Some(Err(None)));
+        assert_eq!(
+            cached(&store, "alice", 999, 600).unwrap(),
+            Cached::Stale { age: None }
+        );
         // Unchanged and young: not rewritten; older than half: rewritten.
         remember(&store, "alice", 1200, 600, &r).unwrap();
         assert_eq!(store.get("alice").unwrap().directory.unwrap().seen, 1000);
@@ -915,6 +933,6 @@ mod tests {
         // The directory no longer has any: forgotten.
         remember(&store, "alice", 1302, 600, &BTreeMap::new()).unwrap();
         assert_eq!(store.get("alice").unwrap().directory, None);
-        assert_eq!(cached(&store, "alice", 1302, 600).unwrap(), None);
+        assert_eq!(cached(&store, "alice", 1302, 600).unwrap(), Cached::Nothing);
     }
 }

@@ -164,7 +164,11 @@ pub fn resolve_enrolment(
     };
     log.log(
         Level::Error,
-        &format!("user={shown} directory {}: {error}", clean(&dir.uri)),
+        &format!(
+            "user={shown} directory={} {}",
+            clean(&dir.uri),
+            crate::log::field(&error.to_string())
+        ),
     );
     let unavailable = |why: String| Ok(Enrolment::DirectoryUnavailable(why));
     let Some(max_age) = dir.cache_max_age else {
@@ -175,7 +179,7 @@ pub fn resolve_enrolment(
         return unavailable(format!("{error}; the cache is not used for this"));
     }
     match directory::cached(store, user, now, max_age) {
-        Ok(Some(Ok((recipients, age)))) => {
+        Ok(directory::Cached::Fresh { recipients, age }) => {
             log.log(
                 Level::Warning,
                 &format!(
@@ -185,14 +189,16 @@ pub fn resolve_enrolment(
             let entry = UserEntry::from_recipients(recipients);
             Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?))
         }
-        Ok(Some(Err(age))) => unavailable(format!(
+        Ok(directory::Cached::Stale { age }) => unavailable(format!(
             "{error}; the cached recipients are stale ({}, cache_max_age {max_age} s): not used",
             match age {
                 Some(age) => format!("seen {age} s ago"),
                 None => "seen in the future".to_string(),
             }
         )),
-        Ok(None) => unavailable(format!("{error}; no cached recipients for this user")),
+        Ok(directory::Cached::Nothing) => {
+            unavailable(format!("{error}; no cached recipients for this user"))
+        }
         Err(e) => unavailable(format!("{error}; the cache cannot be read: {e}")),
     }
 }

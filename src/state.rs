@@ -40,6 +40,8 @@ pub const MAX_ALERT_TIMES: usize = 1000;
 /// Longest remote host, service or factor name stored for `[remember]` and
 /// `[alert]`; a longer one is never stored.
 pub const MAX_STORED_NAME: usize = 255;
+/// The longest recipient a directory cache may hold ([`DirectoryCache`]).
+pub const MAX_DIRECTORY_VALUE: usize = 512;
 /// Longest a login waits for another login's lock on the same user's state
 /// (each holds it for a read-modify-write of a small file): a process that
 /// a su caller stopped while holding it must not hang the user's logins.
@@ -251,7 +253,7 @@ impl UserState {
                 || cache
                     .recipients
                     .iter()
-                    .any(|(k, v)| k.len() > 64 || v.len() > crate::directory::MAX_VALUE)
+                    .any(|(k, v)| k.len() > 64 || v.len() > MAX_DIRECTORY_VALUE)
             {
                 return Err("the directory cache holds more or longer recipients than \
                             any gateway has"

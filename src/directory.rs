@@ -42,6 +42,8 @@ use crate::secure_file::{Owner, Secrecy, read_secure};
 use crate::state::{DirectoryCache, StateError, StateStore, update_with};
 use crate::toml_errors::ParseError;
 
+pub mod admin;
+
 /// The default `user_filter`.
 pub const DEFAULT_USER_FILTER: &str = "(&(objectClass=posixAccount)(uid={user}))";
 /// The default `timeout`, seconds.

@@ -480,3 +480,38 @@ fn a_chat_enrolled_into_the_directory_lets_carol_in_on_another_host() {
     assert!(after.log.contains("result=success"), "{}", after.dump());
     assert_eq!(std::fs::read_to_string(&host_b.users).expect("users"), "");
 }
+
+/// The usual enrolment -- a deep link, Start, the code -- with the bind
+/// password typed first on the same standard input.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn enroll_by_deep_link_into_the_directory() {
+    let fake = fake();
+    let slapd = slapd();
+    let s = setup(&fake, &slapd);
+    let mut run = s.spawn(&[
+        "enroll",
+        "carol",
+        "--no-qr",
+        "--timeout",
+        "20",
+        "--directory-bind-dn",
+        slapd.admin_dn(),
+    ]);
+    run.type_line(slapd.admin_password());
+    let nonce = run.nonce(WAIT);
+    fake.push_update(NEW_CHAT, "private", &format!("/start {nonce}"));
+    let msg = fake.wait_for_message(WAIT).expect("code sent");
+    assert_eq!(msg.chat_id, NEW_CHAT.to_string());
+    run.type_line(&find_code(&msg.text).expect("code"));
+    let out = run.finish();
+    out.expect_code(0)
+        .expect_in_stderr(&format!("Password for {}", slapd.admin_dn()))
+        .expect_in_stdout("Enrolled carol in the directory");
+    assert_eq!(
+        slapd.attr("carol", "pamGatewayTelegram").expect("read"),
+        [NEW_CHAT.to_string()]
+    );
+    assert!(s.users_text().is_none(), "the users file is not written");
+    no_secret_in(&out, &slapd);
+}

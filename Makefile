@@ -117,7 +117,7 @@ test-arm:
 # fails because a machine is slow. BENCH_RUNS, BENCH_CYCLES: sizes.
 bench:
 	@scripts/deps.sh bench
-	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop
+	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd
 	$(CARGO) build --release --locked -p pam-gateway-module
 	$(call name-module,$(RELEASE))
 	@scripts/bench.sh

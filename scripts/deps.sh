@@ -79,8 +79,9 @@ case "$mode" in
             want="$want libpam0g:$(deb_arch "$t") libpam-modules:$(deb_arch "$t")"
         done ;;
     # make bench: pam_google_authenticator and oathtool are the comparison,
+    # slapd and ldap-utils the directory cases' server,
     # ca-certificates the https case's bundle, binutils strips.
-    bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils" ;;
+    bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils slapd ldap-utils" ;;
     # make bench-arm: the same under qemu-user; the arm64 pamtester and
     # pam_google_authenticator are unpacked by scripts/bench-arm.sh.
     bench-arm)

@@ -85,7 +85,7 @@ install -m 644 conf/gateway.toml conf/users.toml "$doc/examples/"
 install -m 644 pam.d/* "$doc/examples/pam.d/"
 install -m 644 sshd_config.d/* "$doc/examples/sshd_config.d/"
 install -m 644 conf/webhook/*.toml "$doc/examples/webhook/"
-# The LDAP schema (docs/fleet.md): OpenLDAP cn=config, slapd.conf, 389-DS/FreeIPA.
+# pam_gateway's LDAP schema for [directory] (docs/fleet.md).
 install -m 644 conf/ldap/* "$doc/examples/ldap/"
 gzip -9n -c README.md > "$doc/README.md.gz"
 # The guides README.md links to, at the same relative paths (docs/NAME.md).

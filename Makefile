@@ -117,7 +117,7 @@ test-arm:
 # fails because a machine is slow. BENCH_RUNS, BENCH_CYCLES: sizes.
 bench:
 	@scripts/deps.sh bench
-	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop
+	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd
 	$(CARGO) build --release --locked -p pam-gateway-module
 	$(call name-module,$(RELEASE))
 	@scripts/bench.sh
@@ -147,11 +147,13 @@ install: build
 	install -d -m 700 $(DESTDIR)/var/lib/pam_gateway
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/pam.d \
 		$(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/sshd_config.d \
-		$(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook
+		$(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook \
+		$(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/ldap
 	install -m 644 conf/*.toml $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/
 	install -m 644 pam.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/pam.d/
 	install -m 644 sshd_config.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/sshd_config.d/
 	install -m 644 conf/webhook/*.toml $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook/
+	install -m 644 conf/ldap/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/ldap/
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 644 man/pam_gateway.8 man/pam-gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/gateway.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/

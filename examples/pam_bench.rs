@@ -12,8 +12,9 @@
 //! ```
 //!
 //! DIR holds `pam.d/` with the services `bench-permit`, `bench-ga`,
-//! `bench-gw` and optionally `bench-gw-tls`, `bench-gw-dns` and
-//! `bench-gw-tmpfs` (a case runs when its file exists), and `codes`, the
+//! `bench-gw` and optionally `bench-gw-tls`, `bench-gw-dns`,
+//! `bench-gw-tmpfs`, `bench-gw-ldap` and `bench-gw-ldapi` (the recipient
+//! from a slapd on loopback; a case runs when its file exists), and `codes`, the
 //! FIFO the fake writes each delivered code to.
 //! `--case` adds a service of your own (e.g. a variant of the module) with
 //! where its answer comes from. `--rtt` names the fake's `getMe` (e.g.
@@ -170,6 +171,16 @@ const CASES: &[(&str, &str, Input)] = &[
     (
         "pam_gateway (http, state on tmpfs)",
         "bench-gw-tmpfs",
+        Input::Fifo,
+    ),
+    (
+        "pam_gateway (http, directory over ldap+StartTLS)",
+        "bench-gw-ldap",
+        Input::Fifo,
+    ),
+    (
+        "pam_gateway (http, directory over ldapi)",
+        "bench-gw-ldapi",
         Input::Fifo,
     ),
 ];

@@ -56,8 +56,13 @@ done
 DIR=$(mktemp -d /tmp/pam_gateway-bench.XXXXXX)
 chmod 700 "$DIR"
 PIDS=()
+SLAPD_PID=
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    # bench_slapd stops its slapd and removes its directory once this file
+    # is gone (a kill would leave slapd running).
+    rm -f "$DIR/slapd-run"
+    [ -z "$SLAPD_PID" ] || wait "$SLAPD_PID" 2>/dev/null || true
     rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -91,6 +96,48 @@ if ! [ -s "$DIR/port" ] || ! [ -s "$DIR/port-tls" ]; then
     echo "bench: the fake did not start" >&2
     cat "$DIR"/fake*.log >&2
     exit 1
+fi
+
+# A real slapd on loopback for the [directory] cases (examples/bench_slapd):
+# root is in the directory with the fake's chat, and in no users file.
+# Skipped where examples/bench_slapd or slapd is missing (make bench-arm).
+if [ -x "$REL/examples/bench_slapd" ] && [ -x /usr/sbin/slapd ]; then
+    touch "$DIR/slapd-run"
+    "$REL/examples/bench_slapd" --user root --chat $CHAT --out "$DIR/ldap.env" \
+        --while "$DIR/slapd-run" > "$DIR/slapd.log" 2>&1 &
+    SLAPD_PID=$!
+    for _ in $(seq 600); do [ -s "$DIR/ldap.env" ] && break; sleep 0.05; done
+    if ! [ -s "$DIR/ldap.env" ]; then
+        echo "bench: slapd did not start" >&2
+        cat "$DIR/slapd.log" >&2
+        exit 1
+    fi
+    # shellcheck disable=SC1091
+    . "$DIR/ldap.env"
+    : > "$DIR/etc/users-none.toml"
+    chmod 644 "$DIR/etc/users-none.toml"
+    for variant in ldap:"$LDAP_URI" ldapi:"$LDAPI_URI"; do
+        cat > "$DIR/etc/gateway-${variant%%:*}.toml" <<TOML
+users_file = "$DIR/etc/users-none.toml"
+state_dir = "$DIR/state"
+
+[telegram]
+bot_token = "$TOKEN"
+api_url = "http://127.0.0.1:$(cat "$DIR/port")"
+
+[directory]
+uri = "${variant#*:}"
+base_dn = "$LDAP_BASE"
+bind_dn = "$LDAP_BIND_DN"
+bind_password = "$LDAP_BIND_PW"
+ca_file = "$LDAP_CA"
+
+[directory.attributes]
+telegram = "pamGatewayTelegram"
+TOML
+    done
+else
+    echo "bench: no slapd or examples/bench_slapd: the directory cases are skipped" >&2
 fi
 
 # The state dir is on the file system that holds /tmp, like
@@ -133,6 +180,13 @@ echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-https.toml" > "$
 # blocking-pool thread, here from /etc/hosts) adds.
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-dns.toml" > "$DIR/pam.d/bench-gw-dns"
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-gw-tmpfs"
+# The http case with the recipient from the directory: one LDAP lookup
+# (connect, StartTLS or the local socket, bind, search) per login.
+for v in ldap ldapi; do
+    if [ -f "$DIR/etc/gateway-$v.toml" ]; then
+        echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-$v.toml" > "$DIR/pam.d/bench-gw-$v"
+    fi
+done
 EXTRA=()
 for v in ${BENCH_VARIANTS:-}; do
     name=${v%%=*}

@@ -55,7 +55,11 @@ case "$mode" in
     # The real-client tests: sshd and ssh, sudo, login, unshare/setpriv; the
     # package test: dpkg-deb and man pages.
     # ca-certificates: tests/http_client.rs loads the system CA bundle.
-    test)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap openssh-server openssh-client sudo login util-linux dpkg-dev groff-base ca-certificates" ;;
+    # slapd, ldap-utils: the directory tests run a real OpenLDAP slapd
+    # (test-support/src/slapd.rs) on random loopback ports in a temp dir. The
+    # package's postinst may start a system slapd on port 389: the tests
+    # never use 389/636 or its configuration, so it cannot disturb them.
+    test)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap openssh-server openssh-client sudo login util-linux dpkg-dev groff-base ca-certificates slapd ldap-utils" ;;
     demo)  want="libpam0g-dev gcc libc6-dev pamtester bubblewrap" ;;
     deb)   want="libpam0g-dev gcc libc6-dev dpkg-dev" ;;
     cross)
@@ -75,8 +79,9 @@ case "$mode" in
             want="$want libpam0g:$(deb_arch "$t") libpam-modules:$(deb_arch "$t")"
         done ;;
     # make bench: pam_google_authenticator and oathtool are the comparison,
+    # slapd and ldap-utils the directory cases' server,
     # ca-certificates the https case's bundle, binutils strips.
-    bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils" ;;
+    bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils slapd ldap-utils" ;;
     # make bench-arm: the same under qemu-user; the arm64 pamtester and
     # pam_google_authenticator are unpacked by scripts/bench-arm.sh.
     bench-arm)

@@ -79,11 +79,14 @@ gzip -9n -c man/pam_gateway.8 > "$root/usr/share/man/man8/pam_gateway.8.gz"
 gzip -9n -c man/pam-gateway.8 > "$root/usr/share/man/man8/pam-gateway.8.gz"
 gzip -9n -c man/gateway.toml.5 > "$root/usr/share/man/man5/gateway.toml.5.gz"
 
-install -d -m 755 "$doc/examples/pam.d" "$doc/examples/sshd_config.d" "$doc/examples/webhook"
+install -d -m 755 "$doc/examples/pam.d" "$doc/examples/sshd_config.d" "$doc/examples/webhook" \
+    "$doc/examples/ldap"
 install -m 644 conf/gateway.toml conf/users.toml "$doc/examples/"
 install -m 644 pam.d/* "$doc/examples/pam.d/"
 install -m 644 sshd_config.d/* "$doc/examples/sshd_config.d/"
 install -m 644 conf/webhook/*.toml "$doc/examples/webhook/"
+# pam_gateway's LDAP schema for [directory] (docs/fleet.md).
+install -m 644 conf/ldap/* "$doc/examples/ldap/"
 gzip -9n -c README.md > "$doc/README.md.gz"
 # The guides README.md links to, at the same relative paths (docs/NAME.md).
 install -d -m 755 "$doc/docs"

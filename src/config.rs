@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::directory::{DirectoryConfig, RawDirectory};
 use crate::gateway::spec::section_as;
 use crate::gateway::{GatewayKind, GatewaySection};
 use crate::limits::{Limits, RawLimits};
@@ -70,13 +71,21 @@ toml_struct! {
         message: Option<RawMessage>,
         remember: Option<RawRemember>,
         alert: Option<RawAlert>,
+        directory: Option<RawDirectory>,
     }
 }
 
 /// [`RawConfig`]'s keys listed before and after the gateways' sections in
 /// serde's "expected one of ..." (the order they have always had).
 const KEYS_BEFORE_GATEWAYS: &[&str] = &["users_file", "gateways", "state_dir", "limits"];
-const KEYS_AFTER_GATEWAYS: &[&str] = &["code", "policy", "message", "remember", "alert"];
+const KEYS_AFTER_GATEWAYS: &[&str] = &[
+    "code",
+    "policy",
+    "message",
+    "remember",
+    "alert",
+    "directory",
+];
 
 /// Every top-level key of `gateway.toml`, as serde's messages list them.
 fn top_level_keys() -> &'static [&'static str] {
@@ -278,6 +287,9 @@ pub struct Config {
     pub remember: Remember,
     /// `[alert]`: a message per login from the session hook.
     pub alert: AlertConfig,
+    /// `[directory]`: recipients from LDAP for users without an entry in
+    /// the users file; `None` when the section is absent.
+    pub directory: Option<DirectoryConfig>,
 }
 
 /// SHA-256 of the config file's text. The file is root-only and holds the
@@ -464,6 +476,15 @@ impl Config {
             configured.contains_key(&GatewayKind::Telegram),
             &|k, m| err_at("alert", k, m),
         )?;
+        let directory = DirectoryConfig::from_raw(
+            raw.directory,
+            &configured.keys().copied().collect::<Vec<_>>(),
+            &|k, m| match k.split_once('.') {
+                // A key of [directory.attributes].
+                Some((table, key)) => err_at(&format!("directory.{table}"), key, m),
+                None => err_at("directory", k, m),
+            },
+        )?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -487,6 +508,7 @@ impl Config {
             },
             remember,
             alert,
+            directory,
         })
     }
 
@@ -741,7 +763,7 @@ mod tests {
             err.message,
             "unknown field `zz`, expected one of `users_file`, `gateways`, `state_dir`, \
              `limits`, `telegram`, `signal`, `sms`, `webhook`, `command`, `code`, `policy`, \
-             `message`, `remember`, `alert`"
+             `message`, `remember`, `alert`, `directory`"
         );
     }
 

@@ -134,6 +134,11 @@ pub enum Enrolment {
     UnknownUser,
     NotEnrolled,
     Enrolled(Vec<Route>),
+    /// `[directory]` could not say whether the user is enrolled (no
+    /// answer, a refusal, an unusable answer) and no fresh cache stood in:
+    /// denied whatever `unenrolled` and `failmode` say. Not knowing is
+    /// not "not enrolled". The reason is for the log.
+    DirectoryUnavailable(String),
 }
 
 /// How an authentication ended. The PAM layer maps each to a return code.
@@ -173,6 +178,8 @@ pub enum Outcome {
     /// `[remember]`: this user proved a second factor from this remote host
     /// through this service lately; no code asked.
     Remembered,
+    /// `[directory]` failed for a user without an entry in the users file.
+    DirectoryUnavailable,
 }
 
 impl Outcome {
@@ -195,6 +202,7 @@ impl Outcome {
             Outcome::StateFailed => "denied-state-error",
             Outcome::UnknownUser => "denied-unknown-user",
             Outcome::Remembered => "remembered",
+            Outcome::DirectoryUnavailable => "denied-directory-unavailable",
         }
     }
 }
@@ -440,7 +448,9 @@ impl Flow<'_> {
             Outcome::Success { .. } | Outcome::NotEnrolledIgnored | Outcome::Remembered => {
                 Level::Info
             }
-            Outcome::SystemError | Outcome::DeliveryFailedDenied => Level::Error,
+            Outcome::SystemError
+            | Outcome::DeliveryFailedDenied
+            | Outcome::DirectoryUnavailable => Level::Error,
             _ => Level::Warning,
         };
         self.log.log(
@@ -532,6 +542,10 @@ impl Flow<'_> {
                 return ControlFlow::Break(self.done(ctx, "-", Outcome::UnknownUser, reason));
             }
             Enrolment::NotEnrolled => return ControlFlow::Break(self.unenrolled(ctx)),
+            Enrolment::DirectoryUnavailable(reason) => {
+                let outcome = Outcome::DirectoryUnavailable;
+                return ControlFlow::Break(self.done(ctx, "-", outcome, &reason));
+            }
             Enrolment::Enrolled(routes) => routes,
         };
         if ctx.password_was_wrong {

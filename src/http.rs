@@ -263,6 +263,16 @@ pub fn client_with_roots(
 /// TLS 1.2 and 1.3 with ring's safe defaults, HTTP/1.1 only (reqwest is
 /// built without HTTP/2), certificates checked by [`LazyWebPkiVerifier`].
 fn tls_config(roots: TrustRoots) -> Result<rustls::ClientConfig, String> {
+    let mut config = rustls_config(roots)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The one TLS client configuration (HTTP gateways, the directory): TLS
+/// 1.2 and 1.3 with ring's safe defaults, certificates checked against
+/// `roots` by rustls' WebPKI verifier, the roots read at the first
+/// handshake.
+pub fn rustls_config(roots: TrustRoots) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = LazyWebPkiVerifier {
         algorithms: provider.signature_verification_algorithms,
@@ -270,13 +280,12 @@ fn tls_config(roots: TrustRoots) -> Result<rustls::ClientConfig, String> {
         roots,
         inner: OnceLock::new(),
     };
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?
         .dangerous() // only to install the verifier below, which verifies fully
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

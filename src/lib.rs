@@ -29,6 +29,8 @@
 //!   only module allowed `unsafe` code.
 //! - [`remember`]: verified sources that skip the code for a while.
 //! - [`alert`]: one message per login from the session hook.
+//! - [`directory`]: recipients from LDAP (`[directory]`), and the small
+//!   client the CLI uses too.
 
 #![deny(unsafe_code)]
 #![cfg_attr(
@@ -41,6 +43,7 @@ pub mod backup_codes;
 pub mod backup_hash;
 pub mod code;
 pub mod config;
+pub mod directory;
 pub mod flow;
 pub mod gateway;
 pub mod http;

@@ -6,11 +6,14 @@ use std::fmt;
 use std::path::Path;
 
 use crate::config::Config;
-use crate::flow::{Enrolment, Route};
+use crate::directory;
+use crate::flow::{Enrolment, Route, clean};
 use crate::gateway::{Gateway, GatewayKind};
+use crate::log::{Level, Log};
 use crate::secure_file::{
     FileError, Owner, Secrecy, read_secure, read_secure_with_mode, update_locked, update_locked_as,
 };
+use crate::state::{StateStore, WallClock};
 use crate::toml_errors::ParseError;
 use crate::users::{UserEntry, Users};
 
@@ -109,11 +112,94 @@ pub fn routes_for(
     Ok(routes)
 }
 
-/// The user's [`Enrolment`] from the users file.
+/// The user's [`Enrolment`] from the users file alone.
 pub fn enrolment(config: &Config, users: &Users, user: &str) -> Result<Enrolment, SetupError> {
     match users.get(user) {
         None => Ok(Enrolment::NotEnrolled),
         Some(entry) => Ok(Enrolment::Enrolled(routes_for(config, user, entry)?)),
+    }
+}
+
+/// The user's [`Enrolment`] as a login sees it: the users file first (an
+/// entry there overrides the directory wholly: its recipients, and only
+/// its, are used), then `[directory]` if configured. A directory that
+/// fails denies ([`Enrolment::DirectoryUnavailable`]) unless the cache of
+/// the last recipients seen is fresh; each step is logged on `log`.
+pub fn resolve_enrolment(
+    config: &Config,
+    users: &Users,
+    user: &str,
+    store: &dyn StateStore,
+    wall: &dyn WallClock,
+    owner: Owner,
+    log: &mut dyn Log,
+) -> Result<Enrolment, SetupError> {
+    let Some(dir) = config
+        .directory
+        .as_ref()
+        .filter(|_| users.get(user).is_none())
+    else {
+        return enrolment(config, users, user);
+    };
+    let shown = clean(user);
+    let now = wall.unix_now();
+    let error = match directory::lookup(dir, user, owner) {
+        Ok(found) => {
+            let recipients = found.unwrap_or_default();
+            if let Some(max_age) = dir.cache_max_age
+                && let Err(e) = directory::remember(store, user, now, max_age, &recipients)
+            {
+                log.log(
+                    Level::Warning,
+                    &format!("user={shown} directory: cannot keep its answer in the cache: {e}"),
+                );
+            }
+            if recipients.is_empty() {
+                return Ok(Enrolment::NotEnrolled);
+            }
+            let entry = UserEntry::from_recipients(recipients);
+            return Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?));
+        }
+        Err(e) => e,
+    };
+    log.log(
+        Level::Error,
+        &format!(
+            "user={shown} directory={} {}",
+            clean(&dir.uri),
+            crate::log::field(&error.to_string())
+        ),
+    );
+    let unavailable = |why: String| Ok(Enrolment::DirectoryUnavailable(why));
+    let Some(max_age) = dir.cache_max_age else {
+        return unavailable(format!("{error}; no cache (cache_max_age is not set)"));
+    };
+    if matches!(error, directory::DirectoryError::BadAnswer(_)) {
+        // The directory answered: what it said last is not what it says.
+        return unavailable(format!("{error}; the cache is not used for this"));
+    }
+    match directory::cached(store, user, now, max_age) {
+        Ok(directory::Cached::Fresh { recipients, age }) => {
+            log.log(
+                Level::Warning,
+                &format!(
+                    "user={shown} directory: using the cached recipients seen {age} s ago                      (cache_max_age {max_age} s)"
+                ),
+            );
+            let entry = UserEntry::from_recipients(recipients);
+            Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?))
+        }
+        Ok(directory::Cached::Stale { age }) => unavailable(format!(
+            "{error}; the cached recipients are stale ({}, cache_max_age {max_age} s): not used",
+            match age {
+                Some(age) => format!("seen {age} s ago"),
+                None => "seen in the future".to_string(),
+            }
+        )),
+        Ok(directory::Cached::Nothing) => {
+            unavailable(format!("{error}; no cached recipients for this user"))
+        }
+        Err(e) => unavailable(format!("{error}; the cache cannot be read: {e}")),
     }
 }
 

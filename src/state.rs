@@ -40,6 +40,8 @@ pub const MAX_ALERT_TIMES: usize = 1000;
 /// Longest remote host, service or factor name stored for `[remember]` and
 /// `[alert]`; a longer one is never stored.
 pub const MAX_STORED_NAME: usize = 255;
+/// The longest recipient a directory cache may hold ([`DirectoryCache`]).
+pub const MAX_DIRECTORY_VALUE: usize = 512;
 /// Longest a login waits for another login's lock on the same user's state
 /// (each holds it for a read-modify-write of a small file): a process that
 /// a su caller stopped while holding it must not hang the user's logins.
@@ -109,6 +111,21 @@ pub struct UserState {
     /// per-user rate limit). Written only when not empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts_sent: Vec<u64>,
+    /// `[directory] cache_max_age`: the recipients the directory gave
+    /// last ([`crate::directory`]). Written only when there are some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<DirectoryCache>,
+}
+
+/// The recipients the directory gave for a user, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryCache {
+    /// Unix time of the answer (of the last write: the cache's age counts
+    /// from here).
+    pub seen: u64,
+    /// Gateway id to recipient.
+    pub recipients: BTreeMap<String, String>,
 }
 
 /// A source whose second factor succeeded: logins of the same user from
@@ -163,6 +180,7 @@ impl Default for UserState {
             remembered: Vec::new(),
             recent_logins: Vec::new(),
             alerts_sent: Vec::new(),
+            directory: None,
         }
     }
 }
@@ -230,6 +248,18 @@ impl UserState {
                 .into_iter()
                 .flatten()
             }));
+        if let Some(cache) = &state.directory {
+            if cache.recipients.len() > 16
+                || cache
+                    .recipients
+                    .iter()
+                    .any(|(k, v)| k.len() > 64 || v.len() > MAX_DIRECTORY_VALUE)
+            {
+                return Err("the directory cache holds more or longer recipients than \
+                            any gateway has"
+                    .to_string());
+            }
+        }
         for name in names {
             if name.len() > MAX_STORED_NAME * 2 {
                 return Err(format!(

@@ -84,6 +84,16 @@ pub struct UserEntry {
 }
 
 impl UserEntry {
+    /// An entry holding these recipients and no authenticator secret (the
+    /// directory's users: [`crate::directory`]). Each must have passed its
+    /// gateway's `check_recipient`.
+    pub fn from_recipients(recipients: BTreeMap<GatewayKind, String>) -> UserEntry {
+        UserEntry {
+            recipients,
+            totp_secret: None,
+        }
+    }
+
     /// True when the entry names no recipient at all.
     pub fn is_empty(&self) -> bool {
         self.recipients.is_empty()

@@ -30,6 +30,7 @@ fn example_gateway_toml_parses_to_the_documented_defaults() {
     assert_eq!(c.state_dir, std::path::Path::new("/var/lib/pam_gateway"));
     assert_eq!(c.limits, pam_gateway_core::limits::Limits::default());
     assert_eq!(c.access, pam_gateway_core::policy::AccessPolicy::default());
+    assert!(c.directory.is_none(), "[directory] is off by default");
 }
 
 #[test]
@@ -60,6 +61,9 @@ fn every_commented_example_is_valid() {
     let c = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &gateway)
         .unwrap_or_else(|e| panic!("conf/gateway.toml with the examples enabled: {e}"));
     assert_eq!(c.gateways, GatewayKind::ALL);
+    let directory = c.directory.as_ref().expect("[directory]");
+    assert_eq!(directory.attributes.len(), 3);
+    assert_eq!(directory.cache_max_age, Some(86_400));
     let users = enable_examples(&read("users.toml"));
     let u = Users::parse(Path::new("/etc/pam_gateway/users.toml"), &users)
         .unwrap_or_else(|e| panic!("conf/users.toml with the examples enabled: {e}"));

@@ -300,7 +300,7 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     assert_fact(
         &f,
         "examples",
-        "gateway.toml pam.d sshd_config.d users.toml webhook",
+        "gateway.toml ldap pam.d sshd_config.d users.toml webhook",
         "install",
     );
     assert_fact(

@@ -28,8 +28,18 @@ const USERS_FILE: &str = "THE USERS FILE";
 /// parsers change so that one yields none, the test fails instead of
 /// checking nothing. New sections are found without being listed here.
 const KNOWN_SECTIONS: &[&str] = &[
-    "telegram", "signal", "sms", "webhook", "command", "code", "policy", "limits", "message",
-    "remember", "alert",
+    "telegram",
+    "signal",
+    "sms",
+    "webhook",
+    "command",
+    "code",
+    "policy",
+    "limits",
+    "message",
+    "remember",
+    "alert",
+    "directory",
 ];
 
 /// The keys serde names after "expected" in an unknown-field error, or

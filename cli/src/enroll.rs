@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::terminal::{EchoOff, Input, InputError};
-use super::{CliError, EnrollArgs, Exit, OWNER, explain, load_config, qr, system, telegram_config};
+use super::{
+    CliError, EnrollArgs, Exit, OWNER, directory, explain, load_config, qr, system, telegram_config,
+};
 use crate::toml_edits;
 use pam_gateway_core::code;
 use pam_gateway_core::config::Config;
@@ -114,7 +116,10 @@ impl Starter {
 
 pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     let user = args.user.as_str();
+    // Into the directory, USER is an entry there, maybe no account here.
+    let local = args.directory_bind_dn.is_none();
     match system::user_exists(user) {
+        Ok(_) if !local => {}
         Ok(true) => {}
         Ok(false) => {
             return Err(CliError::new(
@@ -148,6 +153,12 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     }
     let tg = telegram_config(&config)?;
     let users = setup::load_users_or_empty(&config, OWNER)?;
+    // The directory entry and the bind are checked before USER is asked
+    // to do anything.
+    let target = match &args.directory_bind_dn {
+        Some(dn) => Some(directory::Target::prepare(&config, args, dn)?),
+        None => None,
+    };
     let client = TelegramClient::new(tg).map_err(|e| explain::gateway(&e))?;
     let bot = client.get_me().map_err(|e| explain::gateway(&e))?;
 
@@ -158,7 +169,18 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
             (watch.found()?, Some(watch))
         }
     };
-    let result = check_and_write(&config, args, &users, &client, &bot, &found, watch.as_mut());
+    let result = check_and_write(
+        &config,
+        args,
+        &users,
+        Chat {
+            client: &client,
+            bot: &bot,
+            found: &found,
+        },
+        watch.as_mut(),
+        target.as_ref(),
+    );
     if let Some(w) = &mut watch {
         // Confirm what was read, so the next enrolment starts clean.
         w.confirm_read();
@@ -166,17 +188,25 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     result
 }
 
+/// The chat found, the bot and its client.
+struct Chat<'a> {
+    client: &'a TelegramClient,
+    bot: &'a BotInfo,
+    found: &'a Found,
+}
+
 /// The rest of a Telegram enrolment once the chat is known: warnings, the
-/// code check, a last look for a second Start (deep link only), the write.
+/// code check, a last look for a second Start (deep link only), the write
+/// (into the users file, or into the directory entry of `target`).
 fn check_and_write(
     config: &Config,
     args: &EnrollArgs,
     users: &Users,
-    client: &TelegramClient,
-    bot: &BotInfo,
-    found: &Found,
+    chat_found: Chat<'_>,
     mut watch: Option<&mut StartWatch>,
+    target: Option<&directory::Target>,
 ) -> Result<(), CliError> {
+    let Chat { client, bot, found } = chat_found;
     let user = args.user.as_str();
     let chat = found.chat.clone();
     for (other, entry) in &users.users {
@@ -188,7 +218,12 @@ fn check_and_write(
             );
         }
     }
-    if let Some(old) = users
+    if target.is_some() && users.get(user).is_some() {
+        println!(
+            "Note: {} has an entry for {user}: on this host it overrides the directory              (pam-gateway remove {user} to use the directory here too).",
+            config.users_file.display()
+        );
+    } else if let Some(old) = users
         .get(user)
         .and_then(|e| e.recipient(GatewayKind::Telegram))
         && old != chat.as_str()
@@ -233,6 +268,16 @@ fn check_and_write(
     }
     if let Some(w) = watch {
         w.last_look()?;
+    }
+    if let Some(target) = target {
+        let wrote = target.write(config, chat.as_str())?;
+        println!(
+            "Enrolled {user} in the directory: login codes go via Telegram (@{}) to chat {}; {wrote}.",
+            bot.username,
+            mask(chat.as_str()),
+        );
+        println!("Every host with this [directory] uses it. Try it: pam-gateway test {user}");
+        return Ok(());
     }
     setup::update_users(
         config,

@@ -10,6 +10,7 @@
 
 mod backup_codes;
 mod configure;
+mod directory;
 mod enroll;
 #[cfg(test)]
 mod exit_tests;
@@ -529,6 +530,20 @@ gateway (configure it first) and asks for it here, as above, unless
 command). The user's other gateways stay: a login tries them in the order of
 `gateways` in gateway.toml.
 
+With --directory-bind-dn DN (a fleet, docs/fleet.md): the Telegram chat is
+found and checked as above, but written into USER's entry in the directory
+of gateway.toml's [directory] -- the entry a login finds (base_dn,
+user_filter), the attribute [directory.attributes] maps telegram to -- and
+not into the users file. The bind is as DN (an account allowed to write
+that attribute, not the module's read-only one); its password is read
+without echo before anything else, or from --directory-bind-password-file
+(root-only, one line). The entry is looked up before the link is shown; the
+write replaces the attribute's value and adds the objectClass
+pamGatewayUser when the attribute is the schema's (pamGateway...) and the
+class is missing, in one modify; the value is read back. USER need not have
+an account on this host. Every host with the same [directory] then sends
+USER's codes to that chat, except where a users file entry overrides it.
+
 Only one enrolment reads the bot's messages at a time; a second one waits
 for its turn before it prints its link.";
 
@@ -579,6 +594,19 @@ pub struct EnrollArgs {
     /// Do not print the QR code of the link
     #[arg(long)]
     pub no_qr: bool,
+    /// Write the verified Telegram chat id into USER's entry in the
+    /// directory of gateway.toml's [directory], binding as DN (its password
+    /// is read without echo), instead of into the users file
+    #[arg(
+        long,
+        value_name = "DN",
+        conflicts_with_all = ["signal", "sms", "webhook", "command"]
+    )]
+    pub directory_bind_dn: Option<String>,
+    /// Read the password of --directory-bind-dn from this root-only file
+    /// (one line), for scripts
+    #[arg(long, value_name = "PATH", requires = "directory_bind_dn")]
+    pub directory_bind_password_file: Option<PathBuf>,
 }
 
 const STATUS_LONG: &str = "\

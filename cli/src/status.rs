@@ -3,11 +3,15 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::time::Instant;
 
 use super::finding::Level;
 use super::gateway_check;
-use super::{CliError, Exit, OWNER, StatusArgs, pam_stacks, sshd, system, unlock, users};
+use super::{
+    CliError, Exit, OWNER, StatusArgs, directory, pam_stacks, sshd, system, unlock, users,
+};
 use pam_gateway_core::config::{Config, FailMode, Unenrolled};
+use pam_gateway_core::directory::DirectoryConfig;
 use pam_gateway_core::gateway::{GatewayKind, Health};
 use pam_gateway_core::limits::wait_text;
 use pam_gateway_core::setup::{self, SetupError};
@@ -111,6 +115,11 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<(), CliError> {
     match &config {
         None => r.line(Level::Info, "not checked: gateway.toml is unusable"),
         Some(c) => check_gateways(&mut r, c, users.as_ref()),
+    }
+
+    if let Some(dir) = config.as_ref().and_then(|c| c.directory.as_ref()) {
+        r.section(&format!("Directory ({})", dir.uri));
+        check_directory(&mut r, dir);
     }
 
     r.section(&format!("PAM stacks ({})", args.pam_dir.display()));
@@ -331,6 +340,13 @@ fn names(list: &[&str]) -> String {
 
 fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::ServiceReport]) {
     let services: Vec<&str> = stacks.iter().map(|s| s.service.as_str()).collect();
+    if u.users.is_empty() && c.directory.is_some() {
+        r.line(
+            Level::Info,
+            "nobody in the users file: every user's recipients come from the directory",
+        );
+        return;
+    }
     if u.users.is_empty() {
         match (c.unenrolled, services.is_empty()) {
             (Unenrolled::Deny, false) => r.line(
@@ -395,7 +411,12 @@ fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::Serv
             Err(m) => r.line(Level::Warn, &m),
         }
     }
-    if c.unenrolled == Unenrolled::Deny && !services.is_empty() {
+    if c.directory.is_some() {
+        r.line(
+            Level::Info,
+            "users not listed here are looked up in the directory (section Directory)",
+        );
+    } else if c.unenrolled == Unenrolled::Deny && !services.is_empty() {
         r.line(
             Level::Info,
             &format!(
@@ -403,6 +424,83 @@ fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::Serv
                 services.join(", ")
             ),
         );
+    }
+}
+
+/// `[directory]` as a login uses it: connect (with TLS), the module's bind,
+/// the search for entries with recipients; how long that took.
+fn check_directory(r: &mut Report, dir: &DirectoryConfig) {
+    let refused = match dir.cache_max_age {
+        Some(age) => format!(
+            "logins of users without a users file entry are refused, except where a \
+             cache younger than {age} s stands in (cache_max_age)"
+        ),
+        None => "logins of users without a users file entry are refused \
+                 (no cache_max_age)"
+            .to_string(),
+    };
+    let started = Instant::now();
+    let (mut conn, connected) = match directory::connect_as_module(dir) {
+        Ok(c) => c,
+        Err(e) => {
+            r.line(Level::Fail, &format!("{}: {refused}", e.message));
+            return;
+        }
+    };
+    r.line(
+        Level::Ok,
+        &format!("connected over {}", directory::transport(dir)),
+    );
+    let bound = match &dir.bind {
+        Some((dn, _)) => format!("bound as {dn}"),
+        None => "no bind_dn: searches anonymously".to_string(),
+    };
+    r.line(
+        Level::Ok,
+        &format!("{bound} ({} ms to connect and bind)", connected.as_millis()),
+    );
+    match conn.enrolled(dir, directory::LIST_LIMIT) {
+        Ok(listing) => {
+            let took = started.elapsed().as_millis();
+            let more = if listing.truncated { " or more" } else { "" };
+            let level = if listing.entries.is_empty() {
+                Level::Warn
+            } else {
+                Level::Ok
+            };
+            r.line(
+                level,
+                &format!(
+                    "search under {}: {}{more} entries with recipients ({took} ms in all, \
+                     timeout {} s)",
+                    dir.base_dn,
+                    listing.entries.len(),
+                    dir.timeout.as_secs()
+                ),
+            );
+            if listing.entries.is_empty() {
+                r.line(
+                    Level::Info,
+                    "no entry has a mapped attribute, or the bind may not read them: \
+                     nobody is enrolled through the directory",
+                );
+            }
+        }
+        Err(e) => r.line(
+            Level::Fail,
+            &format!("search under {} fails: {e}: {refused}", dir.base_dn),
+        ),
+    }
+    conn.close();
+    match dir.cache_max_age {
+        Some(age) => r.line(
+            Level::Info,
+            &format!("an outage is bridged for {age} s per user and host (cache_max_age)"),
+        ),
+        None => r.line(
+            Level::Info,
+            "no cache_max_age: while the directory is down, its users cannot log in",
+        ),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{CliError, Exit, OWNER, forget, load_config, unlock};
+use super::{CliError, Exit, OWNER, directory, forget, load_config, unlock};
 use crate::toml_edits;
 use pam_gateway_core::config::Unenrolled;
 use pam_gateway_core::redact::mask;
@@ -31,12 +31,84 @@ pub fn table(users: &Users) -> Vec<String> {
 pub fn list(config_path: &Path) -> Result<(), CliError> {
     let config = load_config(config_path)?;
     let users = setup::load_users_or_empty(&config, OWNER)?;
-    if users.users.is_empty() {
+    let local_source = config.users_file.display().to_string();
+    // (user, gateway, masked recipient, source)
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    for (name, entry) in &users.users {
+        for (gateway, recipient) in entry.recipients() {
+            rows.push((
+                name.clone(),
+                gateway.to_string(),
+                mask(recipient),
+                local_source.clone(),
+            ));
+        }
+    }
+    // The directory, as the module's bind sees it. A failure is reported
+    // after what could be listed.
+    let mut directory_failure: Option<CliError> = None;
+    let mut directory_note = None;
+    if let Some(dir) = &config.directory {
+        match directory::list(dir) {
+            Ok(listing) => {
+                for entry in &listing.entries {
+                    let name = directory::name_of(dir, entry);
+                    let source = if users.get(&name).is_some() {
+                        format!("directory (not used here: {local_source} has {name})")
+                    } else {
+                        "directory".to_string()
+                    };
+                    for (kind, masked) in directory::recipients(dir, entry) {
+                        rows.push((name.clone(), kind.id().to_string(), masked, source.clone()));
+                    }
+                }
+                if listing.truncated {
+                    directory_note = Some(format!(
+                        "The directory has more entries with recipients than the first {} \
+                         listed here.",
+                        directory::LIST_LIMIT
+                    ));
+                }
+            }
+            Err(e) => directory_failure = Some(e),
+        }
+    }
+    if rows.is_empty() && directory_failure.is_none() {
+        let also = if config.directory.is_some() {
+            " or in the directory"
+        } else {
+            ""
+        };
         println!(
-            "Nobody is enrolled in {}: pam-gateway enroll USER",
+            "Nobody is enrolled in {}{also}: pam-gateway enroll USER",
             config.users_file.display()
         );
         return Ok(());
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.0.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let rwidth = rows
+        .iter()
+        .map(|r| r.2.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("RECIPIENT".len());
+    println!(
+        "{:<width$}  {:<9} {:<rwidth$}  SOURCE",
+        "USER", "GATEWAY", "RECIPIENT"
+    );
+    for (name, gateway, recipient, source) in &rows {
+        println!("{name:<width$}  {gateway:<9} {recipient:<rwidth$}  {source}");
+    }
+    if let Some(note) = &directory_note {
+        println!("\n{note}");
+    }
+    if users.users.is_empty() {
+        return directory_failure.map_or(Ok(()), Err);
     }
     let width = users
         .users
@@ -45,10 +117,6 @@ pub fn list(config_path: &Path) -> Result<(), CliError> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!("{:<width$}  {:<9} RECIPIENT", "USER", "GATEWAY");
-    for line in table(&users) {
-        println!("{line}");
-    }
 
     // Fallback factors and what the limits hold, from state_dir.
     let now = unlock::now();
@@ -111,7 +179,7 @@ pub fn list(config_path: &Path) -> Result<(), CliError> {
     for p in problems {
         println!("\n{p}");
     }
-    Ok(())
+    directory_failure.map_or(Ok(()), Err)
 }
 
 pub fn remove(config_path: &Path, user: &str) -> Result<(), CliError> {

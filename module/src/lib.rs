@@ -50,7 +50,11 @@ pub fn pam_code(outcome: &Outcome) -> PamResultCode {
         }
         // An unsafe or corrupt state file is a broken setup, like a bad config.
         Outcome::StateFailed => PamResultCode::PAM_SERVICE_ERR,
-        Outcome::DeliveryFailedDenied => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        // Whether the user is enrolled cannot be known: the directory
+        // failed. Never PAM_IGNORE, whatever failmode or unenrolled say.
+        Outcome::DeliveryFailedDenied | Outcome::DirectoryUnavailable => {
+            PamResultCode::PAM_AUTHINFO_UNAVAIL
+        }
         Outcome::ConversationFailed => PamResultCode::PAM_CONV_ERR,
         Outcome::SystemError => PamResultCode::PAM_SYSTEM_ERR,
     }
@@ -163,10 +167,21 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
             return PamResultCode::PAM_SERVICE_ERR;
         }
     };
+    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
+    // users.toml first (an entry there overrides the directory wholly),
+    // then [directory]; only for accounts NSS knows.
     let enrolment = if !known {
         Enrolment::UnknownUser
     } else {
-        match setup::enrolment(&config, &users, &user) {
+        match setup::resolve_enrolment(
+            &config,
+            &users,
+            &user,
+            &store,
+            &SystemWallClock,
+            Owner::ROOT,
+            &mut log,
+        ) {
             Ok(e) => e,
             Err(e) => {
                 log.log(Level::Error, &format!("user={shown} denied: {e}"));
@@ -204,7 +219,6 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let mut conversation = PamConversation { conv };
     let clock = MonotonicClock::default();
     let mut codes = OsCodeSource;
-    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
     let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
     let mut flow = Flow {
         config: &config,
@@ -371,6 +385,7 @@ mod tests {
             (Outcome::StateFailed, PAM_SERVICE_ERR),
             (Outcome::UnknownUser, PAM_USER_UNKNOWN),
             (Outcome::Remembered, PAM_SUCCESS),
+            (Outcome::DirectoryUnavailable, PAM_AUTHINFO_UNAVAIL),
         ];
         for (outcome, code) in table {
             assert_eq!(pam_code(&outcome), code, "{outcome:?}");

@@ -2,7 +2,7 @@
 //! the services (the Telegram Bot API, any HTTP service, a TLS front), the
 //! real-libpam harness (pamtester in a private mount namespace), the
 //! real-client sandbox (sshd, sudo, su, login in their own namespaces), a
-//! pty, the CLI harness, and the flow's fakes for the tests without libpam.
+//! pty, the CLI harness, a real OpenLDAP slapd ([`slapd`]), and the flow's fakes for the tests without libpam.
 //! Tests that need root say so in one place: [`root`].
 
 pub mod cli_harness;
@@ -15,6 +15,7 @@ pub mod pam_harness;
 pub mod pty;
 pub mod root;
 pub mod sandbox;
+pub mod slapd;
 pub mod ssh;
 pub mod tls_front;
 

@@ -4,8 +4,12 @@
 #   other-ca.pem      a second CA nobody trusts (key thrown away)
 #   leaf.pem/.key     server cert for IP 127.0.0.1 and localhost, from ca.pem
 #   wrong-name.pem/.key  server cert for gateway.invalid only, from ca.pem
-# EC P-256, valid 2020-01-01 to 2120-01-01. Used by tests/http_client.rs and by
-# make bench (the https case); never by anything outside loopback.
+# EC P-256, valid 2020-01-01 to 2120-01-01. Used by tests/http_client.rs, by
+# make bench (the https case) and by the slapd harness
+# (test-support/src/slapd.rs: leaf.pem/.key are slapd's certificate, ca.pem
+# its CA, other-ca.pem the "wrong CA"); never by anything outside loopback.
+# Keys are unencrypted PKCS#8 ("BEGIN PRIVATE KEY"): rustls and the GnuTLS of
+# Debian's slapd both read that.
 set -euo pipefail
 cd "$(dirname "$0")"
 work=$(mktemp -d)

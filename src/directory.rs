@@ -428,7 +428,16 @@ impl Connection {
         }
         let timeout = dir.timeout;
         let uri = dir.uri.clone();
+        let tcp = dir.transport != Transport::Ldapi;
         let ldap = within(&runtime, deadline, timeout, async move {
+            let mut settings = settings;
+            if tcp {
+                // Our own socket, with TCP_NODELAY: without it the small
+                // writes of StartTLS, the handshake and the bind wait for
+                // delayed ACKs (40 ms per lookup on loopback).
+                let stream = connect_tcp(&uri).await?;
+                settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
+            }
             let (conn, ldap) = LdapConnAsync::with_settings(settings, &uri).await?;
             ldap3::drive!(conn);
             Ok(ldap)
@@ -496,6 +505,13 @@ impl Connection {
                 .search(base, Scope::Subtree, &filter, wanted)
                 .await
         })?;
+        // Continuation references (Active Directory returns some for a
+        // search from the domain's root) are not entries, and are not
+        // followed: the users are where base_dn says.
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .collect();
         // 4: sizeLimitExceeded, i.e. more than one entry.
         if result.rc == 4 || entries.len() > 1 {
             return Err(DirectoryError::BadAnswer(
@@ -546,6 +562,23 @@ impl Drop for Connection {
             runtime.shutdown_background();
         }
     }
+}
+
+/// A TCP connection to the host and port of `uri` (389 for ldap://, 636
+/// for ldaps:// by default) with TCP_NODELAY, as ldap3 takes it.
+async fn connect_tcp(uri: &str) -> Result<std::net::TcpStream, ldap3::LdapError> {
+    let url = reqwest::Url::parse(uri)?;
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "ldaps" { 636 } else { 389 });
+    let host = url.host_str().unwrap_or("");
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => tokio::net::TcpStream::connect((ip, port)).await?,
+        Err(_) => tokio::net::TcpStream::connect((host, port)).await?,
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream.into_std()?)
 }
 
 /// Runs `f` on `runtime` until `deadline`.

@@ -492,11 +492,23 @@ impl Connection {
         dir: &DirectoryConfig,
         user: &str,
     ) -> Result<Option<Entry>, DirectoryError> {
+        self.find_user_with(dir, user, &[])
+    }
+
+    /// [`Connection::find_user`], reading `extra` attributes too (e.g.
+    /// `objectClass`, to see whether `pamGatewayUser` must be added).
+    pub fn find_user_with(
+        &mut self,
+        dir: &DirectoryConfig,
+        user: &str,
+        extra: &[&str],
+    ) -> Result<Option<Entry>, DirectoryError> {
         if user.is_empty() || user.len() > MAX_USER_NAME {
             return Ok(None);
         }
         let filter = dir.filter_for(user);
         let mut wanted: Vec<&str> = dir.attributes.values().map(String::as_str).collect();
+        wanted.extend_from_slice(extra);
         wanted.sort_unstable();
         wanted.dedup();
         let base = dir.base_dn.as_str();
@@ -542,6 +554,23 @@ impl Connection {
         let values: std::collections::HashSet<&str> = values.iter().copied().collect();
         self.run(async |ldap| {
             ldap.modify(dn, vec![Mod::Replace(attribute, values)])
+                .await?
+                .success()
+                .map(|_| ())
+        })
+    }
+
+    /// Adds `values` to `attribute` of `dn` (e.g. `objectClass:
+    /// pamGatewayUser`); the server refuses a value that is there already.
+    pub fn add_values(
+        &mut self,
+        dn: &str,
+        attribute: &str,
+        values: &[&str],
+    ) -> Result<(), DirectoryError> {
+        let values: std::collections::HashSet<&str> = values.iter().copied().collect();
+        self.run(async |ldap| {
+            ldap.modify(dn, vec![Mod::Add(attribute, values)])
                 .await?
                 .success()
                 .map(|_| ())

@@ -183,7 +183,8 @@ pub fn resolve_enrolment(
             log.log(
                 Level::Warning,
                 &format!(
-                    "user={shown} directory: using the cached recipients seen {age} s ago                      (cache_max_age {max_age} s)"
+                    "user={shown} directory: using the cached recipients seen {age} s ago \
+                     (cache_max_age {max_age} s)"
                 ),
             );
             let entry = UserEntry::from_recipients(recipients);

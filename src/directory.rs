@@ -435,7 +435,16 @@ impl Connection {
         }
         let timeout = dir.timeout;
         let uri = dir.uri.clone();
+        let tcp = dir.transport != Transport::Ldapi;
         let ldap = within(&runtime, deadline, timeout, async move {
+            let mut settings = settings;
+            if tcp {
+                // Our own socket, with TCP_NODELAY: without it the small
+                // writes of StartTLS, the handshake and the bind wait for
+                // delayed ACKs (40 ms per lookup on loopback).
+                let stream = connect_tcp(&uri).await?;
+                settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
+            }
             let (conn, ldap) = LdapConnAsync::with_settings(settings, &uri).await?;
             ldap3::drive!(conn);
             Ok(ldap)
@@ -490,11 +499,23 @@ impl Connection {
         dir: &DirectoryConfig,
         user: &str,
     ) -> Result<Option<Entry>, DirectoryError> {
+        self.find_user_with(dir, user, &[])
+    }
+
+    /// [`Connection::find_user`], reading `extra` attributes too (e.g.
+    /// `objectClass`, to see whether `pamGatewayUser` must be added).
+    pub fn find_user_with(
+        &mut self,
+        dir: &DirectoryConfig,
+        user: &str,
+        extra: &[&str],
+    ) -> Result<Option<Entry>, DirectoryError> {
         if user.is_empty() || user.len() > MAX_USER_NAME {
             return Ok(None);
         }
         let filter = dir.filter_for(user);
         let mut wanted: Vec<&str> = dir.attributes.values().map(String::as_str).collect();
+        wanted.extend_from_slice(extra);
         wanted.sort_unstable();
         wanted.dedup();
         let base = dir.base_dn.as_str();
@@ -503,6 +524,13 @@ impl Connection {
                 .search(base, Scope::Subtree, &filter, wanted)
                 .await
         })?;
+        // Continuation references (Active Directory returns some for a
+        // search from the domain's root) are not entries, and are not
+        // followed: the users are where base_dn says.
+        let entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .collect();
         // 4: sizeLimitExceeded, i.e. more than one entry.
         if result.rc == 4 || entries.len() > 1 {
             return Err(DirectoryError::BadAnswer(
@@ -539,6 +567,23 @@ impl Connection {
         })
     }
 
+    /// Adds `values` to `attribute` of `dn` (e.g. `objectClass:
+    /// pamGatewayUser`); the server refuses a value that is there already.
+    pub fn add_values(
+        &mut self,
+        dn: &str,
+        attribute: &str,
+        values: &[&str],
+    ) -> Result<(), DirectoryError> {
+        let values: std::collections::HashSet<&str> = values.iter().copied().collect();
+        self.run(async |ldap| {
+            ldap.modify(dn, vec![Mod::Add(attribute, values)])
+                .await?
+                .success()
+                .map(|_| ())
+        })
+    }
+
     /// Says goodbye to the server (within the deadline) and closes.
     pub fn close(mut self) {
         let _ = self.run(async |ldap| ldap.unbind().await);
@@ -553,6 +598,23 @@ impl Drop for Connection {
             runtime.shutdown_background();
         }
     }
+}
+
+/// A TCP connection to the host and port of `uri` (389 for ldap://, 636
+/// for ldaps:// by default) with TCP_NODELAY, as ldap3 takes it.
+async fn connect_tcp(uri: &str) -> Result<std::net::TcpStream, ldap3::LdapError> {
+    let url = reqwest::Url::parse(uri)?;
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "ldaps" { 636 } else { 389 });
+    let host = url.host_str().unwrap_or("");
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = match literal.parse::<std::net::IpAddr>() {
+        Ok(ip) => tokio::net::TcpStream::connect((ip, port)).await?,
+        Err(_) => tokio::net::TcpStream::connect((host, port)).await?,
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream.into_std()?)
 }
 
 /// Runs `f` on `runtime` until `deadline`.

@@ -1578,6 +1578,26 @@ mod tests {
     }
 
     #[test]
+    fn an_unavailable_directory_denies_whatever_failmode_and_unenrolled_say() {
+        let mut rig = Rig::new("[policy]\nunenrolled = \"ignore\"\nfailmode = \"safe\"\n");
+        let reason = "directory did not answer within 5 s; no cache".to_string();
+        let outcome = done(
+            rig.flow()
+                .precheck(&ctx(), Enrolment::DirectoryUnavailable(reason)),
+        );
+        assert_eq!(outcome, Outcome::DirectoryUnavailable);
+        assert!(
+            rig.log_text().contains(
+                "result=denied-directory-unavailable reason=\"directory did not answer \
+                 within 5 s; no cache\""
+            ),
+            "{}",
+            rig.log_text()
+        );
+        assert!(rig.outbox.borrow().is_empty(), "nothing sent");
+    }
+
+    #[test]
     fn precheck_turns_the_wrong_password_marker_into_a_decoy_that_holds_no_gateway() {
         let mut rig = Rig::new("");
         let route = rig.route("telegram", Ok(()));

@@ -183,7 +183,8 @@ pub fn resolve_enrolment(
             log.log(
                 Level::Warning,
                 &format!(
-                    "user={shown} directory: using the cached recipients seen {age} s ago                      (cache_max_age {max_age} s)"
+                    "user={shown} directory: using the cached recipients seen {age} s ago \
+                     (cache_max_age {max_age} s)"
                 ),
             );
             let entry = UserEntry::from_recipients(recipients);
@@ -283,4 +284,143 @@ pub fn update_users<E: From<SetupError> + From<FileError>>(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::gateway::GatewayKind;
+    use crate::log::MemoryLog;
+    use crate::state::MemoryStateStore;
+
+    const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+    const NOW: u64 = 1_700_000_000;
+
+    struct Wall(Cell<u64>);
+    impl WallClock for Wall {
+        fn unix_now(&self) -> u64 {
+            self.0.get()
+        }
+    }
+
+    /// A directory on a loopback port nobody listens on: every lookup is
+    /// refused at once.
+    fn config(extra: &str) -> Config {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let text = format!(
+            "[telegram]\nbot_token = \"{TOKEN}\"\n[directory]\n\
+             uri = \"ldap://127.0.0.1:{port}\"\nbase_dn = \"dc=x\"\ntimeout = 2\n{extra}\
+             [directory.attributes]\ntelegram = \"pamGatewayTelegram\"\n"
+        );
+        Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &text).expect("config")
+    }
+
+    fn users(text: &str) -> Users {
+        Users::parse(Path::new("/etc/pam_gateway/users.toml"), text).expect("users")
+    }
+
+    fn resolve(
+        config: &Config,
+        users: &Users,
+        store: &MemoryStateStore,
+        log: &MemoryLog,
+    ) -> Enrolment {
+        let mut log = log.clone();
+        resolve_enrolment(
+            config,
+            users,
+            "alice",
+            store,
+            &Wall(Cell::new(NOW)),
+            Owner::current(),
+            &mut log,
+        )
+        .expect("resolve")
+    }
+
+    fn kind(e: &Enrolment) -> &'static str {
+        match e {
+            Enrolment::UnknownUser => "unknown user",
+            Enrolment::NotEnrolled => "not enrolled",
+            Enrolment::Enrolled(_) => "enrolled",
+            Enrolment::DirectoryUnavailable(_) => "directory unavailable",
+        }
+    }
+
+    fn recipients(e: &Enrolment) -> Vec<String> {
+        match e {
+            Enrolment::Enrolled(routes) => routes.iter().map(|r| r.recipient.clone()).collect(),
+            other => panic!("not enrolled: {}", kind(other)),
+        }
+    }
+
+    #[test]
+    fn a_users_file_entry_overrides_the_directory_without_asking_it() {
+        let c = config("");
+        let log = MemoryLog::default();
+        let e = resolve(
+            &c,
+            &users("[users.alice]\ntelegram = \"123456977\"\n"),
+            &MemoryStateStore::default(),
+            &log,
+        );
+        // The directory is down: had it been asked, this would be a denial.
+        assert_eq!(recipients(&e), ["123456977"]);
+        assert!(log.text().is_empty(), "{}", log.text());
+    }
+
+    #[test]
+    fn a_failed_directory_without_a_fresh_cache_denies() {
+        let log = MemoryLog::default();
+        let e = resolve(&config(""), &users(""), &MemoryStateStore::default(), &log);
+        match e {
+            Enrolment::DirectoryUnavailable(why) => {
+                assert!(
+                    why.contains("directory unreachable") && why.contains("no cache"),
+                    "{why}"
+                )
+            }
+            other => panic!("{}", kind(&other)),
+        }
+        assert!(
+            log.text()
+                .contains("user=alice directory=ldap://127.0.0.1:"),
+            "{}",
+            log.text()
+        );
+
+        // A cache, but two hours old under a one-hour max age.
+        let store = MemoryStateStore::default();
+        let seen = BTreeMap::from([(GatewayKind::Telegram, "123456977".to_string())]);
+        directory::remember(&store, "alice", NOW - 7200, 3600, &seen).expect("remember");
+        let e = resolve(&config("cache_max_age = 3600\n"), &users(""), &store, &log);
+        match e {
+            Enrolment::DirectoryUnavailable(why) => {
+                assert!(why.contains("stale (seen 7200 s ago"), "{why}")
+            }
+            other => panic!("{}", kind(&other)),
+        }
+    }
+
+    #[test]
+    fn a_fresh_cache_stands_in_and_says_so() {
+        let store = MemoryStateStore::default();
+        let seen = BTreeMap::from([(GatewayKind::Telegram, "123456977".to_string())]);
+        directory::remember(&store, "alice", NOW - 600, 3600, &seen).expect("remember");
+        let log = MemoryLog::default();
+        let e = resolve(&config("cache_max_age = 3600\n"), &users(""), &store, &log);
+        assert_eq!(recipients(&e), ["123456977"]);
+        assert!(
+            log.text()
+                .contains("user=alice directory: using the cached recipients seen 600 s ago"),
+            "{}",
+            log.text()
+        );
+    }
 }

@@ -309,10 +309,24 @@ fn the_client_binds_searches_and_modifies() {
     conn.bind(slapd.admin_dn(), slapd.admin_password())
         .expect("bind as admin");
     let entry = conn
-        .find_user(&dir, "carol")
+        .find_user_with(&dir, "carol", &["objectClass"])
         .expect("search")
         .expect("carol");
     assert_eq!(entry.dn, Slapd::user_dn("carol"));
+    let classes = &entry
+        .attributes
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("objectClass"))
+        .expect("objectClass read")
+        .1;
+    assert!(classes.iter().any(|c| c == "pamGatewayUser"), "{classes:?}");
+    // Adding a value that is there already is the server's error.
+    let err = conn
+        .add_values(&entry.dn, "objectClass", &["pamGatewayUser"])
+        .unwrap_err();
+    assert!(matches!(err, DirectoryError::Refused(_)), "{err}");
+    conn.add_values(&entry.dn, "mobile", &["+4915100000009"])
+        .expect("add a value");
     conn.replace_attribute(&entry.dn, "pamGatewayTelegram", &["777000111"])
         .expect("modify");
     conn.close();
@@ -322,10 +336,10 @@ fn the_client_binds_searches_and_modifies() {
     );
     assert_eq!(
         directory::lookup(&dir, "carol", Owner::current()),
-        Ok(Some(BTreeMap::from([(
-            GatewayKind::Telegram,
-            "777000111".to_string()
-        )])))
+        Ok(Some(BTreeMap::from([
+            (GatewayKind::Telegram, "777000111".to_string()),
+            (GatewayKind::Signal, "+4915100000009".to_string()),
+        ])))
     );
 
     // The reader may not write.

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::approve::{ApproveConfig, RawApprove};
 use crate::gateway::spec::section_as;
 use crate::gateway::{GatewayKind, GatewaySection};
 use crate::limits::{Limits, RawLimits};
@@ -70,12 +71,13 @@ struct RawConfig {
     message: Option<RawMessage>,
     remember: Option<RawRemember>,
     alert: Option<RawAlert>,
+    approve: Option<RawApprove>,
 }
 
 /// [`RawConfig`]'s keys listed before and after the gateways' sections in
 /// serde's "expected one of ..." (the order they have always had).
 const KEYS_BEFORE_GATEWAYS: &[&str] = &["users_file", "gateways", "state_dir", "limits"];
-const KEYS_AFTER_GATEWAYS: &[&str] = &["code", "policy", "message", "remember", "alert"];
+const KEYS_AFTER_GATEWAYS: &[&str] = &["code", "policy", "message", "remember", "alert", "approve"];
 
 /// Every top-level key of `gateway.toml`, as serde's messages list them.
 fn top_level_keys() -> &'static [&'static str] {
@@ -269,6 +271,8 @@ pub struct Config {
     pub remember: Remember,
     /// `[alert]`: a message per login from the session hook.
     pub alert: AlertConfig,
+    /// `[approve]`: approval in the chat through `pam-gatewayd`.
+    pub approve: ApproveConfig,
 }
 
 /// SHA-256 of the config file's text. The file is root-only and holds the
@@ -455,6 +459,11 @@ impl Config {
             configured.contains_key(&GatewayKind::Telegram),
             &|k, m| err_at("alert", k, m),
         )?;
+        let approve = ApproveConfig::from_raw(
+            raw.approve,
+            configured.contains_key(&GatewayKind::Telegram),
+            &|k, m| err_at("approve", k, m),
+        )?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -478,6 +487,7 @@ impl Config {
             },
             remember,
             alert,
+            approve,
         })
     }
 
@@ -732,7 +742,7 @@ mod tests {
             err.message,
             "unknown field `zz`, expected one of `users_file`, `gateways`, `state_dir`, \
              `limits`, `telegram`, `signal`, `sms`, `webhook`, `command`, `code`, `policy`, \
-             `message`, `remember`, `alert`"
+             `message`, `remember`, `alert`, `approve`"
         );
     }
 

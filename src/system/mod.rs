@@ -6,7 +6,8 @@
 //! it sound. One file per concern:
 //! - this file: who this process is, and this machine's name;
 //! - [`accounts`]: users and groups through NSS;
-//! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`;
+//! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`,
+//!   a Unix socket peer's uid;
 //! - [`process`]: the command gateway's new process (its setup between
 //!   fork and exec), waiting for it without reaping, killing its group;
 //! - [`terminal`]: echo off while the admin types a secret.

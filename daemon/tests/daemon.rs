@@ -824,3 +824,104 @@ fn it_refuses_to_start_without_approval_or_with_unsafe_files() {
     assert!(err.contains("not a socket owned by root"), "{err}");
     assert_eq!(fs::read_to_string(run.join("s.sock")).unwrap(), "precious");
 }
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_second_bot_reader_is_logged_and_the_daemon_reads_again_after_it() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    // Let the daemon's first long poll begin, then poll the bot ourselves:
+    // Telegram (and the fake) end the daemon's poll with 409.
+    fake.wait_for_received("/getUpdates", 1, WAIT);
+    let target = format!("{}/bot{}/getUpdates", fake.url(), TOKEN);
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-d", "timeout=0", &target])
+        .output();
+    if out.is_err() {
+        // Without curl: the same request over a raw socket.
+        let addr = fake.url().trim_start_matches("http://").to_string();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let body = "timeout=0";
+        write!(
+            s,
+            "POST /bot{TOKEN}/getUpdates HTTP/1.1\r\nHost: x\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: \
+             close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let log = d.wait_log("another program is reading this bot's updates");
+    assert!(!log.contains(TOKEN), "{log}");
+    // It backs off and reads again: a tap still arrives.
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    fake.tap(CHAT, id, &data_of(&m, "42"));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while d.wait(&n, 2000) == ApprovalState::Pending {
+        assert!(Instant::now() < deadline, "no tap after the conflict");
+    }
+    assert_eq!(d.wait(&n, 0), ApprovalState::Approved);
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn enroll_reads_the_bot_through_the_daemon_and_status_shows_it() {
+    use pgw_test_support::cli_harness::{Running, bin};
+    use pgw_test_support::fake_telegram::{Incoming, TgUser, find_code};
+    let fake = fake();
+    let d = Daemon::start(&fake);
+
+    let status = Command::new(bin())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("status")
+        .output()
+        .expect("pam-gateway status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("Approval in the chat (pam-gatewayd)"),
+        "{text}"
+    );
+    assert!(text.contains("is running on"), "{text}");
+    assert!(text.contains("0 approval(s) pending"), "{text}");
+    assert!(text.contains("the bot has no webhook"), "{text}");
+
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(&d.config)
+        .args(["enroll", "daemon", "--no-qr", "--timeout", "60"]);
+    let mut run = Running::start(cmd);
+    run.wait_for("through pam-gatewayd", WAIT);
+    let nonce = run.nonce(WAIT);
+    fake.push(&Incoming::private(
+        TgUser::alice(CHAT),
+        &format!("/start {nonce}"),
+    ));
+    let msg = fake.wait_for_message(WAIT).expect("the code went out");
+    let code = find_code(&msg.text).expect("a code");
+    run.type_line(&code);
+    run.close_stdin();
+    let out = run.finish();
+    out.expect_code(0);
+    let users = fs::read_to_string(d.dir.0.join("users.toml")).unwrap();
+    assert!(users.contains(&CHAT.to_string()), "{users}");
+    // One reader all along: the daemon never lost its poll to the CLI.
+    let log = d.log_text();
+    assert!(!log.contains("getUpdates failed"), "{log}");
+
+    // Daemon gone: status says so (a warning, not a failure of logins).
+    let mut d = d;
+    d.kill();
+    let status = Command::new(bin())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("status")
+        .output()
+        .expect("pam-gateway status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("pam-gatewayd does not answer"), "{text}");
+}

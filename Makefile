@@ -61,7 +61,7 @@ soak:
 # Needs a nightly toolchain and cargo-fuzz (installed here if missing).
 # Not part of `make test` or CI.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer
+FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer wire_frame
 FUZZ_LIMITS := -timeout=10 -rss_limit_mb=2048
 FUZZ_CMIN := -set_cover_merge=1 -use_counters=0
 fuzz:

@@ -925,3 +925,63 @@ fn enroll_reads_the_bot_through_the_daemon_and_status_shows_it() {
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("pam-gatewayd does not answer"), "{text}");
 }
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
+    let chats: Vec<i64> = (0..20).map(|i| 800_000_000 + i).collect();
+    let fake = FakeTelegram::start(FakeOptions {
+        chats: chats.clone(),
+        ..FakeOptions::default()
+    })
+    .expect("fake");
+    let d = Daemon::start(&fake);
+    // Twenty logins at once, each on its own connection.
+    let sent: Vec<(String, i64, i64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chats
+            .iter()
+            .enumerate()
+            .map(|(i, chat)| {
+                let d = &d;
+                scope.spawn(move || {
+                    let n = nonce();
+                    let user = format!("user{i}");
+                    match d.ask(&approve_request(&n, &user, *chat, 120)) {
+                        Response::Sent { message_id } => (n, *chat, message_id),
+                        other => panic!("{other:?}"),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Everyone first taps the right number under the NEXT user's message
+    // (a forwarded request): nothing may change.
+    for (i, (_, chat, _)) in sent.iter().enumerate() {
+        let (_, _, next_id) = &sent[(i + 1) % sent.len()];
+        let m = message(&fake, *next_id);
+        let up = fake.tap(*chat, *next_id, &data_of(&m, "42"));
+        fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    }
+    for (n, _, _) in &sent {
+        assert_eq!(d.wait(n, 0), ApprovalState::Pending);
+    }
+    // Then the even ones approve their own, the odd ones tap a wrong number,
+    // all at once; each Wait sees its own tap only.
+    std::thread::scope(|scope| {
+        for (i, (n, chat, id)) in sent.iter().enumerate() {
+            let (d, fake) = (&d, &fake);
+            scope.spawn(move || {
+                let m = message(fake, *id);
+                let label = if i % 2 == 0 { "42" } else { "88" };
+                fake.tap(*chat, *id, &data_of(&m, label));
+                let want = if i % 2 == 0 {
+                    ApprovalState::Approved
+                } else {
+                    ApprovalState::Wrong
+                };
+                assert_eq!(d.settled(n), want, "login {i}");
+            });
+        }
+    });
+}

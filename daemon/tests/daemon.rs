@@ -985,3 +985,44 @@ fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
         }
     });
 }
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn sends_go_over_one_warm_connection() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    for _ in 0..5 {
+        d.approve(&nonce(), 120);
+    }
+    match d.ask(&Request::Send {
+        version: VERSION,
+        chat_id: CHAT,
+        text: "Your code is 482913".into(),
+    }) {
+        Response::Sent { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 6);
+    let first = sent[0].connection;
+    assert!(
+        sent.iter().all(|s| s.connection == first),
+        "one connection for every send: {:?}",
+        sent.iter().map(|s| s.connection).collect::<Vec<_>>()
+    );
+    // A send that fails says why, without the text.
+    match d.ask(&Request::Send {
+        version: VERSION,
+        chat_id: 42_4242,
+        text: "Your code is 482913".into(),
+    }) {
+        Response::Error {
+            kind: ErrorKind::Rejected,
+            detail,
+        } => {
+            assert!(detail.contains("chat not found"), "{detail}");
+            assert!(!detail.contains("482913"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

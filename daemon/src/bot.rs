@@ -83,8 +83,13 @@ fn poll_loop(d: &Arc<Daemon>, poller: &TelegramClient) {
                     d.log.log(Level::Info, "getUpdates works again");
                 }
                 backoff = Duration::from_secs(1);
-                if !list.is_empty() {
-                    d.lock().last_update_at = Some(now());
+                {
+                    let mut st = d.lock();
+                    if !list.is_empty() {
+                        st.last_update_at = Some(now());
+                    }
+                    // getUpdates works: no webhook is set (any more).
+                    st.webhook = Some("none".to_string());
                 }
                 for update in list {
                     let next = update.update_id().saturating_add(1);

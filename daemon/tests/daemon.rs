@@ -549,6 +549,20 @@ fn a_webhook_is_reported_in_the_log_and_status() {
         }
         other => panic!("{other:?}"),
     }
+    d.wait_log("getUpdates failed: a webhook is set");
+    // The admin removes the webhook: the next poll works and says so.
+    fake.set_webhook(None);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        match d.ask(&Request::Status { version: VERSION }) {
+            Response::Status { status } if status.webhook.as_deref() == Some("none") => break,
+            Response::Status { .. } => {}
+            other => panic!("{other:?}"),
+        }
+        assert!(Instant::now() < deadline, "webhook still reported");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    d.wait_log("getUpdates works again");
 }
 
 #[test]

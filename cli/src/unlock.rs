@@ -277,6 +277,17 @@ mod tests {
             "LOCKED OUT for another 10 min (pam-gateway unlock alice)"
         );
         assert!(!st.is_clear());
+        // "Not me": locked whatever the clock says, until unlock.
+        let mut n = UserState::new();
+        limits::lock_not_me(&mut n, 900);
+        for now in [1000, 10_000_000] {
+            let st = Standing::of(&n, &l, now);
+            assert!(!st.is_clear());
+            assert_eq!(
+                st.describe("alice", &l, now),
+                "LOCKED: \"Not me\" was tapped in Telegram (pam-gateway unlock alice)"
+            );
+        }
         // Over: no longer locked, but the record of it stays until a login succeeds.
         let st = Standing::of(&s, &l, 1600);
         assert_eq!(st.locked_until, None);

@@ -40,6 +40,8 @@ struct Daemon {
     socket: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    /// A command the daemon is run under (`setpriv ...`), if any.
+    prefix: Vec<String>,
 }
 
 impl Daemon {
@@ -80,6 +82,7 @@ impl Daemon {
             socket,
             child: None,
             log,
+            prefix: Vec::new(),
         };
         d.spawn();
         d
@@ -91,7 +94,16 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_pam-gatewayd"))
+        let bin = env!("CARGO_BIN_EXE_pam-gatewayd");
+        let mut cmd = match self.prefix.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
+        let child = cmd
             .arg("--config")
             .arg(&self.config)
             .stdin(Stdio::null())
@@ -1116,4 +1128,52 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
         Response::Status { status } => assert_eq!(status.pending, 0),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn it_needs_no_capability() {
+    // What the unit's empty CapabilityBoundingSet= leaves it: uid 0 and no
+    // capability at all (no DAC override: it reaches only root's own files).
+    let fake = fake();
+    let mut d = Daemon::start(&fake);
+    d.kill();
+    fs::remove_file(&d.socket).unwrap();
+    d.prefix = [
+        "setpriv",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--no-new-privs",
+    ]
+    .map(String::from)
+    .to_vec();
+    d.spawn();
+    let pid = d.child.as_ref().unwrap().id();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let cap = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("?")
+            .to_string()
+    };
+    assert_eq!(cap("CapEff:"), "0000000000000000", "{status}");
+    assert_eq!(cap("CapBnd:"), "0000000000000000", "{status}");
+    assert_eq!(cap("Uid:").split_whitespace().next(), Some("0"));
+    // The whole of it still works: send, tap, the "Not me" lock in the
+    // state files, the alert, the edit, a stale socket replaced.
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    fake.tap(CHAT, id, &data_of(&m, "Not me"));
+    assert_eq!(d.settled(&n), ApprovalState::NotMe);
+    assert!(d.state_file("alice")["not_me"].as_u64().is_some());
+    fake.wait_for_edit(id, WAIT).expect("edited");
+    d.kill();
+    d.spawn();
+    assert!(matches!(
+        d.ask(&Request::Status { version: VERSION }),
+        Response::Status { .. }
+    ));
 }

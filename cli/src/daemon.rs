@@ -3,8 +3,10 @@
 //! second reader of the bot would get 409).
 //!
 //! Like the module, it checks what it is about to talk to: the socket must
-//! be a socket owned by root with no access for group or others, and the
-//! peer it reaches must be root (SO_PEERCRED).
+//! be a socket owned by root with no access for group or others, in a
+//! directory only root may write to, and the peer it reaches must be root
+//! (SO_PEERCRED). (A small client of its own: the module's,
+//! `approve::client` on the approval branch, has no Status or Updates.)
 
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -24,6 +26,15 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// Sends one request on a new connection and reads the answer, waiting up
 /// to `answer_within` for it.
 pub fn ask(socket: &Path, request: &Request, answer_within: Duration) -> Result<Response, String> {
+    if let Some(dir) = socket.parent() {
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is not a directory only root may write to",
+                dir.display()
+            ));
+        }
+    }
     let meta =
         std::fs::symlink_metadata(socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     if !meta.file_type().is_socket() || meta.uid() != 0 || meta.mode() & 0o077 != 0 {

@@ -106,3 +106,30 @@ fn to_update(u: &TextUpdate) -> Update {
         from_last_name: u.last_name.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_socket_others_may_use_is_not_spoken_to() {
+        let dir = std::env::temp_dir().join(format!("pgw-cli-daemon-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.join("d.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = status(&path).unwrap_err();
+        assert!(err.contains("not root's private socket"), "{err}");
+        // Nothing was accepted: the check comes before the connect.
+        listener.set_nonblocking(true).unwrap();
+        assert!(listener.accept().is_err());
+        // A missing socket says so.
+        let err = status(&dir.join("none.sock")).unwrap_err();
+        assert!(err.contains("none.sock"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::approve::{ApproveConfig, RawApprove};
 use crate::directory::{DirectoryConfig, RawDirectory};
 use crate::gateway::spec::section_as;
 use crate::gateway::{GatewayKind, GatewaySection};
@@ -72,6 +73,7 @@ toml_struct! {
         remember: Option<RawRemember>,
         alert: Option<RawAlert>,
         directory: Option<RawDirectory>,
+        approve: Option<RawApprove>,
     }
 }
 
@@ -85,6 +87,7 @@ const KEYS_AFTER_GATEWAYS: &[&str] = &[
     "remember",
     "alert",
     "directory",
+    "approve",
 ];
 
 /// Every top-level key of `gateway.toml`, as serde's messages list them.
@@ -290,6 +293,8 @@ pub struct Config {
     /// `[directory]`: recipients from LDAP for users without an entry in
     /// the users file; `None` when the section is absent.
     pub directory: Option<DirectoryConfig>,
+    /// `[approve]`: approval in the chat through `pam-gatewayd`.
+    pub approve: ApproveConfig,
 }
 
 /// SHA-256 of the config file's text. The file is root-only and holds the
@@ -485,6 +490,11 @@ impl Config {
                 None => err_at("directory", k, m),
             },
         )?;
+        let approve = ApproveConfig::from_raw(
+            raw.approve,
+            configured.contains_key(&GatewayKind::Telegram),
+            &|k, m| err_at("approve", k, m),
+        )?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -509,6 +519,7 @@ impl Config {
             remember,
             alert,
             directory,
+            approve,
         })
     }
 
@@ -763,7 +774,7 @@ mod tests {
             err.message,
             "unknown field `zz`, expected one of `users_file`, `gateways`, `state_dir`, \
              `limits`, `telegram`, `signal`, `sms`, `webhook`, `command`, `code`, `policy`, \
-             `message`, `remember`, `alert`, `directory`"
+             `message`, `remember`, `alert`, `directory`, `approve`"
         );
     }
 

@@ -29,6 +29,8 @@
 //!   only module allowed `unsafe` code.
 //! - [`remember`]: verified sources that skip the code for a while.
 //! - [`alert`]: one message per login from the session hook.
+//! - [`approve`]: approval in the chat through `pam-gatewayd` (its
+//!   socket protocol: [`approve::wire`]).
 //! - [`directory`]: recipients from LDAP (`[directory]`), and the small
 //!   client the CLI uses too.
 
@@ -39,6 +41,7 @@
 )]
 
 pub mod alert;
+pub mod approve;
 pub mod backup_codes;
 pub mod backup_hash;
 pub mod code;

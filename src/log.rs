@@ -25,8 +25,14 @@ pub struct SyslogLog {
 
 impl SyslogLog {
     pub fn open() -> SyslogLog {
+        SyslogLog::open_as(IDENT)
+    }
+
+    /// Syslog under another ident (`pam-gatewayd`), same facility.
+    pub fn open_as(ident: &'static str) -> SyslogLog {
         SyslogLog {
             logger: syslog::unix(Rfc3164 {
+                ident,
                 pid: std::process::id(),
             })
             .ok(),
@@ -34,7 +40,7 @@ impl SyslogLog {
     }
 }
 
-/// The ident of every line.
+/// The module's ident.
 const IDENT: &str = "pam_gateway";
 
 /// Writes the line `syslog::Formatter3164` would (facility authpriv, no
@@ -45,6 +51,7 @@ const IDENT: &str = "pam_gateway";
 /// this writes the same bytes (a test compares the two).
 #[derive(Clone)]
 pub struct Rfc3164 {
+    ident: &'static str,
     pid: u32,
 }
 
@@ -79,8 +86,9 @@ impl<T: std::fmt::Display> syslog::LogFormat<T> for Rfc3164 {
             .map_or(0, |d| d.as_secs());
         write!(
             w,
-            "<{priority}>{} {IDENT}[{}]: {message}",
+            "<{priority}>{} {}[{}]: {message}",
             Rfc3164::timestamp(now),
+            self.ident,
             self.pid
         )
         .map_err(syslog::Error::Write)
@@ -171,7 +179,10 @@ mod tests {
             process: "pam_gateway".into(),
             pid: 4242,
         };
-        let ours = Rfc3164 { pid: 4242 };
+        let ours = Rfc3164 {
+            ident: "pam_gateway",
+            pid: 4242,
+        };
         for severity in [
             Severity::LOG_ERR,
             Severity::LOG_WARNING,

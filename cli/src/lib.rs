@@ -10,6 +10,7 @@
 
 mod backup_codes;
 mod configure;
+mod daemon;
 mod directory;
 mod enroll;
 #[cfg(test)]

@@ -71,7 +71,11 @@ impl Standing {
     /// One cell of `pam-gateway users`: `ok`, or what is counted.
     pub fn describe(&self, user: &str, limits: &Limits, now: u64) -> String {
         let mut parts = Vec::new();
-        if let Some(until) = self.locked_until {
+        if self.locked_until == Some(limits::UNTIL_UNLOCKED) {
+            parts.push(format!(
+                "LOCKED: \"Not me\" was tapped in Telegram (pam-gateway unlock {user})"
+            ));
+        } else if let Some(until) = self.locked_until {
             parts.push(format!(
                 "LOCKED OUT for another {} (pam-gateway unlock {user})",
                 wait_text(until, now)
@@ -183,6 +187,8 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
         s.failures = 0;
         s.lockouts = 0;
         s.locked_until = None;
+        // [approve]: a "Not me" lock ends only here.
+        s.not_me = None;
         // [remember]: an unlock also ends every remembered source.
         remember::end_all(s);
         before
@@ -196,7 +202,9 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
         );
     } else {
         let mut cleared = Vec::new();
-        if let Some(until) = was.locked_until {
+        if was.locked_until == Some(limits::UNTIL_UNLOCKED) {
+            cleared.push("the \"Not me\" lock".to_string());
+        } else if let Some(until) = was.locked_until {
             cleared.push(format!("the lockout (another {})", wait_text(until, now)));
         }
         if was.failures > 0 {
@@ -269,6 +277,17 @@ mod tests {
             "LOCKED OUT for another 10 min (pam-gateway unlock alice)"
         );
         assert!(!st.is_clear());
+        // "Not me": locked whatever the clock says, until unlock.
+        let mut n = UserState::new();
+        limits::lock_not_me(&mut n, 900);
+        for now in [1000, 10_000_000] {
+            let st = Standing::of(&n, &l, now);
+            assert!(!st.is_clear());
+            assert_eq!(
+                st.describe("alice", &l, now),
+                "LOCKED: \"Not me\" was tapped in Telegram (pam-gateway unlock alice)"
+            );
+        }
         // Over: no longer locked, but the record of it stays until a login succeeds.
         let st = Standing::of(&s, &l, 1600);
         assert_eq!(st.locked_until, None);

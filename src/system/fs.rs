@@ -173,3 +173,59 @@ mod tests {
         assert_eq!(ready, 1);
     }
 }
+
+/// The uid of the process at the other end of a connected Unix socket, as
+/// the kernel recorded it when the connection was made (SO_PEERCRED): the
+/// peer's effective uid at `connect` (or `listen`) time, which the peer
+/// cannot forge.
+pub fn peer_uid(socket: BorrowedFd<'_>) -> std::io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `socket` is an open descriptor for the borrow's lifetime;
+    // `cred` is a valid, writable ucred and `len` says its size, which is
+    // what SO_PEERCRED writes (at most `len` bytes).
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if len as usize != std::mem::size_of::<libc::ucred>() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "SO_PEERCRED returned a short answer",
+        ));
+    }
+    Ok(cred.uid)
+}
+
+#[cfg(test)]
+mod peer_tests {
+    use super::*;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn peer_uid_is_this_process_uid_for_a_pair() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let me = crate::system::effective_uid();
+        assert_eq!(peer_uid(a.as_fd()).unwrap(), me);
+        assert_eq!(peer_uid(b.as_fd()).unwrap(), me);
+    }
+
+    #[test]
+    fn peer_uid_of_a_non_socket_is_an_error() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(peer_uid(f.as_fd()).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! The module ↔ `pam-gatewayd` protocol: frames over a Unix stream socket.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of
+//! JSON (one [`Request`] from the client, one [`Response`] from the
+//! daemon). Frames larger than [`MAX_FRAME`] are refused by both sides; a
+//! connection may carry several request/response pairs, one at a time.
+//!
+//! Only root may talk to the daemon: the socket is root's, mode 0600, in a
+//! root-only directory, and the daemon checks every peer with SO_PEERCRED
+//! (uid 0); the module checks the socket's owner and mode before it
+//! connects, and that the peer it reached is uid 0.
+//!
+//! Texts the module puts in a request (the message) may hold the code: the
+//! daemon never logs a request body, and error details it returns are
+//! already redacted (no token, no code).
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Protocol version; a daemon answers a request of another version with
+/// [`ErrorKind::Version`].
+pub const VERSION: u32 = 1;
+
+/// Largest frame either side sends or accepts (64 KiB): a Telegram message
+/// is at most 4096 characters, and a batch of updates is capped below this.
+pub const MAX_FRAME: usize = 64 * 1024;
+
+/// Longest a `Wait` may ask the daemon to hold the answer.
+pub const MAX_WAIT_MS: u64 = 60_000;
+
+/// One request from the module (or the CLI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Send `text` to the private chat `chat_id` with the approval buttons:
+    /// one row with the three `numbers` (two digits each, distinct, one of
+    /// them `answer`), one row with "Not me". Only a tap by the Telegram
+    /// user whose id is `chat_id` counts (a private chat's id is its
+    /// user's id). The approval lives until `expires_in_secs`, then the
+    /// daemon edits the message to "expired" itself.
+    Approve {
+        version: u32,
+        /// Single-use, unguessable (128 bits from the OS CSPRNG, hex).
+        nonce: String,
+        /// The account the login is for (canonical name), for "Not me":
+        /// the daemon locks this user's second factor.
+        user: String,
+        chat_id: i64,
+        text: String,
+        numbers: [u8; 3],
+        answer: u8,
+        expires_in_secs: u64,
+    },
+    /// Wait up to `wait_ms` (capped at [`MAX_WAIT_MS`]) for the approval
+    /// `nonce` to leave [`ApprovalState::Pending`]; answers at once when it
+    /// already has.
+    Wait {
+        version: u32,
+        nonce: String,
+        wait_ms: u64,
+    },
+    /// The login is over: the daemon edits the message to its final state
+    /// (buttons removed) and forgets the nonce; later taps are answered
+    /// with why nothing happens.
+    Finish {
+        version: u32,
+        nonce: String,
+        result: Final,
+    },
+    /// Send a plain message (no buttons) over the daemon's connection.
+    Send {
+        version: u32,
+        chat_id: i64,
+        text: String,
+    },
+    /// For `pam-gateway enroll`: text messages the daemon has seen with an
+    /// update id above `after` (it keeps the recent ones), waiting up to
+    /// `wait_ms` for one when there are none yet.
+    Updates {
+        version: u32,
+        after: i64,
+        wait_ms: u64,
+    },
+    /// For `pam-gateway status`.
+    Status { version: u32 },
+}
+
+/// How a login ended, as the message will say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Final {
+    /// Approved by the tap.
+    Approved,
+    /// Refused (wrong number, "Not me", attempts used up, locked).
+    Denied,
+    /// Nothing happened in time.
+    Expired,
+    /// The code was typed: the buttons are no longer needed.
+    Used,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    /// The enrolled user tapped the right number.
+    Approved,
+    /// The enrolled user tapped another number: a wrong answer.
+    Wrong,
+    /// The enrolled user tapped "Not me": the daemon has locked the user's
+    /// second factor and alerted the admin chats.
+    NotMe,
+    /// Expired, finished, or unknown to this daemon (e.g. it restarted).
+    Gone,
+}
+
+/// One incoming text message, for enrolment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextUpdate {
+    pub update_id: i64,
+    pub chat_id: i64,
+    pub chat_type: String,
+    pub from_id: Option<i64>,
+    pub username: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub text: String,
+}
+
+/// The daemon's state, for `pam-gateway status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// The daemon's version string.
+    pub daemon: String,
+    /// Unix time the daemon started.
+    pub started: u64,
+    /// Unix time of the last update read from Telegram, if any.
+    pub last_update_at: Option<u64>,
+    /// What getWebhookInfo said at the last check ("none", or the URL's
+    /// host when a webhook is set, which stops getUpdates), if checked.
+    pub webhook: Option<String>,
+    /// Approvals waiting for a tap.
+    pub pending: u32,
+}
+
+/// Why a request failed. Delivery kinds mirror
+/// [`crate::gateway::DeliveryError`] so the module can treat a failed send
+/// exactly like its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Unreachable,
+    Refused,
+    ServiceFailed,
+    Rejected,
+    Misconfigured,
+    Local,
+    /// The request was malformed, too large, or of another version.
+    BadRequest,
+    Version,
+    /// The daemon is at its limit of connections or approvals.
+    Busy,
+}
+
+/// One response from the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Response {
+    /// Approve or Send: the message went out.
+    Sent {
+        message_id: i64,
+    },
+    /// Wait.
+    State {
+        state: ApprovalState,
+    },
+    /// Finish.
+    Done,
+    Updates {
+        updates: Vec<TextUpdate>,
+    },
+    Status {
+        status: DaemonStatus,
+    },
+    /// `detail` is safe to log (redacted by the daemon).
+    Error {
+        kind: ErrorKind,
+        detail: String,
+    },
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    Io(io::Error),
+    /// Announced length above [`MAX_FRAME`] (the body is not read).
+    TooLarge(usize),
+    /// Not JSON of the expected shape.
+    Malformed(String),
+    /// The peer closed the connection before a frame began.
+    Closed,
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "socket error: {e}"),
+            FrameError::TooLarge(n) => {
+                write!(f, "frame of {n} bytes is over the {MAX_FRAME}-byte limit")
+            }
+            FrameError::Malformed(why) => write!(f, "malformed frame: {why}"),
+            FrameError::Closed => write!(f, "connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Writes one frame. The caller sets the socket's write timeout.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<(), FrameError> {
+    let body = serde_json::to_vec(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(body.len()))?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame).map_err(FrameError::Io)?;
+    w.flush().map_err(FrameError::Io)
+}
+
+/// Reads one frame. The caller sets the socket's read timeout; a length
+/// above [`MAX_FRAME`] is refused before any body byte is read.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < len.len() {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).map_err(FrameError::Io)?;
+    serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trips() {
+        let req = Request::Approve {
+            version: VERSION,
+            nonce: "ab".repeat(16),
+            user: "alice".into(),
+            chat_id: 42,
+            text: "Login alice@host".into(),
+            numbers: [17, 42, 88],
+            answer: 42,
+            expires_in_secs: 120,
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req).unwrap();
+        assert_eq!(&buf[..4], &((buf.len() - 4) as u32).to_be_bytes());
+        let back: Request = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn response_round_trips() {
+        let resp = Response::State {
+            state: ApprovalState::NotMe,
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &resp).unwrap();
+        let text = String::from_utf8_lossy(&buf[4..]).into_owned();
+        assert_eq!(text, r#"{"result":"state","state":"not_me"}"#);
+        let back: Response = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, resp);
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_the_body() {
+        let mut buf = ((MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
+        buf.extend_from_slice(b"{}");
+        match read_frame::<Request>(&mut buf.as_slice()) {
+            Err(FrameError::TooLarge(n)) => assert_eq!(n, MAX_FRAME + 1),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_ops_are_malformed() {
+        for body in [
+            r#"{"op":"status","version":1,"extra":1}"#,
+            r#"{"op":"grant_root","version":1}"#,
+            r#"not json"#,
+        ] {
+            let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+            buf.extend_from_slice(body.as_bytes());
+            assert!(
+                matches!(
+                    read_frame::<Request>(&mut buf.as_slice()),
+                    Err(FrameError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_stream_is_closed_and_short_stream_is_an_error() {
+        assert!(matches!(
+            read_frame::<Request>(&mut [].as_slice()),
+            Err(FrameError::Closed)
+        ));
+        assert!(matches!(
+            read_frame::<Request>(&mut [0u8, 0].as_slice()),
+            Err(FrameError::Io(_))
+        ));
+        let mut buf = 10u32.to_be_bytes().to_vec();
+        buf.extend_from_slice(b"{}");
+        assert!(matches!(
+            read_frame::<Request>(&mut buf.as_slice()),
+            Err(FrameError::Io(_))
+        ));
+    }
+}

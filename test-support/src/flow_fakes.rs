@@ -43,6 +43,9 @@ impl Clock for FakeClock {
     fn now(&self) -> Duration {
         self.0.get()
     }
+    fn sleep(&self, d: Duration) {
+        self.advance(d);
+    }
 }
 
 /// Wall time: [`START`], plus the monotonic clock it follows, plus jumps of

@@ -237,13 +237,34 @@ pub fn client_with_roots(
     timeout: Duration,
     roots: TrustRoots,
 ) -> Result<Client, TransportError> {
+    build_client(settings, timeout, roots, 0)
+}
+
+/// Like [`client_with_timeout`], but keeping one idle connection per host
+/// open between exchanges (up to [`WARM_IDLE`]): for a long-lived process
+/// (`pam-gatewayd`) whose sends should not each pay a new TCP and TLS
+/// handshake. A login's client keeps none (it sends once).
+pub fn warm_client(settings: &HttpSettings, timeout: Duration) -> Result<Client, TransportError> {
+    build_client(settings, timeout, TrustRoots::System, 1)
+}
+
+/// How long [`warm_client`] keeps an idle connection.
+pub const WARM_IDLE: Duration = Duration::from_secs(90);
+
+fn build_client(
+    settings: &HttpSettings,
+    timeout: Duration,
+    roots: TrustRoots,
+    idle_per_host: usize,
+) -> Result<Client, TransportError> {
     let mut builder = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .connect_timeout(settings.connect_timeout.min(timeout))
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("pam_gateway/", env!("CARGO_PKG_VERSION")))
-        .pool_max_idle_per_host(0)
+        .pool_max_idle_per_host(idle_per_host)
+        .pool_idle_timeout(WARM_IDLE)
         .tls_backend_preconfigured(tls_config(roots).map_err(TransportError::Local)?);
     if let Some(proxy) = &settings.proxy {
         let proxy = reqwest::Proxy::all(proxy.as_str()).map_err(|_| {

@@ -138,6 +138,9 @@ impl Block {
 /// back a lockout that lies further ahead than `max_lockout` (the wall clock
 /// was set back): a clock change never locks a user out for longer.
 pub fn locked_until(state: &mut UserState, limits: &Limits, now: u64) -> Option<u64> {
+    if state.not_me.is_some() {
+        return Some(UNTIL_UNLOCKED);
+    }
     let until = state.locked_until?;
     if until <= now {
         state.locked_until = None;
@@ -150,6 +153,20 @@ pub fn locked_until(state: &mut UserState, limits: &Limits, now: u64) -> Option<
         return Some(latest);
     }
     Some(until)
+}
+
+/// The end of a lock that lasts until an admin unlocks the user: "Not me"
+/// ([`UserState::not_me`]). [`wait_text`] says so.
+pub const UNTIL_UNLOCKED: u64 = u64::MAX;
+
+/// Locks `user`'s second factor until `pam-gateway unlock`: the user
+/// tapped "Not me" at `now`. Kept under the state file's lock like any
+/// lockout; an earlier "Not me" time is kept.
+pub fn lock_not_me(state: &mut UserState, now: u64) {
+    if state.not_me.is_none() {
+        state.not_me = Some(now);
+    }
+    state.lockout_backup_tries = 0;
 }
 
 /// Drops send times that left the window.
@@ -212,6 +229,9 @@ pub fn record_success(state: &mut UserState) {
 
 /// "15 min" or "40 s": how long until `until`, for people.
 pub fn wait_text(until: u64, now: u64) -> String {
+    if until == UNTIL_UNLOCKED {
+        return "until an admin unlocks it (\"Not me\" was tapped)".to_string();
+    }
     let secs = until.saturating_sub(now).max(1);
     if secs < 120 {
         format!("{secs} s")
@@ -329,6 +349,29 @@ mod tests {
         s.sent = vec![u64::MAX; 3];
         let _ = reserve_send(&mut s, &l, u64::MAX);
         assert!(s.sent.len() <= 5);
+    }
+
+    #[test]
+    fn not_me_locks_until_unlocked_whatever_the_clock() {
+        let l = limits();
+        let mut s = UserState::new();
+        lock_not_me(&mut s, 100);
+        lock_not_me(&mut s, 200);
+        assert_eq!(s.not_me, Some(100), "the first tap is kept");
+        for now in [0, 100, 10_000_000, u64::MAX - 1] {
+            assert_eq!(locked_until(&mut s, &l, now), Some(UNTIL_UNLOCKED));
+            assert_eq!(
+                reserve_send(&mut s, &l, now),
+                Err(Block::LockedOut {
+                    until: UNTIL_UNLOCKED
+                })
+            );
+        }
+        record_failure(&mut s, &l, 5);
+        assert_eq!(s.not_me, Some(100), "nothing but unlock ends it");
+        assert!(wait_text(UNTIL_UNLOCKED, 5).contains("admin unlocks"));
+        s.not_me = None;
+        assert_eq!(reserve_send(&mut s, &l, 5), Ok(()));
     }
 
     #[test]

@@ -25,10 +25,15 @@ pub struct SyslogLog {
 
 impl SyslogLog {
     pub fn open() -> SyslogLog {
+        SyslogLog::open_as("pam_gateway")
+    }
+
+    /// Syslog under another ident (`pam-gatewayd`), same facility.
+    pub fn open_as(ident: &str) -> SyslogLog {
         let formatter = syslog::Formatter3164 {
             facility: syslog::Facility::LOG_AUTHPRIV,
             hostname: None,
-            process: "pam_gateway".into(),
+            process: ident.into(),
             pid: std::process::id(),
         };
         SyslogLog {

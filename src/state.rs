@@ -105,6 +105,12 @@ pub struct UserState {
     /// authentication under sshd. Written only when not empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent_logins: Vec<LoginRecord>,
+    /// `[approve]`: Unix time the user tapped "Not me" under a login
+    /// request. The second factor stays locked (as a lockout that never
+    /// runs out: [`crate::limits::locked_until`]) until `pam-gateway
+    /// unlock`. Written only when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_me: Option<u64>,
     /// `[alert]`: Unix times of the alerts sent in the last hour (the
     /// per-user rate limit). Written only when not empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -162,6 +168,7 @@ impl Default for UserState {
             lockout_backup_tries: 0,
             remembered: Vec::new(),
             recent_logins: Vec::new(),
+            not_me: None,
             alerts_sent: Vec::new(),
         }
     }
@@ -470,9 +477,11 @@ impl StateStore for FileStateStore {
 fn durability_of(before: &UserState, after: &UserState) -> Durability {
     // A remembered source that was ended (a wrong code, forget, unlock)
     // must not come back either.
+    // Nor may a "Not me" lock.
     if before.backup_codes != after.backup_codes
         || before.totp_last_step != after.totp_last_step
         || before.remembered != after.remembered
+        || before.not_me != after.not_me
     {
         Durability::Rename
     } else {

@@ -585,3 +585,196 @@ fn drop_frees_the_port() {
     .expect("port reusable after drop");
     assert_eq!(again.port(), port);
 }
+
+fn keyboard() -> Value {
+    json!({"inline_keyboard": [
+        [{"text": "17", "callback_data": "a:n1:17"}, {"text": "42", "callback_data": "a:n1:42"}],
+        [{"text": "Not me", "callback_data": "n:n1"}]
+    ]})
+}
+
+#[test]
+fn inline_keyboards_are_kept_and_a_tap_is_a_callback_query_update() {
+    let fake = start();
+    let (status, v) = post_json(
+        &fake,
+        "sendMessage",
+        &json!({"chat_id": CHAT, "text": "Login of alice", "reply_markup": keyboard()}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let id = v["result"]["message_id"].as_i64().unwrap();
+    let sent = fake.sent();
+    assert_eq!(sent[0].message_id, id);
+    assert_eq!(sent[0].reply_markup, Some(keyboard()));
+    let m = fake.message(id).unwrap();
+    assert_eq!(m.text, "Login of alice");
+    assert_eq!(
+        m.buttons,
+        vec![
+            vec![
+                ("17".to_string(), "a:n1:17".to_string()),
+                ("42".to_string(), "a:n1:42".to_string())
+            ],
+            vec![("Not me".to_string(), "n:n1".to_string())]
+        ]
+    );
+    // A form body carries the markup serialized, as the real API takes it.
+    let target = format!("/bot{}/sendMessage", fake.token());
+    let form = format!(
+        "chat_id={CHAT}&text=x&reply_markup={}",
+        pgw_test_support_percent(&keyboard().to_string())
+    );
+    let (status, v) = call(
+        &fake,
+        "POST",
+        &target,
+        Some("application/x-www-form-urlencoded"),
+        &form,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(fake.sent()[1].reply_markup, Some(keyboard()));
+
+    // Someone else's tap under Alice's message: from.id is theirs, the
+    // message (and chat) Alice's.
+    let up = fake.tap(555, id, "a:n1:42");
+    let (status, v) = post_json(&fake, "getUpdates", &json!({"timeout": 5}));
+    assert_eq!(status, 200);
+    let q = &v["result"][0];
+    assert_eq!(q["update_id"], up);
+    assert_eq!(q["callback_query"]["id"], format!("q{up}"));
+    assert_eq!(q["callback_query"]["from"]["id"], 555);
+    assert_eq!(q["callback_query"]["message"]["message_id"], id);
+    assert_eq!(q["callback_query"]["message"]["chat"]["id"], CHAT);
+    assert_eq!(q["callback_query"]["data"], "a:n1:42");
+    assert!(q.get("message").is_none());
+}
+
+#[test]
+fn bad_keyboards_are_refused() {
+    let fake = start();
+    for markup in [
+        json!({"inline_keyboard": [[{"text": "x", "callback_data": "d".repeat(65)}]]}),
+        json!({"inline_keyboard": [[{"text": "", "callback_data": "a"}]]}),
+        json!({"inline_keyboard": "no"}),
+        json!("not an object"),
+    ] {
+        let (status, v) = post_json(
+            &fake,
+            "sendMessage",
+            &json!({"chat_id": CHAT, "text": "x", "reply_markup": markup}),
+        );
+        assert_eq!(status, 400, "{markup}: {v}");
+    }
+    assert!(fake.sent().is_empty());
+}
+
+#[test]
+fn answer_callback_query_is_recorded_once_per_tap() {
+    let fake = start();
+    let (_, v) = post_json(
+        &fake,
+        "sendMessage",
+        &json!({"chat_id": CHAT, "text": "Login", "reply_markup": keyboard()}),
+    );
+    let id = v["result"]["message_id"].as_i64().unwrap();
+    let up = fake.tap(CHAT, id, "n:n1");
+    assert_eq!(fake.wait_for_callback_answer(up, Duration::ZERO), None);
+    let (status, v) = post_json(
+        &fake,
+        "answerCallbackQuery",
+        &json!({"callback_query_id": format!("q{up}"), "text": "Refused."}),
+    );
+    assert_eq!((status, &v["result"]), (200, &json!(true)));
+    let a = fake
+        .wait_for_callback_answer(up, Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(a.text, "Refused.");
+    assert_eq!(a.callback_query_id, format!("q{up}"));
+    // A second answer, or an id the fake never issued: refused like Telegram.
+    for id in [format!("q{up}"), "q1".to_string(), String::new()] {
+        let (status, _) = post_json(
+            &fake,
+            "answerCallbackQuery",
+            &json!({"callback_query_id": id}),
+        );
+        assert_eq!(status, 400, "{id}");
+    }
+    assert_eq!(fake.callback_answers().len(), 1);
+}
+
+#[test]
+fn edit_message_text_changes_the_message_and_removes_the_keyboard() {
+    let fake = start();
+    let (_, v) = post_json(
+        &fake,
+        "sendMessage",
+        &json!({"chat_id": CHAT, "text": "Login 123456", "reply_markup": keyboard()}),
+    );
+    let id = v["result"]["message_id"].as_i64().unwrap();
+    let (status, v) = post_json(
+        &fake,
+        "editMessageText",
+        &json!({"chat_id": CHAT, "message_id": id, "text": "approved"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let e = fake.wait_for_edit(id, Duration::from_secs(1)).unwrap();
+    assert_eq!(e.before.text, "Login 123456");
+    assert_eq!(e.before.buttons.len(), 2);
+    assert_eq!(e.after.text, "approved");
+    assert!(e.after.buttons.is_empty());
+    assert_eq!(fake.message(id).unwrap().text, "approved");
+    // The same again is "not modified"; another chat's or an unknown
+    // message is "not found"; nothing is recorded for them.
+    let (status, v) = post_json(
+        &fake,
+        "editMessageText",
+        &json!({"chat_id": CHAT, "message_id": id, "text": "approved",
+                "reply_markup": {"inline_keyboard": []}}),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        v["description"]
+            .as_str()
+            .unwrap()
+            .contains("message is not modified")
+    );
+    for (chat, msg) in [(CHAT + 1, id), (CHAT, id + 100)] {
+        let (status, v) = post_json(
+            &fake,
+            "editMessageText",
+            &json!({"chat_id": chat, "message_id": msg, "text": "x"}),
+        );
+        assert_eq!(status, 400);
+        assert_eq!(v["description"], "Bad Request: message to edit not found");
+    }
+    assert_eq!(fake.edits().len(), 1);
+}
+
+#[test]
+fn get_webhook_info_reports_the_webhook() {
+    let fake = start();
+    let (status, v) = post_json(&fake, "getWebhookInfo", &json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(v["result"]["url"], "");
+    fake.set_webhook(Some("https://hook.example.org/x"));
+    let (_, v) = post_json(&fake, "getWebhookInfo", &json!({}));
+    assert_eq!(v["result"]["url"], "https://hook.example.org/x");
+    let (status, _) = post_json(&fake, "getUpdates", &json!({"timeout": 0}));
+    assert_eq!(status, 409, "a webhook excludes getUpdates");
+    fake.set_webhook(None);
+    fake.set_mode(Mode::Webhook);
+    let (_, v) = post_json(&fake, "getWebhookInfo", &json!({}));
+    assert!(v["result"]["url"].as_str().unwrap().starts_with("https://"));
+}
+
+fn pgw_test_support_percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

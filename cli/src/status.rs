@@ -362,7 +362,15 @@ fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::Serv
         // A broken state file is reported once, under Files.
         if let Ok(state) = unlock::read_state(c, name) {
             let standing = unlock::Standing::of(&state, &c.limits, now);
-            if let Some(until) = standing.locked_until {
+            if standing.locked_until == Some(pam_gateway_core::limits::UNTIL_UNLOCKED) {
+                r.line(
+                    Level::Warn,
+                    &format!(
+                        "{name} is locked: \"Not me\" was tapped under a login request; no \
+                         code is sent or accepted until an admin runs pam-gateway unlock {name}"
+                    ),
+                );
+            } else if let Some(until) = standing.locked_until {
                 r.line(
                     Level::Warn,
                     &format!(

@@ -71,7 +71,11 @@ impl Standing {
     /// One cell of `pam-gateway users`: `ok`, or what is counted.
     pub fn describe(&self, user: &str, limits: &Limits, now: u64) -> String {
         let mut parts = Vec::new();
-        if let Some(until) = self.locked_until {
+        if self.locked_until == Some(limits::UNTIL_UNLOCKED) {
+            parts.push(format!(
+                "LOCKED: \"Not me\" was tapped in Telegram (pam-gateway unlock {user})"
+            ));
+        } else if let Some(until) = self.locked_until {
             parts.push(format!(
                 "LOCKED OUT for another {} (pam-gateway unlock {user})",
                 wait_text(until, now)
@@ -183,6 +187,8 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
         s.failures = 0;
         s.lockouts = 0;
         s.locked_until = None;
+        // [approve]: a "Not me" lock ends only here.
+        s.not_me = None;
         // [remember]: an unlock also ends every remembered source.
         remember::end_all(s);
         before
@@ -196,7 +202,9 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
         );
     } else {
         let mut cleared = Vec::new();
-        if let Some(until) = was.locked_until {
+        if was.locked_until == Some(limits::UNTIL_UNLOCKED) {
+            cleared.push("the \"Not me\" lock".to_string());
+        } else if let Some(until) = was.locked_until {
             cleared.push(format!("the lockout (another {})", wait_text(until, now)));
         }
         if was.failures > 0 {

@@ -1,5 +1,7 @@
 //! Telegram Bot API: `sendMessage` for codes, `getMe` and `getUpdates` for
-//! the admin CLI; the `[telegram]` section and chat ids ([`TelegramSpec`]).
+//! the admin CLI, inline keyboards, `answerCallbackQuery`,
+//! `editMessageText` and `getWebhookInfo` for `pam-gatewayd`; the
+//! `[telegram]` section and chat ids ([`TelegramSpec`]).
 //!
 //! The bot token sits in the URL path (`/bot<token>/<method>`), and reqwest
 //! errors print their URL: every error leaves this file through
@@ -335,6 +337,21 @@ impl TelegramClient {
         })
     }
 
+    /// A client that keeps its connection to the API open between calls
+    /// (`pam-gatewayd`'s sends): see [`http::warm_client`].
+    pub fn warm(cfg: &TelegramConfig) -> Result<TelegramClient, TelegramError> {
+        let client = http::warm_client(&cfg.http, cfg.http.timeout).map_err(|e| {
+            let token = cfg.bot_token.expose();
+            let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
+            transport_error(e, &|t| redact(t, &[token, secret_half]))
+        })?;
+        Ok(TelegramClient {
+            api_url: cfg.api_url.clone(),
+            token: cfg.bot_token.clone(),
+            client,
+        })
+    }
+
     /// Removes the token (and its secret half) from any text.
     fn scrub(&self, text: &str) -> String {
         let token = self.token.expose();
@@ -483,42 +500,128 @@ impl TelegramClient {
         let list = result
             .as_array()
             .ok_or_else(|| TelegramError::Malformed("getUpdates result is not a list".into()))?;
+        Ok(list.iter().filter_map(parse_message_update).collect())
+    }
+
+    /// `getUpdates` long poll for a bot's one reader (`pam-gatewayd`):
+    /// text messages and `callback_query` (a tap on an inline button).
+    /// Every update comes back, those of other kinds as
+    /// [`BotUpdate::Other`], so that the next offset confirms them too.
+    pub fn poll_updates(
+        &self,
+        offset: Option<i64>,
+        timeout_secs: u64,
+    ) -> Result<Vec<BotUpdate>, TelegramError> {
+        let mut body = json!({
+            "timeout": timeout_secs,
+            "allowed_updates": ["message", "callback_query"],
+        });
+        if let Some(o) = offset {
+            body["offset"] = json!(o);
+        }
+        let result = self.call("getUpdates", &body)?;
+        let list = result
+            .as_array()
+            .ok_or_else(|| TelegramError::Malformed("getUpdates result is not a list".into()))?;
         Ok(list
             .iter()
             .filter_map(|u| {
                 let update_id = u.get("update_id")?.as_i64()?;
-                let msg = u.get("message");
-                Some(Update {
-                    update_id,
-                    chat_id: msg
-                        .and_then(|m| m.pointer("/chat/id"))
-                        .and_then(Value::as_i64),
-                    chat_type: msg
-                        .and_then(|m| m.pointer("/chat/type"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    text: msg
-                        .and_then(|m| m.get("text"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    from_id: msg
-                        .and_then(|m| m.pointer("/from/id"))
-                        .and_then(Value::as_i64),
-                    from_username: msg
-                        .and_then(|m| m.pointer("/from/username"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    from_name: msg
-                        .and_then(|m| m.pointer("/from/first_name"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    from_last_name: msg
-                        .and_then(|m| m.pointer("/from/last_name"))
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
+                Some(if let Some(q) = u.get("callback_query") {
+                    match parse_callback_query(q) {
+                        Some(query) => BotUpdate::Callback { update_id, query },
+                        None => BotUpdate::Other { update_id },
+                    }
+                } else if u.get("message").is_some() {
+                    match parse_message_update(u) {
+                        Some(m) => BotUpdate::Message(m),
+                        None => BotUpdate::Other { update_id },
+                    }
+                } else {
+                    BotUpdate::Other { update_id }
                 })
             })
             .collect())
+    }
+
+    /// Sends `text` to `chat_id` with `reply_markup` (an inline keyboard)
+    /// and returns the message's id, which later edits name.
+    pub fn send_with_markup(
+        &self,
+        chat_id: i64,
+        text: &str,
+        reply_markup: &Value,
+    ) -> Result<i64, TelegramError> {
+        let result = self.call_sending(
+            "sendMessage",
+            &json!({
+                "chat_id": chat_id,
+                "text": text,
+                "disable_web_page_preview": true,
+                "reply_markup": reply_markup,
+            }),
+            Some(text),
+        )?;
+        result
+            .get("message_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| TelegramError::Malformed("sendMessage result has no message_id".into()))
+    }
+
+    /// Sends plain `text` to `chat_id` and returns the message's id.
+    pub fn send_plain(&self, chat_id: i64, text: &str) -> Result<i64, TelegramError> {
+        let result = self.call_sending(
+            "sendMessage",
+            &json!({ "chat_id": chat_id, "text": text, "disable_web_page_preview": true }),
+            Some(text),
+        )?;
+        result
+            .get("message_id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| TelegramError::Malformed("sendMessage result has no message_id".into()))
+    }
+
+    /// `answerCallbackQuery`: ends the tap's spinner in the user's app and
+    /// shows `text` (at most 200 characters) as a short notice.
+    pub fn answer_callback_query(&self, id: &str, text: &str) -> Result<(), TelegramError> {
+        let text: String = text.chars().take(200).collect();
+        self.call(
+            "answerCallbackQuery",
+            &json!({ "callback_query_id": id, "text": text }),
+        )
+        .map(|_| ())
+    }
+
+    /// `editMessageText` with the inline keyboard removed: the message's
+    /// final state.
+    pub fn edit_message_text(
+        &self,
+        chat_id: i64,
+        message_id: i64,
+        text: &str,
+    ) -> Result<(), TelegramError> {
+        self.call_sending(
+            "editMessageText",
+            &json!({
+                "chat_id": chat_id,
+                "message_id": message_id,
+                "text": text,
+                "reply_markup": { "inline_keyboard": [] },
+            }),
+            Some(text),
+        )
+        .map(|_| ())
+    }
+
+    /// `getWebhookInfo`: the webhook's URL when one is set (it stops
+    /// getUpdates), `None` when there is none.
+    pub fn webhook_url(&self) -> Result<Option<String>, TelegramError> {
+        let result = self.call("getWebhookInfo", &json!({}))?;
+        Ok(result
+            .get("url")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string))
     }
 
     /// Confirms every update below `offset` without waiting: a getUpdates
@@ -531,6 +634,90 @@ impl TelegramClient {
         )
         .map(|_| ())
     }
+}
+
+/// One update of any kind, for the bot's one reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotUpdate {
+    /// A message (text or not).
+    Message(Update),
+    /// A tap on an inline button.
+    Callback {
+        update_id: i64,
+        query: CallbackQuery,
+    },
+    /// Anything else: only its id matters (to confirm it).
+    Other { update_id: i64 },
+}
+
+impl BotUpdate {
+    pub fn update_id(&self) -> i64 {
+        match self {
+            BotUpdate::Message(u) => u.update_id,
+            BotUpdate::Callback { update_id, .. } | BotUpdate::Other { update_id } => *update_id,
+        }
+    }
+}
+
+/// Longest `callback_data` Telegram allows, in bytes.
+pub const MAX_CALLBACK_DATA: usize = 64;
+
+/// A `callback_query`: who tapped which button under which message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackQuery {
+    /// For `answerCallbackQuery`.
+    pub id: String,
+    /// `from.id`: the account that tapped (on a forwarded message, not
+    /// necessarily the chat's user).
+    pub from_id: i64,
+    /// The chat and message the button is under, when Telegram says.
+    pub chat_id: Option<i64>,
+    pub message_id: Option<i64>,
+    /// The button's `callback_data` (at most [`MAX_CALLBACK_DATA`] bytes;
+    /// longer is dropped).
+    pub data: Option<String>,
+}
+
+fn parse_callback_query(q: &Value) -> Option<CallbackQuery> {
+    let id = q.get("id")?.as_str()?;
+    if id.is_empty() || id.len() > 256 {
+        return None;
+    }
+    Some(CallbackQuery {
+        id: id.to_string(),
+        from_id: q.pointer("/from/id")?.as_i64()?,
+        chat_id: q.pointer("/message/chat/id").and_then(Value::as_i64),
+        message_id: q.pointer("/message/message_id").and_then(Value::as_i64),
+        data: q
+            .get("data")
+            .and_then(Value::as_str)
+            .filter(|d| d.len() <= MAX_CALLBACK_DATA)
+            .map(str::to_string),
+    })
+}
+
+fn parse_message_update(u: &Value) -> Option<Update> {
+    let update_id = u.get("update_id")?.as_i64()?;
+    let msg = u.get("message");
+    let text_of = |m: Option<&Value>, p: &str| {
+        m.and_then(|m| m.pointer(p))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    Some(Update {
+        update_id,
+        chat_id: msg
+            .and_then(|m| m.pointer("/chat/id"))
+            .and_then(Value::as_i64),
+        chat_type: text_of(msg, "/chat/type"),
+        text: text_of(msg, "/text"),
+        from_id: msg
+            .and_then(|m| m.pointer("/from/id"))
+            .and_then(Value::as_i64),
+        from_username: text_of(msg, "/from/username"),
+        from_name: text_of(msg, "/from/first_name"),
+        from_last_name: text_of(msg, "/from/last_name"),
+    })
 }
 
 /// Telegram as a [`Gateway`]: the recipient is a chat id. The HTTP client

@@ -4,7 +4,7 @@
 //! denies it everywhere else; the module and CLI crates forbid it). Every
 //! `unsafe` block here says in a `// SAFETY:` comment which contract makes
 //! it sound. One file per concern:
-//! - this file: who this process is, and this machine's name;
+//! - this file: who this process is, this machine's name, the umask;
 //! - [`accounts`]: users and groups through NSS;
 //! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`,
 //!   a Unix socket peer's uid;
@@ -35,6 +35,14 @@ pub fn hostname() -> String {
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Sets this process's file mode creation mask to `mask` and returns the
+/// previous one. The mask is process-wide: `pam-gatewayd` sets it before
+/// it starts any thread (a socket is born with `0777 & !mask`).
+pub fn set_umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail and touches no memory.
+    unsafe { libc::umask((mask & 0o777) as libc::mode_t) as u32 }
 }
 
 /// The real uid of this process: under su and sudo run by a user, that

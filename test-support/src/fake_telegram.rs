@@ -16,6 +16,16 @@
 //! ([`FakeTelegram::push_together`]), or for the moment the next
 //! `sendMessage` is delivered ([`FakeTelegram::push_on_next_send`]): a
 //! second Start while an enrolment code is awaited.
+//!
+//! For `pam-gatewayd`: `sendMessage` keeps its `reply_markup` (an inline
+//! keyboard) and the fake remembers every message it delivered, so that a
+//! test can tap a button ([`FakeTelegram::tap`]: a `callback_query` update
+//! from any account, under any message); `answerCallbackQuery` and
+//! `editMessageText` are recorded ([`FakeTelegram::callback_answers`],
+//! [`FakeTelegram::edits`]) and an edit changes the message's current text
+//! and keyboard ([`FakeTelegram::message`]), with the real API's refusals
+//! (no such message, "message is not modified"). `getWebhookInfo` reports
+//! the webhook of [`Mode::Webhook`] or [`FakeTelegram::set_webhook`].
 
 use serde_json::{Map, Value, json};
 use std::collections::VecDeque;
@@ -146,6 +156,41 @@ pub struct SentMessage {
     pub path: String,
     /// The request's `Content-Type` header, or "" if it had none.
     pub content_type: String,
+    /// The id the fake gave the message.
+    pub message_id: i64,
+    /// `reply_markup` as sent (an inline keyboard), if any.
+    pub reply_markup: Option<Value>,
+}
+
+/// A message the fake delivered, as it stands now (after any edits).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub chat_id: i64,
+    pub message_id: i64,
+    pub text: String,
+    /// The inline keyboard's buttons as (text, callback_data), row by row;
+    /// empty when it has none (or an edit removed it).
+    pub buttons: Vec<Vec<(String, String)>>,
+}
+
+/// An `answerCallbackQuery` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackAnswer {
+    pub callback_query_id: String,
+    /// The notice shown, "" when none.
+    pub text: String,
+    /// The tap's update id, when the query id is one the fake issued.
+    pub update_id: Option<i64>,
+}
+
+/// A successful `editMessageText` call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    pub chat_id: i64,
+    pub message_id: i64,
+    /// The message before and after the edit.
+    pub before: Message,
+    pub after: Message,
 }
 
 /// A Telegram account as `message.from` describes it; in a private chat
@@ -251,6 +296,14 @@ struct State {
     poll_generation: u64,
     /// Messages that arrive the moment the next `sendMessage` is delivered.
     on_next_send: Vec<Incoming>,
+    /// Every delivered message as it stands now, by message id.
+    messages: std::collections::BTreeMap<i64, Message>,
+    callback_answers: Vec<CallbackAnswer>,
+    edits: Vec<Edit>,
+    /// callback_query ids issued by `tap`, with their update ids.
+    taps: Vec<(String, i64)>,
+    /// The webhook URL getWebhookInfo reports ("" for none).
+    webhook: String,
 }
 
 impl Shared {
@@ -289,6 +342,11 @@ impl FakeTelegram {
                 next_message_id: 1,
                 poll_generation: 0,
                 on_next_send: Vec::new(),
+                messages: std::collections::BTreeMap::new(),
+                callback_answers: Vec::new(),
+                edits: Vec::new(),
+                taps: Vec::new(),
+                webhook: String::new(),
             }),
             changed: Condvar::new(),
             shutdown: shutdown.clone(),
@@ -437,6 +495,173 @@ impl FakeTelegram {
     pub fn pending_updates(&self) -> usize {
         self.shared.state().updates.len()
     }
+
+    /// Queues a tap on an inline button: a `callback_query` update from
+    /// the account `from_id` under the message `message_id` (whatever
+    /// that message's buttons say: `data` is sent as given, as a client
+    /// may). Returns the update id; the query's id is `q<update_id>`.
+    pub fn tap(&self, from_id: i64, message_id: i64, data: &str) -> i64 {
+        let mut st = self.shared.state();
+        let update_id = st.next_update_id;
+        st.next_update_id += 1;
+        let query_id = format!("q{update_id}");
+        let (chat_id, text) = st
+            .messages
+            .get(&message_id)
+            .map(|m| (m.chat_id, m.text.clone()))
+            .unwrap_or((from_id, String::new()));
+        let update = json!({
+            "update_id": update_id,
+            "callback_query": {
+                "id": query_id,
+                "from": {
+                    "id": from_id,
+                    "is_bot": false,
+                    "first_name": USER_FIRST_NAME,
+                    "language_code": "en"
+                },
+                "message": {
+                    "message_id": message_id,
+                    "chat": chat_json(chat_id),
+                    "date": unix_now(),
+                    "text": text
+                },
+                "chat_instance": format!("{}", chat_id.wrapping_mul(7919)),
+                "data": data
+            }
+        });
+        st.taps.push((query_id, update_id));
+        st.updates.push_back((update_id, update));
+        self.shared.changed.notify_all();
+        update_id
+    }
+
+    /// A delivered message as it stands now.
+    pub fn message(&self, message_id: i64) -> Option<Message> {
+        self.shared.state().messages.get(&message_id).cloned()
+    }
+
+    /// Every `answerCallbackQuery`, in order.
+    pub fn callback_answers(&self) -> Vec<CallbackAnswer> {
+        self.shared.state().callback_answers.clone()
+    }
+
+    /// Waits up to `timeout` for the answer to the tap `update_id`.
+    pub fn wait_for_callback_answer(
+        &self,
+        update_id: i64,
+        timeout: Duration,
+    ) -> Option<CallbackAnswer> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state();
+        loop {
+            if let Some(a) = st
+                .callback_answers
+                .iter()
+                .find(|a| a.update_id == Some(update_id))
+            {
+                return Some(a.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self.shared.wait(st, deadline - now);
+        }
+    }
+
+    /// Every successful `editMessageText`, in order.
+    pub fn edits(&self) -> Vec<Edit> {
+        self.shared.state().edits.clone()
+    }
+
+    /// Waits up to `timeout` until the message `message_id` was edited at
+    /// least once; returns its last edit.
+    pub fn wait_for_edit(&self, message_id: i64, timeout: Duration) -> Option<Edit> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state();
+        loop {
+            if let Some(e) = st.edits.iter().rev().find(|e| e.message_id == message_id) {
+                return Some(e.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self.shared.wait(st, deadline - now);
+        }
+    }
+
+    /// Sets the webhook getWebhookInfo reports (`None`: none).
+    pub fn set_webhook(&self, url: Option<&str>) {
+        self.shared.state().webhook = url.unwrap_or_default().to_string();
+    }
+}
+
+/// The inline keyboard of a `reply_markup` as (text, callback_data) rows.
+fn buttons_of(markup: Option<&Value>) -> Vec<Vec<(String, String)>> {
+    let rows = markup
+        .and_then(|m| m.get("inline_keyboard"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    rows.iter()
+        .filter_map(Value::as_array)
+        .map(|row| {
+            row.iter()
+                .map(|b| {
+                    let s = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+                    (s("text"), s("callback_data"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .filter(|row| !row.is_empty())
+        .collect()
+}
+
+/// `reply_markup` from the parameters: a JSON object, or its text (form
+/// bodies and query strings carry it serialized, as the real API takes it).
+fn markup_param(params: &Map<String, Value>) -> Result<Option<Value>, Reply> {
+    match params.get("reply_markup") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(_)) => Ok(params.get("reply_markup").cloned()),
+        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
+            Ok(v @ Value::Object(_)) => Ok(Some(v)),
+            _ => Err(Reply::error(
+                400,
+                "Bad Request: can't parse reply keyboard markup JSON object",
+            )),
+        },
+        Some(_) => Err(Reply::error(
+            400,
+            "Bad Request: can't parse reply keyboard markup JSON object",
+        )),
+    }
+}
+
+/// Checks an inline keyboard as the real API does: each button has a text
+/// and `callback_data` of 1 to 64 bytes.
+fn check_markup(markup: Option<&Value>) -> Result<(), Reply> {
+    let Some(m) = markup else { return Ok(()) };
+    let Some(rows) = m.get("inline_keyboard").and_then(Value::as_array) else {
+        return Err(Reply::error(
+            400,
+            "Bad Request: field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array",
+        ));
+    };
+    for row in rows {
+        for b in row.as_array().into_iter().flatten() {
+            let data = b.get("callback_data").and_then(Value::as_str).unwrap_or("");
+            let text = b.get("text").and_then(Value::as_str).unwrap_or("");
+            if text.is_empty() {
+                return Err(Reply::error(400, "Bad Request: text buttons are unallowed in the inline keyboard"));
+            }
+            if data.is_empty() || data.len() > 64 {
+                return Err(Reply::error(400, "Bad Request: BUTTON_DATA_INVALID"));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl http_server::Service for Shared {
@@ -600,6 +825,8 @@ fn api(shared: &Shared, req: &Request, webhook: bool) -> Reply {
         Ok(p) => p,
         Err(reply) => return reply,
     };
+    // A webhook set with set_webhook refuses getUpdates too.
+    let webhook = webhook || !shared.state().webhook.is_empty();
     // Method names are case-insensitive in the real API.
     match method.to_ascii_lowercase().as_str() {
         "getme" => get_me(shared),
@@ -609,6 +836,9 @@ fn api(shared: &Shared, req: &Request, webhook: bool) -> Reply {
             "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
         ),
         "getupdates" => get_updates(shared, &params),
+        "answercallbackquery" => answer_callback_query(shared, &params),
+        "editmessagetext" => edit_message_text(shared, &params),
+        "getwebhookinfo" => get_webhook_info(shared, webhook),
         _ => Reply::error(404, "Not Found"),
     }
 }
@@ -706,6 +936,13 @@ fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String
     if text.chars().count() > MAX_TEXT_CHARS {
         return Reply::error(400, "Bad Request: message is too long");
     }
+    let markup = match markup_param(params) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_markup(markup.as_ref()) {
+        return r;
+    }
     let Ok(id) = chat_id.trim().parse::<i64>() else {
         // "@channelusername" or junk: no such chat here.
         return Reply::error(400, "Bad Request: chat not found");
@@ -734,7 +971,18 @@ fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String
         raw_body: String::from_utf8_lossy(&req.body).into_owned(),
         path: req.target.clone(),
         content_type: req.header("content-type").unwrap_or_default().to_string(),
+        message_id,
+        reply_markup: markup.clone(),
     });
+    st.messages.insert(
+        message_id,
+        Message {
+            chat_id: id,
+            message_id,
+            text: text.clone(),
+            buttons: buttons_of(markup.as_ref()),
+        },
+    );
     for m in std::mem::take(&mut st.on_next_send) {
         queue_update(&mut st, &m);
     }
@@ -751,6 +999,105 @@ fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String
         "chat": chat_json(id),
         "date": unix_now(),
         "text": text
+    }))
+}
+
+fn answer_callback_query(shared: &Shared, params: &Map<String, Value>) -> Reply {
+    let Some(id) = param_str(params, "callback_query_id").filter(|i| !i.is_empty()) else {
+        return Reply::error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+    };
+    let text = param_str(params, "text").unwrap_or_default();
+    if text.chars().count() > 200 {
+        return Reply::error(400, "Bad Request: MESSAGE_TOO_LONG");
+    }
+    let mut st = shared.state();
+    let update_id = st.taps.iter().find(|(q, _)| *q == id).map(|(_, u)| *u);
+    if update_id.is_none() {
+        return Reply::error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+    }
+    if st.callback_answers.iter().any(|a| a.callback_query_id == id) {
+        return Reply::error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+    }
+    st.callback_answers.push(CallbackAnswer {
+        callback_query_id: id,
+        text,
+        update_id,
+    });
+    shared.changed.notify_all();
+    Reply::ok(json!(true))
+}
+
+fn edit_message_text(shared: &Shared, params: &Map<String, Value>) -> Reply {
+    let (chat_id, message_id) = match (param_int(params, "chat_id"), param_int(params, "message_id")) {
+        (Ok(Some(c)), Ok(Some(m))) => (c, m),
+        (Err(r), _) | (_, Err(r)) => return r,
+        _ => return Reply::error(400, "Bad Request: message identifier is not specified"),
+    };
+    let text = param_str(params, "text").unwrap_or_default();
+    if text.trim().is_empty() {
+        return Reply::error(400, "Bad Request: message text is empty");
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Reply::error(400, "Bad Request: MESSAGE_TOO_LONG");
+    }
+    let markup = match markup_param(params) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_markup(markup.as_ref()) {
+        return r;
+    }
+    let mut st = shared.state();
+    let Some(before) = st
+        .messages
+        .get(&message_id)
+        .filter(|m| m.chat_id == chat_id)
+        .cloned()
+    else {
+        return Reply::error(400, "Bad Request: message to edit not found");
+    };
+    // Without reply_markup the inline keyboard goes, as on Telegram.
+    let after = Message {
+        text: text.clone(),
+        buttons: buttons_of(markup.as_ref()),
+        ..before.clone()
+    };
+    if after == before {
+        return Reply::error(
+            400,
+            "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        );
+    }
+    st.messages.insert(message_id, after.clone());
+    st.edits.push(Edit {
+        chat_id,
+        message_id,
+        before,
+        after,
+    });
+    shared.changed.notify_all();
+    Reply::ok(json!({
+        "message_id": message_id,
+        "chat": chat_json(chat_id),
+        "date": unix_now(),
+        "edit_date": unix_now(),
+        "text": text
+    }))
+}
+
+fn get_webhook_info(shared: &Shared, webhook_mode: bool) -> Reply {
+    let st = shared.state();
+    let url = if !st.webhook.is_empty() {
+        st.webhook.clone()
+    } else if webhook_mode {
+        "https://hooks.example.net/telegram/pam".to_string()
+    } else {
+        String::new()
+    };
+    Reply::ok(json!({
+        "url": url,
+        "has_custom_certificate": false,
+        "pending_update_count": st.updates.len()
     }))
 }
 

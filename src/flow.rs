@@ -821,7 +821,10 @@ impl Flow<'_> {
         for route in routes {
             let (id, recipient) = (route.gateway.id(), mask(&route.recipient));
             if !approval_off && tappable(route) {
-                self.debug(ctx, &format!("asking pam-gatewayd to send via {id} to {recipient}"));
+                self.debug(
+                    ctx,
+                    &format!("asking pam-gatewayd to send via {id} to {recipient}"),
+                );
                 match self.offer_approval(ctx, route, code, &text) {
                     Offer::Sent(approval) => {
                         sent.delivered = Some((id, approve::tap_prompt(approval.answer)));
@@ -920,8 +923,8 @@ impl Flow<'_> {
                 code_prompt: prompt_for(route),
                 offered: Cell::new(true),
             }),
-            Err(ApproveError::Absent(why)) => {
-                let text = format!("approval: {why}; sending the code directly");
+            Err(e @ ApproveError::Absent(_)) => {
+                let text = format!("approval: {e}; sending the code directly");
                 self.note(ctx, Level::Warning, &scrub(text));
                 Offer::Direct
             }
@@ -1592,7 +1595,10 @@ enum AskResult {
     NotMe,
     Expired,
     Exhausted,
-    LockedOut { until: u64, started: bool },
+    LockedOut {
+        until: u64,
+        started: bool,
+    },
     StateFailed(StateError),
 }
 

@@ -197,10 +197,7 @@ impl Daemon {
                     Level::Warning,
                     &format!("{MAX_PENDING} approvals pending: request refused (busy)"),
                 );
-                return error(
-                    ErrorKind::Busy,
-                    format!("{MAX_PENDING} approvals pending"),
-                );
+                return error(ErrorKind::Busy, format!("{MAX_PENDING} approvals pending"));
             }
             st.approvals.insert(
                 nonce.clone(),
@@ -241,10 +238,7 @@ impl Daemon {
                 let e = pam_gateway_core::http::without_message(DeliveryError::from(e), text);
                 self.log.log(
                     Level::Warning,
-                    &format!(
-                        "approval for user={} not sent: {e}",
-                        field(&user)
-                    ),
+                    &format!("approval for user={} not sent: {e}", field(&user)),
                 );
                 delivery_error(e)
             }
@@ -310,7 +304,8 @@ impl Daemon {
             Ok(message_id) => Response::Sent { message_id },
             Err(e) => {
                 let e = pam_gateway_core::http::without_message(DeliveryError::from(e), text);
-                self.log.log(Level::Warning, &format!("message not sent: {e}"));
+                self.log
+                    .log(Level::Warning, &format!("message not sent: {e}"));
                 delivery_error(e)
             }
         }

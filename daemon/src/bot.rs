@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pam_gateway_core::approve::wire::{ApprovalState, Final};
-use pam_gateway_core::gateway::telegram::{BotUpdate, CallbackQuery, TelegramClient, TelegramError};
+use pam_gateway_core::gateway::telegram::{
+    BotUpdate, CallbackQuery, TelegramClient, TelegramError,
+};
 use pam_gateway_core::limits;
 use pam_gateway_core::log::{Level, field};
 use pam_gateway_core::redact::mask;
@@ -182,8 +184,15 @@ fn parse_data(data: &str) -> Option<Button> {
 enum After {
     Nothing,
     /// The message to edit as expired (a nonce this daemon does not know).
-    EditExpired { chat_id: i64, message_id: i64 },
-    NotMe { user: String, chat_id: i64, message_id: Option<i64> },
+    EditExpired {
+        chat_id: i64,
+        message_id: i64,
+    },
+    NotMe {
+        user: String,
+        chat_id: i64,
+        message_id: Option<i64>,
+    },
 }
 
 fn tap(d: &Daemon, q: &CallbackQuery) {
@@ -389,10 +398,7 @@ fn not_me(d: &Daemon, user: &str, q: &CallbackQuery) {
         if let Err(e) = d.sender.send_plain(*admin, &text) {
             d.log.log(
                 Level::Warning,
-                &format!(
-                    "cannot alert admin chat {}: {e}",
-                    mask(&admin.to_string())
-                ),
+                &format!("cannot alert admin chat {}: {e}", mask(&admin.to_string())),
             );
         }
     }

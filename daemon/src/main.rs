@@ -92,9 +92,11 @@ fn run(config_path: &std::path::Path, log: Logger) -> Result<(), String> {
     // 0600 under a mask of its own (socket::bind).
     pam_gateway_core::system::set_umask(0o077);
     if pam_gateway_core::system::effective_uid() != 0 {
-        return Err("pam-gatewayd must run as root (it answers the PAM module and writes \
+        return Err(
+            "pam-gatewayd must run as root (it answers the PAM module and writes \
                     the per-user state files)"
-            .to_string());
+                .to_string(),
+        );
     }
     let config = setup::load_config(config_path, Owner::ROOT).map_err(|e| e.to_string())?;
     if !config.approve.enabled {

@@ -191,7 +191,9 @@ fn connection(d: &Daemon, conn: UnixStream) {
             Err(FrameError::TooLarge(n)) => {
                 d.log.log(
                     Level::Warning,
-                    &format!("refused a request of {n} bytes (over {MAX_FRAME}); connection closed"),
+                    &format!(
+                        "refused a request of {n} bytes (over {MAX_FRAME}); connection closed"
+                    ),
                 );
                 reply(
                     &conn,
@@ -226,8 +228,7 @@ fn connection(d: &Daemon, conn: UnixStream) {
                         );
                     }
                 } else {
-                    d.log
-                        .log(Level::Debug, &format!("connection ended: {e}"));
+                    d.log.log(Level::Debug, &format!("connection ended: {e}"));
                 }
                 return;
             }
@@ -240,7 +241,8 @@ fn connection(d: &Daemon, conn: UnixStream) {
 }
 
 fn reply(conn: &UnixStream, response: &Response) -> bool {
-    conn.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok() && write_frame(&mut &*conn, response).is_ok()
+    conn.set_write_timeout(Some(WRITE_TIMEOUT)).is_ok()
+        && write_frame(&mut &*conn, response).is_ok()
 }
 
 /// Reads with two deadlines: the first byte of a request within

@@ -57,7 +57,9 @@ impl fmt::Display for ApproveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ApproveError::Absent(why) => write!(f, "pam-gatewayd is not running ({why})"),
-            ApproveError::Unsafe(why) => write!(f, "pam-gatewayd's socket is not safe to use: {why}"),
+            ApproveError::Unsafe(why) => {
+                write!(f, "pam-gatewayd's socket is not safe to use: {why}")
+            }
             ApproveError::Failed { kind, detail } => {
                 write!(f, "pam-gatewayd answered {kind:?}: {detail}")
             }
@@ -103,7 +105,11 @@ impl Client {
     }
 
     /// One request and its answer, the answer awaited up to `answer_within`.
-    fn exchange(&self, request: &Request, answer_within: Duration) -> Result<Response, ApproveError> {
+    fn exchange(
+        &self,
+        request: &Request,
+        answer_within: Duration,
+    ) -> Result<Response, ApproveError> {
         let mut stream = self.connect()?;
         let io = |e: io::Error| ApproveError::Protocol(format!("socket: {e}"));
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
@@ -135,7 +141,10 @@ fn check_peer(uid: u32, owner: Owner, socket: &Path) -> Result<(), ApproveError>
 fn frame_error(e: FrameError) -> ApproveError {
     match e {
         FrameError::Io(e)
-            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
         {
             ApproveError::Timeout
         }
@@ -327,7 +336,14 @@ mod tests {
                 ..
             } => {
                 assert_eq!(
-                    (nonce.len(), chat_id, numbers, answer, expires_in_secs, user.as_str()),
+                    (
+                        nonce.len(),
+                        chat_id,
+                        numbers,
+                        answer,
+                        expires_in_secs,
+                        user.as_str()
+                    ),
                     (32, 42, [17, 42, 88], 42, 120, "alice")
                 );
             }
@@ -343,11 +359,17 @@ mod tests {
                 state: ApprovalState::NotMe,
             },
         );
-        let state = client(&wpath).wait("n1", Duration::from_secs(999)).expect("wait");
+        let state = client(&wpath)
+            .wait("n1", Duration::from_secs(999))
+            .expect("wait");
         assert_eq!(state, ApprovalState::NotMe);
         match h.join().expect("server") {
             Request::Wait { nonce, wait_ms, .. } => {
-                assert_eq!((nonce.as_str(), wait_ms), ("n1", wire::MAX_WAIT_MS), "capped");
+                assert_eq!(
+                    (nonce.as_str(), wait_ms),
+                    ("n1", wire::MAX_WAIT_MS),
+                    "capped"
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -469,6 +491,9 @@ mod tests {
         assert_eq!(uid, Owner::current().0);
         // Through the client's own check: a daemon not run by the owner.
         let mismatch = check_peer(uid, Owner(uid + 1), &path);
-        assert!(matches!(mismatch, Err(ApproveError::Unsafe(_))), "{mismatch:?}");
+        assert!(
+            matches!(mismatch, Err(ApproveError::Unsafe(_))),
+            "{mismatch:?}"
+        );
     }
 }

@@ -654,7 +654,10 @@ fn check_markup(markup: Option<&Value>) -> Result<(), Reply> {
             let data = b.get("callback_data").and_then(Value::as_str).unwrap_or("");
             let text = b.get("text").and_then(Value::as_str).unwrap_or("");
             if text.is_empty() {
-                return Err(Reply::error(400, "Bad Request: text buttons are unallowed in the inline keyboard"));
+                return Err(Reply::error(
+                    400,
+                    "Bad Request: text buttons are unallowed in the inline keyboard",
+                ));
             }
             if data.is_empty() || data.len() > 64 {
                 return Err(Reply::error(400, "Bad Request: BUTTON_DATA_INVALID"));
@@ -1004,7 +1007,10 @@ fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String
 
 fn answer_callback_query(shared: &Shared, params: &Map<String, Value>) -> Reply {
     let Some(id) = param_str(params, "callback_query_id").filter(|i| !i.is_empty()) else {
-        return Reply::error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+        return Reply::error(
+            400,
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+        );
     };
     let text = param_str(params, "text").unwrap_or_default();
     if text.chars().count() > 200 {
@@ -1013,10 +1019,20 @@ fn answer_callback_query(shared: &Shared, params: &Map<String, Value>) -> Reply 
     let mut st = shared.state();
     let update_id = st.taps.iter().find(|(q, _)| *q == id).map(|(_, u)| *u);
     if update_id.is_none() {
-        return Reply::error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+        return Reply::error(
+            400,
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+        );
     }
-    if st.callback_answers.iter().any(|a| a.callback_query_id == id) {
-        return Reply::error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid");
+    if st
+        .callback_answers
+        .iter()
+        .any(|a| a.callback_query_id == id)
+    {
+        return Reply::error(
+            400,
+            "Bad Request: query is too old and response timeout expired or query ID is invalid",
+        );
     }
     st.callback_answers.push(CallbackAnswer {
         callback_query_id: id,
@@ -1028,7 +1044,10 @@ fn answer_callback_query(shared: &Shared, params: &Map<String, Value>) -> Reply 
 }
 
 fn edit_message_text(shared: &Shared, params: &Map<String, Value>) -> Reply {
-    let (chat_id, message_id) = match (param_int(params, "chat_id"), param_int(params, "message_id")) {
+    let (chat_id, message_id) = match (
+        param_int(params, "chat_id"),
+        param_int(params, "message_id"),
+    ) {
         (Ok(Some(c)), Ok(Some(m))) => (c, m),
         (Err(r), _) | (_, Err(r)) => return r,
         _ => return Reply::error(400, "Bad Request: message identifier is not specified"),

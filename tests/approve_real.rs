@@ -598,3 +598,309 @@ fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
     wait_syslog(&w, "service=sudo");
     assert!(w.sandbox.log().contains("method=approved"));
 }
+
+/// pamtester logins next to one daemon: the harness's namespace
+/// (pam_harness::PamEnv) sees the host's paths, so the daemon's socket and
+/// the state directory are simply the env's.
+mod many {
+    use super::*;
+    use pgw_test_support::pam_harness::{NUMBERED_ACCOUNTS, PamEnv, pamtester_command};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// user{i}'s private chat.
+    fn chat_of(i: usize) -> i64 {
+        900_000_000 + i as i64
+    }
+
+    struct Env {
+        pam: PamEnv,
+        fake: FakeTelegram,
+        daemon: Daemon,
+        _run: pgw_test_support::pam_harness::TempDir,
+        /// What the module logged so far, drained by a thread as the
+        /// logins run: a full log socket (max_dgram_qlen is 10) would
+        /// block them.
+        log: Arc<Mutex<String>>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Env {
+        fn log(&self) -> String {
+            std::thread::sleep(Duration::from_millis(100));
+            self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+    }
+
+    impl Drop for Env {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn env(wait: u64, extra: &str) -> Env {
+        pgw_test_support::pam_harness::require_root_tools();
+        let mut chats: Vec<i64> = (0..NUMBERED_ACCOUNTS).map(chat_of).collect();
+        chats.push(ADMIN);
+        let fake = FakeTelegram::start(FakeOptions {
+            chats,
+            ..FakeOptions::default()
+        })
+        .expect("fake");
+        let users: String = (0..NUMBERED_ACCOUNTS)
+            .map(|i| format!("[users.user{i}]\ntelegram = \"{}\"\n", chat_of(i)))
+            .collect();
+        // The socket's directory: root's, 0700, next to the env's files.
+        let run = pgw_test_support::pam_harness::TempDir::new("approve-run");
+        let socket = run.path().join("d.sock");
+        let body = format!(
+            "[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{}\"\ntimeout = 5\n\
+             connect_timeout = 2\n\n[approve]\nenabled = true\nsocket = \"{}\"\n\
+             admin_chats = [{ADMIN}]\nwait = {wait}\n{extra}",
+            fake.url(),
+            socket.display()
+        );
+        let pam = PamEnv::with_files(&body, &users);
+        let mut daemon = Daemon {
+            config: pam.config.clone(),
+            socket,
+            log: pam.dir.path().join("daemon.log"),
+            child: None,
+        };
+        daemon.spawn();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sock = pam.log_sock.try_clone().expect("log socket");
+        let (sink, stopped) = (Arc::clone(&log), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    l.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    l.push('\n');
+                }
+            }
+        });
+        Env {
+            pam,
+            fake,
+            daemon,
+            _run: run,
+            log,
+            stop,
+        }
+    }
+
+    /// One pamtester login whose output the test reads as it comes.
+    struct Login {
+        child: Child,
+        stdin: Option<std::process::ChildStdin>,
+        out: Arc<Mutex<String>>,
+    }
+
+    impl Login {
+        fn start(env: &Env, user: &str) -> Login {
+            let mut cmd = env.pam.bwrap();
+            cmd.arg("--bind")
+                .arg(&env.pam.log_path)
+                .arg("/dev/log")
+                .arg("--die-with-parent")
+                .args(pamtester_command())
+                .arg("-v")
+                .args(["pgw", user, "authenticate"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("pamtester");
+            let out = Arc::new(Mutex::new(String::new()));
+            for mut pipe in [
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+                Box::new(child.stderr.take().expect("stderr")),
+            ] {
+                let sink = Arc::clone(&out);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 512];
+                    while let Ok(n) = pipe.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        sink.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                });
+            }
+            let stdin = child.stdin.take();
+            Login { child, stdin, out }
+        }
+
+        fn output(&self) -> String {
+            self.out.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+
+        /// Waits for the prompt; returns its number.
+        fn number(&self, env: &Env) -> u8 {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let out = self.output();
+                if out.contains("Tap ") && out.contains("or type the code: ") {
+                    return number_in(&out);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no tap prompt:\n{out}\n--- syslog\n{}\n--- daemon\n{}",
+                    env.log(),
+                    env.daemon.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        fn running(&mut self) -> bool {
+            matches!(self.child.try_wait(), Ok(None))
+        }
+
+        fn enter(&mut self) {
+            let stdin = self.stdin.as_mut().expect("stdin");
+            writeln!(stdin).expect("Enter");
+        }
+
+        /// Closes stdin, waits for the exit; true when authenticated.
+        fn finish(mut self, env: &Env) -> (bool, String) {
+            drop(self.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(s) = self.child.try_wait().expect("wait") {
+                    break s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "pamtester hangs:\n{}\n--- syslog\n{}\n--- daemon\n{}",
+                    self.output(),
+                    env.log(),
+                    env.daemon.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            std::thread::sleep(Duration::from_millis(50));
+            (status.success(), self.output())
+        }
+    }
+
+    /// The message the fake delivered to `chat`, waited for.
+    fn message_to(fake: &FakeTelegram, chat: i64) -> Message {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = fake
+                .sent()
+                .into_iter()
+                .find(|s| s.chat_id == chat.to_string())
+            {
+                return fake.message(s.message_id).expect("message");
+            }
+            assert!(Instant::now() < deadline, "nothing sent to {chat}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn tap_as(fake: &FakeTelegram, from: i64, m: &Message, label: &str) -> String {
+        let id = fake.tap(from, m.message_id, &button(m, label));
+        fake.wait_for_callback_answer(id, WAIT)
+            .expect("the daemon did not answer the tap")
+            .text
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn twenty_users_at_once_each_approved_by_their_own_tap_only() {
+        let env = env(10, "");
+        let mut logins: Vec<Login> = (0..NUMBERED_ACCOUNTS)
+            .map(|i| Login::start(&env, &format!("user{i}")))
+            .collect();
+        let numbers: Vec<u8> = logins.iter().map(|l| l.number(&env)).collect();
+        let messages: Vec<Message> = (0..NUMBERED_ACCOUNTS)
+            .map(|i| message_to(&env.fake, chat_of(i)))
+            .collect();
+        // Everyone presses Enter; then each user first taps the right
+        // number under the next user's message (it is not theirs: nothing
+        // happens), then their own.
+        for l in &mut logins {
+            l.enter();
+        }
+        for i in 0..NUMBERED_ACCOUNTS {
+            let j = (i + 1) % NUMBERED_ACCOUNTS;
+            tap_as(
+                &env.fake,
+                chat_of(i),
+                &messages[j],
+                &format!("{:02}", numbers[j]),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, l) in logins.iter_mut().enumerate() {
+            assert!(
+                l.running(),
+                "user{i}'s login ended on someone else's tap:\n{}",
+                l.output()
+            );
+        }
+        for i in 0..NUMBERED_ACCOUNTS {
+            tap_as(
+                &env.fake,
+                chat_of(i),
+                &messages[i],
+                &format!("{:02}", numbers[i]),
+            );
+        }
+        let results: Vec<(bool, String)> = logins.into_iter().map(|l| l.finish(&env)).collect();
+        let log = env.log();
+        for (i, (ok, out)) in results.iter().enumerate() {
+            assert!(
+                ok,
+                "user{i} not let in:\n{out}\n--- syslog\n{log}\n--- daemon\n{}",
+                env.daemon.log_text()
+            );
+            let line = format!("user=user{i} service=pgw");
+            assert!(
+                log.lines().any(|l| l.contains(&line)
+                    && l.contains("result=success")
+                    && l.contains("method=approved")),
+                "user{i}: {log}"
+            );
+        }
+        assert_eq!(log.matches("method=approved").count(), NUMBERED_ACCOUNTS);
+        // Each message ended "approved", once.
+        for m in &messages {
+            let e = env.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
+            assert!(e.after.buttons.is_empty(), "{e:?}");
+            assert!(e.after.text.to_lowercase().contains("approved"), "{e:?}");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn twenty_logins_of_one_user_keep_the_limits() {
+        let env = env(1, "[limits]\ncodes_per_window = 5\nwindow = 900\n");
+        // Twenty logins at once, each pressing Enter and then giving up.
+        let mut logins: Vec<Login> = (0..20).map(|_| Login::start(&env, "user0")).collect();
+        for l in &mut logins {
+            let _ = writeln!(l.stdin.as_mut().expect("stdin"));
+        }
+        let results: Vec<(bool, String)> = logins.into_iter().map(|l| l.finish(&env)).collect();
+        assert!(results.iter().all(|(ok, _)| !ok), "nobody gets in");
+        let to_user = env
+            .fake
+            .sent()
+            .iter()
+            .filter(|s| s.chat_id == chat_of(0).to_string())
+            .count();
+        assert_eq!(to_user, 5, "codes_per_window holds with approval on");
+        let log = env.log();
+        assert_eq!(
+            log.matches("result=denied-rate-limited").count(),
+            15,
+            "{log}"
+        );
+    }
+}

@@ -8,6 +8,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 PREFIX ?= /usr
 DESTDIR ?=
+# pam-gatewayd's unit (installed, never enabled).
+SYSTEMD_UNIT_DIR ?= /lib/systemd/system
 PAM_MODULE_DIR ?= $(shell scripts/pam-module-dir.sh 2>/dev/null || echo /usr/lib64/security)
 # Cargo's target directory: $(CARGO_TARGET_DIR) when set.
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
@@ -59,7 +61,7 @@ soak:
 # Needs a nightly toolchain and cargo-fuzz (installed here if missing).
 # Not part of `make test` or CI.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer
+FUZZ_TARGETS := gateway_toml users_toml state_file prompt_answer wire_frame
 FUZZ_LIMITS := -timeout=10 -rss_limit_mb=2048
 FUZZ_CMIN := -set_cover_merge=1 -use_counters=0
 fuzz:
@@ -143,6 +145,10 @@ install: build
 	install -m 644 $(MODULE) $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so
 	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin
 	install -m 755 $(RELEASE)/pam-gateway $(DESTDIR)$(PREFIX)/sbin/pam-gateway
+	install -m 755 $(RELEASE)/pam-gatewayd $(DESTDIR)$(PREFIX)/sbin/pam-gatewayd
+	# pam-gatewayd's unit, not enabled: docs/approve.md.
+	install -d -m 755 $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	install -m 644 packaging/pam-gatewayd.service $(DESTDIR)$(SYSTEMD_UNIT_DIR)/pam-gatewayd.service
 	install -d -m 700 $(DESTDIR)/etc/pam_gateway
 	install -d -m 700 $(DESTDIR)/var/lib/pam_gateway
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/pam.d \
@@ -153,15 +159,17 @@ install: build
 	install -m 644 sshd_config.d/* $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/sshd_config.d/
 	install -m 644 conf/webhook/*.toml $(DESTDIR)$(PREFIX)/share/doc/pam-gateway/examples/webhook/
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
-	install -m 644 man/pam_gateway.8 man/pam-gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -m 644 man/pam_gateway.8 man/pam-gateway.8 man/pam-gatewayd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/gateway.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so and $(PREFIX)/sbin/pam-gateway."
+	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so, $(PREFIX)/sbin/pam-gateway and $(PREFIX)/sbin/pam-gatewayd (its unit not enabled)."
 	@echo "Next: pam-gateway configure telegram; then see README 'Enabling it'."
 
 uninstall:
-	rm -f $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so $(DESTDIR)$(PREFIX)/sbin/pam-gateway
+	rm -f $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so $(DESTDIR)$(PREFIX)/sbin/pam-gateway \
+		$(DESTDIR)$(PREFIX)/sbin/pam-gatewayd $(DESTDIR)$(SYSTEMD_UNIT_DIR)/pam-gatewayd.service
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pam-gateway
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/pam_gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam-gateway.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man8/pam-gatewayd.8 \
 		$(DESTDIR)$(PREFIX)/share/man/man5/gateway.toml.5
 
 clean:

@@ -74,7 +74,7 @@ for t in "${targets[@]}"; do
     args=(--release --locked --target "$t" --target-dir "$TARGET_DIR")
     out=$TARGET_DIR/$t/release
     # shellcheck disable=SC2086 # CROSS_EXTRA_ARGS is a list of words
-    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" -p pam-gateway-cli -p pam-gateway-module \
+    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" -p pam-gateway-cli -p pam-gateway-daemon -p pam-gateway-module \
         ${CROSS_EXTRA_ARGS:-}; then
         failed+=("$t")
         continue
@@ -83,6 +83,7 @@ for t in "${targets[@]}"; do
     mv "$out/pam_gateway.so.tmp" "$out/pam_gateway.so"
     printf '%-40s %9d bytes\n' "$out/pam_gateway.so" "$(stat -c %s "$out/pam_gateway.so")"
     printf '%-40s %9d bytes\n' "$out/pam-gateway" "$(stat -c %s "$out/pam-gateway")"
+    printf '%-40s %9d bytes\n' "$out/pam-gatewayd" "$(stat -c %s "$out/pam-gatewayd")"
     if ! scripts/mkdeb.sh --arch "$arch" --bin-dir "$out" --out "$DEB_DIR"; then
         failed+=("$t")
     fi

@@ -33,14 +33,14 @@ echo "lint: no clap, qrcode or toml_edit in the module's dependencies"
 # make test (root, --include-ignored) runs them.
 reason=$(sed -n 's/^pub const IGNORE_REASON: &str = \(".*"\);$/\1/p' test-support/src/root.rs)
 [ -n "$reason" ] || { echo "lint: no IGNORE_REASON in test-support/src/root.rs" >&2; exit 1; }
-odd=$(grep -rnE '^\s*#\[ignore' --include='*.rs' tests cli/tests module src test-support/src examples \
+odd=$(grep -rnE '^\s*#\[ignore' --include='*.rs' tests cli/tests daemon/tests daemon/src module src test-support/src examples \
     | grep -vF "#[ignore = $reason]" || true)
 if [ -n "$odd" ]; then
     echo "lint: an #[ignore] other than #[ignore = $reason] (test-support/src/root.rs):" >&2
     echo "$odd" >&2
     exit 1
 fi
-echo "lint: $(grep -rF "#[ignore = $reason]" --include='*.rs' tests cli/tests | wc -l) tests need root, each #[ignore]d the one way"
+echo "lint: $(grep -rF "#[ignore = $reason]" --include='*.rs' tests cli/tests daemon/tests | wc -l) tests need root, each #[ignore]d the one way"
 
 # The import graphs of src/ and cli/src/ (module → modules it imports):
 # `cargo test --test import_graph -- --nocapture` prints them.

@@ -2,15 +2,16 @@
 # Builds the pam-gateway Debian package from binaries cargo already built.
 #   scripts/mkdeb.sh [--arch ARCH] [--bin-dir DIR] [--out DIR] [--version VERSION]
 #     --arch     Debian architecture of the binaries (default: this machine's)
-#     --bin-dir  directory holding pam_gateway.so (or cargo's libpam_gateway.so) and
-#                pam-gateway (default: target/release)
+#     --bin-dir  directory holding pam_gateway.so (or cargo's libpam_gateway.so),
+#                pam-gateway and pam-gatewayd (default: target/release)
 #     --out      where the .deb goes (default: target/deb)
 #     --version  Debian version (default: Cargo.toml's version, revision -1)
 # Prints the path of the package. Needs dpkg-dev (dpkg-architecture,
 # dpkg-shlibdeps) and, for another architecture, its binutils and libc.
 #
-# Layout: the module in /lib/<multiarch>/security/pam_gateway.so, the CLI in
-# /usr/sbin, man pages, README.md and the guides it links to (docs/*.md) in
+# Layout: the module in /lib/<multiarch>/security/pam_gateway.so, the CLI and
+# the approval daemon in /usr/sbin, the daemon's systemd unit in
+# /lib/systemd/system (never enabled or started by the package), man pages, README.md and the guides it links to (docs/*.md) in
 # /usr/share/doc/pam-gateway, example configs in its examples/, the
 # pam-auth-update profile in /usr/share/pam-configs/pam_gateway (off until
 # enabled). The maintainer scripts live in packaging/deb/.
@@ -50,7 +51,8 @@ if [ ! -f "$so" ] && [ -f "$bin_dir/libpam_gateway.so" ]; then
     echo "mkdeb: no $bin_dir/pam_gateway.so; packaging cargo's libpam_gateway.so (make deb packages the release build)" >&2
 fi
 cli=$bin_dir/pam-gateway
-for f in "$so" "$cli"; do
+daemon=$bin_dir/pam-gatewayd
+for f in "$so" "$cli" "$daemon"; do
     [ -f "$f" ] || { echo "mkdeb: $f not built" >&2; exit 1; }
     # A package that says arm64 must hold arm64 code.
     if ! LC_ALL=C readelf -h "$f" | grep -q "Machine:.*$machine"; then
@@ -69,14 +71,19 @@ doc=$root/usr/share/doc/pam-gateway
 
 install -D -m 644 "$so" "$root/lib/$multiarch/security/pam_gateway.so"
 install -D -m 755 "$cli" "$root/usr/sbin/pam-gateway"
+install -D -m 755 "$daemon" "$root/usr/sbin/pam-gatewayd"
 # Like dh_strip: no symbols, no .comment/.note (cargo's strip keeps those).
 "$strip" --strip-unneeded --remove-section=.comment --remove-section=.note \
-    "$root/lib/$multiarch/security/pam_gateway.so" "$root/usr/sbin/pam-gateway"
+    "$root/lib/$multiarch/security/pam_gateway.so" "$root/usr/sbin/pam-gateway" \
+    "$root/usr/sbin/pam-gatewayd"
+# The daemon's unit: shipped, not enabled (postinst leaves it alone).
+install -D -m 644 packaging/pam-gatewayd.service "$root/lib/systemd/system/pam-gatewayd.service"
 
 install -D -m 644 packaging/deb/pam-config "$root/usr/share/pam-configs/pam_gateway"
 install -d -m 755 "$root/usr/share/man/man5" "$root/usr/share/man/man8"
 gzip -9n -c man/pam_gateway.8 > "$root/usr/share/man/man8/pam_gateway.8.gz"
 gzip -9n -c man/pam-gateway.8 > "$root/usr/share/man/man8/pam-gateway.8.gz"
+gzip -9n -c man/pam-gatewayd.8 > "$root/usr/share/man/man8/pam-gatewayd.8.gz"
 gzip -9n -c man/gateway.toml.5 > "$root/usr/share/man/man5/gateway.toml.5.gz"
 
 install -d -m 755 "$doc/examples/pam.d" "$doc/examples/sshd_config.d" "$doc/examples/webhook"
@@ -147,7 +154,7 @@ install -m 755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "
 # against its bundle, /etc/ssl/certs/ca-certificates.crt.
 shlibs=$(cd "$work" && mkdir -p debian && printf 'Source: pam-gateway\n\nPackage: pam-gateway\nArchitecture: any\n' > debian/control &&
     DEB_HOST_ARCH=$arch dpkg-shlibdeps -O -e "debian/pam-gateway/lib/$multiarch/security/pam_gateway.so" \
-        -e debian/pam-gateway/usr/sbin/pam-gateway 2>shlibdeps.err | sed -n 's/^shlibs:Depends=//p')
+        -e debian/pam-gateway/usr/sbin/pam-gateway -e debian/pam-gateway/usr/sbin/pam-gatewayd 2>shlibdeps.err | sed -n 's/^shlibs:Depends=//p')
 # (Its "binaries to analyze should already be installed" warning is noise here.)
 grep -v 'binaries to analyze' "$work/shlibdeps.err" >&2 || true
 rm -f "$work/debian/control"
@@ -181,7 +188,9 @@ Description: second login factor: one-time codes over Telegram (PAM module)
  conversation. It fails closed, never logs a code or the bot token, and
  trusts only root-owned configuration files.
  .
- pam-gateway(8) is the admin command. The module is off until you enable it:
+ pam-gateway(8) is the admin command. pam-gatewayd(8), off until you enable
+ its systemd unit, lets users approve a login with a tap in Telegram.
+ The module is off until you enable it:
  in one service's /etc/pam.d file (see pam_gateway(8)), or for every service
  that includes common-auth with "pam-auth-update --enable pam_gateway".
 EOF

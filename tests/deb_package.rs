@@ -184,10 +184,13 @@ echo "status=$(dpkg-query -W -f='${{Status}} ${{Version}}' pam-gateway 2>/dev/nu
 echo "arch=$(dpkg-query -W -f='${{Architecture}}' pam-gateway 2>/dev/null)"
 echo "module=$(st /lib/{ma}/security/pam_gateway.so)"
 echo "cli=$(st /usr/sbin/pam-gateway)"
+echo "daemon=$(st /usr/sbin/pam-gatewayd)"
+echo "unit=$(st /lib/systemd/system/pam-gatewayd.service)"
+echo "unit_enabled=$(ls /etc/systemd/system/*.wants/pam-gatewayd.service 2>/dev/null | wc -l)"
 echo "etc_dir=$(st /etc/pam_gateway)"
 echo "state_dir=$(st /var/lib/pam_gateway)"
 echo "profile=$(st /usr/share/pam-configs/pam_gateway)"
-echo "man8=$(st /usr/share/man/man8/pam_gateway.8.gz) $(st /usr/share/man/man8/pam-gateway.8.gz)"
+echo "man8=$(st /usr/share/man/man8/pam_gateway.8.gz) $(st /usr/share/man/man8/pam-gateway.8.gz) $(st /usr/share/man/man8/pam-gatewayd.8.gz)"
 echo "man5=$(st /usr/share/man/man5/gateway.toml.5.gz)"
 echo "doc=$(ls /usr/share/doc/pam-gateway 2>/dev/null | tr '\n' ' ')"
 echo "docs=$(ls /usr/share/doc/pam-gateway/docs 2>/dev/null | tr '\n' ' ')"
@@ -284,10 +287,23 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     );
     assert_fact(&f, "module", "644 root:root", "install");
     assert_fact(&f, "cli", "755 root:root", "install");
+    assert_fact(&f, "daemon", "755 root:root", "install");
+    assert_fact(&f, "unit", "644 root:root", "install");
+    assert_fact(
+        &f,
+        "unit_enabled",
+        "0",
+        "install: pam-gatewayd is not enabled",
+    );
     assert_fact(&f, "etc_dir", "700 root:root", "install");
     assert_fact(&f, "state_dir", "700 root:root", "install");
     assert_fact(&f, "profile", "644 root:root", "install");
-    assert_fact(&f, "man8", "644 root:root 644 root:root", "install");
+    assert_fact(
+        &f,
+        "man8",
+        "644 root:root 644 root:root 644 root:root",
+        "install",
+    );
     assert_fact(&f, "man5", "644 root:root", "install");
     assert_fact(
         &f,
@@ -427,6 +443,8 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     );
     assert_fact(&f, "module", "missing", "remove");
     assert_fact(&f, "cli", "missing", "remove");
+    assert_fact(&f, "daemon", "missing", "remove");
+    assert_fact(&f, "unit", "missing", "remove");
     assert_fact(&f, "profile", "missing", "remove");
     assert_fact(&f, "common_auth", "0", "remove");
     for key in ["config", "users", "etc_dir", "state_dir"] {
@@ -469,7 +487,8 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     assert_fact(&f, "state_dir", "missing", "final purge");
     assert_fact(&f, "audit", "", "final purge");
     let (left, _) = root.ok(&format!(
-        "ls -d /lib/{}/security/pam_gateway.so /usr/sbin/pam-gateway /usr/share/doc/pam-gateway \
+        "ls -d /lib/{}/security/pam_gateway.so /usr/sbin/pam-gateway /usr/sbin/pam-gatewayd \
+         /lib/systemd/system/pam-gatewayd.service /usr/share/doc/pam-gateway \
          /usr/share/pam-configs/pam_gateway /usr/share/man/man8/pam_gateway.8.gz 2>/dev/null || true",
         pkg.multiarch
     ));
@@ -483,6 +502,7 @@ fn man_pages_render_without_warnings() {
     for page in [
         "man/pam_gateway.8",
         "man/pam-gateway.8",
+        "man/pam-gatewayd.8",
         "man/gateway.toml.5",
     ] {
         let out = Command::new("groff")

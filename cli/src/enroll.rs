@@ -154,7 +154,7 @@ pub fn run(config_path: &Path, args: &EnrollArgs) -> Result<(), CliError> {
     let (found, mut watch) = match &args.telegram {
         Some(id) => (given_chat(id, &bot)?, None),
         None => {
-            let watch = wait_for_start(config_path, tg, &bot, args)?;
+            let watch = wait_for_start(config_path, &config, tg, &bot, args)?;
             (watch.found()?, Some(watch))
         }
     };
@@ -333,6 +333,7 @@ fn wait_for_turn(lock_path: &Path, deadline: Instant) -> Result<FileLock, CliErr
 /// to read the bot's messages until it is dropped, and goes on reading them.
 fn wait_for_start(
     config_path: &Path,
+    config: &Config,
     tg: &TelegramConfig,
     bot: &BotInfo,
     args: &EnrollArgs,
@@ -367,8 +368,7 @@ fn wait_for_start(
     );
     let _ = std::io::stdout().flush();
 
-    let poller = TelegramClient::with_timeout(tg, Duration::from_secs(POLL_SECS) + tg.http.timeout)
-        .map_err(|e| explain::gateway(&e))?;
+    let poller = Reader::for_config(config, tg)?;
     let mut watch = StartWatch {
         _turn: turn,
         poller,
@@ -457,7 +457,7 @@ struct StartWatch {
     /// Only one enrolment reads the bot's messages at a time; this is held
     /// until the users file is written.
     _turn: FileLock,
-    poller: TelegramClient,
+    poller: Reader,
     nonce: String,
     user: String,
     bot: String,
@@ -618,6 +618,55 @@ impl StartWatch {
         match self.poller.confirm_updates(o) {
             Ok(()) => self.confirmed = Some(o),
             Err(e) => println!("(could not confirm the bot's messages to Telegram: {e})"),
+        }
+    }
+}
+
+/// Who reads the bot's messages for the enrolment: the CLI itself
+/// (getUpdates), or `pam-gatewayd` when it runs, because a bot has one
+/// reader and a second getUpdates would end the daemon's (409).
+enum Reader {
+    Bot(TelegramClient),
+    /// The daemon's socket: it keeps the recent text messages it read.
+    Daemon(PathBuf),
+}
+
+impl Reader {
+    fn for_config(config: &Config, tg: &TelegramConfig) -> Result<Reader, CliError> {
+        if config.approve.enabled {
+            match super::daemon::status(&config.approve.socket) {
+                Ok(_) => {
+                    println!("(reading the bot's messages through pam-gatewayd)");
+                    return Ok(Reader::Daemon(config.approve.socket.clone()));
+                }
+                Err(why) => println!(
+                    "(pam-gatewayd does not answer ({why}); reading the bot's messages \
+                     directly)"
+                ),
+            }
+        }
+        TelegramClient::with_timeout(tg, Duration::from_secs(POLL_SECS) + tg.http.timeout)
+            .map(Reader::Bot)
+            .map_err(|e| explain::gateway(&e))
+    }
+
+    fn get_updates(&self, offset: Option<i64>, wait: u64) -> Result<Vec<Update>, TelegramError> {
+        match self {
+            Reader::Bot(c) => c.get_updates(offset, wait),
+            Reader::Daemon(socket) => super::daemon::updates(
+                socket,
+                offset.map_or(0, |o| o.saturating_sub(1)),
+                Duration::from_secs(wait),
+            )
+            .map_err(|m| TelegramError::Transport(format!("pam-gatewayd: {m}"))),
+        }
+    }
+
+    /// The daemon confirms what it reads itself.
+    fn confirm_updates(&self, offset: i64) -> Result<(), TelegramError> {
+        match self {
+            Reader::Bot(c) => c.confirm_updates(offset),
+            Reader::Daemon(_) => Ok(()),
         }
     }
 }

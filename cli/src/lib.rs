@@ -10,6 +10,7 @@
 
 mod backup_codes;
 mod configure;
+mod daemon;
 mod enroll;
 #[cfg(test)]
 mod exit_tests;

@@ -113,6 +113,11 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<(), CliError> {
         Some(c) => check_gateways(&mut r, c, users.as_ref()),
     }
 
+    if let Some(c) = &config {
+        r.section("Approval in the chat (pam-gatewayd)");
+        check_daemon(&mut r, c);
+    }
+
     r.section(&format!("PAM stacks ({})", args.pam_dir.display()));
     let stacks = match pam_stacks::inspect(&args.pam_dir, config_path) {
         Ok(s) => s,
@@ -171,6 +176,64 @@ pub fn run(config_path: &Path, args: &StatusArgs) -> Result<(), CliError> {
         ));
     }
     Ok(())
+}
+
+/// `[approve]` and the daemon behind it, through its `Status` request.
+fn check_daemon(r: &mut Report, c: &Config) {
+    let socket = c.approve.socket.display();
+    if !c.approve.enabled {
+        r.line(
+            Level::Info,
+            "[approve] is off: users type the code (docs/approve.md turns on approval)",
+        );
+        return;
+    }
+    let status = match super::daemon::status(&c.approve.socket) {
+        Ok(s) => s,
+        Err(why) => {
+            r.line(
+                Level::Warn,
+                &format!(
+                    "[approve] is on but pam-gatewayd does not answer on {socket} ({why}): \
+                     logins fall back to typed codes; start it with `systemctl enable --now \
+                     pam-gatewayd`"
+                ),
+            );
+            return;
+        }
+    };
+    let now = unlock::now();
+    r.line(
+        Level::Ok,
+        &format!(
+            "{} is running on {socket} (for {}), {} approval(s) pending",
+            status.daemon,
+            wait_text(now.max(status.started.saturating_add(1)), status.started),
+            status.pending
+        ),
+    );
+    match status.last_update_at {
+        Some(t) => r.line(
+            Level::Info,
+            &format!(
+                "last update read from Telegram {} ago",
+                wait_text(now.max(t.saturating_add(1)), t)
+            ),
+        ),
+        None => r.line(Level::Info, "no update read from Telegram since it started"),
+    }
+    match status.webhook.as_deref() {
+        Some("none") => r.line(Level::Ok, "the bot has no webhook: taps reach the daemon"),
+        Some(host) => r.line(
+            Level::Warn,
+            &format!(
+                "a webhook is set for the bot (to {host}): Telegram refuses getUpdates, so \
+                 no tap arrives and users type codes; remove it (deleteWebhook) or use \
+                 another bot"
+            ),
+        ),
+        None => r.line(Level::Info, "the bot's webhook is not checked yet"),
+    }
 }
 
 fn check_gateways(r: &mut Report, c: &Config, users: Option<&Users>) {

@@ -11,8 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pam_gateway_core::approve::wire::{
-    ApprovalState, DaemonStatus, ErrorKind, Final, MAX_WAIT_MS, Request, Response, TextUpdate,
-    VERSION,
+    ApprovalState, DaemonStatus, ErrorKind, Final, MAX_FRAME, MAX_WAIT_MS, Request, Response,
+    TextUpdate, VERSION,
 };
 use pam_gateway_core::config::Config;
 use pam_gateway_core::gateway::delivery::DeliveryError;
@@ -32,6 +32,9 @@ const MAX_FINISHED: usize = 1000;
 const MAX_RECENT: usize = 50;
 /// Longest text of a kept message (enrolment needs `/start` and a code).
 const MAX_RECENT_TEXT: usize = 256;
+/// Bytes of updates in one `Updates` answer: the frame's limit less room
+/// for the envelope.
+const UPDATES_BUDGET: usize = MAX_FRAME - 1024;
 /// Longest an approval may live.
 pub const MAX_EXPIRY_SECS: u64 = 3600;
 /// Longest message text Telegram takes.
@@ -315,12 +318,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
         let mut st = self.lock();
         loop {
-            let updates: Vec<TextUpdate> = st
-                .recent
-                .iter()
-                .filter(|u| u.update_id > after)
-                .cloned()
-                .collect();
+            let updates = fit_in_frame(st.recent.iter().filter(|u| u.update_id > after));
             let now = Instant::now();
             if !updates.is_empty() || now >= deadline {
                 return Response::Updates { updates };
@@ -378,6 +376,19 @@ fn delivery_error(e: DeliveryError) -> Response {
         DeliveryError::Local(_) => ErrorKind::Local,
     };
     error(kind, e.to_string())
+}
+
+/// Oldest first, as many updates as fit in one frame; the rest come with
+/// the next request (its `after` is the last one's id).
+fn fit_in_frame<'a>(updates: impl Iterator<Item = &'a TextUpdate>) -> Vec<TextUpdate> {
+    let mut size = 0;
+    updates
+        .take_while(|u| {
+            size += serde_json::to_string(u).map_or(MAX_FRAME, |t| t.len() + 1);
+            size <= UPDATES_BUDGET
+        })
+        .cloned()
+        .collect()
 }
 
 /// A text message as `Updates` returns it: cut to what enrolment needs.
@@ -536,6 +547,28 @@ mod tests {
         assert_eq!(k["inline_keyboard"][0][1]["text"], "42");
         assert_eq!(k["inline_keyboard"][0][0]["text"], "07");
         assert_eq!(k["inline_keyboard"][1][0]["text"], "Not me");
+    }
+
+    #[test]
+    fn updates_fit_in_one_frame_whatever_their_text() {
+        use pam_gateway_core::approve::wire::write_frame;
+        let mut inner = VecDeque::new();
+        for i in 0..MAX_RECENT as i64 {
+            inner.push_back(TextUpdate {
+                update_id: i + 1,
+                chat_id: 1,
+                chat_type: "private".into(),
+                from_id: Some(1),
+                username: Some("\u{1}".repeat(64)),
+                first_name: Some("\u{1}".repeat(64)),
+                last_name: Some("\u{1}".repeat(64)),
+                text: "\u{1}".repeat(MAX_RECENT_TEXT),
+            });
+        }
+        let fit = fit_in_frame(inner.iter());
+        assert!(!fit.is_empty() && fit.len() < MAX_RECENT);
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Response::Updates { updates: fit }).expect("fits");
     }
 
     #[test]

@@ -1,0 +1,987 @@
+//! The real `pam-gatewayd` binary against the loopback fake Bot API, with
+//! its socket in a private temp dir, spoken to with raw frames of
+//! `pam_gateway_core::approve::wire`.
+//!
+//! Root: the daemon trusts root-owned files only, serves root peers only,
+//! and the peer tests switch to uid 65534 (setpriv).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pam_gateway_core::approve::wire::{
+    ApprovalState, ErrorKind, Final, MAX_FRAME, Request, Response, VERSION, read_frame, write_frame,
+};
+use pgw_test_support::fake_telegram::{FakeOptions, FakeTelegram, Message};
+use pgw_test_support::pam_harness::{CHAT, TOKEN, TempDir, write_file};
+use pgw_test_support::root;
+
+const ADMIN: i64 = 700_000_001;
+const OTHER: i64 = 555_000_111;
+const WAIT: Duration = Duration::from_secs(20);
+
+fn fake() -> FakeTelegram {
+    FakeTelegram::start(FakeOptions {
+        chats: vec![CHAT, ADMIN, OTHER],
+        ..FakeOptions::default()
+    })
+    .expect("fake Telegram")
+}
+
+/// A running daemon; killed on drop.
+struct Daemon {
+    dir: TempDir,
+    config: PathBuf,
+    socket: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn config_text(dir: &Path, fake: &FakeTelegram, extra: &str) -> String {
+        format!(
+            "users_file = \"{users}\"\nstate_dir = \"{state}\"\n\n[telegram]\nbot_token = \"{TOKEN}\"\n\
+             api_url = \"{url}\"\ntimeout = 5\n\n{extra}",
+            users = dir.join("users.toml").display(),
+            state = dir.join("state").display(),
+            url = fake.url(),
+        )
+    }
+
+    fn approve_section(socket: &Path) -> String {
+        format!(
+            "[approve]\nenabled = true\nsocket = \"{}\"\nadmin_chats = [{ADMIN}]\n",
+            socket.display()
+        )
+    }
+
+    fn start(fake: &FakeTelegram) -> Daemon {
+        root::require("the daemon tests (pam-gatewayd trusts root-owned files only)");
+        let dir = TempDir::new("daemon");
+        let socket = dir.0.join("run").join("pgd.sock");
+        let text = Self::config_text(&dir.0, fake, &Self::approve_section(&socket));
+        Self::start_with(dir, &text)
+    }
+
+    fn start_with(dir: TempDir, text: &str) -> Daemon {
+        let config = dir.0.join("gateway.toml");
+        write_file(&config, text, 0o600);
+        write_file(&dir.0.join("users.toml"), "", 0o644);
+        let socket = dir.0.join("run").join("pgd.sock");
+        let log = dir.0.join("daemon.log");
+        let mut d = Daemon {
+            dir,
+            config,
+            socket,
+            child: None,
+            log,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_pam-gatewayd"))
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pam-gatewayd");
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("pam-gatewayd exited with {status}:\n{}", self.log_text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no socket after {WAIT:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "log lacks {needle:?}:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn ask(&self, request: &Request) -> Response {
+        let mut s = UnixStream::connect(&self.socket).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
+        write_frame(&mut s, request).expect("write");
+        read_frame(&mut s).expect("read")
+    }
+
+    fn approve(&self, nonce: &str, expires: u64) -> i64 {
+        match self.ask(&approve_request(nonce, "alice", CHAT, expires)) {
+            Response::Sent { message_id } => message_id,
+            other => panic!("Approve: {other:?}\n{}", self.log_text()),
+        }
+    }
+
+    fn wait(&self, nonce: &str, ms: u64) -> ApprovalState {
+        match self.ask(&Request::Wait {
+            version: VERSION,
+            nonce: nonce.to_string(),
+            wait_ms: ms,
+        }) {
+            Response::State { state } => state,
+            other => panic!("Wait: {other:?}"),
+        }
+    }
+
+    /// Waits until the approval leaves Pending (several Waits).
+    fn settled(&self, nonce: &str) -> ApprovalState {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.wait(nonce, 2000);
+            if s != ApprovalState::Pending || Instant::now() > deadline {
+                return s;
+            }
+        }
+    }
+
+    fn finish(&self, nonce: &str, result: Final) {
+        assert_eq!(
+            self.ask(&Request::Finish {
+                version: VERSION,
+                nonce: nonce.to_string(),
+                result,
+            }),
+            Response::Done
+        );
+    }
+
+    fn state_file(&self, user: &str) -> serde_json::Value {
+        let text = fs::read_to_string(self.dir.0.join("state").join(format!("{user}.json")))
+            .expect("state file");
+        serde_json::from_str(&text).expect("state JSON")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+
+fn nonce() -> String {
+    let mut b = [0u8; 16];
+    getrandom_fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn getrandom_fill(b: &mut [u8]) {
+    // Unique enough for tests: time, pid and a counter.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let c = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let mixed = t ^ (u128::from(std::process::id()) << 64) ^ (u128::from(c) << 96);
+    b.copy_from_slice(&mixed.to_be_bytes());
+}
+
+fn approve_request(nonce: &str, user: &str, chat_id: i64, expires: u64) -> Request {
+    Request::Approve {
+        version: VERSION,
+        nonce: nonce.to_string(),
+        user: user.to_string(),
+        chat_id,
+        text: format!("Login of {user}@testhost by sshd from 192.0.2.7. Code: 482913"),
+        numbers: [17, 42, 88],
+        answer: 42,
+        expires_in_secs: expires,
+    }
+}
+
+fn message(fake: &FakeTelegram, id: i64) -> Message {
+    fake.message(id).expect("the message was delivered")
+}
+
+fn buttons(m: &Message) -> Vec<Vec<String>> {
+    m.buttons
+        .iter()
+        .map(|r| r.iter().map(|(t, _)| t.clone()).collect())
+        .collect()
+}
+
+fn data_of(m: &Message, text: &str) -> String {
+    m.buttons
+        .iter()
+        .flatten()
+        .find(|(t, _)| t == text)
+        .map(|(_, d)| d.clone())
+        .unwrap_or_else(|| panic!("no button {text:?} in {m:?}"))
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn right_number_approves_and_finish_edits_the_message() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    assert_eq!(m.chat_id, CHAT);
+    assert!(m.text.contains("Login of alice@testhost"), "{m:?}");
+    assert_eq!(
+        buttons(&m),
+        vec![vec!["17", "42", "88"], vec!["Not me"]],
+        "three numbers and Not me"
+    );
+    for (t, data) in m.buttons.iter().flatten() {
+        assert!(data.len() <= 64 && data.contains(&n), "{t}: {data}");
+    }
+    assert_eq!(d.wait(&n, 0), ApprovalState::Pending);
+    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
+    assert_eq!(d.settled(&n), ApprovalState::Approved);
+    let answer = fake
+        .wait_for_callback_answer(up, WAIT)
+        .expect("tap answered");
+    assert!(answer.text.contains("Approved"), "{answer:?}");
+    d.finish(&n, Final::Approved);
+    let e = fake.wait_for_edit(id, WAIT).expect("edited");
+    assert!(e.after.text.contains("approved"), "{e:?}");
+    assert!(!e.after.text.contains("482913"), "the code leaves the chat");
+    assert!(e.after.buttons.is_empty(), "keyboard removed");
+    // Forgotten: a Wait now is Gone.
+    assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
+    let log = d.log_text();
+    assert!(!log.contains("482913") && !log.contains(TOKEN), "{log}");
+    let secret = TOKEN.split_once(':').map(|(_, s)| s).unwrap_or(TOKEN);
+    assert!(!log.contains(secret), "{log}");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn wrong_number_is_wrong_and_a_second_tap_changes_nothing() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    let up = fake.tap(CHAT, id, &data_of(&m, "17"));
+    assert_eq!(d.settled(&n), ApprovalState::Wrong);
+    let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    assert!(a.text.contains("not the number"), "{a:?}");
+    let up2 = fake.tap(CHAT, id, &data_of(&m, "42"));
+    let a2 = fake.wait_for_callback_answer(up2, WAIT).expect("answered");
+    assert!(a2.text.contains("already answered"), "{a2:?}");
+    assert_eq!(d.wait(&n, 0), ApprovalState::Wrong);
+    d.finish(&n, Final::Denied);
+    let e = fake.wait_for_edit(id, WAIT).expect("edited");
+    assert!(e.after.text.contains("denied"), "{e:?}");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_tap_by_another_account_changes_nothing_and_is_answered() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    // A forwarded request, tapped by someone else: both buttons.
+    for label in ["42", "Not me"] {
+        let up = fake.tap(OTHER, id, &data_of(&m, label));
+        let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+        assert!(a.text.contains("Only the account"), "{a:?}");
+    }
+    assert_eq!(d.wait(&n, 500), ApprovalState::Pending);
+    assert!(
+        !d.dir.0.join("state").join("alice.json").exists(),
+        "no lock from a foreign Not me"
+    );
+    assert!(fake.edits().is_empty());
+    d.wait_log("by another Telegram account");
+    // The owner's tap still counts.
+    fake.tap(CHAT, id, &data_of(&m, "42"));
+    assert_eq!(d.settled(&n), ApprovalState::Approved);
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    let up = fake.tap(CHAT, id, &data_of(&m, "Not me"));
+    assert_eq!(d.settled(&n), ApprovalState::NotMe);
+    // The lock is on disk by the time Wait says NotMe.
+    let st = d.state_file("alice");
+    assert!(st["not_me"].as_u64().is_some(), "{st}");
+    let meta = fs::metadata(d.dir.0.join("state").join("alice.json")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    assert!(a.text.contains("locked"), "{a:?}");
+    let e = fake.wait_for_edit(id, WAIT).expect("edited");
+    assert!(
+        e.after.text.contains("denied") && e.after.buttons.is_empty(),
+        "{e:?}"
+    );
+    // The admins' alert.
+    let deadline = Instant::now() + WAIT;
+    let alert = loop {
+        if let Some(s) = fake
+            .sent()
+            .into_iter()
+            .find(|s| s.chat_id == ADMIN.to_string())
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no alert: {:?}", fake.sent());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        alert.text.contains("alice") && alert.text.contains("Not me"),
+        "{}",
+        alert.text
+    );
+    assert!(
+        alert.text.contains("pam-gateway unlock alice"),
+        "{}",
+        alert.text
+    );
+    assert!(!alert.text.contains("482913"), "no code in the alert");
+    // Finish after Not me does not edit again.
+    d.finish(&n, Final::Denied);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(fake.edits().len(), 1, "{:?}", fake.edits());
+
+    // `pam-gateway unlock` ends it, like any lockout.
+    let cli = pgw_test_support::cli_harness::bin();
+    let out = Command::new(cli)
+        .arg("--config")
+        .arg(&d.config)
+        .args(["unlock", "alice"])
+        .output()
+        .expect("pam-gateway unlock");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Not me"), "{stdout}");
+    let st = d.state_file("alice");
+    assert!(st.get("not_me").is_none(), "{st}");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn an_unanswered_request_expires_and_says_so() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 1);
+    let e = fake
+        .wait_for_edit(id, WAIT)
+        .expect("edited by the daemon's timer");
+    assert!(e.after.text.contains("expired"), "{e:?}");
+    assert!(e.after.buttons.is_empty());
+    assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
+    // A late tap is answered, and the message stays as it is.
+    let m = e.before;
+    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
+    let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    assert!(a.text.contains("expired"), "{a:?}");
+    assert_eq!(fake.edits().len(), 1);
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_stale_tap_after_finish_is_answered_and_changes_nothing() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    d.finish(&n, Final::Used);
+    let e = fake.wait_for_edit(id, WAIT).expect("edited");
+    assert!(e.after.text.contains("used"), "{e:?}");
+    for label in ["42", "Not me"] {
+        let up = fake.tap(CHAT, id, &data_of(&m, label));
+        let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+        assert!(a.text.contains("code was typed"), "{a:?}");
+    }
+    assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
+    assert_eq!(fake.edits().len(), 1);
+    assert!(!d.dir.0.join("state").join("alice.json").exists());
+    // A nonce is single-use.
+    match d.ask(&approve_request(&n, "alice", CHAT, 60)) {
+        Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn after_a_restart_the_nonce_is_gone_and_its_tap_expires_the_message() {
+    let fake = fake();
+    let mut d = Daemon::start(&fake);
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    d.kill();
+    // The socket file stays behind; the new daemon removes it (a root
+    // socket nobody listens on) and binds again.
+    assert!(d.socket.exists());
+    d.spawn();
+    assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
+    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
+    let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    assert!(a.text.contains("expired"), "{a:?}");
+    let e = fake.wait_for_edit(id, WAIT).expect("edited");
+    assert!(
+        e.after.text.contains("expired") && e.after.buttons.is_empty(),
+        "{e:?}"
+    );
+    assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn updates_returns_a_start_message_and_status_tells_the_state() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let up = fake.push_update(CHAT, "private", "/start");
+    match d.ask(&Request::Updates {
+        version: VERSION,
+        after: 0,
+        wait_ms: 10_000,
+    }) {
+        Response::Updates { updates } => {
+            let u = updates
+                .iter()
+                .find(|u| u.update_id == up)
+                .unwrap_or_else(|| panic!("{updates:?}"));
+            assert_eq!((u.chat_id, u.text.as_str()), (CHAT, "/start"));
+            assert_eq!(u.chat_type, "private");
+            assert_eq!(u.from_id, Some(CHAT));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing newer: an empty list after the wait.
+    match d.ask(&Request::Updates {
+        version: VERSION,
+        after: up,
+        wait_ms: 100,
+    }) {
+        Response::Updates { updates } => assert!(updates.is_empty(), "{updates:?}"),
+        other => panic!("{other:?}"),
+    }
+    let n = nonce();
+    d.approve(&n, 120);
+    match d.ask(&Request::Status { version: VERSION }) {
+        Response::Status { status } => {
+            assert_eq!(status.pending, 1);
+            assert_eq!(status.webhook.as_deref(), Some("none"));
+            assert!(status.last_update_at.is_some());
+            assert!(status.daemon.starts_with("pam-gatewayd "));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Another protocol version is told so.
+    match d.ask(&Request::Status { version: 99 }) {
+        Response::Error {
+            kind: ErrorKind::Version,
+            ..
+        } => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_webhook_is_reported_in_the_log_and_status() {
+    let fake = fake();
+    fake.set_webhook(Some("https://hooks.example.net/bot/x"));
+    let d = Daemon::start(&fake);
+    d.wait_log("a webhook is set for this bot");
+    match d.ask(&Request::Status { version: VERSION }) {
+        Response::Status { status } => {
+            assert_eq!(status.webhook.as_deref(), Some("hooks.example.net"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn the_socket_is_roots_0600_in_a_0700_dir() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let dir = fs::symlink_metadata(d.socket.parent().unwrap()).unwrap();
+    assert_eq!((dir.uid(), dir.mode() & 0o7777), (0, 0o700));
+    let s = fs::symlink_metadata(&d.socket).unwrap();
+    assert_eq!((s.uid(), s.mode() & 0o7777), (0, 0o600));
+}
+
+/// Runs a small client as uid 65534 (with `caps`, e.g. DAC override to
+/// reach the 0600 socket at all); returns what it printed.
+fn client_as_nobody(socket: &Path, caps: bool) -> String {
+    let script = r#"
+        use IO::Socket::UNIX;
+        $SIG{PIPE} = 'IGNORE';
+        $| = 1;
+        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => $ARGV[0])
+            or do { print "connect failed: $!\n"; exit 0 };
+        print "connected\n";
+        my $body = '{"op":"status","version":1}';
+        my $w = syswrite($s, pack("N", length $body) . $body);
+        print defined $w ? "wrote $w\n" : "write failed: $!\n";
+        my $n = sysread($s, my $buf, 4);
+        print defined $n ? "read $n\n" : "read error: $!\n";
+    "#;
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+    if caps {
+        cmd.args(["--inh-caps=+dac_override", "--ambient-caps=+dac_override"]);
+    }
+    let out = cmd
+        .args(["perl", "-e", script])
+        .arg(socket)
+        .output()
+        .expect("setpriv perl");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_non_root_peer_is_refused() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    // The file system alone keeps uid 65534 out...
+    let out = client_as_nobody(&d.socket, false);
+    assert!(out.contains("connect failed: Permission denied"), "{out}");
+    // ...and with DAC override it reaches the daemon, which closes at once.
+    let out = client_as_nobody(&d.socket, true);
+    assert!(out.contains("connected"), "{out}");
+    assert!(
+        out.contains("read 0") || out.contains("read error") || out.contains("write failed"),
+        "closed without an answer: {out}"
+    );
+    assert!(!out.contains("read 4"), "{out}");
+    d.wait_log("refused a connection from uid 65534");
+    // Root is still served.
+    assert!(matches!(
+        d.ask(&Request::Status { version: VERSION }),
+        Response::Status { .. }
+    ));
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn oversized_and_malformed_frames_are_refused() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(&((MAX_FRAME + 1) as u32).to_be_bytes())
+        .unwrap();
+    match read_frame::<Response>(&mut s) {
+        Ok(Response::Error {
+            kind: ErrorKind::BadRequest,
+            detail,
+        }) => assert!(detail.contains("limit"), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed after it");
+
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let body = br#"{"op":"grant_root","version":1}"#;
+    s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    match read_frame::<Response>(&mut s) {
+        Ok(Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    // Bad values in a well-formed Approve.
+    let mut bad = approve_request(&nonce(), "alice", CHAT, 60);
+    if let Request::Approve { answer, .. } = &mut bad {
+        *answer = 99;
+    }
+    assert!(matches!(
+        d.ask(&bad),
+        Response::Error {
+            kind: ErrorKind::BadRequest,
+            ..
+        }
+    ));
+    assert!(fake.sent().is_empty());
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_stopped_client_does_not_block_others() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    // A client that sends half a frame header, then is stopped (as su's
+    // caller may stop su).
+    let script = r#"
+        use IO::Socket::UNIX;
+        $| = 1;
+        my $s = IO::Socket::UNIX->new(Type => SOCK_STREAM(), Peer => $ARGV[0]) or die "connect: $!";
+        print $s "\x00\x00";
+        print "sent\n";
+        sleep 60;
+    "#;
+    let mut child = Command::new("perl")
+        .args(["-e", script])
+        .arg(&d.socket)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("perl client");
+    let mut buf = [0u8; 5];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut buf)
+        .expect("client says it sent");
+    let stopped = Command::new("kill")
+        .args(["-STOP", &child.id().to_string()])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
+    // Another login goes through meanwhile, start to finish.
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    fake.tap(CHAT, id, &data_of(&m, "42"));
+    assert_eq!(d.settled(&n), ApprovalState::Approved);
+    // And the stopped one is dropped once its request is overdue.
+    d.wait_log("was not complete within");
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn connections_over_the_cap_are_told_busy() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    // 64 idle connections hold every thread (each checked in first).
+    let held: Vec<UnixStream> = (0..64)
+        .map(|_| {
+            let mut s = UnixStream::connect(&d.socket).unwrap();
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            write_frame(&mut s, &Request::Status { version: VERSION }).unwrap();
+            assert!(matches!(
+                read_frame::<Response>(&mut s),
+                Ok(Response::Status { .. })
+            ));
+            s
+        })
+        .collect();
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    match read_frame::<Response>(&mut s) {
+        Ok(Response::Error {
+            kind: ErrorKind::Busy,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    drop(held);
+    // Served again once they are gone.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let _ = write_frame(&mut s, &Request::Status { version: VERSION });
+        if matches!(read_frame::<Response>(&mut s), Ok(Response::Status { .. })) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still busy");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_fails(text: &str) -> String {
+    root::require("the daemon tests (pam-gatewayd trusts root-owned files only)");
+    let dir = TempDir::new("daemon-bad");
+    let config = dir.0.join("gateway.toml");
+    write_file(&config, text, 0o600);
+    let out = Command::new(env!("CARGO_BIN_EXE_pam-gatewayd"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run pam-gatewayd");
+    assert_eq!(out.status.code(), Some(1));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn it_refuses_to_start_without_approval_or_with_unsafe_files() {
+    let fake = fake();
+    let dir = TempDir::new("daemon-cfg");
+    let socket = dir.0.join("run").join("x.sock");
+    let err = start_fails(&Daemon::config_text(&dir.0, &fake, ""));
+    assert!(err.contains("[approve] enabled is not true"), "{err}");
+    let err = start_fails(&Daemon::config_text(
+        &dir.0,
+        &fake,
+        "[approve]\nenabled = false\n",
+    ));
+    assert!(err.contains("[approve] enabled is not true"), "{err}");
+    // No [telegram]: the config itself is refused (approval needs the bot).
+    let err = start_fails(&format!(
+        "users_file = \"/nonexistent/users.toml\"\n\n{}",
+        Daemon::approve_section(&socket)
+    ));
+    assert!(err.contains("[telegram]"), "{err}");
+
+    // The config must be root's and private, as for the module.
+    let text = Daemon::config_text(&dir.0, &fake, &Daemon::approve_section(&socket));
+    let bad = dir.0.join("open.toml");
+    write_file(&bad, &text, 0o644);
+    let out = Command::new(env!("CARGO_BIN_EXE_pam-gatewayd"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // A socket directory others may write to is refused.
+    let open_dir = dir.0.join("open");
+    fs::create_dir(&open_dir).unwrap();
+    fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let err = start_fails(&Daemon::config_text(
+        &dir.0,
+        &fake,
+        &Daemon::approve_section(&open_dir.join("s.sock")),
+    ));
+    assert!(err.contains("writable by root only"), "{err}");
+
+    // A file where the socket goes is left alone.
+    let run = dir.0.join("run2");
+    fs::create_dir(&run).unwrap();
+    fs::set_permissions(&run, fs::Permissions::from_mode(0o700)).unwrap();
+    write_file(&run.join("s.sock"), "precious", 0o600);
+    let err = start_fails(&Daemon::config_text(
+        &dir.0,
+        &fake,
+        &Daemon::approve_section(&run.join("s.sock")),
+    ));
+    assert!(err.contains("not a socket owned by root"), "{err}");
+    assert_eq!(fs::read_to_string(run.join("s.sock")).unwrap(), "precious");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_second_bot_reader_is_logged_and_the_daemon_reads_again_after_it() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    // Let the daemon's first long poll begin, then poll the bot ourselves:
+    // Telegram (and the fake) end the daemon's poll with 409.
+    fake.wait_for_received("/getUpdates", 1, WAIT);
+    let target = format!("{}/bot{}/getUpdates", fake.url(), TOKEN);
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-d", "timeout=0", &target])
+        .output();
+    if out.is_err() {
+        // Without curl: the same request over a raw socket.
+        let addr = fake.url().trim_start_matches("http://").to_string();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let body = "timeout=0";
+        write!(
+            s,
+            "POST /bot{TOKEN}/getUpdates HTTP/1.1\r\nHost: x\r\nContent-Type: \
+             application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: \
+             close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let log = d.wait_log("another program is reading this bot's updates");
+    assert!(!log.contains(TOKEN), "{log}");
+    // It backs off and reads again: a tap still arrives.
+    let n = nonce();
+    let id = d.approve(&n, 120);
+    let m = message(&fake, id);
+    fake.tap(CHAT, id, &data_of(&m, "42"));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while d.wait(&n, 2000) == ApprovalState::Pending {
+        assert!(Instant::now() < deadline, "no tap after the conflict");
+    }
+    assert_eq!(d.wait(&n, 0), ApprovalState::Approved);
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn enroll_reads_the_bot_through_the_daemon_and_status_shows_it() {
+    use pgw_test_support::cli_harness::{Running, bin};
+    use pgw_test_support::fake_telegram::{Incoming, TgUser, find_code};
+    let fake = fake();
+    let d = Daemon::start(&fake);
+
+    let status = Command::new(bin())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("status")
+        .output()
+        .expect("pam-gateway status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("Approval in the chat (pam-gatewayd)"),
+        "{text}"
+    );
+    assert!(text.contains("is running on"), "{text}");
+    assert!(text.contains("0 approval(s) pending"), "{text}");
+    assert!(text.contains("the bot has no webhook"), "{text}");
+
+    let mut cmd = Command::new(bin());
+    cmd.arg("--config")
+        .arg(&d.config)
+        .args(["enroll", "daemon", "--no-qr", "--timeout", "60"]);
+    let mut run = Running::start(cmd);
+    run.wait_for("through pam-gatewayd", WAIT);
+    let nonce = run.nonce(WAIT);
+    fake.push(&Incoming::private(
+        TgUser::alice(CHAT),
+        &format!("/start {nonce}"),
+    ));
+    let msg = fake.wait_for_message(WAIT).expect("the code went out");
+    let code = find_code(&msg.text).expect("a code");
+    run.type_line(&code);
+    run.close_stdin();
+    let out = run.finish();
+    out.expect_code(0);
+    let users = fs::read_to_string(d.dir.0.join("users.toml")).unwrap();
+    assert!(users.contains(&CHAT.to_string()), "{users}");
+    // One reader all along: the daemon never lost its poll to the CLI.
+    let log = d.log_text();
+    assert!(!log.contains("getUpdates failed"), "{log}");
+
+    // Daemon gone: status says so (a warning, not a failure of logins).
+    let mut d = d;
+    d.kill();
+    let status = Command::new(bin())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("status")
+        .output()
+        .expect("pam-gateway status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("pam-gatewayd does not answer"), "{text}");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
+    let chats: Vec<i64> = (0..20).map(|i| 800_000_000 + i).collect();
+    let fake = FakeTelegram::start(FakeOptions {
+        chats: chats.clone(),
+        ..FakeOptions::default()
+    })
+    .expect("fake");
+    let d = Daemon::start(&fake);
+    // Twenty logins at once, each on its own connection.
+    let sent: Vec<(String, i64, i64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = chats
+            .iter()
+            .enumerate()
+            .map(|(i, chat)| {
+                let d = &d;
+                scope.spawn(move || {
+                    let n = nonce();
+                    let user = format!("user{i}");
+                    match d.ask(&approve_request(&n, &user, *chat, 120)) {
+                        Response::Sent { message_id } => (n, *chat, message_id),
+                        other => panic!("{other:?}"),
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Everyone first taps the right number under the NEXT user's message
+    // (a forwarded request): nothing may change.
+    for (i, (_, chat, _)) in sent.iter().enumerate() {
+        let (_, _, next_id) = &sent[(i + 1) % sent.len()];
+        let m = message(&fake, *next_id);
+        let up = fake.tap(*chat, *next_id, &data_of(&m, "42"));
+        fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    }
+    for (n, _, _) in &sent {
+        assert_eq!(d.wait(n, 0), ApprovalState::Pending);
+    }
+    // Then the even ones approve their own, the odd ones tap a wrong number,
+    // all at once; each Wait sees its own tap only.
+    std::thread::scope(|scope| {
+        for (i, (n, chat, id)) in sent.iter().enumerate() {
+            let (d, fake) = (&d, &fake);
+            scope.spawn(move || {
+                let m = message(fake, *id);
+                let label = if i % 2 == 0 { "42" } else { "88" };
+                fake.tap(*chat, *id, &data_of(&m, label));
+                let want = if i % 2 == 0 {
+                    ApprovalState::Approved
+                } else {
+                    ApprovalState::Wrong
+                };
+                assert_eq!(d.settled(n), want, "login {i}");
+            });
+        }
+    });
+}

@@ -16,7 +16,6 @@
 //! whose caller stopped it, ends in [`ApproveError::Timeout`], never in a
 //! login let through.
 
-use std::fmt;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -24,8 +23,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::wire::{self, ApprovalState, ErrorKind, Final, FrameError, Request, Response};
-use super::{ApprovalRequest, Approver};
+pub use super::approver::ApproveError;
+use super::approver::{ApprovalRequest, Approver};
+use super::wire::{self, ApprovalState, Final, FrameError, Request, Response};
 use crate::secure_file::{Owner, check_dir};
 
 /// Connecting, and writing a request.
@@ -37,39 +37,6 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 pub const WAIT_MARGIN: Duration = Duration::from_secs(3);
 /// The answer to `Finish` and `Status`.
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Why a request to the daemon came to nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ApproveError {
-    /// No socket, or nobody listening on it: the daemon is not running.
-    Absent(String),
-    /// The socket, its directory or the peer is not root's alone: not used.
-    Unsafe(String),
-    /// The daemon answered with an error (`detail` is redacted by it).
-    Failed { kind: ErrorKind, detail: String },
-    /// No answer in time (the daemon, or this process, stalled).
-    Timeout,
-    /// An answer that is not one, or another socket error.
-    Protocol(String),
-}
-
-impl fmt::Display for ApproveError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ApproveError::Absent(why) => write!(f, "pam-gatewayd is not running ({why})"),
-            ApproveError::Unsafe(why) => {
-                write!(f, "pam-gatewayd's socket is not safe to use: {why}")
-            }
-            ApproveError::Failed { kind, detail } => {
-                write!(f, "pam-gatewayd answered {kind:?}: {detail}")
-            }
-            ApproveError::Timeout => f.write_str("pam-gatewayd did not answer in time"),
-            ApproveError::Protocol(why) => write!(f, "pam-gatewayd: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for ApproveError {}
 
 /// The production [`Approver`]: a new connection per request to the
 /// daemon's socket.
@@ -282,6 +249,7 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::thread;
 
+    use super::super::wire::ErrorKind;
     use crate::test_dir::TestDir;
 
     /// A private directory (0700, ours) with a listener at `d.sock`, mode 0600.

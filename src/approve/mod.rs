@@ -6,47 +6,15 @@
 //! `[approve]`.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod approver;
 pub mod client;
 pub mod wire;
 
-pub use client::{ApproveError, Client};
-use wire::{ApprovalState, Final};
-
-/// One login's approval, as the module asks the daemon for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApprovalRequest {
-    /// 128 bits from the OS CSPRNG, hex: the login's single-use key.
-    pub nonce: String,
-    /// The account (canonical name): "Not me" locks its second factor.
-    pub user: String,
-    /// The private chat, whose id is its Telegram user's.
-    pub chat_id: i64,
-    /// The message: the login's context and the code.
-    pub text: String,
-    /// The three buttons, distinct two-digit numbers.
-    pub numbers: [u8; 3],
-    /// The one shown in the prompt.
-    pub answer: u8,
-    pub expires_in_secs: u64,
-}
-
-/// The daemon as the login flow sees it; [`Client`] in production, fakes
-/// in tests.
-pub trait Approver {
-    /// Has the daemon send the message with the buttons.
-    fn approve(&mut self, request: &ApprovalRequest) -> Result<(), ApproveError>;
-    /// Waits up to `wait` for the approval to leave `Pending`.
-    fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError>;
-    /// The login is over: the message shows `result`, the nonce is gone.
-    fn finish(&mut self, nonce: &str, result: Final) -> Result<(), ApproveError>;
-    /// The daemon answers (a `Status` request): whether a real login would
-    /// be offered approval now. For decoy dialogues, which must look alike.
-    fn available(&mut self) -> bool;
-}
+pub use approver::{ApprovalRequest, ApproveError, Approver};
+pub use client::Client;
 
 /// Where the daemon listens unless `[approve] socket` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/pam_gateway/pam-gatewayd.sock";

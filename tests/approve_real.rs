@@ -117,6 +117,11 @@ struct World {
 }
 
 fn world(extra: &str) -> World {
+    world_waiting(10, extra)
+}
+
+/// [`world`] with `[approve] wait` set.
+fn world_waiting(wait: u64, extra: &str) -> World {
     pgw_test_support::root::require("approval end to end (pam-gatewayd and sshd run as root)");
     let fake = FakeTelegram::start(FakeOptions {
         chats: vec![CHAT, ADMIN, STRANGER],
@@ -134,7 +139,7 @@ fn world(extra: &str) -> World {
     let common = format!(
         "state_dir = \"{state}\"\n\n[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{url}\"\n\
          timeout = 5\nconnect_timeout = 2\n\n[approve]\nenabled = true\nsocket = \"{socket}\"\n\
-         admin_chats = [{ADMIN}]\nwait = 10\n{extra}",
+         admin_chats = [{ADMIN}]\nwait = {wait}\n{extra}",
         state = state.display(),
         socket = socket.display(),
         url = fake.url(),
@@ -513,90 +518,236 @@ fn the_daemon_restarted_between_send_and_tap_leaves_the_typed_code() {
     assert!(!log.contains("method=approved"), "{log}");
 }
 
-/// sudo has no command for PAM modules: the message names the service and
-/// the user, never a command the caller could have made up.
-#[test]
-#[ignore = "needs root; run as root with --include-ignored (make test does)"]
-fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
-    use std::io::{Read, Write};
-    let w = world("");
-    let d = Daemon::start(&w);
-    w.sandbox.install_service("sudo", "sudo");
-    let uid = pgw_test_support::sandbox::ALICE_UID.to_string();
-    let mark = w.sandbox.path().join("out/ran");
-    let mut child = w
-        .sandbox
-        .command("setpriv")
-        .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-        .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-        .arg(format!("id -u > {}", mark.display()))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", format!("/home/{ALICE}"))
-        .env("USER", ALICE)
-        .env("LANG", "C")
-        // What a hostile caller could set: never read.
-        .env("SUDO_COMMAND", "/bin/true harmless")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sudo");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = seen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
+/// `sudo -S` run by ALICE (real uid hers: the hostile caller), its prompts
+/// read from stderr as they come.
+struct SudoRun {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+    mark: PathBuf,
+}
+
+impl SudoRun {
+    fn start(w: &World) -> SudoRun {
+        use std::io::Read;
+        w.sandbox.install_service("sudo", "sudo");
+        let uid = pgw_test_support::sandbox::ALICE_UID.to_string();
+        let mark = w.sandbox.path().join("out/ran");
+        let mut child = w
+            .sandbox
+            .command("setpriv")
+            .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
+            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
+            .arg(format!("id -u > {}", mark.display()))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", format!("/home/{ALICE}"))
+            .env("USER", ALICE)
+            .env("LANG", "C")
+            // What a hostile caller could set: never read.
+            .env("SUDO_COMMAND", "/bin/true harmless")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sudo");
+        let stdin = child.stdin.take();
+        let mut stderr = child.stderr.take().expect("stderr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
-            sink.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        });
+        SudoRun {
+            child,
+            stdin,
+            seen,
+            mark,
         }
-    });
-    let wait_for = |text: &str| {
+    }
+
+    fn output(&self) -> String {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until `text` was printed; returns the output from there on.
+    fn wait_for(&self, text: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            let s = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            if let Some(i) = s.find(text) {
+            let s = self.output();
+            if let Some(i) = s.rfind(text) {
                 return s[i..].to_string();
             }
             assert!(Instant::now() < deadline, "no {text:?} from sudo:\n{s}");
             std::thread::sleep(Duration::from_millis(20));
         }
-    };
-    wait_for("password for");
-    writeln!(stdin, "{PASSWORD}").expect("type");
-    let p = wait_for("Tap ");
+    }
+
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("type");
+    }
+
+    /// The host pid of the sudo process (the module runs in it).
+    fn sudo_pid(&self) -> u32 {
+        let mut family = vec![self.child.id()];
+        for _ in 0..8 {
+            for entry in fs::read_dir("/proc").expect("proc").flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                let Some(close) = stat.rfind(')') else {
+                    continue;
+                };
+                let ppid = stat[close + 1..]
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid.is_some_and(|pp| family.contains(&pp)) && !family.contains(&pid) {
+                    if stat.contains("(sudo)") {
+                        return pid;
+                    }
+                    family.push(pid);
+                }
+            }
+        }
+        panic!("no sudo process under {}", self.child.id());
+    }
+
+    /// Closes stdin, waits for the exit; whether sudo ran the command.
+    fn finish(mut self) -> (bool, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sudo did not exit:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let ran = fs::read_to_string(&self.mark).is_ok_and(|t| t.trim() == "0");
+        (status.success() && ran, self.output())
+    }
+}
+
+/// sudo has no command for PAM modules: the message names the service and
+/// the user, never a command the caller could have made up.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
+    let w = world("");
+    let d = Daemon::start(&w);
+    let mut sudo = SudoRun::start(&w);
+    sudo.wait_for("password for");
+    sudo.type_line(PASSWORD);
+    let p = sudo.wait_for("Tap ");
     let n = number_in(&p);
     let m = approval_message(&w);
     assert!(m.text.contains("Service: sudo"), "{}", m.text);
     assert!(m.text.contains(&format!("{ALICE}@")), "{}", m.text);
     assert!(!m.text.contains("harmless"), "{}", m.text);
     tap(&w, CHAT, &m, &format!("{n:02}"));
-    writeln!(stdin,).expect("Enter");
-    drop(stdin);
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "sudo did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = reader.join();
+    sudo.type_line("");
+    let (ran, out) = sudo.finish();
     assert!(
-        status.success() && fs::read_to_string(&mark).is_ok_and(|t| t.trim() == "0"),
-        "sudo did not run the command: {status:?}\n{}\n--- syslog\n{}\n--- daemon\n{}",
-        seen.lock().unwrap_or_else(|e| e.into_inner()),
+        ran,
+        "sudo did not run the command:\n{out}\n--- syslog\n{}\n--- daemon\n{}",
         w.sandbox.log(),
         d.log_text()
     );
-    wait_syslog(&w, "service=sudo");
-    assert!(w.sandbox.log().contains("method=approved"));
+    let log = wait_syslog(&w, "service=sudo");
+    assert!(log.contains("method=approved"), "{log}");
+}
+
+/// The caller stops sudo (and with it the module) while it waits for a
+/// tap that never comes, far past the wait and its margin, then lets it
+/// go on: it is asked again, and without the code nobody gets in.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn under_sudo_a_stopped_wait_lets_nobody_in() {
+    let w = world_waiting(2, "");
+    let d = Daemon::start(&w);
+    let mut sudo = SudoRun::start(&w);
+    sudo.wait_for("password for");
+    sudo.type_line(PASSWORD);
+    sudo.wait_for("Tap ");
+    approval_message(&w);
+    sudo.type_line("");
+    let pid = sudo.sudo_pid();
+    let kill = |sig: &str| {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    };
+    kill("STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    kill("CONT");
+    // Asked again (no tap came); nobody types the code.
+    sudo.wait_for("No tap yet. Tap ");
+    let (ran, out) = sudo.finish();
+    let log = w.sandbox.log();
+    assert!(!ran, "the caller got root:\n{out}\n{log}");
+    assert!(!log.contains("result=success"), "{log}");
+    assert!(!log.contains("result=ignored"), "{log}");
+    drop(d);
+}
+
+/// A daemon that stops answering (SIGSTOP) while the module waits: the
+/// wait times out and the typed code lets the user in.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_stalled_daemon_times_out_into_the_typed_code() {
+    let w = world_waiting(2, "");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    login.next_prompt(WAIT).expect("prompt");
+    let m = approval_message(&w);
+    let pid = d.child.as_ref().expect("running").id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    login.answer("");
+    let p2 = login.next_prompt(WAIT).expect("asked again");
+    signal("-CONT");
+    assert_eq!(
+        p2,
+        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
+    );
+    login.answer(&find_code(&m.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+    wait_syslog(&w, "approval: pam-gatewayd did not answer in time");
 }
 
 /// pamtester logins next to one daemon: the harness's namespace

@@ -183,6 +183,20 @@ fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ApproveE
     }
 }
 
+impl Client {
+    fn wait_once(&self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
+        let request = Request::Wait {
+            version: wire::VERSION,
+            nonce: nonce.to_string(),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(wire::MAX_WAIT_MS),
+        };
+        match self.exchange(&request, wait + WAIT_MARGIN)? {
+            Response::State { state } => Ok(state),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
 impl Approver for Client {
     fn approve(&mut self, r: &ApprovalRequest) -> Result<(), ApproveError> {
         let request = Request::Approve {
@@ -206,16 +220,23 @@ impl Approver for Client {
         }
     }
 
+    /// Waits in requests of at most [`wire::MAX_WAIT_MS`] each until the
+    /// state leaves `Pending` or `wait` is over (`[approve] wait` may be
+    /// longer than one request may hold).
     fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
-        let wait = wait.min(Duration::from_millis(wire::MAX_WAIT_MS));
-        let request = Request::Wait {
-            version: wire::VERSION,
-            nonce: nonce.to_string(),
-            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(wire::MAX_WAIT_MS),
-        };
-        match self.exchange(&request, wait + WAIT_MARGIN)? {
-            Response::State { state } => Ok(state),
-            other => Err(unexpected(&other)),
+        let start = std::time::Instant::now();
+        loop {
+            let left = wait.saturating_sub(start.elapsed());
+            let chunk = left.min(Duration::from_millis(wire::MAX_WAIT_MS));
+            let asked = std::time::Instant::now();
+            let state = self.wait_once(nonce, chunk)?;
+            if state != ApprovalState::Pending || start.elapsed() >= wait {
+                return Ok(state);
+            }
+            // A daemon that answers Pending early is not asked in a loop.
+            if asked.elapsed() + Duration::from_millis(200) < chunk {
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
 
@@ -341,6 +362,25 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_long_wait_is_asked_in_turns_until_the_state_changes() {
+        let (_d, path, l) = listener();
+        let h = thread::spawn(move || {
+            let mut asked = Vec::new();
+            for state in [ApprovalState::Pending, ApprovalState::Approved] {
+                let (mut s, _) = l.accept().expect("accept");
+                let req: Request = wire::read_frame(&mut s).expect("request");
+                asked.push(req);
+                wire::write_frame(&mut s, &Response::State { state }).expect("answer");
+            }
+            asked
+        });
+        let got = client(&path).wait("n", Duration::from_secs(5));
+        assert_eq!(got, Ok(ApprovalState::Approved));
+        let asked = h.join().expect("server");
+        assert_eq!(asked.len(), 2, "asked again after an early Pending");
     }
 
     #[test]

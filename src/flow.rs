@@ -14,6 +14,13 @@
 //! (each answer under the user's lock). A step that ends the login early
 //! returns `End`: an outcome, or a dialogue that sends nothing (a decoy,
 //! or a fallback factor).
+//!
+//! `[approve]` ([`crate::approve`]) changes two steps and no order: `deliver`
+//! hands a private Telegram chat's message to `pam-gatewayd` (an
+//! [`Approver`]) with number buttons, falling back to a direct send of the
+//! same code whenever the daemon cannot take it; `prompt` then shows the
+//! number to tap, and an empty answer waits for the tap (`await_tap`),
+//! which is judged under the user's lock like an answer (`judge_tap`).
 
 use std::cell::Cell;
 use std::ops::ControlFlow;

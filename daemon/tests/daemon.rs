@@ -985,3 +985,121 @@ fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
         }
     });
 }
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn sends_go_over_one_warm_connection() {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    for _ in 0..5 {
+        d.approve(&nonce(), 120);
+    }
+    match d.ask(&Request::Send {
+        version: VERSION,
+        chat_id: CHAT,
+        text: "Your code is 482913".into(),
+    }) {
+        Response::Sent { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 6);
+    let first = sent[0].connection;
+    assert!(
+        sent.iter().all(|s| s.connection == first),
+        "one connection for every send: {:?}",
+        sent.iter().map(|s| s.connection).collect::<Vec<_>>()
+    );
+    // A send that fails says why, without the text.
+    match d.ask(&Request::Send {
+        version: VERSION,
+        chat_id: 42_4242,
+        text: "Your code is 482913".into(),
+    }) {
+        Response::Error {
+            kind: ErrorKind::Rejected,
+            detail,
+        } => {
+            assert!(detail.contains("chat not found"), "{detail}");
+            assert!(!detail.contains("482913"), "{detail}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// (open descriptors, threads, RSS in KiB) of a process.
+fn resources(pid: u32) -> (usize, usize, u64) {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (fds, field("Threads:") as usize, field("VmRSS:"))
+}
+
+/// Approve → tap → Wait → Finish, `PGW_DAEMON_SOAK` times (default 300):
+/// descriptors and threads do not grow. Prints the figures (`make soak`
+/// style: `--nocapture`); RSS is printed, not judged.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn many_approvals_leave_no_descriptors_or_threads_behind() {
+    let cycles: usize = std::env::var("PGW_DAEMON_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    let pid = d.child.as_ref().unwrap().id();
+    let cycle = |i: usize| {
+        let n = nonce();
+        let id = d.approve(&n, 120);
+        let label = if i % 3 == 0 { "17" } else { "42" };
+        let m = message(&fake, id);
+        let up = fake.tap(CHAT, id, &data_of(&m, label));
+        let want = if i % 3 == 0 {
+            ApprovalState::Wrong
+        } else {
+            ApprovalState::Approved
+        };
+        assert_eq!(d.settled(&n), want);
+        fake.wait_for_callback_answer(up, WAIT).expect("answered");
+        d.finish(&n, Final::Approved);
+    };
+    for i in 0..20 {
+        cycle(i);
+    }
+    // Let the tap threads of the warm-up end.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = resources(pid);
+    let step = (cycles / 10).max(1);
+    for i in 0..cycles {
+        cycle(i);
+        if (i + 1) % step == 0 {
+            let (fds, threads, rss) = resources(pid);
+            println!(
+                "after {:>6} approvals: fds {fds}, threads {threads}, rss {rss} KiB",
+                i + 1
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = resources(pid);
+    println!("before {before:?} after {after:?} (fds, threads, rss KiB)");
+    assert!(
+        after.0 <= before.0 + 2,
+        "descriptors grew: {before:?} → {after:?}"
+    );
+    assert!(
+        after.1 <= before.1 + 2,
+        "threads grew: {before:?} → {after:?}"
+    );
+    match d.ask(&Request::Status { version: VERSION }) {
+        Response::Status { status } => assert_eq!(status.pending, 0),
+        other => panic!("{other:?}"),
+    }
+}

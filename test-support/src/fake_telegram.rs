@@ -160,6 +160,9 @@ pub struct SentMessage {
     pub message_id: i64,
     /// `reply_markup` as sent (an inline keyboard), if any.
     pub reply_markup: Option<Value>,
+    /// The TCP connection it came on (unique in this process): equal
+    /// numbers mean a kept-alive connection was used again.
+    pub connection: u64,
 }
 
 /// A message the fake delivered, as it stands now (after any edits).
@@ -976,6 +979,7 @@ fn send_message(shared: &Shared, req: &Request, token: &str, params: &Map<String
         content_type: req.header("content-type").unwrap_or_default().to_string(),
         message_id,
         reply_markup: markup.clone(),
+        connection: req.connection,
     });
     st.messages.insert(
         message_id,

@@ -94,7 +94,12 @@ pub(crate) struct Request {
     pub body: Vec<u8>,
     /// The client asked to keep the connection open.
     pub keep_alive: bool,
+    /// Which connection it came on: a number unique in this process.
+    pub connection: u64,
 }
+
+/// Numbers the connections every server of this process accepts.
+static CONNECTIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Request {
     /// The first header named `name` (lowercase).
@@ -278,9 +283,13 @@ fn serve_connection(mut stream: TcpStream, conn: &Conn) {
     let _ = stream.set_read_timeout(Some(TICK));
     let _ = stream.set_write_timeout(Some(conn.limits.write_timeout));
     let mut buf = Vec::new();
+    let connection = CONNECTIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     loop {
         let req = match read_request(&mut stream, &mut buf, conn) {
-            Ok(req) => req,
+            Ok(mut req) => {
+                req.connection = connection;
+                req
+            }
             Err(ReadError::Gone) => return,
             Err(ReadError::Refuse(status)) => {
                 if let Some(reply) = conn.service.refusal(status)
@@ -462,6 +471,7 @@ fn read_request(
         headers,
         body,
         keep_alive,
+        connection: 0,
     })
 }
 

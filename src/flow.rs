@@ -14,16 +14,26 @@
 //! (each answer under the user's lock). A step that ends the login early
 //! returns `End`: an outcome, or a dialogue that sends nothing (a decoy,
 //! or a fallback factor).
+//!
+//! `[approve]` ([`crate::approve`]) changes two steps and no order: `deliver`
+//! hands a private Telegram chat's message to `pam-gatewayd` (an
+//! [`Approver`]) with number buttons, falling back to a direct send of the
+//! same code whenever the daemon cannot take it; `prompt` then shows the
+//! number to tap, and an empty answer waits for the tap (`await_tap`),
+//! which is judged under the user's lock like an answer (`judge_tap`).
 
+use std::cell::Cell;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use zeroize::Zeroize;
 
+use crate::approve::wire::{ApprovalState, ErrorKind, Final};
+use crate::approve::{self, ApprovalRequest, ApproveError, Approver};
 use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
-use crate::gateway::{DeliveryError, Gateway};
+use crate::gateway::{DeliveryError, Gateway, GatewayKind};
 use crate::limits::{self, Block, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
@@ -71,6 +81,11 @@ pub trait Conversation {
 /// of the wall clock.
 pub trait Clock {
     fn now(&self) -> Duration;
+    /// Lets `d` pass (a decoy's wait for a tap that cannot come). Fakes
+    /// move their time instead.
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
 }
 
 /// The system's monotonic clock.
@@ -180,6 +195,9 @@ pub enum Outcome {
     Remembered,
     /// `[directory]` failed for a user without an entry in the users file.
     DirectoryUnavailable,
+    /// `[approve]`: the user tapped "Not me" in Telegram; pam-gatewayd
+    /// locked the user's second factor and alerted the admins.
+    DeniedNotMe,
 }
 
 impl Outcome {
@@ -203,6 +221,7 @@ impl Outcome {
             Outcome::UnknownUser => "denied-unknown-user",
             Outcome::Remembered => "remembered",
             Outcome::DirectoryUnavailable => "denied-directory-unavailable",
+            Outcome::DeniedNotMe => "denied-not-me",
         }
     }
 }
@@ -223,6 +242,8 @@ pub struct Flow<'a> {
     pub groups: &'a dyn Groups,
     /// The user's authenticator secret, if they have one.
     pub totp: Option<&'a TotpKey>,
+    /// `pam-gatewayd`, for `[approve]`: `None` when approval is off.
+    pub approver: Option<&'a mut dyn Approver>,
 }
 
 /// The ways a second factor can be proven.
@@ -230,6 +251,8 @@ pub struct Flow<'a> {
 enum Factor {
     /// The code sent through this gateway.
     Sent(&'static str),
+    /// The number shown in the prompt, tapped in Telegram ([approve]).
+    Approved,
     Totp,
     Backup {
         left: usize,
@@ -240,6 +263,7 @@ impl Factor {
     fn id(&self) -> &'static str {
         match self {
             Factor::Sent(gateway) => gateway,
+            Factor::Approved => "telegram",
             Factor::Totp => "totp",
             Factor::Backup { .. } => "backup-code",
         }
@@ -283,6 +307,46 @@ struct Dialogue {
     /// accepted (then the factor's).
     gateway: &'static str,
     judging: Judging,
+    /// `[approve]`: a tap is offered too (the prompt shows its number).
+    approval: Option<Approval>,
+}
+
+/// A login offered approval in Telegram ([`crate::approve`]), or a decoy
+/// that looks like one.
+#[derive(Debug)]
+struct Approval {
+    /// The daemon's key for this login; `None` in a decoy (nothing sent).
+    nonce: Option<String>,
+    /// The number shown in the prompt.
+    answer: u8,
+    /// A tap counts until the code's own deadline.
+    deadline: Duration,
+    /// The prompt once approval is no longer offered: the code's.
+    code_prompt: String,
+    /// Still offered: not expired, gone, answered or failed.
+    offered: Cell<bool>,
+}
+
+/// What pressing Enter at a prompt with a tap offered came to.
+enum Tap {
+    /// Ask again, the prompt led by this text; no attempt used.
+    Again(&'static str),
+    /// Judged like an answer (approved, a wrong number, a lockout).
+    Judged(Verdict),
+    /// "Not me": denied at once.
+    NotMe,
+    /// The user's state could not be updated.
+    StateFailed(StateError),
+}
+
+/// What asking the daemon for an approval came to ([`Flow::offer_approval`]).
+enum Offer {
+    /// The message with the buttons went out.
+    Sent(Approval),
+    /// The daemon's send failed as a direct one would have: this route failed.
+    Failed(DeliveryError),
+    /// No approval: send the code directly, as without `[approve]`.
+    Direct,
 }
 
 /// How the answers of a [`Dialogue`] are taken.
@@ -334,6 +398,8 @@ struct Sent {
     /// Certainly no message reached anyone: only then is the reservation
     /// given back. A send whose fate is unknown counts as sent.
     nothing_delivered: bool,
+    /// The delivering route's message offers a tap.
+    approval: Option<Approval>,
 }
 
 impl Sent {
@@ -343,6 +409,7 @@ impl Sent {
             failures: Vec::new(),
             safe_may_excuse: true,
             nothing_delivered: true,
+            approval: None,
         }
     }
 
@@ -527,12 +594,14 @@ impl Flow<'_> {
             // name the account database does not know. Same prompts as a
             // real login; nothing is sent.
             self.debug(ctx, "user unknown to NSS: prompting without sending");
-            return ControlFlow::Break(End::Ask(Dialogue::decoy(
+            let dialogue = Dialogue::decoy(
                 decoy_prompt(self.config, &ctx.user),
                 "-",
                 Outcome::UnknownUser,
                 "no account of this name (NSS getpwnam); denied whatever unenrolled says",
-            )));
+            );
+            let first_is_telegram = self.config.gateways.first() == Some(&GatewayKind::Telegram);
+            return ControlFlow::Break(End::Ask(self.decoy_tap(dialogue, first_is_telegram)));
         }
         self.policy(ctx)?;
         let routes = match enrolment {
@@ -555,14 +624,16 @@ impl Flow<'_> {
                 ctx,
                 "OpenSSH marks the password as wrong: prompting without sending",
             );
-            return ControlFlow::Break(End::Ask(Dialogue::decoy(
+            let dialogue = Dialogue::decoy(
                 routes
                     .first()
                     .map_or_else(|| "Verification code: ".to_string(), prompt_for),
                 first_gateway(&routes),
                 Outcome::WrongPassword,
                 "first factor failed (OpenSSH wrong-password marker); no code sent",
-            )));
+            );
+            let tappable = routes.first().is_some_and(tappable);
+            return ControlFlow::Break(End::Ask(self.decoy_tap(dialogue, tappable)));
         }
         // [remember] (issue 16): a source that proved a second factor lately
         // skips the code. After policy, enrolment and the wrong-password
@@ -614,12 +685,15 @@ impl Flow<'_> {
             ),
             Unenrolled::Deny => {
                 self.debug(ctx, "not enrolled: prompting without sending");
-                End::Ask(Dialogue::decoy(
+                let dialogue = Dialogue::decoy(
                     decoy_prompt(self.config, &ctx.user),
                     "-",
                     Outcome::NotEnrolledDenied,
                     "user has no entry in the users file; unenrolled=deny",
-                ))
+                );
+                let first_is_telegram =
+                    self.config.gateways.first() == Some(&GatewayKind::Telegram);
+                End::Ask(self.decoy_tap(dialogue, first_is_telegram))
             }
         }
     }
@@ -742,16 +816,18 @@ impl Flow<'_> {
         // (reqwest's runtime thread, its epoll and sockets) go now, not at
         // the end of the login.
         drop(routes);
-        let Some((gateway, prompt)) = sent.delivered else {
+        let Some((gateway, prompt)) = sent.delivered.clone() else {
             return ControlFlow::Break(self.undelivered(ctx, first, sent, &sending));
         };
         let deadline = issued_at + self.config.code.ttl;
+        let approval = sent.approval.map(|a| Approval { deadline, ..a });
         ControlFlow::Continue(Dialogue {
             prompt,
             gateway,
             judging: Judging::Answers(Expect {
                 code: Some((sending.code, deadline, gateway)),
             }),
+            approval,
         })
     }
 
@@ -761,32 +837,181 @@ impl Flow<'_> {
     fn send(&mut self, ctx: &LoginContext, routes: &[Route], code: &Code) -> Sent {
         let mut text = render_message(&self.config.template, ctx, code, self.config.code.ttl);
         let mut sent = Sent::new();
+        // Once the daemon is found absent or unsafe, not asked again.
+        let mut approval_off = self.approver.is_none() || !self.config.approve.enabled;
         for route in routes {
             let (id, recipient) = (route.gateway.id(), mask(&route.recipient));
+            if !approval_off && tappable(route) {
+                self.debug(
+                    ctx,
+                    &format!("asking pam-gatewayd to send via {id} to {recipient}"),
+                );
+                match self.offer_approval(ctx, route, code, &text) {
+                    Offer::Sent(approval) => {
+                        sent.delivered = Some((id, approve::tap_prompt(approval.answer)));
+                        sent.approval = Some(approval);
+                        break;
+                    }
+                    Offer::Failed(e) => {
+                        self.route_failed(ctx, id, &e, code, &mut sent);
+                        continue;
+                    }
+                    Offer::Direct => approval_off = true,
+                }
+            }
             self.debug(ctx, &format!("sending via {id} to {recipient}"));
             match route.gateway.send(&route.recipient, &text) {
                 Ok(()) => {
                     sent.delivered = Some((id, prompt_for(route)));
                     break;
                 }
-                Err(e) => {
-                    // The code must not reach the log (the next route
-                    // delivers it).
-                    let line = format!("{id}: {e}").replace(code.expose(), "[code]");
-                    self.log.log(
-                        Level::Warning,
-                        &format!(
-                            "user={} delivery failed: {}",
-                            clean(&ctx.user),
-                            clean_max(&line, 400)
-                        ),
-                    );
-                    sent.failed(&e, ctx.caller_is_root, line);
-                }
+                Err(e) => self.route_failed(ctx, id, &e, code, &mut sent),
             }
         }
         text.zeroize();
         sent
+    }
+
+    /// Logs one route's failure with the code scrubbed (the next route
+    /// delivers it) and counts it.
+    fn route_failed(
+        &mut self,
+        ctx: &LoginContext,
+        id: &str,
+        e: &DeliveryError,
+        code: &Code,
+        sent: &mut Sent,
+    ) {
+        let line = format!("{id}: {e}").replace(code.expose(), "[code]");
+        self.log.log(
+            Level::Warning,
+            &format!(
+                "user={} delivery failed: {}",
+                clean(&ctx.user),
+                clean_max(&line, 400)
+            ),
+        );
+        sent.failed(e, ctx.caller_is_root, line);
+    }
+
+    /// `[approve]`: has pam-gatewayd send `text` to the route's private
+    /// chat with the number buttons and "Not me". Whatever keeps the daemon
+    /// from taking it (absent, unsafe, stalled, an answer that is none)
+    /// means a direct send of the same code, logged once; a send the daemon
+    /// tried and that failed is this route's failure, of the same kind as a
+    /// direct send's, so fallback and `failmode` decide as without it.
+    fn offer_approval(
+        &mut self,
+        ctx: &LoginContext,
+        route: &Route,
+        code: &Code,
+        text: &str,
+    ) -> Offer {
+        let Some(chat_id) = approve::private_chat(&route.recipient) else {
+            return Offer::Direct;
+        };
+        let drawn = approve::draw_numbers()
+            .and_then(|(numbers, i)| Ok((numbers, numbers[i], approve::new_nonce()?)));
+        let (numbers, answer, nonce) = match drawn {
+            Ok(d) => d,
+            Err(e) => {
+                let why = format!("approval not offered: {e}; sending the code directly");
+                self.note(ctx, Level::Warning, &why);
+                return Offer::Direct;
+            }
+        };
+        let mut request = ApprovalRequest {
+            nonce,
+            user: ctx.user.clone(),
+            chat_id,
+            text: approval_text(ctx, text),
+            numbers,
+            answer,
+            expires_in_secs: self.config.code.ttl.as_secs(),
+        };
+        let Some(approver) = self.approver.as_deref_mut() else {
+            request.text.zeroize();
+            return Offer::Direct;
+        };
+        let result = approver.approve(&request);
+        request.text.zeroize();
+        let scrub = |t: String| t.replace(code.expose(), "[code]");
+        match result {
+            Ok(()) => Offer::Sent(Approval {
+                nonce: Some(request.nonce),
+                answer,
+                deadline: self.clock.now() + self.config.code.ttl,
+                code_prompt: prompt_for(route),
+                offered: Cell::new(true),
+            }),
+            Err(e @ ApproveError::Absent(_)) => {
+                let text = format!("approval: {e}; sending the code directly");
+                self.note(ctx, Level::Warning, &scrub(text));
+                Offer::Direct
+            }
+            Err(ApproveError::Unsafe(why)) => {
+                let text = format!(
+                    "approval: NOT using pam-gatewayd, its socket is not safe: {why}; \
+                     sending the code directly"
+                );
+                self.note(ctx, Level::Error, &scrub(text));
+                Offer::Direct
+            }
+            Err(ApproveError::Failed { kind, detail }) => {
+                match delivery_error(kind, scrub(detail.clone())) {
+                    Some(e) => Offer::Failed(e),
+                    None => {
+                        let text = format!(
+                            "approval: pam-gatewayd did not take it ({kind:?}: {}); \
+                             sending the code directly",
+                            scrub(detail)
+                        );
+                        self.note(ctx, Level::Warning, &text);
+                        Offer::Direct
+                    }
+                }
+            }
+            Err(e @ (ApproveError::Timeout | ApproveError::Protocol(_))) => {
+                // Whether the daemon sent is unknown: the same code goes
+                // out directly, and the daemon is told the login no longer
+                // waits for its buttons (best effort).
+                let text = format!("approval: {e}; sending the same code directly");
+                self.note(ctx, Level::Warning, &scrub(text));
+                if let Some(approver) = self.approver.as_deref_mut() {
+                    let _ = approver.finish(&request.nonce, Final::Expired);
+                }
+                Offer::Direct
+            }
+        }
+    }
+
+    /// A decoy dialogue looks like a real login of the same kind: when a
+    /// real one would be offered a tap (`[approve]` on, the first route a
+    /// private Telegram chat, the daemon answering), so is the decoy, with
+    /// a number drawn the same way. Nothing is sent; pressing Enter waits
+    /// as a real login waits for a tap that does not come.
+    fn decoy_tap(&mut self, mut dialogue: Dialogue, tappable: bool) -> Dialogue {
+        if !self.config.approve.enabled || !tappable {
+            return dialogue;
+        }
+        let Some(approver) = self.approver.as_deref_mut() else {
+            return dialogue;
+        };
+        if !approver.available() {
+            return dialogue;
+        }
+        let Ok((numbers, i)) = approve::draw_numbers() else {
+            return dialogue;
+        };
+        let code_prompt = std::mem::replace(&mut dialogue.prompt, approve::tap_prompt(numbers[i]));
+        dialogue.approval = Some(Approval {
+            nonce: None,
+            answer: numbers[i],
+            deadline: self.clock.now() + self.config.code.ttl,
+            code_prompt,
+            offered: Cell::new(true),
+        });
+        dialogue
     }
 
     /// No route delivered. The reservation is given back only when
@@ -873,16 +1098,48 @@ impl Flow<'_> {
             prompt,
             gateway,
             judging,
+            approval,
         } = dialogue;
+        let approval = approval.as_ref();
         match judging {
-            Judging::Decoy { outcome, reason } => match self.ask(ctx, None, &prompt, attempts) {
-                Err(failed) => self.finish(ctx, gateway, failed, "conversation failed"),
-                Ok(_) => self.finish(ctx, gateway, outcome, reason),
-            },
+            Judging::Decoy { outcome, reason } => {
+                match self.ask(ctx, None, approval, &prompt, attempts) {
+                    Err(failed) => self.finish(ctx, gateway, failed, "conversation failed"),
+                    Ok(_) => self.finish(ctx, gateway, outcome, reason),
+                }
+            }
             Judging::Answers(expect) => {
-                let result = self.ask(ctx, Some(&expect), &prompt, attempts);
+                let result = self.ask(ctx, Some(&expect), approval, &prompt, attempts);
+                if let Some(a) = approval {
+                    self.finish_approval(ctx, a, &result);
+                }
                 self.conclude(ctx, gateway, result, attempts)
             }
+        }
+    }
+
+    /// Tells the daemon how the login ended, so the message shows it and
+    /// its buttons go (best effort, bounded by the client's deadline).
+    fn finish_approval(
+        &mut self,
+        ctx: &LoginContext,
+        approval: &Approval,
+        result: &Result<AskResult, Outcome>,
+    ) {
+        let Some(nonce) = &approval.nonce else {
+            return;
+        };
+        let last = match result {
+            Ok(AskResult::Matched(Factor::Approved)) => Final::Approved,
+            Ok(AskResult::Matched(_)) => Final::Used,
+            Ok(AskResult::Expired) | Err(_) => Final::Expired,
+            Ok(_) => Final::Denied,
+        };
+        let Some(approver) = self.approver.as_deref_mut() else {
+            return;
+        };
+        if let Err(e) = approver.finish(nonce, last) {
+            self.debug(ctx, &format!("approval: could not finish the message: {e}"));
         }
     }
 
@@ -913,6 +1170,10 @@ impl Flow<'_> {
                 }
                 let reason = match factor {
                     Factor::Sent(_) => "code accepted".to_string(),
+                    Factor::Approved => {
+                        "approved in Telegram: the number shown was tapped (method=approved)"
+                            .to_string()
+                    }
                     Factor::Totp => "authenticator code accepted".to_string(),
                     Factor::Backup { left } => {
                         format!("backup code accepted; {left} left")
@@ -926,6 +1187,13 @@ impl Flow<'_> {
                 gateway,
                 Outcome::Expired,
                 "answer came after the code expired",
+            ),
+            Ok(AskResult::NotMe) => self.finish(
+                ctx,
+                gateway,
+                Outcome::DeniedNotMe,
+                "\"Not me\" tapped in Telegram: pam-gatewayd locked the second factor and \
+                 alerted the admins",
             ),
             Ok(AskResult::Exhausted) => self.finish(
                 ctx,
@@ -1010,17 +1278,29 @@ impl Flow<'_> {
         })
     }
 
-    /// Prompts up to `attempts` times. With `expected = None` no answer is
-    /// looked at (nothing was sent), but the dialogue looks the same.
+    /// Prompts until `attempts` answers were wrong. With `expected = None`
+    /// no answer is looked at (nothing was sent), but the dialogue looks the
+    /// same. With a tap offered, an empty answer (Enter) waits for the tap
+    /// ([`Flow::await_tap`]) instead of being judged; waiting uses no
+    /// attempt, and ends when the code expires.
     fn ask(
         &mut self,
         ctx: &LoginContext,
         expected: Option<&Expect>,
+        approval: Option<&Approval>,
         prompt: &str,
         attempts: u32,
     ) -> Result<AskResult, Outcome> {
-        for attempt in 1..=attempts {
-            let answer = match self.conv.prompt_hidden(prompt) {
+        let mut wrong = 0;
+        let mut lead = "";
+        while wrong < attempts {
+            let base = match approval {
+                Some(a) if !a.offered.get() => a.code_prompt.as_str(),
+                _ => prompt,
+            };
+            let shown = format!("{lead}{base}");
+            lead = "";
+            let answer = match self.conv.prompt_hidden(&shown) {
                 Ok(Some(a)) => a,
                 Ok(None) => {
                     self.debug(ctx, "conversation returned no answer");
@@ -1031,7 +1311,33 @@ impl Flow<'_> {
                     return Err(Outcome::ConversationFailed);
                 }
             };
-            if let Some(expect) = expected {
+            let tap = approval.filter(|a| a.offered.get() && approve::is_enter(answer.as_bytes()));
+            let mut what = "code";
+            if let Some(a) = tap {
+                let verdict = match self.await_tap(ctx, a) {
+                    Tap::Again(text) => {
+                        lead = text;
+                        continue;
+                    }
+                    Tap::NotMe => {
+                        let _ = self
+                            .conv
+                            .error("Login denied: \"Not me\" was tapped in Telegram.");
+                        return Ok(AskResult::NotMe);
+                    }
+                    Tap::StateFailed(e) => {
+                        let _ = self.conv.error(
+                            "Login refused: the login state cannot be saved. Tell your admin.",
+                        );
+                        return Ok(AskResult::StateFailed(e));
+                    }
+                    Tap::Judged(v) => v,
+                };
+                what = "number tapped";
+                if let Some(result) = self.tell(ctx, verdict) {
+                    return Ok(result);
+                }
+            } else if let Some(expect) = expected {
                 let verdict = match self.judge(ctx, expect, &answer) {
                     Ok(v) => v,
                     Err(e) => {
@@ -1045,13 +1351,14 @@ impl Flow<'_> {
                     return Ok(result);
                 }
             }
-            let left = attempts - attempt;
-            self.debug(ctx, &format!("wrong code, {left} attempt(s) left"));
+            wrong += 1;
+            let left = attempts - wrong;
+            self.debug(ctx, &format!("wrong {what}, {left} attempt(s) left"));
             if left > 0 {
                 let msg = if left == 1 {
-                    "Wrong code. 1 attempt left.".to_string()
+                    format!("Wrong {what}. 1 attempt left.")
                 } else {
-                    format!("Wrong code. {left} attempts left.")
+                    format!("Wrong {what}. {left} attempts left.")
                 };
                 if self.conv.error(&msg).is_err() {
                     return Err(Outcome::ConversationFailed);
@@ -1059,6 +1366,87 @@ impl Flow<'_> {
             }
         }
         Ok(AskResult::Exhausted)
+    }
+
+    /// The user pressed Enter with a tap offered: waits for the tap up to
+    /// `[approve] wait`, never past the code's deadline. A decoy (no
+    /// nonce) waits the same, and no tap comes. Whatever keeps the answer
+    /// from coming (the daemon gone, stalled, restarted, this process
+    /// stopped) ends the offer: the user is asked for the typed code.
+    fn await_tap(&mut self, ctx: &LoginContext, approval: &Approval) -> Tap {
+        let remaining = approval.deadline.saturating_sub(self.clock.now());
+        if remaining.is_zero() {
+            approval.offered.set(false);
+            return Tap::Again("Approval no longer available. ");
+        }
+        let wait = remaining.min(Duration::from_secs(self.config.approve.wait));
+        let Some(nonce) = &approval.nonce else {
+            self.clock.sleep(wait);
+            return Tap::Again("No tap yet. ");
+        };
+        let state = match self.approver.as_deref_mut() {
+            Some(approver) => approver.wait(nonce, wait),
+            None => Err(ApproveError::Protocol("no client".into())),
+        };
+        let state = match state {
+            Ok(ApprovalState::Pending) => return Tap::Again("No tap yet. "),
+            Ok(state) => state,
+            Err(e) => {
+                approval.offered.set(false);
+                let text = format!("approval: {e}; asking for the typed code");
+                self.note(ctx, Level::Warning, &text);
+                return Tap::Again("Approval no longer available. ");
+            }
+        };
+        approval.offered.set(false);
+        let right = match state {
+            ApprovalState::Approved => true,
+            ApprovalState::Wrong => false,
+            ApprovalState::NotMe => return Tap::NotMe,
+            ApprovalState::Pending | ApprovalState::Gone => {
+                let text = "approval: gone (expired, or pam-gatewayd restarted); asking for the \
+                            typed code";
+                self.note(ctx, Level::Info, text);
+                return Tap::Again("Approval no longer available. ");
+            }
+        };
+        match self.judge_tap(ctx, approval, right) {
+            Ok(v) => Tap::Judged(v),
+            Err(e) => Tap::StateFailed(e),
+        }
+    }
+
+    /// A tap judged under the user's lock like a typed answer: the right
+    /// number is accepted unless the user is locked out or the code's
+    /// deadline passed; another number is a wrong answer, counted towards
+    /// the lockout.
+    fn judge_tap(
+        &mut self,
+        ctx: &LoginContext,
+        approval: &Approval,
+        right: bool,
+    ) -> Result<Verdict, StateError> {
+        let expired = self.clock.now() > approval.deadline;
+        let now = self.wall.unix_now();
+        let limits = &self.config.limits;
+        update_with(self.state, &ctx.user, |s| {
+            if let Some(until) = limits::locked_until(s, limits, now) {
+                return Verdict::Locked(until);
+            }
+            if right && expired {
+                return Verdict::Expired;
+            }
+            if right {
+                limits::record_success(s);
+                return Verdict::Accepted(Factor::Approved);
+            }
+            remember::end_all(s);
+            Verdict::Wrong {
+                expired,
+                replay: false,
+                locked_until: limits::record_failure(s, limits, now),
+            }
+        })
     }
 
     /// Tells the user what a verdict means for them; `Some` when it ends
@@ -1162,6 +1550,7 @@ impl Dialogue {
             prompt,
             gateway,
             judging: Judging::Decoy { outcome, reason },
+            approval: None,
         }
     }
 
@@ -1171,8 +1560,49 @@ impl Dialogue {
             prompt,
             gateway,
             judging: Judging::Answers(Expect { code: None }),
+            approval: None,
         }
     }
+}
+
+/// `[approve]` may offer a tap on this route: Telegram to a private chat.
+fn tappable(route: &Route) -> bool {
+    route.gateway.id() == GatewayKind::Telegram.id()
+        && approve::private_chat(&route.recipient).is_some()
+}
+
+/// The message of a login offered approval: who, where and how, then the
+/// usual message (with the code). Which number to tap is only in the
+/// prompt: number matching, so that a tap is not a reflex.
+fn approval_text(ctx: &LoginContext, message: &str) -> String {
+    format!(
+        "Login request: {}@{}\nService: {}\nFrom: {}\n\nTap the number your login prompt shows, \
+         or type the code.\n\n{message}",
+        message_field(&ctx.user),
+        message_field(&ctx.host),
+        message_field(&ctx.service),
+        message_field(ctx.rhost_or_local()),
+    )
+}
+
+/// A failed send the daemon reports, as the same failure of a direct
+/// send; `None` for the daemon's own refusals (busy, a bad request, another
+/// version, a local failure): nothing was tried, the module sends itself.
+fn delivery_error(kind: ErrorKind, detail: String) -> Option<DeliveryError> {
+    let detail = format!("via pam-gatewayd: {detail}");
+    Some(match kind {
+        ErrorKind::Unreachable => DeliveryError::Unreachable(detail),
+        ErrorKind::Refused => DeliveryError::Refused(detail),
+        ErrorKind::ServiceFailed => DeliveryError::ServiceFailed(detail),
+        ErrorKind::Rejected => DeliveryError::Rejected {
+            reason: detail,
+            retry_after: None,
+        },
+        ErrorKind::Misconfigured => DeliveryError::Misconfigured(detail),
+        ErrorKind::Local | ErrorKind::BadRequest | ErrorKind::Version | ErrorKind::Busy => {
+            return None;
+        }
+    })
 }
 
 /// The first route's gateway, for log lines before any was tried.
@@ -1182,9 +1612,14 @@ fn first_gateway(routes: &[Route]) -> &'static str {
 
 enum AskResult {
     Matched(Factor),
+    /// "Not me" tapped.
+    NotMe,
     Expired,
     Exhausted,
-    LockedOut { until: u64, started: bool },
+    LockedOut {
+        until: u64,
+        started: bool,
+    },
     StateFailed(StateError),
 }
 
@@ -1287,6 +1722,9 @@ mod tests {
     impl Clock for Mono {
         fn now(&self) -> Duration {
             self.0.get()
+        }
+        fn sleep(&self, d: Duration) {
+            self.0.set(self.0.get() + d);
         }
     }
 
@@ -1404,6 +1842,7 @@ mod tests {
                 wall: &self.wall,
                 groups: &NoGroups,
                 totp: self.totp.as_ref(),
+                approver: None,
             }
         }
 
@@ -1947,6 +2386,7 @@ mod tests {
             judging: Judging::Answers(Expect {
                 code: Some((Code::from_digits(CODE), deadline, "signal")),
             }),
+            approval: None,
         };
         let outcome = rig.flow().prompt(&ctx(), d);
         assert_eq!(outcome, Outcome::Success { gateway: "signal" });

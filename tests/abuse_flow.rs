@@ -152,6 +152,7 @@ impl World {
             wall: &self.wall,
             groups: &table(),
             totp: self.totp.as_ref(),
+            approver: None,
         }
         .authenticate(&ctx, Enrolment::Enrolled(routes));
         let transcript = conv.finish();
@@ -715,6 +716,7 @@ fn threaded_login(
         wall: &wall,
         groups: &table(),
         totp: None,
+        approver: None,
     }
     .authenticate(
         &LoginContext {

@@ -94,6 +94,7 @@ fn run(case: Case) -> Run {
         wall: &wall,
         groups: &NoGroups,
         totp: None,
+        approver: None,
     }
     .authenticate(&ctx, enrolment);
     let log_text = log.text();

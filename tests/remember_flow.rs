@@ -156,6 +156,7 @@ impl World {
             wall: &Wall(self.now.clone()),
             groups: &NoGroups,
             totp: None,
+            approver: None,
         }
         .authenticate(&ctx, Enrolment::Enrolled(routes));
         Login {

@@ -90,6 +90,7 @@ fuzz_target!(|data: &[u8]| {
         wall: &wall,
         groups: &NoGroups,
         totp: has_totp.then_some(&totp),
+        approver: None,
     }
     .authenticate(
         &LoginContext {

@@ -17,6 +17,7 @@ use pam::items::{AuthTok, RHost, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 
 use pam_gateway_core::alert;
+use pam_gateway_core::approve::{self, Approver};
 use pam_gateway_core::code::OsCodeSource;
 use pam_gateway_core::flow::{
     Answer, ConvError, Conversation, Enrolment, Flow, LoginContext, MonotonicClock, Outcome, clean,
@@ -42,7 +43,8 @@ pub fn pam_code(outcome: &Outcome) -> PamResultCode {
         Outcome::Expired
         | Outcome::NotEnrolledDenied
         | Outcome::WrongPassword
-        | Outcome::RateLimited => PamResultCode::PAM_AUTH_ERR,
+        | Outcome::RateLimited
+        | Outcome::DeniedNotMe => PamResultCode::PAM_AUTH_ERR,
         // All attempts are used up, across logins.
         Outcome::LockedOut => PamResultCode::PAM_MAXTRIES,
         Outcome::NotEnrolledIgnored | Outcome::DeliveryFailedIgnored | Outcome::PolicyIgnored => {
@@ -220,6 +222,13 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let clock = MonotonicClock::default();
     let mut codes = OsCodeSource;
     let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
+    // [approve]: pam-gatewayd, asked over its socket (checked as root's
+    // before each request); without it the code is sent directly.
+    let mut client = config
+        .approve
+        .enabled
+        .then(|| approve::Client::new(&config.approve.socket));
+    let approver = client.as_mut().map(|c| c as &mut dyn Approver);
     let mut flow = Flow {
         config: &config,
         conv: &mut conversation,
@@ -231,6 +240,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         wall: &SystemWallClock,
         groups: &SystemGroups,
         totp,
+        approver,
     };
     let outcome = flow.authenticate(&ctx, enrolment);
     // [alert]: how this login got in, for the session hook (which sshd runs
@@ -386,6 +396,7 @@ mod tests {
             (Outcome::UnknownUser, PAM_USER_UNKNOWN),
             (Outcome::Remembered, PAM_SUCCESS),
             (Outcome::DirectoryUnavailable, PAM_AUTHINFO_UNAVAIL),
+            (Outcome::DeniedNotMe, PAM_AUTH_ERR),
         ];
         for (outcome, code) in table {
             assert_eq!(pam_code(&outcome), code, "{outcome:?}");

@@ -3,7 +3,8 @@
 //! ([`ScriptedConv`]), a gateway that records what it was asked to send
 //! ([`Outbox`], [`FakeGateway`]), clocks the script moves ([`FakeClock`],
 //! [`FakeWall`]), group tables ([`NoGroups`], [`GroupTable`]) and a fixed
-//! code source ([`FixedCodes`]).
+//! code source ([`FixedCodes`]), and `pam-gatewayd` as the flow sees it
+//! ([`FakeDaemon`]).
 //!
 //! A script is exact by default: the flow prompting more often than
 //! scripted fails the test, and so does a script with answers left over
@@ -17,6 +18,8 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
+use pam_gateway_core::approve::wire::{ApprovalState, Final};
+use pam_gateway_core::approve::{ApprovalRequest, ApproveError, Approver};
 use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::flow::{Answer, Clock, ConvError, Conversation, Route};
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
@@ -42,6 +45,9 @@ impl FakeClock {
 impl Clock for FakeClock {
     fn now(&self) -> Duration {
         self.0.get()
+    }
+    fn sleep(&self, d: Duration) {
+        self.advance(d);
     }
 }
 
@@ -427,5 +433,149 @@ mod tests {
         let mut c = conv(vec![]).until_hang_up();
         assert!(c.prompt_hidden("a").is_err());
         drop(conv(vec![typed("1")]).until_hang_up());
+    }
+}
+
+/// One answer of a [`FakeDaemon`] to `Wait`: after `after` (the clock
+/// moves), this result.
+pub struct WaitAnswer {
+    pub after: Duration,
+    pub result: Result<ApprovalState, ApproveError>,
+}
+
+impl WaitAnswer {
+    /// The tap (or its absence) is already there: answered at once.
+    pub fn now(state: ApprovalState) -> WaitAnswer {
+        WaitAnswer {
+            after: Duration::ZERO,
+            result: Ok(state),
+        }
+    }
+    /// The user taps `after` into the wait.
+    pub fn after(after: Duration, state: ApprovalState) -> WaitAnswer {
+        WaitAnswer {
+            after,
+            result: Ok(state),
+        }
+    }
+    /// The request fails (the daemon died, stalled, answered nonsense).
+    pub fn fails(e: ApproveError) -> WaitAnswer {
+        WaitAnswer {
+            after: Duration::ZERO,
+            result: Err(e),
+        }
+    }
+}
+
+/// What a [`FakeDaemon`] was asked and will answer; shared by its clones.
+#[derive(Default)]
+pub struct DaemonLog {
+    /// Every `Approve` received.
+    pub requests: Vec<ApprovalRequest>,
+    /// What `Approve` fails with; `None`: the message went out.
+    pub approve_error: Option<ApproveError>,
+    /// Answers to successive `Wait`s; when none is left, a wait runs its
+    /// whole length and answers `Pending`.
+    pub waits: VecDeque<WaitAnswer>,
+    /// (nonce, wait) of every `Wait`.
+    pub wait_calls: Vec<(String, Duration)>,
+    /// (nonce, result) of every `Finish`.
+    pub finished: Vec<(String, Final)>,
+    /// `Status` answers (the daemon runs).
+    pub running: bool,
+    pub status_calls: u32,
+}
+
+/// `pam-gatewayd` as the flow sees it ([`Approver`]): scripted answers, a
+/// record of the requests. A wait moves the shared clock as a real one
+/// takes time.
+#[derive(Clone)]
+pub struct FakeDaemon {
+    pub log: Rc<RefCell<DaemonLog>>,
+    clock: FakeClock,
+}
+
+impl FakeDaemon {
+    /// A running daemon whose clock is `clock`.
+    pub fn running(clock: &FakeClock) -> FakeDaemon {
+        FakeDaemon {
+            log: Rc::new(RefCell::new(DaemonLog {
+                running: true,
+                ..DaemonLog::default()
+            })),
+            clock: clock.clone(),
+        }
+    }
+
+    /// No daemon: every request is [`ApproveError::Absent`].
+    pub fn absent(clock: &FakeClock) -> FakeDaemon {
+        let d = FakeDaemon::running(clock);
+        {
+            let mut log = d.log.borrow_mut();
+            log.running = false;
+            log.approve_error = Some(ApproveError::Absent(
+                "/run/pam_gateway/pam-gatewayd.sock: no such socket".into(),
+            ));
+        }
+        d
+    }
+
+    /// Queues the answers to the next `Wait`s.
+    pub fn then(self, answers: Vec<WaitAnswer>) -> FakeDaemon {
+        self.log.borrow_mut().waits.extend(answers);
+        self
+    }
+
+    /// The one `Approve` received.
+    pub fn request(&self) -> ApprovalRequest {
+        let log = self.log.borrow();
+        assert_eq!(log.requests.len(), 1, "one Approve per login");
+        log.requests[0].clone()
+    }
+}
+
+impl Approver for FakeDaemon {
+    fn approve(&mut self, request: &ApprovalRequest) -> Result<(), ApproveError> {
+        let mut log = self.log.borrow_mut();
+        log.requests.push(request.clone());
+        match log.approve_error.clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
+        let mut log = self.log.borrow_mut();
+        log.wait_calls.push((nonce.to_string(), wait));
+        if !log.running {
+            return Err(ApproveError::Absent("no daemon".into()));
+        }
+        match log.waits.pop_front() {
+            Some(a) => {
+                assert!(a.after <= wait, "a tap scripted after the wait ended");
+                self.clock.advance(a.after);
+                a.result
+            }
+            None => {
+                self.clock.advance(wait);
+                Ok(ApprovalState::Pending)
+            }
+        }
+    }
+
+    fn finish(&mut self, nonce: &str, result: Final) -> Result<(), ApproveError> {
+        let mut log = self.log.borrow_mut();
+        log.finished.push((nonce.to_string(), result));
+        if log.running {
+            Ok(())
+        } else {
+            Err(ApproveError::Absent("no daemon".into()))
+        }
+    }
+
+    fn available(&mut self) -> bool {
+        let mut log = self.log.borrow_mut();
+        log.status_calls += 1;
+        log.running
     }
 }

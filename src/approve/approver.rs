@@ -1,0 +1,72 @@
+//! What the login flow asks of `pam-gatewayd` ([`Approver`]), apart from
+//! how: [`super::Client`] over the socket in production, fakes in tests.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::wire::{ApprovalState, ErrorKind, Final};
+
+/// Why a request to the daemon came to nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApproveError {
+    /// No socket, or nobody listening on it: the daemon is not running.
+    Absent(String),
+    /// The socket, its directory or the peer is not root's alone: not used.
+    Unsafe(String),
+    /// The daemon answered with an error (`detail` is redacted by it).
+    Failed { kind: ErrorKind, detail: String },
+    /// No answer in time (the daemon, or this process, stalled).
+    Timeout,
+    /// An answer that is not one, or another socket error.
+    Protocol(String),
+}
+
+impl fmt::Display for ApproveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApproveError::Absent(why) => write!(f, "pam-gatewayd is not running ({why})"),
+            ApproveError::Unsafe(why) => {
+                write!(f, "pam-gatewayd's socket is not safe to use: {why}")
+            }
+            ApproveError::Failed { kind, detail } => {
+                write!(f, "pam-gatewayd answered {kind:?}: {detail}")
+            }
+            ApproveError::Timeout => f.write_str("pam-gatewayd did not answer in time"),
+            ApproveError::Protocol(why) => write!(f, "pam-gatewayd: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ApproveError {}
+
+/// One login's approval, as the module asks the daemon for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRequest {
+    /// 128 bits from the OS CSPRNG, hex: the login's single-use key.
+    pub nonce: String,
+    /// The account (canonical name): "Not me" locks its second factor.
+    pub user: String,
+    /// The private chat, whose id is its Telegram user's.
+    pub chat_id: i64,
+    /// The message: the login's context and the code.
+    pub text: String,
+    /// The three buttons, distinct two-digit numbers.
+    pub numbers: [u8; 3],
+    /// The one shown in the prompt.
+    pub answer: u8,
+    pub expires_in_secs: u64,
+}
+
+/// The daemon as the login flow sees it; [`Client`] in production, fakes
+/// in tests.
+pub trait Approver {
+    /// Has the daemon send the message with the buttons.
+    fn approve(&mut self, request: &ApprovalRequest) -> Result<(), ApproveError>;
+    /// Waits up to `wait` for the approval to leave `Pending`.
+    fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError>;
+    /// The login is over: the message shows `result`, the nonce is gone.
+    fn finish(&mut self, nonce: &str, result: Final) -> Result<(), ApproveError>;
+    /// The daemon answers (a `Status` request): whether a real login would
+    /// be offered approval now. For decoy dialogues, which must look alike.
+    fn available(&mut self) -> bool;
+}

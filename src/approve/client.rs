@@ -1,0 +1,507 @@
+//! The module's side of the socket: [`Client`], one connection per request
+//! to `pam-gatewayd` ([`super::wire`]), every step bounded.
+//!
+//! Before it connects the client checks what it is about to talk to: the
+//! path (not followed if a symlink) must be a socket owned by root with no
+//! group or other permission bits, in a directory owned by root and not
+//! writable by group or others ([`crate::secure_file::check_dir`]); after
+//! it connects, the peer must be root (SO_PEERCRED). Anything else is
+//! [`ApproveError::Unsafe`]: the module does not use it and says so loudly.
+//! A missing socket or a refused connection is [`ApproveError::Absent`]:
+//! the daemon is not running, and the module sends the code itself.
+//!
+//! Each request has its own deadline (connect and write
+//! [`IO_TIMEOUT`]; the answer to `Approve` [`SEND_TIMEOUT`], to `Wait` its
+//! wait plus [`WAIT_MARGIN`]): a stopped or starved daemon, or a module
+//! whose caller stopped it, ends in [`ApproveError::Timeout`], never in a
+//! login let through.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use super::approver::ApproveError;
+use super::approver::{ApprovalRequest, Approver};
+use super::wire::{self, ApprovalState, Final, FrameError, Request, Response};
+use crate::secure_file::{Owner, check_dir};
+
+/// Connecting, and writing a request.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// The daemon's answer to `Approve`: its own send to Telegram (one warm
+/// connection, its own HTTP deadline) plus slack.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
+/// Added to a `Wait`'s own wait for the answer to arrive.
+pub const WAIT_MARGIN: Duration = Duration::from_secs(3);
+/// The answer to `Finish` and `Status`.
+pub const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The production [`Approver`]: a new connection per request to the
+/// daemon's socket.
+pub struct Client {
+    socket: PathBuf,
+    /// Who must own the socket, its directory and the peer: root in
+    /// production; a test's own uid in unit tests run unprivileged.
+    owner: Owner,
+}
+
+impl Client {
+    /// The daemon at `socket`, which root must own.
+    pub fn new(socket: &Path) -> Client {
+        Client::owned_by(socket, Owner::ROOT)
+    }
+
+    /// The daemon at `socket`, owned (with its peer) by `owner`.
+    pub fn owned_by(socket: &Path, owner: Owner) -> Client {
+        Client {
+            socket: socket.to_path_buf(),
+            owner,
+        }
+    }
+
+    /// Checks the socket path, connects, checks the peer.
+    fn connect(&self) -> Result<UnixStream, ApproveError> {
+        check_socket(&self.socket, self.owner)?;
+        let stream = connect_within(&self.socket, IO_TIMEOUT)?;
+        let uid = crate::system::fs::peer_uid(stream.as_fd())
+            .map_err(|e| ApproveError::Protocol(format!("cannot read the peer's uid: {e}")))?;
+        check_peer(uid, self.owner, &self.socket)?;
+        Ok(stream)
+    }
+
+    /// One request and its answer, the answer awaited up to `answer_within`.
+    fn exchange(
+        &self,
+        request: &Request,
+        answer_within: Duration,
+    ) -> Result<Response, ApproveError> {
+        let mut stream = self.connect()?;
+        let io = |e: io::Error| ApproveError::Protocol(format!("socket: {e}"));
+        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
+        stream.set_read_timeout(Some(answer_within)).map_err(io)?;
+        wire::write_frame(&mut stream, request).map_err(frame_error)?;
+        let response: Response = wire::read_frame(&mut stream).map_err(frame_error)?;
+        if let Response::Error { kind, detail } = response {
+            return Err(ApproveError::Failed {
+                kind,
+                detail: detail.chars().take(300).collect(),
+            });
+        }
+        Ok(response)
+    }
+}
+
+/// The process at the other end must be `owner` (root).
+fn check_peer(uid: u32, owner: Owner, socket: &Path) -> Result<(), ApproveError> {
+    if uid != owner.0 {
+        return Err(ApproveError::Unsafe(format!(
+            "{}: the process listening is uid {uid}, not uid {}",
+            socket.display(),
+            owner.0
+        )));
+    }
+    Ok(())
+}
+
+fn frame_error(e: FrameError) -> ApproveError {
+    match e {
+        FrameError::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            ApproveError::Timeout
+        }
+        FrameError::Closed => ApproveError::Protocol("the daemon closed the connection".into()),
+        other => ApproveError::Protocol(other.to_string()),
+    }
+}
+
+fn unexpected(response: &Response) -> ApproveError {
+    let what = match response {
+        Response::Sent { .. } => "sent",
+        Response::State { .. } => "state",
+        Response::Done => "done",
+        Response::Updates { .. } => "updates",
+        Response::Status { .. } => "status",
+        Response::Error { .. } => "error",
+    };
+    ApproveError::Protocol(format!("unexpected answer {what:?}"))
+}
+
+/// The checks before connecting; see the module docs.
+pub fn check_socket(path: &Path, owner: Owner) -> Result<(), ApproveError> {
+    let shown = path.display();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(ApproveError::Absent(format!("{shown}: no such socket")));
+        }
+        Err(e) => return Err(ApproveError::Unsafe(format!("{shown}: cannot check: {e}"))),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ApproveError::Unsafe(format!("{shown}: not a socket")));
+    }
+    if meta.uid() != owner.0 {
+        return Err(ApproveError::Unsafe(format!(
+            "{shown}: owned by uid {}, must be owned by uid {}",
+            meta.uid(),
+            owner.0
+        )));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(ApproveError::Unsafe(format!(
+            "{shown}: mode {:04o} gives group or others access (must be 0600)",
+            meta.mode() & 0o7777
+        )));
+    }
+    check_dir(path, owner).map_err(|e| ApproveError::Unsafe(e.to_string()))
+}
+
+/// Connects with a deadline: a blocking connect to a Unix socket whose
+/// backlog is full waits up to the socket's send timeout, set first.
+fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ApproveError> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let shown = path.display();
+    let io = |e: io::Error| ApproveError::Protocol(format!("{shown}: {e}"));
+    let addr = SockAddr::unix(path).map_err(io)?;
+    // socket2 sets SOCK_CLOEXEC on Linux.
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(io)?;
+    socket.set_write_timeout(Some(timeout)).map_err(io)?;
+    match socket.connect(&addr) {
+        Ok(()) => Ok(UnixStream::from(std::os::fd::OwnedFd::from(socket))),
+        Err(e) => Err(match e.kind() {
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound => {
+                ApproveError::Absent(format!("{shown}: {e}"))
+            }
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ApproveError::Timeout,
+            _ => io(e),
+        }),
+    }
+}
+
+impl Client {
+    fn wait_once(&self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
+        let request = Request::Wait {
+            version: wire::VERSION,
+            nonce: nonce.to_string(),
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(wire::MAX_WAIT_MS),
+        };
+        match self.exchange(&request, wait + WAIT_MARGIN)? {
+            Response::State { state } => Ok(state),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+impl Approver for Client {
+    fn approve(&mut self, r: &ApprovalRequest) -> Result<(), ApproveError> {
+        let request = Request::Approve {
+            version: wire::VERSION,
+            nonce: r.nonce.clone(),
+            user: r.user.clone(),
+            chat_id: r.chat_id,
+            text: r.text.clone(),
+            numbers: r.numbers,
+            answer: r.answer,
+            expires_in_secs: r.expires_in_secs,
+        };
+        let answer = self.exchange(&request, SEND_TIMEOUT);
+        // The request held the message, and so the code.
+        if let Request::Approve { mut text, .. } = request {
+            zeroize::Zeroize::zeroize(&mut text);
+        }
+        match answer? {
+            Response::Sent { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Waits in requests of at most [`wire::MAX_WAIT_MS`] each until the
+    /// state leaves `Pending` or `wait` is over (`[approve] wait` may be
+    /// longer than one request may hold).
+    fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
+        let start = std::time::Instant::now();
+        loop {
+            let left = wait.saturating_sub(start.elapsed());
+            let chunk = left.min(Duration::from_millis(wire::MAX_WAIT_MS));
+            let asked = std::time::Instant::now();
+            let state = self.wait_once(nonce, chunk)?;
+            if state != ApprovalState::Pending || start.elapsed() >= wait {
+                return Ok(state);
+            }
+            // A daemon that answers Pending early is not asked in a loop.
+            if asked.elapsed() + Duration::from_millis(200) < chunk {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn finish(&mut self, nonce: &str, result: Final) -> Result<(), ApproveError> {
+        let request = Request::Finish {
+            version: wire::VERSION,
+            nonce: nonce.to_string(),
+            result,
+        };
+        match self.exchange(&request, SHORT_TIMEOUT)? {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn available(&mut self) -> bool {
+        let request = Request::Status {
+            version: wire::VERSION,
+        };
+        matches!(
+            self.exchange(&request, SHORT_TIMEOUT),
+            Ok(Response::Status { .. })
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+    use std::thread;
+
+    use super::super::wire::ErrorKind;
+    use crate::test_dir::TestDir;
+
+    /// A private directory (0700, ours) with a listener at `d.sock`, mode 0600.
+    fn listener() -> (TestDir, PathBuf, UnixListener) {
+        let dir = TestDir::new("approve");
+        let path = dir.join("d.sock");
+        let l = UnixListener::bind(&path).expect("bind");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        (dir, path, l)
+    }
+
+    fn client(path: &Path) -> Client {
+        Client::owned_by(path, Owner::current())
+    }
+
+    /// Answers one connection: reads one request, hands it to the test,
+    /// writes `answer`.
+    fn serve_one(l: UnixListener, answer: Response) -> thread::JoinHandle<Request> {
+        thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let req: Request = wire::read_frame(&mut s).expect("request");
+            wire::write_frame(&mut s, &answer).expect("answer");
+            req
+        })
+    }
+
+    fn request() -> ApprovalRequest {
+        ApprovalRequest {
+            nonce: "ab".repeat(16),
+            user: "alice".into(),
+            chat_id: 42,
+            text: "Login alice@h: code 123456".into(),
+            numbers: [17, 42, 88],
+            answer: 42,
+            expires_in_secs: 120,
+        }
+    }
+
+    #[test]
+    fn approve_wait_finish_status_round_trip() {
+        let (_d, path, l) = listener();
+        let h = serve_one(l, Response::Sent { message_id: 7 });
+        client(&path).approve(&request()).expect("approve");
+        match h.join().expect("server") {
+            Request::Approve {
+                nonce,
+                chat_id,
+                numbers,
+                answer,
+                expires_in_secs,
+                user,
+                ..
+            } => {
+                assert_eq!(
+                    (
+                        nonce.len(),
+                        chat_id,
+                        numbers,
+                        answer,
+                        expires_in_secs,
+                        user.as_str()
+                    ),
+                    (32, 42, [17, 42, 88], 42, 120, "alice")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let l = UnixListener::bind(path.with_file_name("w.sock")).expect("bind");
+        let wpath = path.with_file_name("w.sock");
+        std::fs::set_permissions(&wpath, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let h = serve_one(
+            l,
+            Response::State {
+                state: ApprovalState::NotMe,
+            },
+        );
+        let state = client(&wpath)
+            .wait("n1", Duration::from_secs(999))
+            .expect("wait");
+        assert_eq!(state, ApprovalState::NotMe);
+        match h.join().expect("server") {
+            Request::Wait { nonce, wait_ms, .. } => {
+                assert_eq!(
+                    (nonce.as_str(), wait_ms),
+                    ("n1", wire::MAX_WAIT_MS),
+                    "capped"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_long_wait_is_asked_in_turns_until_the_state_changes() {
+        let (_d, path, l) = listener();
+        let h = thread::spawn(move || {
+            let mut asked = Vec::new();
+            for state in [ApprovalState::Pending, ApprovalState::Approved] {
+                let (mut s, _) = l.accept().expect("accept");
+                let req: Request = wire::read_frame(&mut s).expect("request");
+                asked.push(req);
+                wire::write_frame(&mut s, &Response::State { state }).expect("answer");
+            }
+            asked
+        });
+        let got = client(&path).wait("n", Duration::from_secs(5));
+        assert_eq!(got, Ok(ApprovalState::Approved));
+        let asked = h.join().expect("server");
+        assert_eq!(asked.len(), 2, "asked again after an early Pending");
+    }
+
+    #[test]
+    fn a_daemon_error_is_failed_with_its_kind() {
+        let (_d, path, l) = listener();
+        let _h = serve_one(
+            l,
+            Response::Error {
+                kind: ErrorKind::Refused,
+                detail: "Forbidden: bot was blocked by the user".into(),
+            },
+        );
+        assert_eq!(
+            client(&path).approve(&request()),
+            Err(ApproveError::Failed {
+                kind: ErrorKind::Refused,
+                detail: "Forbidden: bot was blocked by the user".into()
+            })
+        );
+    }
+
+    #[test]
+    fn a_wrong_answer_type_is_a_protocol_error() {
+        let (_d, path, l) = listener();
+        let _h = serve_one(l, Response::Done);
+        assert!(matches!(
+            client(&path).wait("n", Duration::from_millis(10)),
+            Err(ApproveError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn no_socket_or_nobody_listening_is_absent() {
+        let (_d, path, l) = listener();
+        let missing = path.with_file_name("none.sock");
+        assert!(matches!(
+            client(&missing).finish("n", Final::Used),
+            Err(ApproveError::Absent(_))
+        ));
+        // The socket file stays, its listener is gone: ECONNREFUSED.
+        drop(l);
+        match client(&path).finish("n", Final::Used) {
+            Err(ApproveError::Absent(why)) => assert!(why.contains("refused"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!client(&path).available());
+    }
+
+    #[test]
+    fn a_silent_daemon_times_out() {
+        let (_d, path, l) = listener();
+        // Accepts and reads, never answers; keeps the connection open until
+        // the client gave up.
+        let (done, until_done) = std::sync::mpsc::channel::<()>();
+        let h = thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let _req: Request = wire::read_frame(&mut s).expect("request");
+            let _ = until_done.recv();
+        });
+        let got = client(&path).wait("n", Duration::from_millis(1));
+        assert_eq!(got, Err(ApproveError::Timeout));
+        done.send(()).expect("server alive");
+        h.join().expect("server");
+    }
+
+    #[test]
+    fn a_socket_open_to_others_or_not_a_socket_is_unsafe() {
+        let (_d, path, _l) = listener();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        match client(&path).finish("n", Final::Used) {
+            Err(ApproveError::Unsafe(why)) => assert!(why.contains("mode 0666"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let file = path.with_file_name("plain");
+        std::fs::write(&file, "").expect("write");
+        match check_socket(&file, Owner::current()) {
+            Err(ApproveError::Unsafe(why)) => assert!(why.contains("not a socket"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let link = path.with_file_name("link.sock");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert!(matches!(
+            check_socket(&link, Owner::current()),
+            Err(ApproveError::Unsafe(_))
+        ));
+    }
+
+    #[test]
+    fn a_socket_of_another_owner_or_in_an_open_directory_is_unsafe() {
+        let (d, path, _l) = listener();
+        let other = Owner(Owner::current().0 + 1);
+        match check_socket(&path, other) {
+            Err(ApproveError::Unsafe(why)) => assert!(why.contains("owned by uid"), "{why}"),
+            r => panic!("{r:?}"),
+        }
+        std::fs::set_permissions(&*d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        match check_socket(&path, Owner::current()) {
+            Err(ApproveError::Unsafe(why)) => assert!(why.contains("directory"), "{why}"),
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_peer_of_another_uid_is_unsafe() {
+        // The socket and its directory pass as ours; the listener is ours
+        // too, so asking for another owner of the peer only is what fails:
+        // the check runs after connect on SO_PEERCRED.
+        let (_d, path, l) = listener();
+        let _h = thread::spawn(move || {
+            let _ = l.accept();
+        });
+        let c = Client::owned_by(&path, Owner::current());
+        let stream = c.connect().expect("connect");
+        let uid = crate::system::fs::peer_uid(stream.as_fd()).expect("uid");
+        assert_eq!(uid, Owner::current().0);
+        // Through the client's own check: a daemon not run by the owner.
+        let mismatch = check_peer(uid, Owner(uid + 1), &path);
+        assert!(
+            matches!(mismatch, Err(ApproveError::Unsafe(_))),
+            "{mismatch:?}"
+        );
+    }
+}

@@ -1,0 +1,619 @@
+//! `[approve]` in the flow, without libpam or a daemon: a scripted user, a
+//! fake gateway for direct sends and a fake `pam-gatewayd`
+//! ([`FakeDaemon`]) whose answers the test scripts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use pam_gateway_core::approve::ApproveError;
+use pam_gateway_core::approve::wire::{ApprovalState, ErrorKind, Final};
+use pam_gateway_core::config::Config;
+use pam_gateway_core::flow::{Enrolment, Flow, LoginContext, Outcome};
+use pam_gateway_core::gateway::DeliveryError;
+use pam_gateway_core::log::MemoryLog;
+use pam_gateway_core::state::{MemoryStateStore, UserState};
+use pgw_test_support::flow_fakes::{
+    FakeClock, FakeDaemon, FakeWall, FixedCodes, NoGroups, Outbox, ScriptedConv, Step, WaitAnswer,
+    typed,
+};
+
+use ApprovalState::*;
+
+const TOKEN: &str = "123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c";
+const CODE: &str = "024681";
+const ON: &str = "[approve]\nenabled = true\nwait = 30\n";
+const CODE_PROMPT: &str = "Code sent via Telegram to ***977. Verification code: ";
+
+struct Run {
+    outcome: Outcome,
+    prompts: Vec<String>,
+    errors: Vec<String>,
+    /// Direct sends (not through the daemon).
+    delivered: Vec<(String, String)>,
+    log: String,
+    state: Option<UserState>,
+}
+
+enum Who {
+    Enrolled(&'static str),
+    NotEnrolled,
+    Unknown,
+}
+
+struct Case {
+    config: String,
+    who: Who,
+    caller_is_root: bool,
+    direct_fails: Option<DeliveryError>,
+    password_was_wrong: bool,
+    steps: Vec<Step>,
+}
+
+impl Case {
+    fn new(steps: Vec<Step>) -> Case {
+        Case {
+            config: ON.to_string(),
+            who: Who::Enrolled("123456977"),
+            caller_is_root: true,
+            direct_fails: None,
+            password_was_wrong: false,
+            steps,
+        }
+    }
+}
+
+fn enter() -> Step {
+    Step::Type(Duration::from_secs(1), "\n".into())
+}
+
+fn run(case: Case, clock: &FakeClock, daemon: &FakeDaemon) -> Run {
+    // Top-level keys first, then the sections.
+    let (top, sections) = match case.config.find('[') {
+        Some(i) => case.config.split_at(i),
+        None => (case.config.as_str(), ""),
+    };
+    let text = format!("{top}[telegram]\nbot_token = \"{TOKEN}\"\n{sections}");
+    let config = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &text).expect("config");
+    let wall = FakeWall::following(clock);
+    let outbox = Outbox::default();
+    if let Some(e) = case.direct_fails {
+        outbox.fail_delivery(e);
+    }
+    let mut conv = ScriptedConv::new(case.steps, clock, &wall, &outbox);
+    let log = MemoryLog::default();
+    let mut log_w = log.clone();
+    let mut codes = FixedCodes(CODE);
+    let enrolment = match case.who {
+        Who::Enrolled(chat) => Enrolment::Enrolled(vec![outbox.route(chat)]),
+        Who::NotEnrolled => Enrolment::NotEnrolled,
+        Who::Unknown => Enrolment::UnknownUser,
+    };
+    let ctx = LoginContext {
+        user: "alice".into(),
+        service: "sshd".into(),
+        rhost: Some("203.0.113.7".into()),
+        tty: Some("ssh".into()),
+        host: "pi".into(),
+        password_was_wrong: case.password_was_wrong,
+        caller_is_root: case.caller_is_root,
+    };
+    let store = MemoryStateStore::default();
+    let mut approver = daemon.clone();
+    let outcome = Flow {
+        config: &config,
+        conv: &mut conv,
+        clock,
+        codes: &mut codes,
+        log: &mut log_w,
+        debug: true,
+        state: &store,
+        wall: &wall,
+        groups: &NoGroups,
+        totp: None,
+        approver: Some(&mut approver),
+    }
+    .authenticate(&ctx, enrolment);
+    let log_text = log.text();
+    assert!(!log_text.contains(CODE), "the code leaked:\n{log_text}");
+    let t = conv.finish();
+    let delivered = outbox.delivered.borrow().clone();
+    Run {
+        outcome,
+        prompts: t.prompts,
+        errors: t.errors,
+        delivered,
+        log: log_text,
+        state: store.get("alice"),
+    }
+}
+
+fn tap_prompt(daemon: &FakeDaemon) -> String {
+    format!(
+        "Tap {} in Telegram and press Enter, or type the code: ",
+        daemon.request().answer
+    )
+}
+
+fn finished(daemon: &FakeDaemon) -> Vec<Final> {
+    daemon
+        .log
+        .borrow()
+        .finished
+        .iter()
+        .map(|(_, f)| *f)
+        .collect()
+}
+
+#[test]
+fn tap_then_enter_gets_in_and_the_request_carries_the_context() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::now(Approved)]);
+    let r = run(Case::new(vec![enter()]), &clock, &daemon);
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    let req = daemon.request();
+    assert_eq!(r.prompts, [tap_prompt(&daemon)]);
+    // Number matching: three distinct two-digit numbers, the answer one
+    // of them, and not in the message (only in the prompt).
+    let n = req.numbers;
+    assert!(n.iter().all(|x| (10..=99).contains(x)), "{n:?}");
+    assert!(n[0] != n[1] && n[1] != n[2] && n[0] != n[2], "{n:?}");
+    assert!(n.contains(&req.answer));
+    assert_eq!((req.chat_id, req.user.as_str()), (123_456_977, "alice"));
+    assert_eq!(req.expires_in_secs, 300, "the code's ttl");
+    assert_eq!(req.nonce.len(), 32);
+    assert!(req.nonce.bytes().all(|b| b.is_ascii_hexdigit()));
+    for part in ["alice@pi", "Service: sshd", "From: 203.0.113.7", CODE] {
+        assert!(req.text.contains(part), "{part} not in {}", req.text);
+    }
+    assert!(r.delivered.is_empty(), "nothing sent directly");
+    assert_eq!(finished(&daemon), [Final::Approved]);
+    assert_eq!(daemon.log.borrow().finished[0].0, req.nonce);
+    assert!(
+        r.log.contains(
+            "gateway=telegram result=success reason=\"approved in Telegram: the number shown \
+             was tapped (method=approved)\""
+        ),
+        "{}",
+        r.log
+    );
+}
+
+#[test]
+fn enter_then_tap_and_a_pending_wait_asks_again() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock).then(vec![
+        WaitAnswer::after(Duration::from_secs(30), Pending),
+        WaitAnswer::after(Duration::from_secs(4), Approved),
+    ]);
+    let r = run(Case::new(vec![enter(), enter()]), &clock, &daemon);
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    let tap = tap_prompt(&daemon);
+    assert_eq!(r.prompts, [tap.clone(), format!("No tap yet. {tap}")]);
+    assert!(
+        r.errors.is_empty(),
+        "waiting used no attempt: {:?}",
+        r.errors
+    );
+    let waits: Vec<Duration> = daemon.log.borrow().wait_calls.iter().map(|w| w.1).collect();
+    assert_eq!(waits, [Duration::from_secs(30); 2], "[approve] wait");
+}
+
+#[test]
+fn a_wait_never_runs_past_the_code_and_an_expired_offer_asks_for_the_code() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let mut case = Case::new(vec![enter(), enter(), enter(), typed(CODE)]);
+    case.config = "[code]\nttl = 40\n[approve]\nenabled = true\nwait = 30\n".into();
+    let r = run(case, &clock, &daemon);
+    // 1 s typing + 30 s wait, 1 s + 8 s (the rest of the 40 s), then the
+    // offer is over: the code is asked for, and it is too late for it too.
+    let waits: Vec<Duration> = daemon.log.borrow().wait_calls.iter().map(|w| w.1).collect();
+    assert_eq!(waits, [Duration::from_secs(30), Duration::from_secs(8)]);
+    let tap = tap_prompt(&daemon);
+    assert_eq!(
+        r.prompts,
+        [
+            tap.clone(),
+            format!("No tap yet. {tap}"),
+            format!("No tap yet. {tap}"),
+            format!("Approval no longer available. {CODE_PROMPT}"),
+        ]
+    );
+    assert_eq!(r.outcome, Outcome::Expired);
+    assert_eq!(finished(&daemon), [Final::Expired]);
+}
+
+#[test]
+fn a_wrong_number_counts_like_a_wrong_code() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::now(Wrong)]);
+    let r = run(
+        Case::new(vec![enter(), typed("111111"), typed("222222")]),
+        &clock,
+        &daemon,
+    );
+    assert_eq!(r.outcome, Outcome::MaxTries);
+    assert_eq!(
+        r.prompts,
+        [tap_prompt(&daemon), CODE_PROMPT.into(), CODE_PROMPT.into()],
+        "after a wrong number only the typed code"
+    );
+    assert_eq!(
+        r.errors,
+        [
+            "Wrong number tapped. 2 attempts left.",
+            "Wrong code. 1 attempt left."
+        ]
+    );
+    assert_eq!(r.state.expect("state").failures, 3);
+    assert_eq!(finished(&daemon), [Final::Denied]);
+}
+
+#[test]
+fn a_wrong_number_can_start_the_lockout() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::now(Wrong)]);
+    let mut case = Case::new(vec![enter()]);
+    case.config = format!("{ON}[limits]\nfailures_before_lockout = 1\n");
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::LockedOut);
+    assert!(r.state.expect("state").locked_until.is_some());
+}
+
+#[test]
+fn not_me_denies_at_once() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::now(NotMe)]);
+    let r = run(Case::new(vec![enter()]), &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::DeniedNotMe);
+    assert_eq!(
+        r.errors,
+        ["Login denied: \"Not me\" was tapped in Telegram."]
+    );
+    assert!(r.log.contains("result=denied-not-me"), "{}", r.log);
+    assert_eq!(finished(&daemon), [Final::Denied]);
+}
+
+#[test]
+fn gone_or_a_failed_wait_asks_for_the_typed_code() {
+    for (answer, note) in [
+        (WaitAnswer::now(Gone), "approval: gone"),
+        (
+            WaitAnswer::fails(ApproveError::Timeout),
+            "approval: pam-gatewayd did not answer in time; asking for the typed code",
+        ),
+        (
+            WaitAnswer::fails(ApproveError::Absent("connection refused".into())),
+            "approval: pam-gatewayd is not running (connection refused)",
+        ),
+    ] {
+        let clock = FakeClock::default();
+        let daemon = FakeDaemon::running(&clock).then(vec![answer]);
+        let r = run(
+            Case::new(vec![enter(), Step::TypeBytes(CODE.into())]),
+            &clock,
+            &daemon,
+        );
+        assert_eq!(
+            r.outcome,
+            Outcome::Success {
+                gateway: "telegram"
+            },
+            "{note}"
+        );
+        assert_eq!(
+            r.prompts,
+            [
+                tap_prompt(&daemon),
+                format!("Approval no longer available. {CODE_PROMPT}")
+            ]
+        );
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert!(r.log.contains(note), "{note}: {}", r.log);
+        assert!(r.log.contains("reason=\"code accepted\""), "{}", r.log);
+        assert_eq!(finished(&daemon), [Final::Used]);
+    }
+}
+
+#[test]
+fn the_typed_code_works_with_approval_offered() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let r = run(
+        Case::new(vec![typed("999999"), Step::TypeBytes(CODE.into())]),
+        &clock,
+        &daemon,
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    let tap = tap_prompt(&daemon);
+    assert_eq!(r.prompts, [tap.clone(), tap]);
+    assert_eq!(r.errors, ["Wrong code. 2 attempts left."]);
+    assert!(daemon.log.borrow().wait_calls.is_empty());
+    assert_eq!(finished(&daemon), [Final::Used]);
+}
+
+#[test]
+fn without_the_daemon_the_code_goes_directly_logged_once() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::absent(&clock);
+    let r = run(
+        Case::new(vec![enter(), Step::TypeDeliveredCode]),
+        &clock,
+        &daemon,
+    );
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert_eq!(r.prompts, [CODE_PROMPT, CODE_PROMPT]);
+    assert_eq!(
+        r.errors,
+        ["Wrong code. 2 attempts left."],
+        "Enter is a wrong code"
+    );
+    assert_eq!(r.delivered.len(), 1);
+    assert!(r.delivered[0].1.contains(CODE));
+    assert_eq!(
+        r.log.matches("pam-gatewayd is not running").count(),
+        1,
+        "{}",
+        r.log
+    );
+    assert!(daemon.log.borrow().wait_calls.is_empty());
+    assert!(daemon.log.borrow().finished.is_empty());
+}
+
+#[test]
+fn an_unsafe_socket_is_not_used_and_said_loudly() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    daemon.log.borrow_mut().approve_error = Some(ApproveError::Unsafe(
+        "/run/pam_gateway/pam-gatewayd.sock: owned by uid 1000, must be owned by uid 0".into(),
+    ));
+    let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert_eq!(r.delivered.len(), 1);
+    assert!(
+        r.log
+            .contains("approval: NOT using pam-gatewayd, its socket is not safe: "),
+        "{}",
+        r.log
+    );
+}
+
+#[test]
+fn not_knowing_whether_the_daemon_sent_sends_the_same_code_directly() {
+    for e in [
+        ApproveError::Timeout,
+        ApproveError::Protocol("the daemon closed the connection".into()),
+    ] {
+        let clock = FakeClock::default();
+        let daemon = FakeDaemon::running(&clock);
+        daemon.log.borrow_mut().approve_error = Some(e.clone());
+        let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
+        assert_eq!(
+            r.outcome,
+            Outcome::Success {
+                gateway: "telegram"
+            },
+            "{e}"
+        );
+        assert_eq!(r.prompts, [CODE_PROMPT]);
+        assert_eq!(r.delivered.len(), 1);
+        assert!(daemon.request().text.contains(CODE) && r.delivered[0].1.contains(CODE));
+        // The daemon is told its message no longer waits for a tap.
+        assert_eq!(finished(&daemon), [Final::Expired], "{e}");
+    }
+}
+
+#[test]
+fn a_send_the_daemon_tried_fails_like_a_direct_one() {
+    // Refused by Telegram through the daemon: no direct send, and
+    // failmode=safe decides as for a direct refusal.
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    daemon.log.borrow_mut().approve_error = Some(ApproveError::Failed {
+        kind: ErrorKind::Refused,
+        detail: "connection refused".into(),
+    });
+    let mut case = Case::new(vec![]);
+    case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
+    case.caller_is_root = false;
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::DeliveryFailedIgnored);
+    assert!(r.delivered.is_empty());
+    assert!(
+        r.log.contains(
+            "delivery failed: telegram: unreachable: via pam-gatewayd: connection refused"
+        ),
+        "{}",
+        r.log
+    );
+
+    // Rejected: denied, never ignored.
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    daemon.log.borrow_mut().approve_error = Some(ApproveError::Failed {
+        kind: ErrorKind::Rejected,
+        detail: "Bad Request: chat not found".into(),
+    });
+    let mut case = Case::new(vec![]);
+    case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
+
+    // Busy: the daemon tried nothing; the module sends itself.
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    daemon.log.borrow_mut().approve_error = Some(ApproveError::Failed {
+        kind: ErrorKind::Busy,
+        detail: "too many approvals".into(),
+    });
+    let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert_eq!(r.delivered.len(), 1);
+}
+
+#[test]
+fn under_sudo_a_stalled_daemon_and_network_never_let_anyone_in() {
+    // The hostile caller stops the process: the daemon request times out,
+    // the direct send times out too. failmode=safe does not excuse it.
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    daemon.log.borrow_mut().approve_error = Some(ApproveError::Timeout);
+    let mut case = Case::new(vec![]);
+    case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
+    case.caller_is_root = false;
+    case.direct_fails = Some(DeliveryError::Unreachable("timed out".into()));
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
+
+    // A wait that times out under sudo: asked for the code, nothing else.
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::fails(ApproveError::Timeout)]);
+    let mut case = Case::new(vec![enter(), typed("\n"), typed("\n"), typed("\n")]);
+    case.caller_is_root = false;
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::MaxTries);
+}
+
+#[test]
+fn group_chats_keep_the_typed_code() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let mut case = Case::new(vec![Step::TypeDeliveredCode]);
+    case.who = Who::Enrolled("-1001234567");
+    let r = run(case, &clock, &daemon);
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert!(daemon.log.borrow().requests.is_empty());
+    assert_eq!(r.delivered.len(), 1);
+}
+
+#[test]
+fn approval_off_asks_no_daemon() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let mut case = Case::new(vec![Step::TypeDeliveredCode]);
+    case.config = String::new();
+    let r = run(case, &clock, &daemon);
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            gateway: "telegram"
+        }
+    );
+    assert!(daemon.log.borrow().requests.is_empty());
+    assert_eq!(daemon.log.borrow().status_calls, 0);
+}
+
+#[test]
+fn decoys_look_like_a_login_offered_a_tap_when_one_would_be() {
+    for who in [Who::NotEnrolled, Who::Unknown] {
+        let clock = FakeClock::default();
+        let daemon = FakeDaemon::running(&clock);
+        let mut case = Case::new(vec![
+            enter(),
+            typed("123456"),
+            enter(),
+            typed("1"),
+            typed("2"),
+        ]);
+        case.config = format!("[policy]\nunenrolled = \"deny\"\n{ON}");
+        case.who = who;
+        let start = std::time::Instant::now();
+        let r = run(case, &clock, &daemon);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the fake clock waits"
+        );
+        assert!(daemon.log.borrow().requests.is_empty(), "nothing sent");
+        let first = &r.prompts[0];
+        let n: u8 = first
+            .strip_prefix("Tap ")
+            .and_then(|p| p.split(' ').next())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("{first}"));
+        assert!((10..=99).contains(&n));
+        let tap = format!("Tap {n} in Telegram and press Enter, or type the code: ");
+        // Enter waits like a real login with no tap, then asks again.
+        let again = format!("No tap yet. {tap}");
+        assert_eq!(
+            r.prompts,
+            [&tap, &again, &tap, &again, &tap].map(String::clone)
+        );
+        assert_eq!(clock_secs(&clock), 1 + 30 + 1 + 1 + 30 + 1 + 1);
+        assert_eq!(
+            r.errors,
+            [
+                "Wrong code. 2 attempts left.",
+                "Wrong code. 1 attempt left."
+            ]
+        );
+        assert!(matches!(
+            r.outcome,
+            Outcome::NotEnrolledDenied | Outcome::UnknownUser
+        ));
+    }
+
+    // The daemon down: a real login gets the code-only prompt; so does the decoy.
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::absent(&clock);
+    let mut case = Case::new(vec![typed("1"), typed("2"), typed("3")]);
+    case.config = format!("[policy]\nunenrolled = \"deny\"\n{ON}");
+    case.who = Who::NotEnrolled;
+    let r = run(case, &clock, &daemon);
+    assert!(
+        r.prompts[0].starts_with("Code sent via Telegram to ***"),
+        "{:?}",
+        r.prompts
+    );
+}
+
+#[test]
+fn the_wrong_password_decoy_offers_a_tap_too() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let mut case = Case::new(vec![typed("1"), typed("2"), typed("3")]);
+    case.password_was_wrong = true;
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::WrongPassword);
+    assert!(r.prompts[0].starts_with("Tap "), "{:?}", r.prompts);
+    assert!(daemon.log.borrow().requests.is_empty());
+}
+
+fn clock_secs(clock: &FakeClock) -> u64 {
+    use pam_gateway_core::flow::Clock;
+    clock.now().as_secs()
+}

@@ -1,0 +1,1057 @@
+//! `[approve]` end to end: the real `pam-gatewayd` (built by cargo in this
+//! target directory) on the host against the loopback fake Bot API, and
+//! real clients in the sandbox (test-support/src/sandbox.rs): Debian's sshd
+//! with the repo's stack and OpenSSH's `ssh` answering keyboard-interactive
+//! prompts (test-support/src/ssh.rs), and sudo run by an unprivileged user.
+//!
+//! The daemon and the sandboxed module share two paths in this test's
+//! private directory: the daemon's socket (in a root-only directory) and
+//! the state directory ("Not me" locks the user there). The test taps the
+//! buttons of the message the fake received (`FakeTelegram::tap`).
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pgw_test_support::fake_telegram::{FakeOptions, FakeTelegram, Message, find_code};
+use pgw_test_support::pam_harness::{CHAT, TOKEN, write_file};
+use pgw_test_support::sandbox::{ALICE, PASSWORD, Sandbox};
+use pgw_test_support::ssh::{Recipe, SshLogin, SshResult, Sshd};
+
+const WAIT: Duration = Duration::from_secs(20);
+const ADMIN: i64 = 700_000_001;
+/// A Telegram account that is not the enrolled user's.
+const STRANGER: i64 = 555_000_111;
+const COMMAND: &str = "echo pgw-ssh-ok-$((6*7)) $(id -un)";
+const CODE_PROMPT: &str = "Code sent via Telegram to ***977. Verification code: ";
+
+/// `pam-gatewayd` as the package runs it (as root, `--config`), on the
+/// host; killed on drop.
+struct Daemon {
+    config: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+fn daemon_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let bin = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target dir")
+        .join("pam-gatewayd");
+    assert!(
+        bin.is_file(),
+        "{} is missing: cargo build -p pam-gateway-daemon",
+        bin.display()
+    );
+    bin
+}
+
+impl Daemon {
+    fn start(world: &World) -> Daemon {
+        let mut d = Daemon {
+            config: world.shared.join("daemon.toml"),
+            socket: world.socket.clone(),
+            log: world.shared.join("daemon.log"),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(daemon_binary())
+            .arg("--config")
+            .arg(&self.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pam-gatewayd");
+        let deadline = Instant::now() + WAIT;
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("pam-gatewayd exited with {status}:\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "no socket:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The fake, the sandbox with `[approve]` on, and the paths the daemon
+/// shares with it.
+struct World {
+    fake: FakeTelegram,
+    sandbox: Sandbox,
+    /// Root-only directory on the host, seen by the sandbox at the same path.
+    shared: PathBuf,
+    socket: PathBuf,
+    state: PathBuf,
+}
+
+fn world(extra: &str) -> World {
+    world_waiting(10, extra)
+}
+
+/// [`world`] with `[approve] wait` set.
+fn world_waiting(wait: u64, extra: &str) -> World {
+    pgw_test_support::root::require("approval end to end (pam-gatewayd and sshd run as root)");
+    let fake = FakeTelegram::start(FakeOptions {
+        chats: vec![CHAT, ADMIN, STRANGER],
+        ..FakeOptions::default()
+    })
+    .expect("fake");
+    let sandbox = Sandbox::new(&fake.url(), "");
+    let shared = sandbox.path().join("approve");
+    for d in [&shared, &shared.join("run"), &shared.join("state")] {
+        fs::create_dir(d).expect("mkdir");
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
+    }
+    let socket = shared.join("run/d.sock");
+    let state = shared.join("state");
+    let common = format!(
+        "state_dir = \"{state}\"\n\n[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{url}\"\n\
+         timeout = 5\nconnect_timeout = 2\n\n[approve]\nenabled = true\nsocket = \"{socket}\"\n\
+         admin_chats = [{ADMIN}]\nwait = {wait}\n{extra}",
+        state = state.display(),
+        socket = socket.display(),
+        url = fake.url(),
+    );
+    // The module's, in the sandbox's /etc; the daemon's, on the host, with
+    // a users file of its own (it needs none).
+    write_file(
+        &sandbox.stage_etc("pam_gateway/gateway.toml"),
+        &common,
+        0o600,
+    );
+    write_file(&shared.join("users.toml"), "", 0o600);
+    write_file(
+        &shared.join("daemon.toml"),
+        &format!(
+            "users_file = \"{}\"\n{common}",
+            shared.join("users.toml").display()
+        ),
+        0o600,
+    );
+    World {
+        fake,
+        sandbox,
+        shared,
+        socket,
+        state,
+    }
+}
+
+/// The number in a prompt "… Tap 42 in Telegram and press Enter, …".
+fn number_in(prompt: &str) -> u8 {
+    prompt
+        .split("Tap ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number in the prompt {prompt:?}"))
+}
+
+/// The message with the buttons, as the fake holds it now.
+fn approval_message(w: &World) -> Message {
+    let sent = w
+        .fake
+        .wait_for_message(WAIT)
+        .expect("the daemon sent no message");
+    w.fake.message(sent.message_id).expect("message")
+}
+
+/// The `callback_data` of the button labelled `label`.
+fn button(m: &Message, label: &str) -> String {
+    m.buttons
+        .iter()
+        .flatten()
+        .find(|(text, _)| text == label)
+        .map(|(_, data)| data.clone())
+        .unwrap_or_else(|| panic!("no button {label:?} in {:?}", m.buttons))
+}
+
+/// Taps `label` as `from` and waits until the daemon answered the tap.
+fn tap(w: &World, from: i64, m: &Message, label: &str) -> String {
+    let id = w.fake.tap(from, m.message_id, &button(m, label));
+    w.fake
+        .wait_for_callback_answer(id, WAIT)
+        .expect("the daemon did not answer the tap")
+        .text
+}
+
+/// Another number than `n` among the buttons.
+fn other_number(m: &Message, n: u8) -> String {
+    m.buttons
+        .iter()
+        .flatten()
+        .map(|(text, _)| text.clone())
+        .find(|t| t.len() == 2 && *t != format!("{n:02}"))
+        .expect("three numbers")
+}
+
+fn dump(w: &World, sshd: &Sshd, d: Option<&Daemon>, r: Option<&SshResult>) -> String {
+    format!(
+        "{}\n--- sshd\n{}\n--- syslog\n{}\n--- daemon\n{}",
+        r.map(SshResult::dump).unwrap_or_default(),
+        sshd.log(),
+        w.sandbox.log(),
+        d.map(Daemon::log_text).unwrap_or_default()
+    )
+}
+
+fn assert_in(r: &SshResult, w: &World, sshd: &Sshd, d: Option<&Daemon>) {
+    assert!(
+        r.status.success() && r.stdout.contains(&format!("pgw-ssh-ok-42 {ALICE}")),
+        "login failed\n{}",
+        dump(w, sshd, d, Some(r))
+    );
+}
+
+fn assert_refused(r: &SshResult, w: &World, sshd: &Sshd, d: Option<&Daemon>) {
+    assert!(
+        r.status.code() == Some(255) && !r.stdout.contains("pgw-ssh-ok"),
+        "expected a refusal\n{}",
+        dump(w, sshd, d, Some(r))
+    );
+}
+
+/// Starts an ssh login with the password given; returns it at the
+/// second-factor prompt.
+fn login_to_prompt(sshd: &Sshd) -> (SshLogin, String) {
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    login.expect_prompt("Password:", WAIT);
+    login.answer(PASSWORD);
+    let p = login.next_prompt(WAIT).expect("a second-factor prompt");
+    (login, p)
+}
+
+/// The module's result line for ALICE, waited for.
+fn wait_syslog(w: &World, needle: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let log = w.sandbox.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "syslog lacks {needle:?}:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn state_of(w: &World, user: &str) -> serde_json::Value {
+    let path = fs::read_dir(&w.state)
+        .expect("state dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(user) && n.ends_with(".json"))
+        })
+        .unwrap_or_else(|| panic!("no state file for {user} in {}", w.state.display()));
+    serde_json::from_str(&fs::read_to_string(path).expect("read state")).expect("json")
+}
+
+fn tap_prompt_of(p: &str) -> String {
+    format!(
+        "({ALICE}@127.0.0.1) Tap {} in Telegram and press Enter, or type the code: ",
+        number_in(p)
+    )
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn tap_then_enter_gets_in() {
+    let w = world("");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::PasswordAndCode);
+    let (mut login, p) = login_to_prompt(&sshd);
+    assert_eq!(p, tap_prompt_of(&p), "{}", dump(&w, &sshd, Some(&d), None));
+    let n = number_in(&p);
+    let m = approval_message(&w);
+    assert_eq!(m.chat_id, CHAT);
+    for part in [
+        &format!("{ALICE}@"),
+        "Service: sshd",
+        "From: 127.0.0.1",
+        "Tap the number your login prompt shows",
+    ] {
+        assert!(m.text.contains(part), "{part:?} not in {:?}", m.text);
+    }
+    assert!(
+        find_code(&m.text).is_some(),
+        "the code is in the message too"
+    );
+    let labels: Vec<&str> = m
+        .buttons
+        .iter()
+        .flatten()
+        .map(|(t, _)| t.as_str())
+        .collect();
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert!(labels.contains(&format!("{n:02}").as_str()) && labels.contains(&"Not me"));
+
+    tap(&w, CHAT, &m, &format!("{n:02}"));
+    login.answer("");
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+    assert_eq!(r.prompts.len(), 2, "{}", r.dump());
+    let log = wait_syslog(&w, "result=success");
+    assert!(
+        log.contains("gateway=telegram result=success reason=\"approved in Telegram")
+            && log.contains("method=approved"),
+        "{log}"
+    );
+    let code = find_code(&m.text).expect("code");
+    assert!(!log.contains(&code), "code in syslog");
+    assert!(!d.log_text().contains(&code), "code in the daemon's log");
+    let edit = w.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
+    assert!(edit.after.buttons.is_empty(), "buttons gone: {edit:?}");
+    assert!(
+        edit.after.text.to_lowercase().contains("approved"),
+        "{:?}",
+        edit.after.text
+    );
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn enter_then_tap_gets_in_and_a_strangers_tap_does_nothing() {
+    let w = world("");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    let p = login.next_prompt(WAIT).expect("prompt");
+    let n = number_in(&p);
+    let m = approval_message(&w);
+    login.answer("");
+    // The module waits (up to [approve] wait = 10 s). A forwarded message
+    // tapped by someone else approves nothing; then the user taps.
+    std::thread::sleep(Duration::from_millis(500));
+    tap(&w, STRANGER, &m, &format!("{n:02}"));
+    tap(&w, CHAT, &m, &format!("{n:02}"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+    assert_eq!(r.prompts.len(), 1, "no second prompt: {}", r.dump());
+    wait_syslog(&w, "method=approved");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_wrong_number_is_refused_and_counted() {
+    let w = world("\n[code]\nattempts = 2\n");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    let p = login.next_prompt(WAIT).expect("prompt");
+    let m = approval_message(&w);
+    tap(&w, CHAT, &m, &other_number(&m, number_in(&p)));
+    login.answer("");
+    // The offer is over: only the typed code now (OpenSSH shows the error
+    // message with the next prompt).
+    let p2 = login.next_prompt(WAIT).expect("a second prompt");
+    assert_eq!(
+        p2,
+        format!("({ALICE}@127.0.0.1) Wrong number tapped. 1 attempt left.\n{CODE_PROMPT}")
+    );
+    login.answer("000000");
+    let r = login.finish(WAIT);
+    assert_refused(&r, &w, &sshd, Some(&d));
+    wait_syslog(&w, "result=denied-max-tries reason=\"2 wrong code(s)\"");
+    let s = state_of(&w, ALICE);
+    assert_eq!(s["failures"], 2, "the wrong number counted: {s}");
+    let edit = w.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
+    assert!(edit.after.buttons.is_empty());
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn not_me_refuses_locks_and_alerts_the_admins() {
+    let w = world("");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    login.next_prompt(WAIT).expect("prompt");
+    let m = approval_message(&w);
+    tap(&w, CHAT, &m, "Not me");
+    login.answer("");
+    let r = login.finish(WAIT);
+    assert_refused(&r, &w, &sshd, Some(&d));
+    wait_syslog(&w, "result=denied-not-me");
+    let s = state_of(&w, ALICE);
+    assert!(s["not_me"].is_u64(), "locked: {s}");
+    let deadline = Instant::now() + WAIT;
+    while !w.fake.sent().iter().any(|s| s.chat_id == ADMIN.to_string()) {
+        assert!(
+            Instant::now() < deadline,
+            "no alert to {ADMIN}: {:?}",
+            w.fake.sent()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The next login sends nothing and is refused.
+    let before = w.fake.sent().len();
+    let r = sshd.login(ALICE, &[], COMMAND).finish(WAIT);
+    assert_refused(&r, &w, &sshd, Some(&d));
+    wait_syslog(&w, "result=denied-locked-out");
+    let to_user = w.fake.sent()[before..]
+        .iter()
+        .filter(|s| s.chat_id == CHAT.to_string())
+        .count();
+    assert_eq!(to_user, 0, "nothing sent during the lock");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn the_typed_code_still_works_with_approval_on() {
+    let w = world("");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    let p = login.next_prompt(WAIT).expect("prompt");
+    assert!(p.contains("Tap "), "{p}");
+    let m = approval_message(&w);
+    login.answer(&find_code(&m.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+    wait_syslog(&w, "reason=\"code accepted\"");
+    let edit = w.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
+    assert!(edit.after.buttons.is_empty());
+    // A stale tap now does nothing but say why.
+    let why = tap(&w, CHAT, &m, &format!("{:02}", number_in(&p)));
+    assert!(!why.is_empty(), "a stale button says why");
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn without_the_daemon_the_code_is_sent_directly() {
+    let w = world("");
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    let p = login.next_prompt(WAIT).expect("prompt");
+    assert_eq!(p, format!("({ALICE}@127.0.0.1) {CODE_PROMPT}"));
+    let sent = w.fake.wait_for_message(WAIT).expect("sent directly");
+    assert!(sent.reply_markup.is_none(), "no buttons");
+    login.answer(&find_code(&sent.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, None);
+    let log = wait_syslog(&w, "result=success");
+    assert_eq!(
+        log.matches("approval: pam-gatewayd is not running").count(),
+        1,
+        "once per login: {log}"
+    );
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn the_daemon_killed_mid_login_leaves_the_typed_code() {
+    let w = world("");
+    let mut d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    login.next_prompt(WAIT).expect("prompt");
+    let m = approval_message(&w);
+    d.kill();
+    login.answer("");
+    let p2 = login.next_prompt(WAIT).expect("asked again");
+    assert_eq!(
+        p2,
+        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
+    );
+    login.answer(&find_code(&m.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn the_daemon_restarted_between_send_and_tap_leaves_the_typed_code() {
+    let w = world("");
+    let mut d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    let p = login.next_prompt(WAIT).expect("prompt");
+    let m = approval_message(&w);
+    d.kill();
+    d.spawn();
+    // The new daemon does not know the nonce: the tap approves nothing.
+    tap(&w, CHAT, &m, &format!("{:02}", number_in(&p)));
+    login.answer("");
+    let p2 = login.next_prompt(WAIT).expect("asked again");
+    assert_eq!(
+        p2,
+        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
+    );
+    login.answer(&find_code(&m.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+    let log = w.sandbox.log();
+    assert!(!log.contains("method=approved"), "{log}");
+}
+
+/// `sudo -S` run by ALICE (real uid hers: the hostile caller), its prompts
+/// read from stderr as they come.
+struct SudoRun {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+    mark: PathBuf,
+}
+
+impl SudoRun {
+    fn start(w: &World) -> SudoRun {
+        use std::io::Read;
+        w.sandbox.install_service("sudo", "sudo");
+        let uid = pgw_test_support::sandbox::ALICE_UID.to_string();
+        let mark = w.sandbox.path().join("out/ran");
+        let mut child = w
+            .sandbox
+            .command("setpriv")
+            .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
+            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
+            .arg(format!("id -u > {}", mark.display()))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", format!("/home/{ALICE}"))
+            .env("USER", ALICE)
+            .env("LANG", "C")
+            // What a hostile caller could set: never read.
+            .env("SUDO_COMMAND", "/bin/true harmless")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sudo");
+        let stdin = child.stdin.take();
+        let mut stderr = child.stderr.take().expect("stderr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        SudoRun {
+            child,
+            stdin,
+            seen,
+            mark,
+        }
+    }
+
+    fn output(&self) -> String {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits until `text` was printed; returns the output from there on.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let s = self.output();
+            if let Some(i) = s.rfind(text) {
+                return s[i..].to_string();
+            }
+            assert!(Instant::now() < deadline, "no {text:?} from sudo:\n{s}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("type");
+    }
+
+    /// The host pid of the sudo process (the module runs in it).
+    fn sudo_pid(&self) -> u32 {
+        let mut family = vec![self.child.id()];
+        for _ in 0..8 {
+            for entry in fs::read_dir("/proc").expect("proc").flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                let Some(close) = stat.rfind(')') else {
+                    continue;
+                };
+                let ppid = stat[close + 1..]
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid.is_some_and(|pp| family.contains(&pp)) && !family.contains(&pid) {
+                    if stat.contains("(sudo)") {
+                        return pid;
+                    }
+                    family.push(pid);
+                }
+            }
+        }
+        panic!("no sudo process under {}", self.child.id());
+    }
+
+    /// Closes stdin, waits for the exit; whether sudo ran the command.
+    fn finish(mut self) -> (bool, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sudo did not exit:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let ran = fs::read_to_string(&self.mark).is_ok_and(|t| t.trim() == "0");
+        (status.success() && ran, self.output())
+    }
+}
+
+/// sudo has no command for PAM modules: the message names the service and
+/// the user, never a command the caller could have made up.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
+    let w = world("");
+    let d = Daemon::start(&w);
+    let mut sudo = SudoRun::start(&w);
+    sudo.wait_for("password for");
+    sudo.type_line(PASSWORD);
+    let p = sudo.wait_for("Tap ");
+    let n = number_in(&p);
+    let m = approval_message(&w);
+    assert!(m.text.contains("Service: sudo"), "{}", m.text);
+    assert!(m.text.contains(&format!("{ALICE}@")), "{}", m.text);
+    assert!(!m.text.contains("harmless"), "{}", m.text);
+    tap(&w, CHAT, &m, &format!("{n:02}"));
+    sudo.type_line("");
+    let (ran, out) = sudo.finish();
+    assert!(
+        ran,
+        "sudo did not run the command:\n{out}\n--- syslog\n{}\n--- daemon\n{}",
+        w.sandbox.log(),
+        d.log_text()
+    );
+    let log = wait_syslog(&w, "service=sudo");
+    assert!(log.contains("method=approved"), "{log}");
+}
+
+/// The caller stops sudo (and with it the module) while it waits for a
+/// tap that never comes, far past the wait and its margin, then lets it
+/// go on: it is asked again, and without the code nobody gets in.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn under_sudo_a_stopped_wait_lets_nobody_in() {
+    let w = world_waiting(2, "");
+    let d = Daemon::start(&w);
+    let mut sudo = SudoRun::start(&w);
+    sudo.wait_for("password for");
+    sudo.type_line(PASSWORD);
+    sudo.wait_for("Tap ");
+    approval_message(&w);
+    sudo.type_line("");
+    let pid = sudo.sudo_pid();
+    let kill = |sig: &str| {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    };
+    kill("STOP");
+    std::thread::sleep(Duration::from_secs(8));
+    kill("CONT");
+    // Asked again (no tap came); nobody types the code.
+    sudo.wait_for("No tap yet. Tap ");
+    let (ran, out) = sudo.finish();
+    let log = w.sandbox.log();
+    assert!(!ran, "the caller got root:\n{out}\n{log}");
+    assert!(!log.contains("result=success"), "{log}");
+    assert!(!log.contains("result=ignored"), "{log}");
+    drop(d);
+}
+
+/// A daemon that stops answering (SIGSTOP) while the module waits: the
+/// wait times out and the typed code lets the user in.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_stalled_daemon_times_out_into_the_typed_code() {
+    let w = world_waiting(2, "");
+    let d = Daemon::start(&w);
+    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    login.next_prompt(WAIT).expect("prompt");
+    let m = approval_message(&w);
+    let pid = d.child.as_ref().expect("running").id().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    login.answer("");
+    let p2 = login.next_prompt(WAIT).expect("asked again");
+    signal("-CONT");
+    assert_eq!(
+        p2,
+        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
+    );
+    login.answer(&find_code(&m.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, &w, &sshd, Some(&d));
+    wait_syslog(&w, "approval: pam-gatewayd did not answer in time");
+}
+
+/// pamtester logins next to one daemon: the harness's namespace
+/// (pam_harness::PamEnv) sees the host's paths, so the daemon's socket and
+/// the state directory are simply the env's.
+mod many {
+    use super::*;
+    use pgw_test_support::pam_harness::{NUMBERED_ACCOUNTS, PamEnv, pamtester_command};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// user{i}'s private chat.
+    fn chat_of(i: usize) -> i64 {
+        900_000_000 + i as i64
+    }
+
+    struct Env {
+        pam: PamEnv,
+        fake: FakeTelegram,
+        daemon: Daemon,
+        _run: pgw_test_support::pam_harness::TempDir,
+        /// What the module logged so far, drained by a thread as the
+        /// logins run: a full log socket (max_dgram_qlen is 10) would
+        /// block them.
+        log: Arc<Mutex<String>>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Env {
+        fn log(&self) -> String {
+            std::thread::sleep(Duration::from_millis(100));
+            self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+    }
+
+    impl Drop for Env {
+        fn drop(&mut self) {
+            self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn env(wait: u64, extra: &str) -> Env {
+        pgw_test_support::pam_harness::require_root_tools();
+        let mut chats: Vec<i64> = (0..NUMBERED_ACCOUNTS).map(chat_of).collect();
+        chats.push(ADMIN);
+        let fake = FakeTelegram::start(FakeOptions {
+            chats,
+            ..FakeOptions::default()
+        })
+        .expect("fake");
+        let users: String = (0..NUMBERED_ACCOUNTS)
+            .map(|i| format!("[users.user{i}]\ntelegram = \"{}\"\n", chat_of(i)))
+            .collect();
+        // The socket's directory: root's, 0700, next to the env's files.
+        let run = pgw_test_support::pam_harness::TempDir::new("approve-run");
+        let socket = run.path().join("d.sock");
+        let body = format!(
+            "[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{}\"\ntimeout = 5\n\
+             connect_timeout = 2\n\n[approve]\nenabled = true\nsocket = \"{}\"\n\
+             admin_chats = [{ADMIN}]\nwait = {wait}\n{extra}",
+            fake.url(),
+            socket.display()
+        );
+        let pam = PamEnv::with_files(&body, &users);
+        let mut daemon = Daemon {
+            config: pam.config.clone(),
+            socket,
+            log: pam.dir.path().join("daemon.log"),
+            child: None,
+        };
+        daemon.spawn();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sock = pam.log_sock.try_clone().expect("log socket");
+        let (sink, stopped) = (Arc::clone(&log), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            while !stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                    l.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    l.push('\n');
+                }
+            }
+        });
+        Env {
+            pam,
+            fake,
+            daemon,
+            _run: run,
+            log,
+            stop,
+        }
+    }
+
+    /// One pamtester login whose output the test reads as it comes.
+    struct Login {
+        child: Child,
+        stdin: Option<std::process::ChildStdin>,
+        out: Arc<Mutex<String>>,
+    }
+
+    impl Login {
+        fn start(env: &Env, user: &str) -> Login {
+            let mut cmd = env.pam.bwrap();
+            cmd.arg("--bind")
+                .arg(&env.pam.log_path)
+                .arg("/dev/log")
+                .arg("--die-with-parent")
+                .args(pamtester_command())
+                .arg("-v")
+                .args(["pgw", user, "authenticate"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut child = cmd.spawn().expect("pamtester");
+            let out = Arc::new(Mutex::new(String::new()));
+            for mut pipe in [
+                Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+                Box::new(child.stderr.take().expect("stderr")),
+            ] {
+                let sink = Arc::clone(&out);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 512];
+                    while let Ok(n) = pipe.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        sink.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                    }
+                });
+            }
+            let stdin = child.stdin.take();
+            Login { child, stdin, out }
+        }
+
+        fn output(&self) -> String {
+            self.out.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        }
+
+        /// Waits for the prompt; returns its number.
+        fn number(&self, env: &Env) -> u8 {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let out = self.output();
+                if out.contains("Tap ") && out.contains("or type the code: ") {
+                    return number_in(&out);
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no tap prompt:\n{out}\n--- syslog\n{}\n--- daemon\n{}",
+                    env.log(),
+                    env.daemon.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+
+        fn running(&mut self) -> bool {
+            matches!(self.child.try_wait(), Ok(None))
+        }
+
+        fn enter(&mut self) {
+            let stdin = self.stdin.as_mut().expect("stdin");
+            writeln!(stdin).expect("Enter");
+        }
+
+        /// Closes stdin, waits for the exit; true when authenticated.
+        fn finish(mut self, env: &Env) -> (bool, String) {
+            drop(self.stdin.take());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let status = loop {
+                if let Some(s) = self.child.try_wait().expect("wait") {
+                    break s;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "pamtester hangs:\n{}\n--- syslog\n{}\n--- daemon\n{}",
+                    self.output(),
+                    env.log(),
+                    env.daemon.log_text()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            std::thread::sleep(Duration::from_millis(50));
+            (status.success(), self.output())
+        }
+    }
+
+    /// The message the fake delivered to `chat`, waited for.
+    fn message_to(fake: &FakeTelegram, chat: i64) -> Message {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = fake
+                .sent()
+                .into_iter()
+                .find(|s| s.chat_id == chat.to_string())
+            {
+                return fake.message(s.message_id).expect("message");
+            }
+            assert!(Instant::now() < deadline, "nothing sent to {chat}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn tap_as(fake: &FakeTelegram, from: i64, m: &Message, label: &str) -> String {
+        let id = fake.tap(from, m.message_id, &button(m, label));
+        fake.wait_for_callback_answer(id, WAIT)
+            .expect("the daemon did not answer the tap")
+            .text
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn twenty_users_at_once_each_approved_by_their_own_tap_only() {
+        let env = env(10, "");
+        let mut logins: Vec<Login> = (0..NUMBERED_ACCOUNTS)
+            .map(|i| Login::start(&env, &format!("user{i}")))
+            .collect();
+        let numbers: Vec<u8> = logins.iter().map(|l| l.number(&env)).collect();
+        let messages: Vec<Message> = (0..NUMBERED_ACCOUNTS)
+            .map(|i| message_to(&env.fake, chat_of(i)))
+            .collect();
+        // Everyone presses Enter; then each user first taps the right
+        // number under the next user's message (it is not theirs: nothing
+        // happens), then their own.
+        for l in &mut logins {
+            l.enter();
+        }
+        for i in 0..NUMBERED_ACCOUNTS {
+            let j = (i + 1) % NUMBERED_ACCOUNTS;
+            tap_as(
+                &env.fake,
+                chat_of(i),
+                &messages[j],
+                &format!("{:02}", numbers[j]),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        for (i, l) in logins.iter_mut().enumerate() {
+            assert!(
+                l.running(),
+                "user{i}'s login ended on someone else's tap:\n{}",
+                l.output()
+            );
+        }
+        for i in 0..NUMBERED_ACCOUNTS {
+            tap_as(
+                &env.fake,
+                chat_of(i),
+                &messages[i],
+                &format!("{:02}", numbers[i]),
+            );
+        }
+        let results: Vec<(bool, String)> = logins.into_iter().map(|l| l.finish(&env)).collect();
+        let log = env.log();
+        for (i, (ok, out)) in results.iter().enumerate() {
+            assert!(
+                ok,
+                "user{i} not let in:\n{out}\n--- syslog\n{log}\n--- daemon\n{}",
+                env.daemon.log_text()
+            );
+            let line = format!("user=user{i} service=pgw");
+            assert!(
+                log.lines().any(|l| l.contains(&line)
+                    && l.contains("result=success")
+                    && l.contains("method=approved")),
+                "user{i}: {log}"
+            );
+        }
+        assert_eq!(log.matches("method=approved").count(), NUMBERED_ACCOUNTS);
+        // Each message ended "approved", once.
+        for m in &messages {
+            let e = env.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
+            assert!(e.after.buttons.is_empty(), "{e:?}");
+            assert!(e.after.text.to_lowercase().contains("approved"), "{e:?}");
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn twenty_logins_of_one_user_keep_the_limits() {
+        let env = env(1, "[limits]\ncodes_per_window = 5\nwindow = 900\n");
+        // Twenty logins at once, each pressing Enter and then giving up.
+        let mut logins: Vec<Login> = (0..20).map(|_| Login::start(&env, "user0")).collect();
+        for l in &mut logins {
+            let _ = writeln!(l.stdin.as_mut().expect("stdin"));
+        }
+        let results: Vec<(bool, String)> = logins.into_iter().map(|l| l.finish(&env)).collect();
+        assert!(results.iter().all(|(ok, _)| !ok), "nobody gets in");
+        let to_user = env
+            .fake
+            .sent()
+            .iter()
+            .filter(|s| s.chat_id == chat_of(0).to_string())
+            .count();
+        assert_eq!(to_user, 5, "codes_per_window holds with approval on");
+        let log = env.log();
+        assert_eq!(
+            log.matches("result=denied-rate-limited").count(),
+            15,
+            "{log}"
+        );
+    }
+}

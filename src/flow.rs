@@ -34,13 +34,18 @@ use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
 use crate::gateway::{DeliveryError, Gateway, GatewayKind};
-use crate::limits::{self, Block, wait_text};
+use crate::limits::{self, Block, UNTIL_UNLOCKED, wait_text};
 use crate::log::{Level, Log};
 use crate::policy::{Coverage, Groups};
 use crate::redact::mask;
 use crate::remember;
 use crate::state::{StateError, StateStore, UserState, WallClock, update_with};
 use crate::totp::TotpKey;
+
+/// What a user locked by "Not me" is told: no code is sent and no factor
+/// is asked for until an admin runs `pam-gateway unlock`.
+const NOT_ME_LOCKED: &str =
+    "Login locked: \"Not me\" was tapped in Telegram. An admin must unlock it.";
 
 /// A user's answer to a prompt; wiped on drop.
 pub struct Answer(Vec<u8>);
@@ -754,6 +759,14 @@ impl Flow<'_> {
     ) -> End {
         let wait = wait_text(block.until(), now);
         match block {
+            // "Not me": nothing opens it but `pam-gateway unlock`, not even
+            // a backup code (whoever has the password is not the user).
+            Block::LockedOut { until } if until == UNTIL_UNLOCKED => {
+                let _ = self.conv.error(NOT_ME_LOCKED);
+                let reason = "locked: Not me was tapped in Telegram; until an admin unlocks it \
+                              (pam-gateway unlock); no code sent";
+                self.done(ctx, gateway, Outcome::LockedOut, reason)
+            }
             Block::LockedOut { .. } if fallback.backup => {
                 // The user's backup codes still work, under their own limit
                 // (limits::LOCKOUT_BACKUP_TRIES).
@@ -1203,7 +1216,11 @@ impl Flow<'_> {
             ),
             Ok(AskResult::LockedOut { until, started }) => {
                 let wait = wait_text(until, self.wall.unix_now());
-                let reason = if started {
+                let reason = if until == UNTIL_UNLOCKED {
+                    "locked: Not me was tapped in Telegram during this login; until an admin \
+                     unlocks it (pam-gateway unlock)"
+                        .to_string()
+                } else if started {
                     format!(
                         "{} wrong codes in a row: locked out for {wait}",
                         self.config.limits.failures_before_lockout
@@ -1471,10 +1488,14 @@ impl Flow<'_> {
                 Some(AskResult::Expired)
             }
             Verdict::Locked(until) => {
-                let wait = wait_text(until, self.wall.unix_now());
-                let _ = self
-                    .conv
-                    .error(&format!("Too many wrong codes. Try again in {wait}."));
+                if until == UNTIL_UNLOCKED {
+                    let _ = self.conv.error(NOT_ME_LOCKED);
+                } else {
+                    let wait = wait_text(until, self.wall.unix_now());
+                    let _ = self
+                        .conv
+                        .error(&format!("Too many wrong codes. Try again in {wait}."));
+                }
                 Some(AskResult::LockedOut {
                     until,
                     started: false,
@@ -2161,6 +2182,28 @@ mod tests {
         assert!(rig.log_text().contains(
             "reason=\"locked out after too many wrong codes; no code sent; retry in 15 min\""
         ));
+    }
+
+    #[test]
+    fn reserve_under_a_not_me_lock_refuses_even_with_backup_codes() {
+        // "Not me" locks the second factor until an admin unlocks it: no
+        // code, and not even a backup code is asked for.
+        let mut rig = Rig::new("").with_totp();
+        rig.give_backup_codes(2);
+        rig.set_state(|s| s.not_me = Some(START - 5));
+        let routes = vec![rig.route("telegram", Ok(()))];
+        let outcome = done(rig.flow().reserve(&ctx(), &routes));
+        assert_eq!(outcome, Outcome::LockedOut);
+        assert_eq!(rig.conv.errors, [NOT_ME_LOCKED]);
+        assert!(rig.state().sent.is_empty());
+        assert!(
+            rig.log_text().contains(
+                "reason=\"locked: Not me was tapped in Telegram; until an admin unlocks it \
+                 (pam-gateway unlock); no code sent\""
+            ),
+            "{}",
+            rig.log_text()
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::state::{
     LoginRecord, MAX_ALERT_TIMES, MAX_RECENT_LOGINS, MAX_STORED_NAME, StateError, StateStore,
     UserState, WallClock, update_with,
 };
-use crate::users::Users;
+use crate::users::UserEntry;
 
 /// How long after its authentication a session may take the record of it.
 pub const RECORD_MAX_AGE: u64 = 300;
@@ -343,10 +343,10 @@ fn send_slot(slot: &Slot, make: MakeGateway<'_>, text: &str) -> SlotResult {
 
 /// The slots `[alert] to` asks for: the user over their gateways (in the
 /// order of `gateways`), each admin chat over Telegram.
-pub fn slots(config: &Config, alert: &AlertConfig, users: Option<&Users>, user: &str) -> Vec<Slot> {
+pub fn slots(config: &Config, alert: &AlertConfig, entry: Option<&UserEntry>) -> Vec<Slot> {
     let mut out = Vec::new();
     if alert.to_user() {
-        if let Some(entry) = users.and_then(|u| u.get(user)) {
+        if let Some(entry) = entry {
             let routes: Vec<(GatewayKind, String)> = config
                 .gateways
                 .iter()
@@ -377,7 +377,7 @@ pub fn slots(config: &Config, alert: &AlertConfig, users: Option<&Users>, user: 
 /// `None` when the users file could not be read (admins are still told).
 pub fn on_session(
     config: &Config,
-    users: Option<&Users>,
+    entry: Option<&UserEntry>,
     store: &dyn StateStore,
     wall: &dyn WallClock,
     ctx: &LoginContext,
@@ -397,7 +397,7 @@ pub fn on_session(
                 .unwrap_or("local")
         )
     );
-    let slots = slots(config, &config.alert, users, &ctx.user);
+    let slots = slots(config, &config.alert, entry);
     let now = wall.unix_now();
     let per_hour = config.alert.per_hour;
     let taken = update_with(store, &ctx.user, |s| {
@@ -431,7 +431,7 @@ pub fn on_session(
             Level::Warning,
             &format!(
                 "{head} alert=not-sent how={how} reason=\"nobody to tell: the user has no \
-                 gateway in the users file and [alert] to = \\\"user\\\"\""
+                 gateway in the users file or the directory and [alert] to = \\\"user\\\"\""
             ),
         );
         return;
@@ -491,6 +491,7 @@ mod tests {
     use crate::gateway::DeliveryError;
     use crate::log::MemoryLog;
     use crate::state::MemoryStateStore;
+    use crate::users::Users;
     use std::path::Path;
     use std::sync::Mutex;
 
@@ -841,7 +842,7 @@ mod tests {
         .expect("users");
         on_session(
             &c,
-            Some(&users),
+            users.get("alice"),
             &store,
             &Fixed(NOW),
             &ctx(Some("h")),
@@ -852,7 +853,7 @@ mod tests {
         *store.broken.lock().expect("lock") = Some("disk on fire".into());
         on_session(
             &c,
-            Some(&users),
+            users.get("alice"),
             &store,
             &Fixed(NOW),
             &ctx(Some("h")),
@@ -869,7 +870,14 @@ mod tests {
             service: "sudo".into(),
             ..ctx(None)
         };
-        on_session(&c, Some(&users), &store, &Fixed(NOW), &sudo, &mut sink);
+        on_session(
+            &c,
+            users.get("alice"),
+            &store,
+            &Fixed(NOW),
+            &sudo,
+            &mut sink,
+        );
         assert_eq!(log.text(), before);
     }
 }

@@ -120,6 +120,56 @@ pub fn enrolment(config: &Config, users: &Users, user: &str) -> Result<Enrolment
     }
 }
 
+/// Whom the session alert tells for `user` (`[alert] to = "user"`): the
+/// users file's entry, else (with `[directory]`) the directory's
+/// recipients, or the fresh cache when the directory fails (logged).
+/// `None`: nobody to tell.
+pub fn alert_entry(
+    config: &Config,
+    users: &Users,
+    user: &str,
+    store: &dyn StateStore,
+    wall: &dyn WallClock,
+    owner: Owner,
+    log: &mut dyn Log,
+) -> Option<UserEntry> {
+    if let Some(entry) = users.get(user) {
+        return Some(entry.clone());
+    }
+    let dir = config.directory.as_ref()?;
+    let error = match directory::lookup(dir, user, owner) {
+        Ok(found) => {
+            return found
+                .filter(|r| !r.is_empty())
+                .map(UserEntry::from_recipients);
+        }
+        Err(e) => e,
+    };
+    let cached = dir.cache_max_age.and_then(|max_age| {
+        match directory::cached(store, user, wall.unix_now(), max_age) {
+            Ok(directory::Cached::Fresh { recipients, .. }) if !recipients.is_empty() => {
+                Some(recipients)
+            }
+            _ => None,
+        }
+    });
+    let then = if cached.is_some() {
+        "using the cached recipients"
+    } else {
+        "the user is not told"
+    };
+    log.log(
+        Level::Warning,
+        &format!(
+            "user={} session: alert: directory={} {}; {then}",
+            clean(user),
+            clean(&dir.uri),
+            crate::log::field(&error.to_string())
+        ),
+    );
+    cached.map(UserEntry::from_recipients)
+}
+
 /// The user's [`Enrolment`] as a login sees it: the users file first (an
 /// entry there overrides the directory wholly: its recipients, and only
 /// its, are used), then `[directory]` if configured. A directory that

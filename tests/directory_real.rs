@@ -529,3 +529,68 @@ fn sudo_with_a_stalled_directory_is_denied() {
         "the module never asked the directory"
     );
 }
+
+/// `pamtester pgw USER open_session` in the env's namespace: a session in
+/// a process of its own, as sshd opens it.
+fn open_session(env: &PamEnv, user: &str) -> PamRun {
+    let mut cmd = env.bwrap();
+    cmd.arg("--bind")
+        .arg(&env.log_path)
+        .arg("/dev/log")
+        .arg("--die-with-parent")
+        .args(pamtester_command())
+        .arg("-v")
+        .args(["pgw", user, "open_session"]);
+    let mut run = converse(&mut cmd, Answers::Eof, None);
+    run.log = env.read_log();
+    run
+}
+
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_directory_user_gets_the_session_alert_and_the_cache_stands_in() {
+    let fake = fake();
+    let mut slapd = slapd();
+    let section = directory_section(&slapd, &slapd.ldaps_uri(), "cache_max_age = 3600\n");
+    let env = env(&fake.url(), "[alert]\nservices = [\"pgw\"]\n", &section, "");
+    env.set_stack(
+        "auth required {module} config={config}\n\
+         session optional {module} config={config}\n\
+         session required pam_permit.so\n",
+    );
+    let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
+    assert!(run.success, "{}", run.dump());
+    let run = open_session(&env, "alice");
+    assert!(run.success, "{}", run.dump());
+    let alert = fake.wait_for_message(WAIT).expect("an alert");
+    assert_eq!(alert.chat_id, DIR_CHAT, "{}", run.dump());
+    assert!(alert.text.starts_with("Login: alice@"), "{}", alert.text);
+    assert!(run.log.contains("alert=sent"), "{}", run.dump());
+    no_password_leaks(&run, &slapd);
+
+    // The directory down: the recipients the login cached are told.
+    slapd.stop();
+    let run = open_session(&env, "alice");
+    assert!(run.success, "{}", run.dump());
+    let alert = fake
+        .wait_for_message(WAIT)
+        .expect("an alert from the cache");
+    assert_eq!(alert.chat_id, DIR_CHAT);
+    assert!(
+        run.log.contains("session: alert: directory=")
+            && run.log.contains("using the cached recipients")
+            && run.log.contains("alert=sent"),
+        "{}",
+        run.dump()
+    );
+
+    // bob is in the directory without a recipient: nobody to tell.
+    slapd.restart().expect("restart");
+    let run = open_session(&env, "bob");
+    assert!(run.success, "{}", run.dump());
+    assert!(
+        run.log.contains("user=bob") && run.log.contains("alert=not-sent"),
+        "{}",
+        run.dump()
+    );
+}

@@ -313,8 +313,19 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
         }
         return;
     }
-    let users = match setup::load_users(&config, Owner::ROOT) {
-        Ok(u) => Some(u),
+    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
+    // The user's recipients: the users file, else [directory] (or its
+    // fresh cache). A users file that cannot be read: the admins only.
+    let entry = match setup::load_users(&config, Owner::ROOT) {
+        Ok(users) => setup::alert_entry(
+            &config,
+            &users,
+            &user,
+            &store,
+            &SystemWallClock,
+            Owner::ROOT,
+            &mut log,
+        ),
         Err(e) => {
             log.log(
                 Level::Error,
@@ -332,10 +343,9 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
         password_was_wrong: false,
         caller_is_root: system::real_uid() == 0,
     };
-    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
     alert::on_session(
         &config,
-        users.as_ref(),
+        entry.as_ref(),
         &store,
         &SystemWallClock,
         &ctx,

@@ -315,6 +315,37 @@ impl PamEnv {
         out
     }
 
+    /// Drains the log socket in a thread until the drain is dropped, for
+    /// tests that run many logins at once: the socket queues 10 datagrams
+    /// (net.unix.max_dgram_qlen), and a module whose log line does not fit
+    /// waits until it does. [`LogDrain::text`] is everything read so far;
+    /// `read_log` sees nothing while a drain runs.
+    pub fn drain_log(&self) -> LogDrain {
+        let sock = self.log_sock.try_clone().expect("clone log socket");
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (t, st) = (text.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 8192];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => {
+                        let mut t = t.lock().unwrap_or_else(|e| e.into_inner());
+                        t.push_str(&String::from_utf8_lossy(&buf[..n]));
+                        t.push('\n');
+                    }
+                    Err(_) if st.load(std::sync::atomic::Ordering::SeqCst) => return,
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        LogDrain {
+            text,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
     /// Runs `pamtester pgw USER authenticate` in a private mount namespace.
     pub fn authenticate(
         &self,
@@ -406,5 +437,28 @@ pub fn converse(cmd: &mut Command, answers: Answers, fake: Option<&FakeTelegram>
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         log: String::new(),
+    }
+}
+
+/// The log socket read by a thread ([`PamEnv::drain_log`]).
+pub struct LogDrain {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogDrain {
+    /// Every line read so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl Drop for LogDrain {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

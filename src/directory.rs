@@ -421,40 +421,17 @@ impl Connection {
         dir: &DirectoryConfig,
         deadline: Instant,
     ) -> Result<Connection, DirectoryError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| DirectoryError::Local(format!("cannot start the LDAP client: {e}")))?;
-        let mut settings = LdapConnSettings::new();
-        if dir.transport != Transport::Ldapi {
-            let tls =
-                crate::http::rustls_config(dir.roots.clone()).map_err(DirectoryError::Local)?;
-            settings = settings
-                .set_config(Arc::new(tls))
-                .set_starttls(dir.transport == Transport::StartTls);
-        }
-        let timeout = dir.timeout;
-        let uri = dir.uri.clone();
-        let tcp = dir.transport != Transport::Ldapi;
-        let ldap = within(&runtime, deadline, timeout, async move {
-            let mut settings = settings;
-            if tcp {
-                // Our own socket, with TCP_NODELAY: without it the small
-                // writes of StartTLS, the handshake and the bind wait for
-                // delayed ACKs (40 ms per lookup on loopback).
-                let stream = connect_tcp(&uri).await?;
-                settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
-            }
-            let (conn, ldap) = LdapConnAsync::with_settings(settings, &uri).await?;
-            ldap3::drive!(conn);
-            Ok(ldap)
-        });
+        let runtime = new_runtime()?;
+        let ldap = match settings(dir) {
+            Ok(settings) => within(&runtime, deadline, dir.timeout, connect(dir, settings)),
+            Err(e) => Err(e),
+        };
         match ldap {
             Ok(ldap) => Ok(Connection {
                 runtime: Some(runtime),
                 ldap,
                 deadline,
-                timeout,
+                timeout: dir.timeout,
             }),
             Err(e) => {
                 runtime.shutdown_background();
@@ -471,7 +448,9 @@ impl Connection {
             return Err(DirectoryError::Local("the connection is closed".into()));
         };
         let ldap = &mut self.ldap;
-        within(runtime, self.deadline, self.timeout, f(ldap))
+        within(runtime, self.deadline, self.timeout, async move {
+            f(ldap).await.map_err(ldap_error)
+        })
     }
 
     /// Simple bind as `dn`.
@@ -510,44 +489,11 @@ impl Connection {
         user: &str,
         extra: &[&str],
     ) -> Result<Option<Entry>, DirectoryError> {
-        if user.is_empty() || user.len() > MAX_USER_NAME {
-            return Ok(None);
-        }
-        let filter = dir.filter_for(user);
-        let mut wanted: Vec<&str> = dir.attributes.values().map(String::as_str).collect();
-        wanted.extend_from_slice(extra);
-        wanted.sort_unstable();
-        wanted.dedup();
-        let base = dir.base_dn.as_str();
-        let ldap3::SearchResult(entries, result) = self.run(async |ldap| {
-            ldap.with_search_options(ldap3::SearchOptions::new().sizelimit(2))
-                .search(base, Scope::Subtree, &filter, wanted)
-                .await
-        })?;
-        // Continuation references (Active Directory returns some for a
-        // search from the domain's root) are not entries, and are not
-        // followed: the users are where base_dn says.
-        let entries: Vec<_> = entries
-            .into_iter()
-            .filter(|e| !e.is_ref() && !e.is_intermediate())
-            .collect();
-        // 4: sizeLimitExceeded, i.e. more than one entry.
-        if result.rc == 4 || entries.len() > 1 {
-            return Err(DirectoryError::BadAnswer(
-                "several entries match user_filter for this user".into(),
-            ));
-        }
-        if result.rc != 0 {
-            return Err(ldap_error(ldap3::LdapError::LdapResult { result }));
-        }
-        let Some(entry) = entries.into_iter().next() else {
-            return Ok(None);
+        let Some(runtime) = self.runtime.as_ref() else {
+            return Err(DirectoryError::Local("the connection is closed".into()));
         };
-        let entry = SearchEntry::construct(entry);
-        Ok(Some(Entry {
-            dn: entry.dn,
-            attributes: entry.attrs.into_iter().collect(),
-        }))
+        let find = find_user(&mut self.ldap, dir, user, extra);
+        within(runtime, self.deadline, self.timeout, find)
     }
 
     /// Replaces every value of `attribute` of `dn` with `values` (none:
@@ -600,6 +546,94 @@ impl Drop for Connection {
     }
 }
 
+/// A connection's own runtime: one thread, this one.
+fn new_runtime() -> Result<tokio::runtime::Runtime, DirectoryError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DirectoryError::Local(format!("cannot start the LDAP client: {e}")))
+}
+
+/// ldap3's settings for `dir`: our rustls configuration for ldap:// and
+/// ldaps://, StartTLS for ldap://.
+fn settings(dir: &DirectoryConfig) -> Result<LdapConnSettings, DirectoryError> {
+    let mut settings = LdapConnSettings::new();
+    if dir.transport != Transport::Ldapi {
+        let tls = crate::http::rustls_config(dir.roots.clone()).map_err(DirectoryError::Local)?;
+        settings = settings
+            .set_config(Arc::new(tls))
+            .set_starttls(dir.transport == Transport::StartTls);
+    }
+    Ok(settings)
+}
+
+/// Connects to `dir.uri` with `settings` (and StartTLS for ldap://); the
+/// connection's driver is spawned on the current runtime.
+async fn connect(
+    dir: &DirectoryConfig,
+    mut settings: LdapConnSettings,
+) -> Result<ldap3::Ldap, DirectoryError> {
+    let uri = dir.uri.as_str();
+    if dir.transport != Transport::Ldapi {
+        // Our own socket, with TCP_NODELAY: without it the small writes
+        // of StartTLS, the handshake and the bind wait for delayed ACKs
+        // (40 ms per lookup on loopback).
+        let stream = connect_tcp(uri).await.map_err(ldap_error)?;
+        settings = settings.set_std_stream(ldap3::StdStream::Tcp(stream));
+    }
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, uri)
+        .await
+        .map_err(ldap_error)?;
+    ldap3::drive!(conn);
+    Ok(ldap)
+}
+
+/// [`Connection::find_user_with`] on `ldap`.
+async fn find_user(
+    ldap: &mut ldap3::Ldap,
+    dir: &DirectoryConfig,
+    user: &str,
+    extra: &[&str],
+) -> Result<Option<Entry>, DirectoryError> {
+    if user.is_empty() || user.len() > MAX_USER_NAME {
+        return Ok(None);
+    }
+    let filter = dir.filter_for(user);
+    let mut wanted: Vec<&str> = dir.attributes.values().map(String::as_str).collect();
+    wanted.extend_from_slice(extra);
+    wanted.sort_unstable();
+    wanted.dedup();
+    let ldap3::SearchResult(entries, result) = ldap
+        .with_search_options(ldap3::SearchOptions::new().sizelimit(2))
+        .search(&dir.base_dn, Scope::Subtree, &filter, wanted)
+        .await
+        .map_err(ldap_error)?;
+    // Continuation references (Active Directory returns some for a
+    // search from the domain's root) are not entries, and are not
+    // followed: the users are where base_dn says.
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|e| !e.is_ref() && !e.is_intermediate())
+        .collect();
+    // 4: sizeLimitExceeded, i.e. more than one entry.
+    if result.rc == 4 || entries.len() > 1 {
+        return Err(DirectoryError::BadAnswer(
+            "several entries match user_filter for this user".into(),
+        ));
+    }
+    if result.rc != 0 {
+        return Err(ldap_error(ldap3::LdapError::LdapResult { result }));
+    }
+    let Some(entry) = entries.into_iter().next() else {
+        return Ok(None);
+    };
+    let entry = SearchEntry::construct(entry);
+    Ok(Some(Entry {
+        dn: entry.dn,
+        attributes: entry.attrs.into_iter().collect(),
+    }))
+}
+
 /// A TCP connection to the host and port of `uri` (389 for ldap://, 636
 /// for ldaps:// by default) with TCP_NODELAY, as ldap3 takes it.
 async fn connect_tcp(uri: &str) -> Result<std::net::TcpStream, ldap3::LdapError> {
@@ -607,12 +641,11 @@ async fn connect_tcp(uri: &str) -> Result<std::net::TcpStream, ldap3::LdapError>
     let port = url
         .port()
         .unwrap_or(if url.scheme() == "ldaps" { 636 } else { 389 });
-    let host = url.host_str().unwrap_or("");
-    let literal = host.trim_start_matches('[').trim_end_matches(']');
-    let stream = match literal.parse::<std::net::IpAddr>() {
-        Ok(ip) => tokio::net::TcpStream::connect((ip, port)).await?,
-        Err(_) => tokio::net::TcpStream::connect((host, port)).await?,
-    };
+    // "host:port", "[v6]:port" for a literal: an address literal is used
+    // as it is, a name resolved in the blocking pool. The same call as
+    // ldap3's own connect, so the module carries one copy of it.
+    let host_port = format!("{}:{port}", url.host_str().unwrap_or(""));
+    let stream = tokio::net::TcpStream::connect(host_port.as_str()).await?;
     stream.set_nodelay(true)?;
     Ok(stream.into_std()?)
 }
@@ -622,11 +655,11 @@ fn within<T>(
     runtime: &tokio::runtime::Runtime,
     deadline: Instant,
     timeout: Duration,
-    f: impl Future<Output = Result<T, ldap3::LdapError>>,
+    f: impl Future<Output = Result<T, DirectoryError>>,
 ) -> Result<T, DirectoryError> {
     runtime.block_on(async {
         match tokio::time::timeout_at(deadline.into(), f).await {
-            Ok(r) => r.map_err(ldap_error),
+            Ok(r) => r,
             Err(_) => Err(DirectoryError::Timeout(timeout)),
         }
     })
@@ -641,11 +674,35 @@ pub fn lookup(
     user: &str,
     owner: Owner,
 ) -> Result<Option<BTreeMap<GatewayKind, String>>, DirectoryError> {
-    let mut conn = Connection::open(dir)?;
-    conn.bind_configured(dir, owner)?;
-    let entry = conn.find_user(dir, user)?;
-    conn.close();
-    let Some(entry) = entry else {
+    // What Connection::open, bind_configured, find_user and close do, in
+    // one future run once: one copy of the runtime's and the deadline's
+    // code for it in the module instead of one per step (BENCHMARKS.md).
+    let deadline = Instant::now() + dir.timeout;
+    let runtime = new_runtime()?;
+    let entry = settings(dir).and_then(|settings| {
+        runtime.block_on(async {
+            let session = async {
+                let mut ldap = connect(dir, settings).await?;
+                if let Some((dn, password)) = dir.bind_password(owner)? {
+                    let bound = ldap.simple_bind(&dn, password.expose()).await;
+                    bound.and_then(|r| r.success()).map_err(ldap_error)?;
+                }
+                let entry = find_user(&mut ldap, dir, user, &[]).await?;
+                Ok((ldap, entry))
+            };
+            let (mut ldap, entry) = match tokio::time::timeout_at(deadline.into(), session).await {
+                Ok(r) => r?,
+                Err(_) => return Err(DirectoryError::Timeout(dir.timeout)),
+            };
+            // Goodbye within the same deadline; its failure changes nothing.
+            let _ = tokio::time::timeout_at(deadline.into(), ldap.unbind()).await;
+            Ok(entry)
+        })
+    });
+    // Never waits: a name lookup stuck in the blocking pool is left to
+    // finish on its own.
+    runtime.shutdown_background();
+    let Some(entry) = entry? else {
         return Ok(None);
     };
     recipients_of(dir, &entry).map(Some)

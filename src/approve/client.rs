@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use super::approver::ApproveError;
 use super::approver::{ApprovalRequest, Approver};
-use super::wire::{self, ApprovalState, Final, FrameError, Request, Response};
+use super::wire::{self, ApprovalState, ErrorKind, Final, FrameError, Request};
 use crate::secure_file::{Owner, check_dir};
 
 /// Connecting, and writing a request.
@@ -72,25 +72,155 @@ impl Client {
     }
 
     /// One request and its answer, the answer awaited up to `answer_within`.
-    fn exchange(
-        &self,
-        request: &Request,
-        answer_within: Duration,
-    ) -> Result<Response, ApproveError> {
+    fn exchange(&self, request: &Request, answer_within: Duration) -> Result<Answer, ApproveError> {
         let mut stream = self.connect()?;
         let io = |e: io::Error| ApproveError::Protocol(format!("socket: {e}"));
         stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
         stream.set_read_timeout(Some(answer_within)).map_err(io)?;
         wire::write_frame(&mut stream, request).map_err(frame_error)?;
-        let response: Response = wire::read_frame(&mut stream).map_err(frame_error)?;
-        if let Response::Error { kind, detail } = response {
-            return Err(ApproveError::Failed {
+        let body = wire::read_frame_body(&mut stream).map_err(frame_error)?;
+        match decode(&body).map_err(frame_error)? {
+            Answer::Error { kind, detail } => Err(ApproveError::Failed {
                 kind,
                 detail: detail.chars().take(300).collect(),
-            });
+            }),
+            answer => Ok(answer),
         }
-        Ok(response)
     }
+}
+
+/// A [`wire::Response`] as far as the module acts on it. The module reads
+/// the daemon's JSON through `serde_json::Value` (which reads the HTTP
+/// gateways' answers already) rather than through the derived
+/// `Deserialize` of the whole internally tagged enum, whose `updates` and
+/// status fields it never uses: a module-size choice (BENCHMARKS.md). The
+/// wire format is [`wire::Response`]'s, unchanged; [`decode`] accepts the
+/// answers the module acts on exactly when that type does (the tests
+/// below hold the two together).
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Sent,
+    State(ApprovalState),
+    Done,
+    Status,
+    /// `updates`: never the answer to a request of the module's.
+    Updates,
+    Error {
+        kind: ErrorKind,
+        detail: String,
+    },
+}
+
+/// One frame's body as an [`Answer`]; anything [`wire::Response`] would
+/// not read (another shape, an unknown field or variant, a missing or
+/// mistyped field) is [`FrameError::Malformed`].
+fn decode(body: &[u8]) -> Result<Answer, FrameError> {
+    use serde_json::Value;
+    let bad = |why: String| FrameError::Malformed(why);
+    let text = std::str::from_utf8(body).map_err(|e| bad(e.to_string()))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(mut fields) = value else {
+        return Err(bad("not a JSON object".into()));
+    };
+    let tag = match fields.remove("result") {
+        Some(Value::String(tag)) => tag,
+        Some(_) => return Err(bad("`result` is not a string".into())),
+        None => return Err(bad("missing field `result`".into())),
+    };
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .ok_or_else(|| bad(format!("missing field `{name}`")))
+    };
+    let invalid = |name: &str| bad(format!("invalid value of `{name}`"));
+    // `known`: the variant's fields; `None` for `done`, a unit variant,
+    // which serde reads whatever else the object holds.
+    let (answer, known): (Answer, Option<&[&str]>) = match tag.as_str() {
+        "sent" => {
+            field("message_id")?
+                .as_i64()
+                .ok_or_else(|| invalid("message_id"))?;
+            (Answer::Sent, Some(&["message_id"]))
+        }
+        "state" => {
+            let state = field("state")?
+                .as_str()
+                .and_then(approval_state)
+                .ok_or_else(|| invalid("state"))?;
+            (Answer::State(state), Some(&["state"]))
+        }
+        "done" => (Answer::Done, None),
+        "updates" => (Answer::Updates, Some(&["updates"])),
+        "status" => {
+            if !is_status(field("status")?) {
+                return Err(invalid("status"));
+            }
+            (Answer::Status, Some(&["status"]))
+        }
+        "error" => {
+            let kind = field("kind")?
+                .as_str()
+                .and_then(error_kind)
+                .ok_or_else(|| invalid("kind"))?;
+            let detail = field("detail")?
+                .as_str()
+                .ok_or_else(|| invalid("detail"))?
+                .to_string();
+            (Answer::Error { kind, detail }, Some(&["kind", "detail"]))
+        }
+        other => return Err(bad(format!("unknown variant `{other}`"))),
+    };
+    let unknown = |k: &&String| known.is_some_and(|known| !known.contains(&k.as_str()));
+    if let Some(key) = fields.keys().find(unknown) {
+        return Err(bad(format!("unknown field `{key}`")));
+    }
+    Ok(answer)
+}
+
+/// [`ApprovalState`] by its wire name.
+fn approval_state(name: &str) -> Option<ApprovalState> {
+    Some(match name {
+        "pending" => ApprovalState::Pending,
+        "approved" => ApprovalState::Approved,
+        "wrong" => ApprovalState::Wrong,
+        "not_me" => ApprovalState::NotMe,
+        "gone" => ApprovalState::Gone,
+        _ => return None,
+    })
+}
+
+/// [`ErrorKind`] by its wire name.
+fn error_kind(name: &str) -> Option<ErrorKind> {
+    Some(match name {
+        "unreachable" => ErrorKind::Unreachable,
+        "refused" => ErrorKind::Refused,
+        "service_failed" => ErrorKind::ServiceFailed,
+        "rejected" => ErrorKind::Rejected,
+        "misconfigured" => ErrorKind::Misconfigured,
+        "local" => ErrorKind::Local,
+        "bad_request" => ErrorKind::BadRequest,
+        "version" => ErrorKind::Version,
+        "busy" => ErrorKind::Busy,
+        _ => return None,
+    })
+}
+
+/// Would `value` read as a [`wire::DaemonStatus`]? (Unknown keys are
+/// ignored there, as here.)
+fn is_status(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let Value::Object(m) = value else {
+        return false;
+    };
+    let optional =
+        |key: &str, ok: fn(&Value) -> bool| m.get(key).is_none_or(|v| v.is_null() || ok(v));
+    m.get("daemon").is_some_and(Value::is_string)
+        && m.get("started").is_some_and(Value::is_u64)
+        && optional("last_update_at", Value::is_u64)
+        && optional("webhook", Value::is_string)
+        && m.get("pending")
+            .and_then(Value::as_u64)
+            .is_some_and(|p| u32::try_from(p).is_ok())
 }
 
 /// The process at the other end must be `owner` (root).
@@ -120,14 +250,14 @@ fn frame_error(e: FrameError) -> ApproveError {
     }
 }
 
-fn unexpected(response: &Response) -> ApproveError {
-    let what = match response {
-        Response::Sent { .. } => "sent",
-        Response::State { .. } => "state",
-        Response::Done => "done",
-        Response::Updates { .. } => "updates",
-        Response::Status { .. } => "status",
-        Response::Error { .. } => "error",
+fn unexpected(answer: &Answer) -> ApproveError {
+    let what = match answer {
+        Answer::Sent => "sent",
+        Answer::State(_) => "state",
+        Answer::Done => "done",
+        Answer::Updates => "updates",
+        Answer::Status => "status",
+        Answer::Error { .. } => "error",
     };
     ApproveError::Protocol(format!("unexpected answer {what:?}"))
 }
@@ -191,7 +321,7 @@ impl Client {
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(wire::MAX_WAIT_MS),
         };
         match self.exchange(&request, wait + WAIT_MARGIN)? {
-            Response::State { state } => Ok(state),
+            Answer::State(state) => Ok(state),
             other => Err(unexpected(&other)),
         }
     }
@@ -215,7 +345,7 @@ impl Approver for Client {
             zeroize::Zeroize::zeroize(&mut text);
         }
         match answer? {
-            Response::Sent { .. } => Ok(()),
+            Answer::Sent => Ok(()),
             other => Err(unexpected(&other)),
         }
     }
@@ -247,7 +377,7 @@ impl Approver for Client {
             result,
         };
         match self.exchange(&request, SHORT_TIMEOUT)? {
-            Response::Done => Ok(()),
+            Answer::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
     }
@@ -256,10 +386,7 @@ impl Approver for Client {
         let request = Request::Status {
             version: wire::VERSION,
         };
-        matches!(
-            self.exchange(&request, SHORT_TIMEOUT),
-            Ok(Response::Status { .. })
-        )
+        matches!(self.exchange(&request, SHORT_TIMEOUT), Ok(Answer::Status))
     }
 }
 
@@ -270,7 +397,7 @@ mod tests {
     use std::os::unix::net::UnixListener;
     use std::thread;
 
-    use super::super::wire::ErrorKind;
+    use super::super::wire::Response;
     use crate::test_dir::TestDir;
 
     /// A private directory (0700, ours) with a listener at `d.sock`, mode 0600.
@@ -400,6 +527,122 @@ mod tests {
                 detail: "Forbidden: bot was blocked by the user".into()
             })
         );
+    }
+
+    /// The module's [`decode`] reads what [`wire::Response`] reads, as
+    /// the same answer, and refuses what it refuses.
+    #[test]
+    fn decode_agrees_with_the_wire_type() {
+        use super::super::wire::{DaemonStatus, TextUpdate};
+        let as_answer = |r: &Response| match r {
+            Response::Sent { .. } => Answer::Sent,
+            Response::State { state } => Answer::State(*state),
+            Response::Done => Answer::Done,
+            Response::Updates { .. } => Answer::Updates,
+            Response::Status { .. } => Answer::Status,
+            Response::Error { kind, detail } => Answer::Error {
+                kind: *kind,
+                detail: detail.clone(),
+            },
+        };
+        let mut bodies: Vec<String> = Vec::new();
+        let states = [
+            ApprovalState::Pending,
+            ApprovalState::Approved,
+            ApprovalState::Wrong,
+            ApprovalState::NotMe,
+            ApprovalState::Gone,
+        ];
+        let kinds = [
+            ErrorKind::Unreachable,
+            ErrorKind::Refused,
+            ErrorKind::ServiceFailed,
+            ErrorKind::Rejected,
+            ErrorKind::Misconfigured,
+            ErrorKind::Local,
+            ErrorKind::BadRequest,
+            ErrorKind::Version,
+            ErrorKind::Busy,
+        ];
+        let status = DaemonStatus {
+            daemon: "0.1.0".into(),
+            started: 1,
+            last_update_at: Some(2),
+            webhook: None,
+            pending: 3,
+        };
+        let update = TextUpdate {
+            update_id: 1,
+            chat_id: 2,
+            chat_type: "private".into(),
+            from_id: None,
+            username: None,
+            first_name: Some("A".into()),
+            last_name: None,
+            text: "hi".into(),
+        };
+        let mut responses = vec![
+            Response::Sent { message_id: -7 },
+            Response::Done,
+            Response::Status { status },
+            Response::Updates {
+                updates: vec![update],
+            },
+        ];
+        responses.extend(states.map(|state| Response::State { state }));
+        responses.extend(kinds.map(|kind| Response::Error {
+            kind,
+            detail: "x \"y\"".into(),
+        }));
+        for r in &responses {
+            bodies.push(serde_json::to_string(r).expect("json"));
+        }
+        bodies.extend(
+            [
+                r#"{"result":"sent"}"#,
+                r#"{"result":"sent","message_id":"7"}"#,
+                r#"{"result":"sent","message_id":1.5}"#,
+                r#"{"result":"sent","message_id":18446744073709551615}"#,
+                r#"{"result":"sent","message_id":7,"extra":1}"#,
+                r#"{"message_id":7}"#,
+                r#"{"result":7}"#,
+                r#"{"result":"granted"}"#,
+                r#"{"result":"state","state":"maybe"}"#,
+                r#"{"result":"state","state":null}"#,
+                r#"{"result":"state"}"#,
+                r#"{"result":"done","state":"gone"}"#,
+                r#"{"result":"error","kind":"refused"}"#,
+                r#"{"result":"error","kind":"nope","detail":""}"#,
+                r#"{"result":"error","kind":"busy","detail":5}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":1,"pending":0}}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":1,"pending":0,"x":[]}}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":1,"pending":0,"webhook":"h","last_update_at":null}}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":1}}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":-1,"pending":0}}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":1,"pending":4294967296}}"#,
+                r#"{"result":"status","status":{"daemon":"d","started":1,"pending":0,"webhook":1}}"#,
+                r#"{"result":"status","status":[]}"#,
+                r#"{"result":"status"}"#,
+                r#"[]"#,
+                r#"null"#,
+                r#"not json"#,
+                "{\"result\":\"done\"} x",
+            ]
+            .map(String::from),
+        );
+        for body in &bodies {
+            let wire = serde_json::from_str::<Response>(body);
+            let ours = decode(body.as_bytes());
+            match (&wire, &ours) {
+                (Ok(r), Ok(a)) => assert_eq!(&as_answer(r), a, "{body}"),
+                (Err(_), Err(FrameError::Malformed(_))) => {}
+                _ => panic!("{body}: wire {wire:?}, module {ours:?}"),
+            }
+        }
+        assert!(matches!(
+            decode(b"{\"result\":\"done\",\xff:1}"),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]

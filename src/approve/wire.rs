@@ -235,6 +235,14 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> Result<(), Fr
 /// Reads one frame. The caller sets the socket's read timeout; a length
 /// above [`MAX_FRAME`] is refused before any body byte is read.
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let body = read_frame_body(r)?;
+    serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Reads one frame's body, not decoded: [`read_frame`] without the JSON
+/// (the module decodes the few answers it acts on itself, see
+/// [`super::client`]).
+pub fn read_frame_body(r: &mut impl Read) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < len.len() {
@@ -252,7 +260,7 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, 
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).map_err(FrameError::Io)?;
-    serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))
+    Ok(body)
 }
 
 #[cfg(test)]

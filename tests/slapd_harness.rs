@@ -267,6 +267,38 @@ fn stop_and_restart_keep_data_and_ports() {
     assert!(up.status.success(), "restarted: {}", describe(&up));
 }
 
+/// CI once failed here: while slapd was stopped, some other test's client
+/// took its port as an ephemeral port, and the restart exited with status 1
+/// (EADDRINUSE, and slapd says nothing at `-d 0`). Ports now come from below
+/// the kernel's ephemeral range, and a restart retries a port held a moment.
+#[test]
+fn ports_are_below_the_ephemeral_range_and_a_restart_outlasts_a_brief_holder() {
+    let mut slapd = start();
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("ip_local_port_range")
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .expect("a number");
+    for port in [slapd.ldap_port(), slapd.ldaps_port()] {
+        assert!(
+            (10_000..low).contains(&port),
+            "port {port}, range from {low}"
+        );
+    }
+    slapd.stop();
+    let holder = std::net::TcpListener::bind(("127.0.0.1", slapd.ldap_port())).expect("hold");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        drop(holder);
+    });
+    let restarted = slapd.restart();
+    release.join().expect("holder thread");
+    restarted.expect("restart after the holder let go");
+    let up = reader_search(&slapd, &slapd.ldap_uri(), true, None);
+    assert!(up.status.success(), "restarted: {}", describe(&up));
+}
+
 #[test]
 fn paused_server_does_not_answer_until_resumed() {
     let slapd = start();

@@ -13,7 +13,9 @@
 //! ca.pem; other-ca.pem signed nothing here). Debian's slapd uses GnuTLS,
 //! which reads the PKCS#8 EC key `regenerate.sh` writes.
 //!
-//! Ports are free ports of 127.0.0.1 picked at start, never 389/636: a
+//! Ports are free ports of 127.0.0.1 picked at start below the kernel's
+//! ephemeral range (so no client's `connect` takes one while slapd is
+//! stopped for a restart), never 389/636: a
 //! system slapd that Debian's postinst may have started on a fresh machine
 //! (`apt-get install slapd`) cannot answer in place of this one, and this one
 //! cannot disturb it. The `ldap-utils` tools run with `LDAPCONF` pointing at
@@ -337,10 +339,22 @@ impl Slapd {
         }
     }
 
-    /// Starts slapd again on the same ports with the same data.
+    /// Starts slapd again on the same ports with the same data. A port held
+    /// for a moment by someone else gets a few more tries (bounded).
     pub fn restart(&mut self) -> io::Result<()> {
         self.stop();
-        self.launch()
+        let mut tries = 0;
+        loop {
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 5 => {
+                    eprintln!("slapd restart, try {}: {e}", tries + 1);
+                    tries += 1;
+                    thread::sleep(Duration::from_millis(300));
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// SIGSTOP: slapd keeps its sockets but answers nothing (a hung server).
@@ -498,8 +512,19 @@ impl Slapd {
             };
             if let Some(status) = exited {
                 self.child = None;
+                let busy: Vec<String> = [self.ldap_port, self.ldaps_port]
+                    .into_iter()
+                    .filter(|&p| !port_is_free(p))
+                    .map(|p| p.to_string())
+                    .collect();
                 return Err(io::Error::other(format!(
-                    "slapd exited ({status}) on {urls}; its log:\n{}",
+                    "slapd exited ({status}) on {urls} (ports in use by someone \
+                     else now: {}); its log:\n{}",
+                    if busy.is_empty() {
+                        "none".to_string()
+                    } else {
+                        busy.join(", ")
+                    },
                     self.log()
                 )));
             }
@@ -680,9 +705,40 @@ fn random_hex(bytes: usize) -> io::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// A port of 127.0.0.1 that was free a moment ago.
+/// Where [`free_port`] looks: below the kernel's ephemeral range.
+const FIXED_PORTS_FROM: u16 = 10_000;
+
+/// A port of 127.0.0.1 that was free a moment ago, picked at random *below*
+/// the kernel's ephemeral range (`net.ipv4.ip_local_port_range`). The kernel
+/// hands out ephemeral ports for every `connect` and every bind to port 0:
+/// one of them, taken by some other test's client while this slapd is
+/// stopped, made [`Slapd::restart`] fail with EADDRINUSE. A port below the
+/// range is only ever taken by an explicit bind. Falls back to a port of the
+/// kernel's choice when the range starts too low to leave room.
 fn free_port() -> io::Result<u16> {
+    let low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    if low > FIXED_PORTS_FROM + 1_000 {
+        let span = u32::from(low - FIXED_PORTS_FROM);
+        for _ in 0..64 {
+            let mut r = [0u8; 4];
+            getrandom::fill(&mut r).map_err(|e| io::Error::other(format!("getrandom: {e}")))?;
+            let offset = u32::from_le_bytes(r) % span;
+            let port = FIXED_PORTS_FROM + u16::try_from(offset).unwrap_or(0);
+            if port_is_free(port) {
+                return Ok(port);
+            }
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Nothing holds 127.0.0.1:`port` right now (slapd binds with SO_REUSEADDR,
+/// as std's listener does, so a TIME_WAIT leftover does not count).
+fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 fn write_file(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {

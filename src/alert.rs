@@ -216,7 +216,7 @@ pub fn record_way_in(
 pub fn push_login(state: &mut UserState, record: LoginRecord) {
     state.recent_logins.push(record);
     if state.recent_logins.len() > MAX_RECENT_LOGINS {
-        state.recent_logins.sort_by_key(|r| r.time);
+        crate::small_sort::sort_by_key(&mut state.recent_logins, |r| r.time);
         let extra = state.recent_logins.len() - MAX_RECENT_LOGINS;
         state.recent_logins.drain(..extra);
     }

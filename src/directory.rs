@@ -599,10 +599,19 @@ async fn find_user(
         return Ok(None);
     }
     let filter = dir.filter_for(user);
-    let mut wanted: Vec<&str> = dir.attributes.values().map(String::as_str).collect();
-    wanted.extend_from_slice(extra);
-    wanted.sort_unstable();
-    wanted.dedup();
+    // Each attribute once (two gateways may map to one, e.g. `mobile`); a
+    // handful of names, so no sort (BENCHMARKS.md: module size).
+    let mut wanted: Vec<&str> = Vec::new();
+    for name in dir
+        .attributes
+        .values()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+    {
+        if !wanted.contains(&name) {
+            wanted.push(name);
+        }
+    }
     let ldap3::SearchResult(entries, result) = ldap
         .with_search_options(ldap3::SearchOptions::new().sizelimit(2))
         .search(&dir.base_dn, Scope::Subtree, &filter, wanted)
@@ -628,9 +637,16 @@ async fn find_user(
         return Ok(None);
     };
     let entry = SearchEntry::construct(entry);
+    // Inserted one by one: `collect` into a BTreeMap sorts first, with a
+    // copy of std's stable sort per map type (src/small_sort.rs says why
+    // that matters here).
+    let mut attributes = BTreeMap::new();
+    for (name, values) in entry.attrs {
+        attributes.insert(name, values);
+    }
     Ok(Some(Entry {
         dn: entry.dn,
-        attributes: entry.attrs.into_iter().collect(),
+        attributes,
     }))
 }
 
@@ -768,11 +784,12 @@ pub fn cached(
     };
     match now.checked_sub(cache.seen) {
         Some(age) if age <= max_age => {
-            let recipients = cache
-                .recipients
-                .iter()
-                .filter_map(|(k, v)| GatewayKind::from_id(k).map(|k| (k, v.clone())))
-                .collect();
+            let mut recipients = BTreeMap::new();
+            for (k, v) in &cache.recipients {
+                if let Some(k) = GatewayKind::from_id(k) {
+                    recipients.insert(k, v.clone());
+                }
+            }
             Ok(Cached::Fresh { recipients, age })
         }
         age => Ok(Cached::Stale { age }),
@@ -790,10 +807,10 @@ pub fn remember(
     max_age: u64,
     recipients: &BTreeMap<GatewayKind, String>,
 ) -> Result<(), StateError> {
-    let fresh: BTreeMap<String, String> = recipients
-        .iter()
-        .map(|(k, v)| (k.id().to_string(), v.clone()))
-        .collect();
+    let mut fresh: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in recipients {
+        fresh.insert(k.id().to_string(), v.clone());
+    }
     update_with(store, user, |s| {
         if fresh.is_empty() {
             s.directory = None;

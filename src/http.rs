@@ -735,7 +735,7 @@ pub fn scrub(text: &str, secrets: &[&str]) -> String {
 /// Sorts `texts` longest first, keeping the order of equal lengths (one
 /// copy of the sort in the module for [`scrub`] and [`redact_message`]).
 fn longest_first(texts: &mut [&str]) {
-    texts.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    crate::small_sort::sort_by_key(texts, |s| std::cmp::Reverse(s.len()));
 }
 
 /// A short, printable piece of a service's answer for an error message:

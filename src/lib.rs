@@ -62,6 +62,7 @@ pub mod secret;
 pub mod section;
 pub mod secure_file;
 pub mod setup;
+pub mod small_sort;
 pub mod state;
 // The one place for `unsafe`: each block says why it is sound.
 #[allow(unsafe_code)]

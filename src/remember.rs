@@ -219,7 +219,7 @@ pub fn remember(
         factor: factor.chars().take(MAX_STORED_NAME).collect(),
     });
     if state.remembered.len() > MAX_REMEMBERED {
-        state.remembered.sort_by_key(|s| s.since);
+        crate::small_sort::sort_by_key(&mut state.remembered, |s| s.since);
         let extra = state.remembered.len() - MAX_REMEMBERED;
         state.remembered.drain(..extra);
     }
@@ -261,7 +261,7 @@ pub fn active(state: &UserState, remember: &Remember, now: u64) -> Vec<(Remember
         .filter(|s| remember.duration > 0 && s.since <= now && now < until(s, remember))
         .map(|s| (s.clone(), until(s, remember)))
         .collect();
-    list.sort_by_key(|(s, _)| s.since);
+    crate::small_sort::sort_by_key(&mut list, |(s, _)| s.since);
     list
 }
 

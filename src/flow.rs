@@ -161,6 +161,25 @@ pub enum Enrolment {
     DirectoryUnavailable(String),
 }
 
+/// The user's [`Enrolment`] as [`Flow::authenticate`] gets it: known
+/// already (the users file, or a name NSS does not know), or found only
+/// once `[policy]` covers the login, so that a login `[policy]` exempts
+/// never waits on `[directory]` (see `setup::enrolment_lookup`).
+pub enum Lookup<'l> {
+    Known(Enrolment),
+    /// Asked at most once, after `[policy]`, with the flow's log.
+    Deferred(FindEnrolment<'l>),
+}
+
+/// What a [`Lookup::Deferred`] calls.
+pub type FindEnrolment<'l> = Box<dyn FnOnce(&mut dyn Log) -> Enrolment + 'l>;
+
+impl From<Enrolment> for Lookup<'_> {
+    fn from(enrolment: Enrolment) -> Self {
+        Lookup::Known(enrolment)
+    }
+}
+
 /// How an authentication ended. The PAM layer maps each to a return code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -563,7 +582,16 @@ impl Flow<'_> {
     /// is what keeps it safe: nothing is sent before `precheck` allows it
     /// and `reserve` has counted it, and the user is asked only once every
     /// gateway is dropped.
-    pub fn authenticate(&mut self, ctx: &LoginContext, enrolment: Enrolment) -> Outcome {
+    pub fn authenticate<'l>(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: impl Into<Lookup<'l>>,
+    ) -> Outcome {
+        self.authenticate_lookup(ctx, enrolment.into())
+    }
+
+    /// [`Flow::authenticate`], one copy for both kinds of [`Lookup`].
+    fn authenticate_lookup(&mut self, ctx: &LoginContext, enrolment: Lookup<'_>) -> Outcome {
         let dialogue = match self.send_code(ctx, enrolment) {
             ControlFlow::Continue(dialogue) | ControlFlow::Break(End::Ask(dialogue)) => dialogue,
             ControlFlow::Break(End::Done(outcome)) => return outcome,
@@ -572,13 +600,13 @@ impl Flow<'_> {
     }
 
     /// The steps up to a delivered code, each of which may end the login
-    /// early: [`Flow::precheck`], [`Flow::reserve`], [`Flow::deliver`].
+    /// early: [`Flow::precheck_lookup`], [`Flow::reserve`], [`Flow::deliver`].
     fn send_code(
         &mut self,
         ctx: &LoginContext,
-        enrolment: Enrolment,
+        enrolment: Lookup<'_>,
     ) -> ControlFlow<End, Dialogue> {
-        let routes = self.precheck(ctx, enrolment)?;
+        let routes = self.precheck_lookup(ctx, enrolment)?;
         let sending = self.reserve(ctx, &routes)?;
         self.deliver(ctx, routes, sending)
     }
@@ -586,15 +614,16 @@ impl Flow<'_> {
     /// Decides whether a code may be sent at all; nothing is sent or
     /// counted here. In this order: a name NSS does not know is refused
     /// after a decoy dialogue, before `[policy]` or `unenrolled` could wave
-    /// it through; `[policy]`; the enrolment (`unenrolled`); OpenSSH's
-    /// wrong-password marker (a decoy dialogue). Goes on with the user's
-    /// routes.
-    fn precheck(
+    /// it through; `[policy]`; the enrolment (a deferred [`Lookup`] is
+    /// made here, so a login `[policy]` exempts never asks the directory;
+    /// then `unenrolled`); OpenSSH's wrong-password marker (a decoy
+    /// dialogue). Goes on with the user's routes.
+    fn precheck_lookup(
         &mut self,
         ctx: &LoginContext,
-        enrolment: Enrolment,
+        enrolment: Lookup<'_>,
     ) -> ControlFlow<End, Vec<Route>> {
-        if matches!(enrolment, Enrolment::UnknownUser) {
+        if matches!(enrolment, Lookup::Known(Enrolment::UnknownUser)) {
             // Before [policy] and `unenrolled`: neither may wave through a
             // name the account database does not know. Same prompts as a
             // real login; nothing is sent.
@@ -609,6 +638,10 @@ impl Flow<'_> {
             return ControlFlow::Break(End::Ask(self.decoy_tap(dialogue, first_is_telegram)));
         }
         self.policy(ctx)?;
+        let enrolment = match enrolment {
+            Lookup::Known(enrolment) => enrolment,
+            Lookup::Deferred(find) => find(&mut *self.log),
+        };
         let routes = match enrolment {
             // Handled above, before [policy]; kept so no arm is a wildcard.
             Enrolment::UnknownUser => {
@@ -654,6 +687,16 @@ impl Flow<'_> {
             return ControlFlow::Break(self.done(ctx, &factor, Outcome::Remembered, &hit.reason()));
         }
         ControlFlow::Continue(routes)
+    }
+
+    /// [`Flow::precheck_lookup`] for the unit tests, with a known enrolment.
+    #[cfg(test)]
+    fn precheck<'l>(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: impl Into<Lookup<'l>>,
+    ) -> ControlFlow<End, Vec<Route>> {
+        self.precheck_lookup(ctx, enrolment.into())
     }
 
     /// `[policy]`: a login it does not cover ends ignored; a policy that
@@ -1998,6 +2041,33 @@ mod tests {
                 "result=ignored-policy reason=\"not covered by [policy]: remote host \
                  203.0.113.7 is in exempt network 203.0.113.0/24\""
             ),
+            "{}",
+            rig.log_text()
+        );
+    }
+
+    #[test]
+    fn a_deferred_lookup_is_made_only_when_policy_covers_the_login() {
+        let asked = Cell::new(0);
+        let deferred = || {
+            Lookup::Deferred(Box::new(|log: &mut dyn Log| {
+                asked.set(asked.get() + 1);
+                log.log(Level::Info, "the directory was asked");
+                Enrolment::DirectoryUnavailable("down".into())
+            }))
+        };
+        // Exempt: ignored, and the directory never asked.
+        let mut rig = Rig::new("[policy]\nexempt_networks = [\"203.0.113.0/24\"]\n");
+        let outcome = done(rig.flow().precheck(&ctx(), deferred()));
+        assert_eq!(outcome, Outcome::PolicyIgnored);
+        assert_eq!(asked.get(), 0, "{}", rig.log_text());
+        // Covered: asked once, with the flow's log, and its answer used.
+        let mut rig = Rig::new("");
+        let outcome = done(rig.flow().precheck(&ctx(), deferred()));
+        assert_eq!(outcome, Outcome::DirectoryUnavailable);
+        assert_eq!(asked.get(), 1);
+        assert!(
+            rig.log_text().contains("the directory was asked"),
             "{}",
             rig.log_text()
         );

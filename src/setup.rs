@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::config::Config;
 use crate::directory;
-use crate::flow::{Enrolment, Route, clean};
+use crate::flow::{Enrolment, Lookup, Route, clean};
 use crate::gateway::{Gateway, GatewayKind};
 use crate::log::{Level, Log};
 use crate::secure_file::{
@@ -168,6 +168,40 @@ pub fn alert_entry(
         ),
     );
     cached.map(UserEntry::from_recipients)
+}
+
+/// The user's enrolment for [`crate::flow::Flow::authenticate`]: known at
+/// once when the name is unknown to NSS (`known` false), when the users
+/// file has an entry (it overrides the directory wholly) or when there is
+/// no `[directory]`; otherwise a [`Lookup::Deferred`] that
+/// [`resolve_enrolment`]s only once `[policy]` covers the login, so a
+/// login it exempts never waits on the directory. A users-file entry that
+/// needs a gateway gateway.toml lacks is an error here, as always; one
+/// from the directory cannot be (`[directory.attributes]` only maps
+/// gateways that have a section) and would deny as the directory's fault.
+pub fn enrolment_lookup<'l>(
+    config: &'l Config,
+    users: &'l Users,
+    user: &'l str,
+    known: bool,
+    store: &'l dyn StateStore,
+    wall: &'l dyn WallClock,
+    owner: Owner,
+) -> Result<Lookup<'l>, SetupError> {
+    if !known {
+        return Ok(Enrolment::UnknownUser.into());
+    }
+    if config.directory.is_none() || users.get(user).is_some() {
+        return Ok(enrolment(config, users, user)?.into());
+    }
+    Ok(Lookup::Deferred(Box::new(
+        move |log: &mut dyn Log| match resolve_enrolment(
+            config, users, user, store, wall, owner, log,
+        ) {
+            Ok(found) => found,
+            Err(e) => Enrolment::DirectoryUnavailable(e.to_string()),
+        },
+    )))
 }
 
 /// The user's [`Enrolment`] as a login sees it: the users file first (an
@@ -472,5 +506,70 @@ mod tests {
             "{}",
             log.text()
         );
+    }
+
+    #[test]
+    fn the_lookup_is_known_at_once_or_deferred_until_asked() {
+        let c = config("");
+        let store = MemoryStateStore::default();
+        let wall = Wall(Cell::new(NOW));
+        let lookup = |users: &Users, known: bool| -> String {
+            match enrolment_lookup(&c, users, "alice", known, &store, &wall, Owner::current())
+                .expect("lookup")
+            {
+                Lookup::Known(e) => format!("known {}", kind(&e)),
+                Lookup::Deferred(find) => {
+                    let mut log = MemoryLog::default();
+                    let e = find(&mut log);
+                    format!("deferred {} / {}", kind(&e), log.text().trim())
+                }
+            }
+        };
+        // A name NSS does not know, even with a users entry: known at once.
+        let entry = users("[users.alice]\ntelegram = \"123456977\"\n");
+        assert_eq!(lookup(&entry, false), "known unknown user");
+        // A users-file entry overrides the (down) directory without asking it.
+        assert_eq!(lookup(&entry, true), "known enrolled");
+        // Otherwise the directory is asked only when the flow calls: here
+        // it is down, which denies, and says so in the flow's log.
+        let asked = lookup(&users(""), true);
+        assert!(
+            asked.starts_with("deferred directory unavailable / ")
+                && asked.contains("user=alice directory=ldap://127.0.0.1:"),
+            "{asked}"
+        );
+        // No [directory]: the users file alone, known at once.
+        let plain = Config::parse(
+            Path::new("/etc/pam_gateway/gateway.toml"),
+            &format!("[telegram]\nbot_token = \"{TOKEN}\"\n"),
+        )
+        .expect("config");
+        let none = users("");
+        let found = enrolment_lookup(
+            &plain,
+            &none,
+            "alice",
+            true,
+            &store,
+            &wall,
+            Owner::current(),
+        )
+        .expect("lookup");
+        assert!(matches!(found, Lookup::Known(Enrolment::NotEnrolled)));
+        // A users entry naming a gateway gateway.toml lacks is an error, as
+        // it always was.
+        let signal = users("[users.alice]\nsignal = \"+15550100\"\n");
+        assert!(matches!(
+            enrolment_lookup(
+                &plain,
+                &signal,
+                "alice",
+                true,
+                &store,
+                &wall,
+                Owner::current()
+            ),
+            Err(SetupError::GatewayNotConfigured { .. })
+        ));
     }
 }

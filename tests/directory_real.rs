@@ -374,6 +374,59 @@ fn a_stalled_directory_denies_within_its_timeout() {
     assert!(fake.sent().is_empty());
 }
 
+/// `[policy]` comes before the directory: a login it exempts is not held
+/// by a stalled directory (the lookup is never made), while a covered login
+/// of the same user is still denied. `unenrolled = "ignore"` so that a
+/// lookup wrongly made first could not hide behind the same PAM_IGNORE.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_login_policy_exempts_never_asks_the_directory() {
+    let fake = fake();
+    let stall = StallListener::start().expect("stall listener");
+    let slapd = slapd();
+    let section = directory_section(&slapd, &stall.uri(), "");
+    let env = env(
+        &fake.url(),
+        "[policy]\nunenrolled = \"ignore\"\nexempt_networks = [\"203.0.113.0/24\"]\n",
+        &section,
+        "",
+    );
+    env.set_stack(IGNORE_MEANS_LOGIN);
+    let run = env.authenticate_with(
+        "alice",
+        &[("rhost", "203.0.113.9")],
+        Answers::Eof,
+        Some(&fake),
+    );
+    assert!(run.success, "{}", run.dump());
+    assert!(
+        run.log.contains("result=ignored-policy") && !run.log.contains("directory="),
+        "{}",
+        run.dump()
+    );
+    assert_eq!(
+        stall.accepted(),
+        0,
+        "the directory was asked\n{}",
+        run.dump()
+    );
+
+    let run = env.authenticate_with(
+        "alice",
+        &[("rhost", "198.51.100.9")],
+        Answers::Eof,
+        Some(&fake),
+    );
+    run.assert_failed_with(AUTHINFO_UNAVAIL);
+    assert!(
+        run.log.contains("result=denied-directory-unavailable"),
+        "{}",
+        run.dump()
+    );
+    assert!(stall.accepted() >= 1, "{}", run.dump());
+    assert!(fake.sent().is_empty());
+}
+
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_ca_that_did_not_sign_the_server_is_refused() {

@@ -20,7 +20,7 @@ use pam_gateway_core::alert;
 use pam_gateway_core::approve::{self, Approver};
 use pam_gateway_core::code::OsCodeSource;
 use pam_gateway_core::flow::{
-    Answer, ConvError, Conversation, Enrolment, Flow, LoginContext, MonotonicClock, Outcome, clean,
+    Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
 };
 use pam_gateway_core::log::{Level, Log, SyslogLog};
 use pam_gateway_core::module_args::{ModuleArgs, ModuleArgsError};
@@ -171,24 +171,21 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     };
     let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
     // users.toml first (an entry there overrides the directory wholly),
-    // then [directory]; only for accounts NSS knows.
-    let enrolment = if !known {
-        Enrolment::UnknownUser
-    } else {
-        match setup::resolve_enrolment(
-            &config,
-            &users,
-            &user,
-            &store,
-            &SystemWallClock,
-            Owner::ROOT,
-            &mut log,
-        ) {
-            Ok(e) => e,
-            Err(e) => {
-                log.log(Level::Error, &format!("user={shown} denied: {e}"));
-                return PamResultCode::PAM_SERVICE_ERR;
-            }
+    // then [directory], asked only once [policy] covers the login; only for
+    // accounts NSS knows.
+    let enrolment = match setup::enrolment_lookup(
+        &config,
+        &users,
+        &user,
+        known,
+        &store,
+        &SystemWallClock,
+        Owner::ROOT,
+    ) {
+        Ok(lookup) => lookup,
+        Err(e) => {
+            log.log(Level::Error, &format!("user={shown} denied: {e}"));
+            return PamResultCode::PAM_SERVICE_ERR;
         }
     };
 

@@ -119,8 +119,8 @@ test-arm:
 # fails because a machine is slow. BENCH_RUNS, BENCH_CYCLES: sizes.
 bench:
 	@scripts/deps.sh bench
-	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd
-	$(CARGO) build --release --locked -p pam-gateway-module
+	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd --example delay_proxy
+	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-daemon
 	$(call name-module,$(RELEASE))
 	@scripts/bench.sh
 

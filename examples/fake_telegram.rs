@@ -3,8 +3,8 @@
 //! ```text
 //! cargo run --example fake_telegram -- [--port N] [--token T] [--chat ID]...
 //!     [--blocked ID]... [--bot-username NAME] [--ready-file PATH]
-//!     [--messages PATH] [--codes PATH] [--tls-cert PEM --tls-key PEM]
-//!     [--mode normal|down500|garbage|never|webhook]
+//!     [--messages PATH] [--codes PATH] [--arrivals PATH]
+//!     [--tls-cert PEM --tls-key PEM] [--mode normal|down500|garbage|never|webhook]
 //! ```
 //!
 //! Prints `listening on http://127.0.0.1:PORT` once bound, writes the port to
@@ -14,7 +14,9 @@
 //! the code in it (the first run of 6 to 10 digits) as one line to the codes
 //! file. The codes file may be a FIFO: it is opened read-write, so opening
 //! never blocks and the pipe stays open between readers; `make bench` feeds
-//! pamtester's stdin from it. With `--tls-cert`/`--tls-key` (e.g.
+//! pamtester's stdin from it. The arrivals file gets one line per delivered
+//! message, the wall-clock time it arrived in microseconds since the Unix
+//! epoch (`make bench`: the time from a login's start to its message). With `--tls-cert`/`--tls-key` (e.g.
 //! tests/data/tls/leaf.pem and leaf.key) it serves https instead, through
 //! a TLS front on its own port (the one printed and written to the ready
 //! file). Runs until killed.
@@ -31,13 +33,14 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: fake_telegram [--port N] [--token T] [--chat ID]... [--blocked ID]... \
 [--bot-username NAME] [--ready-file PATH] [--messages PATH] [--codes PATH] \
-[--tls-cert PEM --tls-key PEM] [--mode normal|down500|garbage|never|webhook]";
+[--arrivals PATH] [--tls-cert PEM --tls-key PEM] [--mode normal|down500|garbage|never|webhook]";
 
 struct Args {
     opts: FakeOptions,
     ready_file: Option<PathBuf>,
     messages: Option<PathBuf>,
     codes: Option<PathBuf>,
+    arrivals: Option<PathBuf>,
     tls: Option<(PathBuf, PathBuf)>,
     mode: Mode,
 }
@@ -48,6 +51,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut ready_file = None;
     let mut messages = None;
     let mut codes = None;
+    let mut arrivals = None;
     let mut tls_cert = None;
     let mut tls_key = None;
     let mut mode = Mode::Normal;
@@ -84,6 +88,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             "--ready-file" => ready_file = Some(PathBuf::from(value()?)),
             "--messages" => messages = Some(PathBuf::from(value()?)),
             "--codes" => codes = Some(PathBuf::from(value()?)),
+            "--arrivals" => arrivals = Some(PathBuf::from(value()?)),
             "--tls-cert" => tls_cert = Some(PathBuf::from(value()?)),
             "--tls-key" => tls_key = Some(PathBuf::from(value()?)),
             "--mode" => {
@@ -118,6 +123,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         ready_file,
         messages,
         codes,
+        arrivals,
         tls,
         mode,
     })
@@ -143,10 +149,17 @@ fn record(
     m: &SentMessage,
     messages: Option<&mut File>,
     codes: Option<&mut File>,
+    arrivals: Option<&mut File>,
 ) -> io::Result<()> {
+    let arrived = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
     // The code first: a benchmark's pamtester is waiting for it.
     if let (Some(f), Some(code)) = (codes, fake_telegram::find_code(&m.text)) {
         f.write_all(format!("{code}\n").as_bytes())?;
+    }
+    if let Some(f) = arrivals {
+        f.write_all(format!("{arrived}\n").as_bytes())?;
     }
     let mut out = io::stdout().lock();
     writeln!(out, "[fake Telegram] to chat {}: {}", m.chat_id, m.text)?;
@@ -186,6 +199,16 @@ fn run(args: Args) -> Result<(), String> {
         ),
         None => None,
     };
+    let mut arrivals = match &args.arrivals {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+        ),
+        None => None,
+    };
     let fake = FakeTelegram::start(args.opts).map_err(|e| format!("cannot listen: {e}"))?;
     fake.set_mode(args.mode);
     let front = match &args.tls {
@@ -213,7 +236,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     loop {
         if let Some(m) = fake.wait_for_message(Duration::from_secs(1)) {
-            record(&m, messages.as_mut(), codes.as_mut())
+            record(&m, messages.as_mut(), codes.as_mut(), arrivals.as_mut())
                 .map_err(|e| format!("cannot record a message: {e}"))?;
         }
     }

@@ -8,7 +8,7 @@
 //!           [--pamtester "CMD ARGS"] [--loop "CMD ARGS"] [--user NAME]
 //!           [--size LABEL=PATH]... [--bundle PATH] [--label TEXT]
 //!           [--case LABEL=SERVICE:none|totp|fifo]... [--rtt HOST:PORT/PATH]
-//!           [--state-dir DIR]... [--tmpfs DIR]...
+//!           [--state-dir DIR]... [--tmpfs DIR]... [--arrivals PATH]
 //! ```
 //!
 //! DIR holds `pam.d/` with the services `bench-permit`, `bench-ga`,
@@ -28,6 +28,16 @@
 //! runs) and pays what a real one does: the state file's locked,
 //! fsynced write. `--tmpfs` mounts an empty tmpfs there in the namespace
 //! (a state_dir below it shows what the fsyncs cost).
+//!
+//! `pam-gatewayd` (issue 14): `bench-gw-daemon` is the http case with
+//! `[approve]` on and a daemon running (bench.sh starts it), so the module
+//! hands its message to the daemon over the Unix socket and makes no HTTP
+//! request itself. `bench-gw-slow` and `bench-gw-slow-daemon` reach the
+//! TLS fake through a proxy that adds round-trip time (examples/delay_proxy):
+//! the module's own new connection per login against the daemon's warm one.
+//! `--arrivals` is the TLS fake's file of arrival times (one line per
+//! message, µs since the epoch); for the cases that send there the report
+//! adds the time from pamtester's start to the message at the fake.
 //!
 //! How: this process binds a datagram socket and drains it (the syslog
 //! both modules write to; without one glibc's syslog falls back to
@@ -71,6 +81,7 @@ struct Args {
     rtt: Option<String>,
     state_dirs: Vec<PathBuf>,
     tmpfs: Vec<PathBuf>,
+    arrivals: Option<PathBuf>,
     inner: bool,
 }
 
@@ -91,6 +102,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         rtt: None,
         state_dirs: Vec::new(),
         tmpfs: Vec::new(),
+        arrivals: None,
         inner: false,
     };
     let mut it = argv.iter();
@@ -133,6 +145,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--rtt" => a.rtt = Some(value()?),
             "--state-dir" => a.state_dirs.push(PathBuf::from(value()?)),
             "--tmpfs" => a.tmpfs.push(PathBuf::from(value()?)),
+            "--arrivals" => a.arrivals = Some(PathBuf::from(value()?)),
             "--inner" => a.inner = true,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
@@ -160,7 +173,14 @@ struct Case {
     wall_ms: Vec<f64>,
     cpu_ms: Vec<f64>,
     rss_kib: Vec<f64>,
+    /// From pamtester's start to the message at the TLS fake (the cases
+    /// in [`ARRIVAL_SERVICES`]).
+    arrive_ms: Vec<f64>,
 }
+
+/// The services whose message goes to the TLS fake, which records when
+/// each arrives (`--arrivals`).
+const ARRIVAL_SERVICES: &[&str] = &["bench-gw-tls", "bench-gw-slow", "bench-gw-slow-daemon"];
 
 const CASES: &[(&str, &str, Input)] = &[
     ("pam_permit", "bench-permit", Input::Nothing),
@@ -183,6 +203,21 @@ const CASES: &[(&str, &str, Input)] = &[
         "bench-gw-ldapi",
         Input::Fifo,
     ),
+    (
+        "pam_gateway (http, via pam-gatewayd)",
+        "bench-gw-daemon",
+        Input::Fifo,
+    ),
+    (
+        "pam_gateway (https + added RTT, direct)",
+        "bench-gw-slow",
+        Input::Fifo,
+    ),
+    (
+        "pam_gateway (https + added RTT, via pam-gatewayd)",
+        "bench-gw-slow-daemon",
+        Input::Fifo,
+    ),
 ];
 
 struct Run {
@@ -190,7 +225,34 @@ struct Run {
     wall_ms: f64,
     cpu_ms: f64,
     rss_kib: f64,
+    /// Milliseconds from the spawn to the message at the TLS fake.
+    arrive_ms: Option<f64>,
     stderr: String,
+}
+
+/// Microseconds since the Unix epoch (the clock the fake stamps with).
+fn epoch_us() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
+}
+
+/// The newest arrival in `path` after `since` (µs), waiting up to 200 ms
+/// for the fake to write it (it writes the code to the FIFO first).
+fn arrival_after(path: &std::path::Path, since: u128) -> Option<u128> {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    loop {
+        let last = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.lines().last().and_then(|l| l.trim().parse::<u128>().ok()));
+        if let Some(t) = last.filter(|&t| t >= since) {
+            return Some(t);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 fn ms(tv: libc::timeval) -> f64 {
@@ -244,6 +306,7 @@ fn run_once(args: &Args, case: &Case, capture: bool) -> Result<Run, String> {
     } else {
         Stdio::null()
     };
+    let started_us = epoch_us();
     let start = Instant::now();
     let child = Command::new(&args.pamtester[0])
         .args(&args.pamtester[1..])
@@ -264,9 +327,16 @@ fn run_once(args: &Args, case: &Case, capture: bool) -> Result<Run, String> {
         return Err(format!("wait4 failed: {}", std::io::Error::last_os_error()));
     }
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let arrive_ms = match &args.arrivals {
+        Some(path) if ok && ARRIVAL_SERVICES.contains(&case.service.as_str()) => {
+            arrival_after(path, started_us).map(|t| (t - started_us) as f64 / 1e3)
+        }
+        _ => None,
+    };
     Ok(Run {
         ok,
         wall_ms,
+        arrive_ms,
         cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
         rss_kib: ru.ru_maxrss as f64,
         stderr: if capture {
@@ -365,6 +435,7 @@ fn inner(args: &Args) -> Result<(), String> {
             wall_ms: Vec::new(),
             cpu_ms: Vec::new(),
             rss_kib: Vec::new(),
+            arrive_ms: Vec::new(),
         })
         .collect();
     // Every case must work before anything is timed.
@@ -401,6 +472,7 @@ fn inner(args: &Args) -> Result<(), String> {
                 c.wall_ms.push(run.wall_ms);
                 c.cpu_ms.push(run.cpu_ms);
                 c.rss_kib.push(run.rss_kib);
+                c.arrive_ms.extend(run.arrive_ms);
             }
         }
     }
@@ -572,6 +644,7 @@ fn report(args: &Args, cases: &[Case], rtts: &[f64]) {
             median(&c.rss_kib) - median(&ga.rss_kib),
         );
     }
+    report_arrivals(cases);
     if !args.sizes.is_empty() {
         println!("\n| module file | bytes |\n|---|---:|");
         for (label, path) in &args.sizes {
@@ -580,6 +653,38 @@ fn report(args: &Args, cases: &[Case], rtts: &[f64]) {
                 Err(e) => println!("| {label} | ({}: {e}) |", path.display()),
             }
         }
+    }
+}
+
+/// From pamtester's start to the message at the TLS fake, for the cases
+/// that send there; and the daemon's time over the direct one's.
+fn report_arrivals(cases: &[Case]) {
+    let timed: Vec<&Case> = cases.iter().filter(|c| !c.arrive_ms.is_empty()).collect();
+    if timed.is_empty() {
+        return;
+    }
+    println!(
+        "\n| until the message reaches the (TLS) fake Bot API, from pamtester's start | median ms | min–max ms | p90 ms | runs timed |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for c in &timed {
+        let s = sorted(&c.arrive_ms);
+        println!(
+            "| {} | {:.2} | {:.2}–{:.2} | {:.2} | {} |",
+            c.name,
+            median(&c.arrive_ms),
+            s[0],
+            s[s.len() - 1],
+            quantile(&c.arrive_ms, 0.9),
+            c.arrive_ms.len()
+        );
+    }
+    let find = |service: &str| timed.iter().find(|c| c.service == service);
+    if let (Some(direct), Some(daemon)) = (find("bench-gw-slow"), find("bench-gw-slow-daemon")) {
+        println!(
+            "\nWith the added round-trip time, via pam-gatewayd ÷ direct (medians): {:.2}",
+            median(&daemon.arrive_ms) / median(&direct.arrive_ms)
+        );
     }
 }
 

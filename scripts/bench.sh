@@ -20,6 +20,11 @@
 #                                           in BENCH_SECURITY_DIR)
 #   BENCH_STRIP=strip                       strip for that target
 #   BENCH_LABEL=text                        heading for the report
+#   BENCH_RTT_MS=50                         round-trip time the delaying proxy adds
+#                                           in front of the TLS fake (the
+#                                           pam-gatewayd comparison)
+#   BENCH_IDLE=60                           seconds pam-gatewayd is watched idle
+#                                           (long polling) at the end; 0: not
 #   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
 #                                           next to it (http fake, state on
 #                                           tmpfs; also in the loop), for experiments
@@ -45,6 +50,9 @@ SECURITY=${BENCH_SECURITY_DIR:-$(scripts/pam-module-dir.sh)}
 GA_MODULE=${BENCH_GA_MODULE:-$SECURITY/pam_google_authenticator.so}
 STRIP=${BENCH_STRIP:-strip}
 LABEL=${BENCH_LABEL:-$(uname -m)}
+RTT_MS=${BENCH_RTT_MS:-50}
+IDLE=${BENCH_IDLE:-60}
+DAEMON=$REL/pam-gatewayd
 TLS=$PWD/tests/data/tls
 CHAT=123456977
 TOKEN=123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c
@@ -89,7 +97,7 @@ FAKE=$REL/examples/fake_telegram
 "$FAKE" --ready-file "$DIR/port" --codes "$DIR/codes" --chat $CHAT > "$DIR/fake.log" 2>&1 &
 PIDS+=($!)
 "$FAKE" --ready-file "$DIR/port-tls" --codes "$DIR/codes" --chat $CHAT \
-    --tls-cert "$TLS/leaf.pem" --tls-key "$TLS/leaf.key" > "$DIR/fake-tls.log" 2>&1 &
+    --arrivals "$DIR/arrivals" --tls-cert "$TLS/leaf.pem" --tls-key "$TLS/leaf.key" > "$DIR/fake-tls.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 200); do [ -s "$DIR/port" ] && [ -s "$DIR/port-tls" ] && break; sleep 0.05; done
 if ! [ -s "$DIR/port" ] || ! [ -s "$DIR/port-tls" ]; then
@@ -171,6 +179,49 @@ SYSTEM_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 cat $SYSTEM_BUNDLE "$TLS/ca.pem" > "$DIR/ca-bundle.crt"
 chmod 644 "$DIR/ca-bundle.crt"
 
+# pam-gatewayd (issue 14). Daemon A serves the http case: the module hands
+# its message to the daemon over the Unix socket and makes no HTTP request
+# itself ("via pam-gatewayd"). Daemon B and the module's direct case reach
+# the TLS fake through examples/delay_proxy, which adds RTT_MS of round
+# trip: a new connection per login (direct) against the daemon's warm one.
+# Daemon B runs in a mount namespace of its own that trusts the test CA
+# (the module's namespace does the same in pam_bench). Skipped where the
+# daemon or the proxy is not built (make bench-arm).
+DAEMON_A_PID=
+if [ -x "$DAEMON" ] && [ -x "$REL/examples/delay_proxy" ]; then
+    "$REL/examples/delay_proxy" --to "127.0.0.1:$(cat "$DIR/port-tls")" --rtt-ms "$RTT_MS" \
+        --ready-file "$DIR/port-slow" > "$DIR/proxy.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 200); do [ -s "$DIR/port-slow" ] && break; sleep 0.05; done
+    [ -s "$DIR/port-slow" ] || { echo "bench: the delaying proxy did not start" >&2; cat "$DIR/proxy.log" >&2; exit 1; }
+    for variant in daemon:"http://127.0.0.1:$(cat "$DIR/port")":run-a \
+                   slow:"https://127.0.0.1:$(cat "$DIR/port-slow")": \
+                   slow-daemon:"https://127.0.0.1:$(cat "$DIR/port-slow")":run-b; do
+        name=${variant%%:*}; rest=${variant#*:}; sock=${rest##*:}; url=${rest%:*}
+        {
+            printf 'users_file = "%s"\nstate_dir = "%s"\n\n' "$DIR/etc/users.toml" "$DIR/state"
+            printf '[telegram]\nbot_token = "%s"\napi_url = "%s"\n' "$TOKEN" "$url"
+            if [ -n "$sock" ]; then
+                printf '\n[approve]\nenabled = true\nsocket = "%s"\n' "$DIR/$sock/pam-gatewayd.sock"
+            fi
+        } > "$DIR/etc/gateway-$name.toml"
+    done
+    "$DAEMON" --config "$DIR/etc/gateway-daemon.toml" > "$DIR/daemon-a.log" 2>&1 &
+    DAEMON_A_PID=$!
+    PIDS+=($!)
+    bwrap --bind / / --dev /dev --bind "$DIR/ca-bundle.crt" $SYSTEM_BUNDLE --die-with-parent \
+        -- "$DAEMON" --config "$DIR/etc/gateway-slow-daemon.toml" > "$DIR/daemon-b.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 200); do [ -S "$DIR/run-a/pam-gatewayd.sock" ] && [ -S "$DIR/run-b/pam-gatewayd.sock" ] && break; sleep 0.05; done
+    if ! [ -S "$DIR/run-a/pam-gatewayd.sock" ] || ! [ -S "$DIR/run-b/pam-gatewayd.sock" ]; then
+        echo "bench: pam-gatewayd did not start" >&2
+        cat "$DIR"/daemon-*.log >&2
+        exit 1
+    fi
+else
+    echo "bench: no $DAEMON or examples/delay_proxy: the pam-gatewayd cases are skipped" >&2
+fi
+
 echo "auth required $SECURITY/pam_deny.so" > "$DIR/pam.d/other"
 echo "auth required $SECURITY/pam_permit.so" > "$DIR/pam.d/bench-permit"
 echo "auth required $GA_MODULE secret=$DIR/ga-secret" > "$DIR/pam.d/bench-ga"
@@ -180,6 +231,11 @@ echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-https.toml" > "$
 # blocking-pool thread, here from /etc/hosts) adds.
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-dns.toml" > "$DIR/pam.d/bench-gw-dns"
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-gw-tmpfs"
+for v in daemon slow slow-daemon; do
+    if [ -f "$DIR/etc/gateway-$v.toml" ]; then
+        echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-$v.toml" > "$DIR/pam.d/bench-gw-$v"
+    fi
+done
 # The http case with the recipient from the directory: one LDAP lookup
 # (connect, StartTLS or the local socket, bind, search) per login.
 for v in ldap ldapi; do
@@ -197,6 +253,22 @@ for v in ${BENCH_VARIANTS:-}; do
     EXTRA+=(--case "variant $name (http, state on tmpfs)=bench-v-$name:fifo")
 done
 chmod 644 "$DIR"/pam.d/*
+
+# pam-gatewayd idle (long polling the fake, which holds each poll as the
+# real API does): its CPU time and RSS over SECONDS, as one line.
+daemon_idle() {
+    local pid=$1 secs=$2 hz t0 t1 rss0 rss1
+    [ "$secs" -gt 0 ] || { echo "not watched idle (BENCH_IDLE=0)"; return; }
+    hz=$(getconf CLK_TCK)
+    ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+    rss() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+    t0=$(ticks); rss0=$(rss)
+    sleep "$secs"
+    t1=$(ticks); rss1=$(rss)
+    echo "idle for $secs s: CPU $(( (t1 - t0) * 1000 / hz )) ms" \
+        "(about $(( (t1 - t0) * 1000 / hz * 3600 / secs )) ms per hour), RSS $rss0 → $rss1 KiB," \
+        "$(ls "/proc/$pid/task" | wc -l) threads, $(ls "/proc/$pid/fd" | wc -l) fds"
+}
 
 OUT=$REL/bench/$(printf '%s' "$LABEL" | tr -c 'A-Za-z0-9_.-' '_').md
 mkdir -p "$REL/bench"
@@ -217,6 +289,11 @@ mkdir -p "$REL/bench"
         --size "pam_permit.so=$SECURITY/pam_permit.so" \
         --bundle "$DIR/ca-bundle.crt" --label "$LABEL" --state-dir "$DIR/state" \
         --state-dir "$DIR/tmpfs/state" --tmpfs "$DIR/tmpfs" "${EXTRA[@]}" \
-        --rtt "127.0.0.1:$(cat "$DIR/port")/bot$TOKEN/getMe"
+        --arrivals "$DIR/arrivals" --rtt "127.0.0.1:$(cat "$DIR/port")/bot$TOKEN/getMe"
+    if [ -n "$DAEMON_A_PID" ]; then
+        echo
+        echo "Delaying proxy: +$RTT_MS ms round trip in front of the TLS fake."
+        echo "pam-gatewayd (release, $(stat -c %s "$DAEMON") bytes): $(daemon_idle "$DAEMON_A_PID" "$IDLE")"
+    fi
 } | tee "$OUT"
 echo "(report saved to $OUT)"

@@ -7,6 +7,7 @@
 //! One mutex guards it all; no HTTP request is made while it is held.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,17 @@ const UPDATES_BUDGET: usize = MAX_FRAME - 1024;
 pub const MAX_EXPIRY_SECS: u64 = 3600;
 /// Longest message text Telegram takes.
 const MAX_TEXT_CHARS: usize = 4096;
+/// Final edits waiting for the editor thread; with more, `Finish` edits
+/// before it answers, as it would without the thread.
+const MAX_QUEUED_EDITS: usize = 256;
+
+/// A message to edit to its final state, after `Finish` has answered.
+struct FinalEdit {
+    chat_id: i64,
+    message_id: i64,
+    user: String,
+    how: Final,
+}
 
 /// One login's request for a tap.
 #[derive(Debug, Clone)]
@@ -76,11 +88,18 @@ pub struct Daemon {
     /// Signalled on every change of an approval and every new message.
     pub changed: Condvar,
     pub host: String,
+    /// To the editor thread ([`start_editor`]): the login that sent
+    /// `Finish` does not wait for Telegram to take the edit.
+    edits: SyncSender<FinalEdit>,
+    edits_to_do: Mutex<Option<Receiver<FinalEdit>>>,
 }
 
 impl Daemon {
     pub fn new(config: Config, sender: TelegramClient, log: Logger) -> Daemon {
+        let (edits, edits_to_do) = mpsc::sync_channel(MAX_QUEUED_EDITS);
         Daemon {
+            edits,
+            edits_to_do: Mutex::new(Some(edits_to_do)),
             config,
             sender,
             log,
@@ -123,6 +142,22 @@ impl Daemon {
                     mask(&chat_id.to_string())
                 ),
             );
+        }
+    }
+
+    /// [`Daemon::edit_final`] on the editor thread, so that the caller's
+    /// answer does not wait for Telegram; at once when the queue is full.
+    fn edit_final_later(&self, chat_id: i64, message_id: i64, user: &str, how: Final) {
+        let edit = FinalEdit {
+            chat_id,
+            message_id,
+            user: user.to_string(),
+            how,
+        };
+        if let Err(TrySendError::Full(e) | TrySendError::Disconnected(e)) =
+            self.edits.try_send(edit)
+        {
+            self.edit_final(e.chat_id, e.message_id, &e.user, e.how);
         }
     }
 
@@ -281,7 +316,7 @@ impl Daemon {
         self.changed.notify_all();
         if let Some(a) = ended {
             if let (Some(message_id), false) = (a.message_id, a.edited) {
-                self.edit_final(a.chat_id, message_id, &a.user, how);
+                self.edit_final_later(a.chat_id, message_id, &a.user, how);
             }
             self.log.log(
                 Level::Info,
@@ -481,6 +516,27 @@ pub fn now() -> u64 {
 /// The expiry thread: every approval past its time is forgotten and its
 /// message edited to "expired" (the module may have died, or the user
 /// never answered).
+/// The editor thread: the final edits `Finish` queued, in order.
+pub fn start_editor(d: Arc<Daemon>) -> Result<(), String> {
+    let Some(edits) = d
+        .edits_to_do
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        return Err("the editor thread runs once".to_string());
+    };
+    std::thread::Builder::new()
+        .name("editor".into())
+        .spawn(move || {
+            for e in edits {
+                d.edit_final(e.chat_id, e.message_id, &e.user, e.how);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the editor thread: {e}"))
+}
+
 pub fn start_expiry(d: Arc<Daemon>) -> Result<(), String> {
     std::thread::Builder::new()
         .name("expiry".into())

@@ -135,6 +135,7 @@ fn run(config_path: &std::path::Path, log: Logger) -> Result<(), String> {
     );
     bot::start(Arc::clone(&daemon), poller)?;
     approvals::start_expiry(Arc::clone(&daemon))?;
+    approvals::start_editor(Arc::clone(&daemon))?;
     socket::serve(listener, daemon);
     Err("the socket stopped accepting connections".to_string())
 }

@@ -240,7 +240,7 @@ fn started() -> (FakeTelegram, Daemon) {
 /// `from` taps `label` under message `id` (as `m` shows it); the answer
 /// the daemon gave the tap.
 fn tap_answer(fake: &FakeTelegram, from: i64, id: i64, m: &Message, label: &str) -> CallbackAnswer {
-    let up = fake.tap(from, id, &data_of(m, label));
+    let up = fake.tap(from, id, &m.button_data(label));
     fake.wait_for_callback_answer(up, WAIT).expect("answered")
 }
 
@@ -263,15 +263,6 @@ fn buttons(m: &Message) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn data_of(m: &Message, text: &str) -> String {
-    m.buttons
-        .iter()
-        .flatten()
-        .find(|(t, _)| t == text)
-        .map(|(_, d)| d.clone())
-        .unwrap_or_else(|| panic!("no button {text:?} in {m:?}"))
-}
-
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn right_number_approves_and_finish_edits_the_message() {
@@ -288,7 +279,7 @@ fn right_number_approves_and_finish_edits_the_message() {
         assert!(data.len() <= 64 && data.contains(&n), "{t}: {data}");
     }
     assert_eq!(d.wait(&n, 0), ApprovalState::Pending);
-    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
+    let up = fake.tap(CHAT, id, &m.button_data("42"));
     assert_eq!(d.settled(&n), ApprovalState::Approved);
     let answer = fake
         .wait_for_callback_answer(up, WAIT)
@@ -312,7 +303,7 @@ fn right_number_approves_and_finish_edits_the_message() {
 fn wrong_number_is_wrong_and_a_second_tap_changes_nothing() {
     let (fake, d) = started();
     let (n, id, m) = d.approval(&fake, 120);
-    let up = fake.tap(CHAT, id, &data_of(&m, "17"));
+    let up = fake.tap(CHAT, id, &m.button_data("17"));
     assert_eq!(d.settled(&n), ApprovalState::Wrong);
     let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
     assert!(a.text.contains("not the number"), "{a:?}");
@@ -342,7 +333,7 @@ fn a_tap_by_another_account_changes_nothing_and_is_answered() {
     assert!(fake.edits().is_empty());
     d.wait_log("by another Telegram account");
     // The owner's tap still counts.
-    fake.tap(CHAT, id, &data_of(&m, "42"));
+    fake.tap(CHAT, id, &m.button_data("42"));
     assert_eq!(d.settled(&n), ApprovalState::Approved);
 }
 
@@ -351,7 +342,7 @@ fn a_tap_by_another_account_changes_nothing_and_is_answered() {
 fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
     let (fake, d) = started();
     let (n, id, m) = d.approval(&fake, 120);
-    let up = fake.tap(CHAT, id, &data_of(&m, "Not me"));
+    let up = fake.tap(CHAT, id, &m.button_data("Not me"));
     assert_eq!(d.settled(&n), ApprovalState::NotMe);
     // The lock is on disk by the time Wait says NotMe.
     let st = d.state_file("alice");
@@ -366,18 +357,9 @@ fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
         "{e:?}"
     );
     // The admins' alert.
-    let deadline = Instant::now() + WAIT;
-    let alert = loop {
-        if let Some(s) = fake
-            .sent()
-            .into_iter()
-            .find(|s| s.chat_id == ADMIN.to_string())
-        {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no alert: {:?}", fake.sent());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let alert = fake
+        .wait_for_sent_to(ADMIN, WAIT)
+        .unwrap_or_else(|| panic!("no alert: {:?}", fake.sent()));
     assert!(
         alert.text.contains("alice") && alert.text.contains("Not me"),
         "{}",
@@ -638,7 +620,7 @@ fn a_stopped_client_does_not_block_others() {
     assert!(stopped.success());
     // Another login goes through meanwhile, start to finish.
     let (n, id, m) = d.approval(&fake, 120);
-    fake.tap(CHAT, id, &data_of(&m, "42"));
+    fake.tap(CHAT, id, &m.button_data("42"));
     assert_eq!(d.settled(&n), ApprovalState::Approved);
     // And the stopped one is dropped once its request is overdue.
     d.wait_log("was not complete within");
@@ -782,7 +764,7 @@ fn a_second_bot_reader_is_logged_and_the_daemon_reads_again_after_it() {
     assert!(!log.contains(TOKEN), "{log}");
     // It backs off and reads again: a tap still arrives.
     let (n, id, m) = d.approval(&fake, 120);
-    fake.tap(CHAT, id, &data_of(&m, "42"));
+    fake.tap(CHAT, id, &m.button_data("42"));
     let deadline = Instant::now() + Duration::from_secs(40);
     while d.wait(&n, 2000) == ApprovalState::Pending {
         assert!(Instant::now() < deadline, "no tap after the conflict");
@@ -885,7 +867,7 @@ fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
             scope.spawn(move || {
                 let m = message(fake, *id);
                 let label = if i % 2 == 0 { "42" } else { "88" };
-                fake.tap(*chat, *id, &data_of(&m, label));
+                fake.tap(*chat, *id, &m.button_data(label));
                 let want = if i % 2 == 0 {
                     ApprovalState::Approved
                 } else {
@@ -952,7 +934,7 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
     let cycle = |i: usize| {
         let (n, id, m) = d.approval(&fake, 120);
         let label = if i % 3 == 0 { "17" } else { "42" };
-        let up = fake.tap(CHAT, id, &data_of(&m, label));
+        let up = fake.tap(CHAT, id, &m.button_data(label));
         let want = if i % 3 == 0 {
             ApprovalState::Wrong
         } else {
@@ -1026,7 +1008,7 @@ fn it_needs_no_capability() {
     // The whole of it still works: send, tap, the "Not me" lock in the
     // state files, the alert, the edit, a stale socket replaced.
     let (n, id, m) = d.approval(&fake, 120);
-    fake.tap(CHAT, id, &data_of(&m, "Not me"));
+    fake.tap(CHAT, id, &m.button_data("Not me"));
     assert_eq!(d.settled(&n), ApprovalState::NotMe);
     assert!(d.state_file("alice")["not_me"].as_u64().is_some());
     fake.wait_for_edit(id, WAIT).expect("edited");

@@ -648,29 +648,28 @@ impl TelegramClient {
         text: &str,
         reply_markup: &Value,
     ) -> Result<i64, TelegramError> {
-        let result = self.call_sending(
-            "sendMessage",
+        self.send_for_id(
             &json!({
                 "chat_id": chat_id,
                 "text": text,
                 "disable_web_page_preview": true,
                 "reply_markup": reply_markup,
             }),
-            Some(text),
-        )?;
-        result
-            .get("message_id")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| TelegramError::Malformed("sendMessage result has no message_id".into()))
+            text,
+        )
     }
 
     /// Sends plain `text` to `chat_id` and returns the message's id.
     pub fn send_plain(&self, chat_id: i64, text: &str) -> Result<i64, TelegramError> {
-        let result = self.call_sending(
-            "sendMessage",
+        self.send_for_id(
             &json!({ "chat_id": chat_id, "text": text, "disable_web_page_preview": true }),
-            Some(text),
-        )?;
+            text,
+        )
+    }
+
+    /// `sendMessage` with `body` (whose text is `text`): the message's id.
+    fn send_for_id(&self, body: &Value, text: &str) -> Result<i64, TelegramError> {
+        let result = self.call_sending("sendMessage", body, Some(text))?;
         result
             .get("message_id")
             .and_then(Value::as_i64)

@@ -493,18 +493,10 @@ struct SudoRun {
 impl SudoRun {
     fn start(w: &World) -> SudoRun {
         w.sandbox.install_service("sudo", "sudo");
-        let uid = pgw_test_support::sandbox::ALICE_UID.to_string();
         let mark = w.sandbox.path().join("out/ran");
         let mut child = w
             .sandbox
-            .command("setpriv")
-            .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-            .arg(format!("id -u > {}", mark.display()))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", format!("/home/{ALICE}"))
-            .env("USER", ALICE)
+            .sudo_as_alice(&mark)
             .env("LANG", "C")
             // What a hostile caller could set: never read.
             .env("SUDO_COMMAND", "/bin/true harmless")

@@ -80,6 +80,41 @@ fn env(fake_url: &str, policy: &str, directory: &str, users: &str) -> PamEnv {
     )
 }
 
+/// [`env`] with the `[directory]` section for `uri` (`extra` keys in it),
+/// `policy`, and an empty users.toml.
+fn directory_env(
+    fake: &FakeTelegram,
+    slapd: &Slapd,
+    uri: &str,
+    extra: &str,
+    policy: &str,
+) -> PamEnv {
+    env(
+        &fake.url(),
+        policy,
+        &directory_section(slapd, uri, extra),
+        "",
+    )
+}
+
+/// alice's login under [`IGNORE_MEANS_LOGIN`], typing nothing.
+fn alice_where_ignore_means_login(env: &PamEnv, fake: &FakeTelegram) -> PamRun {
+    env.set_stack(IGNORE_MEANS_LOGIN);
+    env.authenticate("alice", Answers::Eof, Some(fake))
+}
+
+/// `run` was denied as the directory's failure (PAM_AUTHINFO_UNAVAIL), its
+/// log saying so and each of `why`; `context` heads the failure message.
+fn assert_unavailable(run: &PamRun, why: &[&str], context: &str) {
+    run.assert_failed_with(AUTHINFO_UNAVAIL);
+    assert!(
+        run.log.contains("result=denied-directory-unavailable")
+            && why.iter().all(|w| run.log.contains(w)),
+        "{context}\n{}",
+        run.dump()
+    );
+}
+
 fn no_password_leaks(run: &PamRun, slapd: &Slapd) {
     for text in [&run.log, &run.stdout, &run.stderr] {
         assert!(
@@ -96,7 +131,7 @@ fn a_recipient_from_the_directory_gets_the_code_over_every_transport() {
     let fake = fake();
     let slapd = slapd();
     for uri in [slapd.ldap_uri(), slapd.ldaps_uri(), slapd.ldapi_uri()] {
-        let env = env(&fake.url(), "", &directory_section(&slapd, &uri, ""), "");
+        let env = directory_env(&fake, &slapd, &uri, "", "");
         let before = fake.sent().len();
         let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
         assert!(run.success, "{uri}\n{}", run.dump());
@@ -127,15 +162,8 @@ fn the_bind_password_file_is_used_and_checked() {
 
     // Readable by others: denied as a directory failure, not "not enrolled".
     write_file(&pw, slapd.reader_password(), 0o644);
-    env.set_stack(IGNORE_MEANS_LOGIN);
-    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-    run.assert_failed_with(AUTHINFO_UNAVAIL);
-    assert!(
-        run.log.contains("result=denied-directory-unavailable")
-            && run.log.contains("bind_password_file"),
-        "{}",
-        run.dump()
-    );
+    let run = alice_where_ignore_means_login(&env, &fake);
+    assert_unavailable(&run, &["bind_password_file"], "");
     no_password_leaks(&run, &slapd);
 }
 
@@ -194,8 +222,7 @@ fn no_entry_or_no_recipient_is_not_enrolled() {
 fn names_built_to_widen_the_filter_find_nobody() {
     let fake = fake();
     let slapd = slapd();
-    let section = directory_section(&slapd, &slapd.ldapi_uri(), "");
-    let env = env(&fake.url(), "", &section, "");
+    let env = directory_env(&fake, &slapd, &slapd.ldapi_uri(), "", "");
     let names: [&[u8]; 6] = [
         b"*",
         b"a*",
@@ -214,18 +241,12 @@ fn names_built_to_widen_the_filter_find_nobody() {
     fs::write(&env.passwd, passwd).expect("write passwd");
     for name in names {
         let shown = String::from_utf8_lossy(name).into_owned();
-        let mut cmd = env.bwrap();
-        cmd.arg("--bind")
-            .arg(&env.log_path)
-            .arg("/dev/log")
-            .arg("--die-with-parent")
-            .args(pamtester_command())
-            .arg("-v")
-            .arg("pgw")
-            .arg(std::ffi::OsString::from_vec(name.to_vec()))
-            .arg("authenticate");
-        let mut run = converse(&mut cmd, Answers::Lines(vec!["123456".into(); 3]), None);
-        run.log = env.read_log();
+        let args = [
+            "pgw".into(),
+            std::ffi::OsString::from_vec(name.to_vec()),
+            "authenticate".into(),
+        ];
+        let run = env.pamtester(&args, Answers::Lines(vec!["123456".into(); 3]), None);
         assert!(!run.success, "{shown:?}\n{}", run.dump());
         assert!(
             run.log.contains("result=denied-not-enrolled")
@@ -256,16 +277,8 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
         "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
     ] {
         let env = env(&fake.url(), policy, &section, "");
-        env.set_stack(IGNORE_MEANS_LOGIN);
-        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-        run.assert_failed_with(AUTHINFO_UNAVAIL);
-        assert!(
-            run.log.contains("result=denied-directory-unavailable")
-                && run.log.contains("directory unreachable")
-                && run.log.contains("no cache"),
-            "{policy}\n{}",
-            run.dump()
-        );
+        let run = alice_where_ignore_means_login(&env, &fake);
+        assert_unavailable(&run, &["directory unreachable", "no cache"], policy);
         no_password_leaks(&run, &slapd);
     }
     assert!(fake.sent().is_empty());
@@ -276,8 +289,13 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
 fn the_cache_stands_in_while_fresh_and_never_when_stale() {
     let fake = fake();
     let mut slapd = slapd();
-    let section = directory_section(&slapd, &slapd.ldaps_uri(), "cache_max_age = 3600\n");
-    let env = env(&fake.url(), "[policy]\nfailmode = \"safe\"\n", &section, "");
+    let env = directory_env(
+        &fake,
+        &slapd,
+        &slapd.ldaps_uri(),
+        "cache_max_age = 3600\n",
+        "[policy]\nfailmode = \"safe\"\n",
+    );
     // The directory answers: the recipients are kept.
     let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
     assert!(run.success, "{}", run.dump());
@@ -312,14 +330,8 @@ fn the_cache_stands_in_while_fresh_and_never_when_stale() {
     json["directory"]["seen"] = serde_json::json!(now - 7200);
     write_file(&state_file, &json.to_string(), 0o600);
     let sent = fake.sent().len();
-    env.set_stack(IGNORE_MEANS_LOGIN);
-    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-    run.assert_failed_with(AUTHINFO_UNAVAIL);
-    assert!(
-        run.log.contains("result=denied-directory-unavailable") && run.log.contains("stale"),
-        "{}",
-        run.dump()
-    );
+    let run = alice_where_ignore_means_login(&env, &fake);
+    assert_unavailable(&run, &["stale"], "");
     assert_eq!(fake.sent().len(), sent, "nothing sent");
 
     // Back up and the user gone from the directory: the cache is dropped
@@ -350,24 +362,18 @@ fn a_stalled_directory_denies_within_its_timeout() {
     let stall = StallListener::start().expect("stall listener");
     let slapd = slapd();
     for uri in [stall.uri(), stall.ldaps_uri()] {
-        let section = directory_section(&slapd, &uri, "");
-        let env = env(
-            &fake.url(),
-            "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
-            &section,
+        let env = directory_env(
+            &fake,
+            &slapd,
+            &uri,
             "",
+            "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
         );
         env.set_stack(IGNORE_MEANS_LOGIN);
         let started = Instant::now();
         let run = env.authenticate("alice", Answers::Eof, Some(&fake));
         let took = started.elapsed();
-        run.assert_failed_with(AUTHINFO_UNAVAIL);
-        assert!(
-            run.log.contains("result=denied-directory-unavailable")
-                && run.log.contains("did not answer within 2 s"),
-            "{uri}\n{}",
-            run.dump()
-        );
+        assert_unavailable(&run, &["did not answer within 2 s"], &uri);
         // timeout = 2: the whole login ended within timeout + 1 s.
         assert!(took < Duration::from_secs(3), "{uri}: took {took:?}");
     }
@@ -384,12 +390,12 @@ fn a_login_policy_exempts_never_asks_the_directory() {
     let fake = fake();
     let stall = StallListener::start().expect("stall listener");
     let slapd = slapd();
-    let section = directory_section(&slapd, &stall.uri(), "");
-    let env = env(
-        &fake.url(),
-        "[policy]\nunenrolled = \"ignore\"\nexempt_networks = [\"203.0.113.0/24\"]\n",
-        &section,
+    let env = directory_env(
+        &fake,
+        &slapd,
+        &stall.uri(),
         "",
+        "[policy]\nunenrolled = \"ignore\"\nexempt_networks = [\"203.0.113.0/24\"]\n",
     );
     env.set_stack(IGNORE_MEANS_LOGIN);
     let run = env.authenticate_with(
@@ -417,12 +423,7 @@ fn a_login_policy_exempts_never_asks_the_directory() {
         Answers::Eof,
         Some(&fake),
     );
-    run.assert_failed_with(AUTHINFO_UNAVAIL);
-    assert!(
-        run.log.contains("result=denied-directory-unavailable"),
-        "{}",
-        run.dump()
-    );
+    assert_unavailable(&run, &[], "");
     assert!(stall.accepted() >= 1, "{}", run.dump());
     assert!(fake.sent().is_empty());
 }
@@ -438,15 +439,8 @@ fn a_ca_that_did_not_sign_the_server_is_refused() {
             &slapd.other_ca_file().display().to_string(),
         );
         let env = env(&fake.url(), "[policy]\nfailmode = \"safe\"\n", &section, "");
-        env.set_stack(IGNORE_MEANS_LOGIN);
-        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-        run.assert_failed_with(AUTHINFO_UNAVAIL);
-        assert!(
-            run.log.contains("result=denied-directory-unavailable")
-                && run.log.contains("certificate"),
-            "{uri}\n{}",
-            run.dump()
-        );
+        let run = alice_where_ignore_means_login(&env, &fake);
+        assert_unavailable(&run, &["certificate"], &uri);
     }
     assert!(fake.sent().is_empty());
 }
@@ -544,16 +538,8 @@ fn sudo_with_a_stalled_directory_is_denied() {
     write_file(&sb.stage_etc("pam_gateway/users.toml"), "", 0o644);
     sb.install_service("sudo", "sudo");
     let mark = sb.path().join("out/ran");
-    let uid = sandbox::ALICE_UID.to_string();
     let mut child = sb
-        .command("setpriv")
-        .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-        .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-        .arg(format!("id -u > {}", mark.display()))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", format!("/home/{}", sandbox::ALICE))
-        .env("USER", sandbox::ALICE)
+        .sudo_as_alice(&mark)
         .env("LOGNAME", sandbox::ALICE)
         .env("LANG", "C")
         .stdin(Stdio::piped())
@@ -593,17 +579,7 @@ fn sudo_with_a_stalled_directory_is_denied() {
 /// `pamtester pgw USER open_session` in the env's namespace: a session in
 /// a process of its own, as sshd opens it.
 fn open_session(env: &PamEnv, user: &str) -> PamRun {
-    let mut cmd = env.bwrap();
-    cmd.arg("--bind")
-        .arg(&env.log_path)
-        .arg("/dev/log")
-        .arg("--die-with-parent")
-        .args(pamtester_command())
-        .arg("-v")
-        .args(["pgw", user, "open_session"]);
-    let mut run = converse(&mut cmd, Answers::Eof, None);
-    run.log = env.read_log();
-    run
+    env.pamtester(&["pgw", user, "open_session"], Answers::Eof, None)
 }
 
 #[test]
@@ -611,8 +587,13 @@ fn open_session(env: &PamEnv, user: &str) -> PamRun {
 fn a_directory_user_gets_the_session_alert_and_the_cache_stands_in() {
     let fake = fake();
     let mut slapd = slapd();
-    let section = directory_section(&slapd, &slapd.ldaps_uri(), "cache_max_age = 3600\n");
-    let env = env(&fake.url(), "[alert]\nservices = [\"pgw\"]\n", &section, "");
+    let env = directory_env(
+        &fake,
+        &slapd,
+        &slapd.ldaps_uri(),
+        "cache_max_age = 3600\n",
+        "[alert]\nservices = [\"pgw\"]\n",
+    );
     env.set_stack(
         "auth required {module} config={config}\n\
          session optional {module} config={config}\n\

@@ -14,7 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, find_code};
-use sandbox::{ALICE, ALICE_UID, PASSWORD, Sandbox};
+use sandbox::{ALICE, PASSWORD, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PASSWORD_PROMPT: &str = "[sudo] password for pgwalice: ";
@@ -33,16 +33,8 @@ struct Sudo {
 impl Sudo {
     fn start(sandbox: &Sandbox) -> Sudo {
         let mark = sandbox.path().join("out/ran");
-        let uid = ALICE_UID.to_string();
         let mut child = sandbox
-            .command("setpriv")
-            .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-            .arg(format!("id -u > {}", mark.display()))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", format!("/home/{ALICE}"))
-            .env("USER", ALICE)
+            .sudo_as_alice(&mark)
             .env("LOGNAME", ALICE)
             .env("LANG", "C")
             .stdin(Stdio::piped())

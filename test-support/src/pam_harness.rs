@@ -365,7 +365,23 @@ impl PamEnv {
         answers: Answers,
         fake: Option<&FakeTelegram>,
     ) -> PamRun {
-        let item_args: Vec<String> = items.iter().map(|(k, v)| format!("-I{k}={v}")).collect();
+        let mut args: Vec<std::ffi::OsString> = items
+            .iter()
+            .map(|(k, v)| format!("-I{k}={v}").into())
+            .collect();
+        args.extend(["pgw", user, "authenticate"].map(Into::into));
+        self.pamtester(&args, answers, fake)
+    }
+
+    /// `pamtester -v ARGS` in this env's namespace (the log socket bound
+    /// over /dev/log unless `syslog` is off), the user played as `answers`
+    /// say; the run with what the module logged.
+    pub fn pamtester<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[S],
+        answers: Answers,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
         let mut cmd = self.bwrap();
         if self.syslog.load(std::sync::atomic::Ordering::SeqCst) {
             cmd.arg("--bind").arg(&self.log_path).arg("/dev/log");
@@ -373,8 +389,7 @@ impl PamEnv {
         cmd.arg("--die-with-parent")
             .args(pamtester_command())
             .arg("-v")
-            .args(&item_args)
-            .args(["pgw", user, "authenticate"]);
+            .args(args);
         let mut run = converse(&mut cmd, answers, fake);
         // Datagrams are queued before pamtester exits; give the socket a beat.
         run.log = self.read_log();

@@ -16,7 +16,6 @@ use pgw_test_support::slapd::{Slapd, StallListener};
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,6 +51,11 @@ fn slapd() -> Slapd {
     // bob is in the directory without any recipient; mallory is not there.
     slapd.add_user("bob", &[]).expect("add bob");
     slapd
+}
+
+/// The fake and the directory.
+fn started() -> (FakeTelegram, Slapd) {
+    (fake(), slapd())
 }
 
 /// The `[directory]` section for `uri` (reader bind, the test CA),
@@ -128,8 +132,7 @@ fn no_password_leaks(run: &PamRun, slapd: &Slapd) {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_recipient_from_the_directory_gets_the_code_over_every_transport() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     for uri in [slapd.ldap_uri(), slapd.ldaps_uri(), slapd.ldapi_uri()] {
         let env = directory_env(&fake, &slapd, &uri, "", "");
         let before = fake.sent().len();
@@ -146,8 +149,7 @@ fn a_recipient_from_the_directory_gets_the_code_over_every_transport() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_bind_password_file_is_used_and_checked() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let env = env(&fake.url(), "", "", "");
     let pw = env.etc.join("ldap.pw");
     write_file(&pw, &format!("{}\n", slapd.reader_password()), 0o600);
@@ -170,8 +172,7 @@ fn the_bind_password_file_is_used_and_checked() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn users_toml_overrides_the_directory_wholly() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let section = directory_section(&slapd, &slapd.ldapi_uri(), "");
     let users = format!("[users.alice]\ntelegram = \"{CHAT}\"\n");
     let env = env(&fake.url(), "", &section, &users);
@@ -185,8 +186,7 @@ fn users_toml_overrides_the_directory_wholly() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn no_entry_or_no_recipient_is_not_enrolled() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let section = directory_section(&slapd, &slapd.ldaps_uri(), "");
     let env_deny = env(&fake.url(), "", &section, "");
     for user in ["mallory", "bob"] {
@@ -220,8 +220,7 @@ fn no_entry_or_no_recipient_is_not_enrolled() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn names_built_to_widen_the_filter_find_nobody() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let env = directory_env(&fake, &slapd, &slapd.ldapi_uri(), "", "");
     let names: [&[u8]; 6] = [
         b"*",
@@ -267,8 +266,7 @@ fn names_built_to_widen_the_filter_find_nobody() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_stopped_directory_denies_in_both_fail_modes() {
-    let fake = fake();
-    let mut slapd = slapd();
+    let (fake, mut slapd) = started();
     let section = directory_section(&slapd, &slapd.ldaps_uri(), "");
     slapd.stop();
     for policy in [
@@ -287,8 +285,7 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_cache_stands_in_while_fresh_and_never_when_stale() {
-    let fake = fake();
-    let mut slapd = slapd();
+    let (fake, mut slapd) = started();
     let env = directory_env(
         &fake,
         &slapd,
@@ -431,8 +428,7 @@ fn a_login_policy_exempts_never_asks_the_directory() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_ca_that_did_not_sign_the_server_is_refused() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     for uri in [slapd.ldap_uri(), slapd.ldaps_uri()] {
         let section = directory_section(&slapd, &uri, "").replace(
             &slapd.ca_file().display().to_string(),
@@ -538,15 +534,7 @@ fn sudo_with_a_stalled_directory_is_denied() {
     write_file(&sb.stage_etc("pam_gateway/users.toml"), "", 0o644);
     sb.install_service("sudo", "sudo");
     let mark = sb.path().join("out/ran");
-    let mut child = sb
-        .sudo_as_alice(&mark)
-        .env("LOGNAME", sandbox::ALICE)
-        .env("LANG", "C")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sudo");
+    let mut child = sb.spawn_sudo_as_alice(&mark);
     {
         let mut stdin = child.stdin.take().expect("stdin");
         let _ = writeln!(stdin, "{}", sandbox::PASSWORD);
@@ -585,8 +573,7 @@ fn open_session(env: &PamEnv, user: &str) -> PamRun {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_directory_user_gets_the_session_alert_and_the_cache_stands_in() {
-    let fake = fake();
-    let mut slapd = slapd();
+    let (fake, mut slapd) = started();
     let env = directory_env(
         &fake,
         &slapd,

@@ -8,7 +8,7 @@ use pgw_test_support::fake_telegram;
 use pgw_test_support::sandbox;
 
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,15 +33,7 @@ struct Sudo {
 impl Sudo {
     fn start(sandbox: &Sandbox) -> Sudo {
         let mark = sandbox.path().join("out/ran");
-        let mut child = sandbox
-            .sudo_as_alice(&mark)
-            .env("LOGNAME", ALICE)
-            .env("LANG", "C")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sudo");
+        let mut child = sandbox.spawn_sudo_as_alice(&mark);
         let stdin = child.stdin.take();
         let mut pipe = child.stderr.take().expect("stderr");
         let stderr = Arc::new(Mutex::new(String::new()));

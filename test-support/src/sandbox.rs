@@ -377,6 +377,19 @@ impl Sandbox {
         cmd
     }
 
+    /// [`Sandbox::sudo_as_alice`] with LOGNAME and `LANG=C` too, spawned
+    /// with every standard stream piped.
+    pub fn spawn_sudo_as_alice(&self, mark: &Path) -> std::process::Child {
+        self.sudo_as_alice(mark)
+            .env("LOGNAME", ALICE)
+            .env("LANG", "C")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sudo")
+    }
+
     pub fn log(&self) -> String {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = vec![0u8; 8192];

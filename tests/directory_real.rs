@@ -101,6 +101,17 @@ fn directory_env(
     )
 }
 
+/// [`directory_env`] over ldaps with a cache of an hour.
+fn cached_env(fake: &FakeTelegram, slapd: &Slapd, policy: &str) -> PamEnv {
+    directory_env(
+        fake,
+        slapd,
+        &slapd.ldaps_uri(),
+        "cache_max_age = 3600\n",
+        policy,
+    )
+}
+
 /// alice's login under [`IGNORE_MEANS_LOGIN`], typing nothing.
 fn alice_where_ignore_means_login(env: &PamEnv, fake: &FakeTelegram) -> PamRun {
     env.set_stack(IGNORE_MEANS_LOGIN);
@@ -286,13 +297,7 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_cache_stands_in_while_fresh_and_never_when_stale() {
     let (fake, mut slapd) = started();
-    let env = directory_env(
-        &fake,
-        &slapd,
-        &slapd.ldaps_uri(),
-        "cache_max_age = 3600\n",
-        "[policy]\nfailmode = \"safe\"\n",
-    );
+    let env = cached_env(&fake, &slapd, "[policy]\nfailmode = \"safe\"\n");
     // The directory answers: the recipients are kept.
     let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
     assert!(run.success, "{}", run.dump());
@@ -574,13 +579,7 @@ fn open_session(env: &PamEnv, user: &str) -> PamRun {
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_directory_user_gets_the_session_alert_and_the_cache_stands_in() {
     let (fake, mut slapd) = started();
-    let env = directory_env(
-        &fake,
-        &slapd,
-        &slapd.ldaps_uri(),
-        "cache_max_age = 3600\n",
-        "[alert]\nservices = [\"pgw\"]\n",
-    );
+    let env = cached_env(&fake, &slapd, "[alert]\nservices = [\"pgw\"]\n");
     env.set_stack(
         "auth required {module} config={config}\n\
          session optional {module} config={config}\n\

@@ -446,6 +446,20 @@ fn schema_attributes_work() {
     assert_eq!(mobiles, ["+491", "+492"]);
 }
 
+/// The LDIF change record for `rdn` under ou=people: `changetype: CHANGE`.
+fn people_change(rdn: &str, change: &str) -> String {
+    format!("dn: {rdn},{}\nchangetype: {change}", Slapd::PEOPLE_DN)
+}
+
+/// `ldif` is refused as an object class violation (LDAP result 65).
+fn refused_as_class_violation(slapd: &Slapd, ldif: &str, what: &str) {
+    let err = slapd.modify(ldif).expect_err(what);
+    assert!(
+        err.to_string().contains("(65)"),
+        "object class violation: {err}"
+    );
+}
+
 /// pamGatewayUser is auxiliary: it can be added to an existing entry, and
 /// it cannot make an entry on its own.
 #[test]
@@ -453,44 +467,40 @@ fn schema_class_is_auxiliary() {
     let slapd = start();
     // An entry from before pam_gateway: no pamGatewayUser.
     slapd
-        .modify(&format!(
-            "dn: uid=old,{}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
+        .modify(&people_change(
+            "uid=old",
+            "add\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
              uid: old\ncn: old\nsn: old\nuidNumber: 3000\ngidNumber: 3000\nhomeDirectory: /home/old\n",
-            Slapd::PEOPLE_DN
         ))
         .expect("plain entry");
     // The attribute without the class is refused ...
-    let err = slapd
-        .modify(&format!(
-            "dn: uid=old,{}\nchangetype: modify\nadd: pamGatewayTelegram\npamGatewayTelegram: 5\n",
-            Slapd::PEOPLE_DN
-        ))
-        .expect_err("attribute without its class");
-    assert!(
-        err.to_string().contains("(65)"),
-        "object class violation: {err}"
+    refused_as_class_violation(
+        &slapd,
+        &people_change(
+            "uid=old",
+            "modify\nadd: pamGatewayTelegram\npamGatewayTelegram: 5\n",
+        ),
+        "attribute without its class",
     );
     // ... and accepted together with it (what `pam-gateway enroll` does).
     slapd
-        .modify(&format!(
-            "dn: uid=old,{}\nchangetype: modify\nadd: objectClass\nobjectClass: pamGatewayUser\n-\n\
+        .modify(&people_change(
+            "uid=old",
+            "modify\nadd: objectClass\nobjectClass: pamGatewayUser\n-\n\
              add: pamGatewayTelegram\npamGatewayTelegram: 5\n",
-            Slapd::PEOPLE_DN
         ))
         .expect("class and attribute");
     assert_eq!(
         slapd.attr("old", "pamGatewayTelegram").expect("read"),
         ["5"]
     );
-    let err = slapd
-        .modify(&format!(
-            "dn: cn=lonely,{}\nchangetype: add\nobjectClass: pamGatewayUser\ncn: lonely\n",
-            Slapd::PEOPLE_DN
-        ))
-        .expect_err("no structural class");
-    assert!(
-        err.to_string().contains("(65)"),
-        "object class violation: {err}"
+    refused_as_class_violation(
+        &slapd,
+        &people_change(
+            "cn=lonely",
+            "add\nobjectClass: pamGatewayUser\ncn: lonely\n",
+        ),
+        "no structural class",
     );
 }
 

@@ -28,9 +28,6 @@ const DIR_CHAT: &str = "555000111";
 /// The chat of `dir0` in [`fifty_concurrent_logins`]; `dirN` has this + N.
 const FIRST_CHAT: i64 = 600_000_000;
 
-const IGNORE_MEANS_LOGIN: &str = "auth [success=done ignore=ignore default=die] {module} \
-                                  config={config}\nauth required pam_permit.so\n";
-
 /// The fake knows users.toml's chat, the directory's, and the 50 of
 /// [`fifty_concurrent_logins`].
 fn fake() -> FakeTelegram {
@@ -112,12 +109,6 @@ fn cached_env(fake: &FakeTelegram, slapd: &Slapd, policy: &str) -> PamEnv {
     )
 }
 
-/// alice's login under [`IGNORE_MEANS_LOGIN`], typing nothing.
-fn alice_where_ignore_means_login(env: &PamEnv, fake: &FakeTelegram) -> PamRun {
-    env.set_stack(IGNORE_MEANS_LOGIN);
-    env.authenticate("alice", Answers::Eof, Some(fake))
-}
-
 /// `run` was denied as the directory's failure (PAM_AUTHINFO_UNAVAIL), its
 /// log saying so and each of `why`; `context` heads the failure message.
 fn assert_unavailable(run: &PamRun, why: &[&str], context: &str) {
@@ -175,7 +166,7 @@ fn the_bind_password_file_is_used_and_checked() {
 
     // Readable by others: denied as a directory failure, not "not enrolled".
     write_file(&pw, slapd.reader_password(), 0o644);
-    let run = alice_where_ignore_means_login(&env, &fake);
+    let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
     assert_unavailable(&run, &["bind_password_file"], "");
     no_password_leaks(&run, &slapd);
 }
@@ -215,8 +206,7 @@ fn no_entry_or_no_recipient_is_not_enrolled() {
         &section,
         "",
     );
-    env_ignore.set_stack(IGNORE_MEANS_LOGIN);
-    let run = env_ignore.authenticate("mallory", Answers::Eof, None);
+    let run = env_ignore.authenticate_where_ignore_permits("mallory", None);
     assert!(run.success, "{}", run.dump());
     assert!(
         run.log.contains("result=ignored-not-enrolled"),
@@ -286,7 +276,7 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
         "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
     ] {
         let env = env(&fake.url(), policy, &section, "");
-        let run = alice_where_ignore_means_login(&env, &fake);
+        let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
         assert_unavailable(&run, &["directory unreachable", "no cache"], policy);
         no_password_leaks(&run, &slapd);
     }
@@ -332,7 +322,7 @@ fn the_cache_stands_in_while_fresh_and_never_when_stale() {
     json["directory"]["seen"] = serde_json::json!(now - 7200);
     write_file(&state_file, &json.to_string(), 0o600);
     let sent = fake.sent().len();
-    let run = alice_where_ignore_means_login(&env, &fake);
+    let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
     assert_unavailable(&run, &["stale"], "");
     assert_eq!(fake.sent().len(), sent, "nothing sent");
 
@@ -371,7 +361,7 @@ fn a_stalled_directory_denies_within_its_timeout() {
             "",
             "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
         );
-        env.set_stack(IGNORE_MEANS_LOGIN);
+        env.set_stack(IGNORE_THEN_PERMIT);
         let started = Instant::now();
         let run = env.authenticate("alice", Answers::Eof, Some(&fake));
         let took = started.elapsed();
@@ -399,7 +389,7 @@ fn a_login_policy_exempts_never_asks_the_directory() {
         "",
         "[policy]\nunenrolled = \"ignore\"\nexempt_networks = [\"203.0.113.0/24\"]\n",
     );
-    env.set_stack(IGNORE_MEANS_LOGIN);
+    env.set_stack(IGNORE_THEN_PERMIT);
     let run = env.authenticate_with(
         "alice",
         &[("rhost", "203.0.113.9")],
@@ -440,7 +430,7 @@ fn a_ca_that_did_not_sign_the_server_is_refused() {
             &slapd.other_ca_file().display().to_string(),
         );
         let env = env(&fake.url(), "[policy]\nfailmode = \"safe\"\n", &section, "");
-        let run = alice_where_ignore_means_login(&env, &fake);
+        let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
         assert_unavailable(&run, &["certificate"], &uri);
     }
     assert!(fake.sent().is_empty());

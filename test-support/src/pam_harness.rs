@@ -139,6 +139,13 @@ pub fn write_account_files(dir: &Path) -> (PathBuf, PathBuf) {
     (p, g)
 }
 
+/// A stack (for [`PamEnv::set_stack`]) where the module's PAM_IGNORE falls
+/// through to pam_permit: success then means "ignored", failure means the
+/// module denied (where the module could let someone through, a PAM_IGNORE
+/// here is a login).
+pub const IGNORE_THEN_PERMIT: &str = "auth [success=done ignore=ignore default=die] {module} \
+                                      config={config}\nauth required pam_permit.so\n";
+
 /// One test's world: config dir, PAM service dir, syslog socket.
 pub struct PamEnv {
     pub dir: TempDir,
@@ -344,6 +351,17 @@ impl PamEnv {
             stop,
             thread: Some(thread),
         }
+    }
+
+    /// [`PamEnv::authenticate`] of `user` typing nothing, with the stack
+    /// [`IGNORE_THEN_PERMIT`]: a PAM_IGNORE from the module is a login.
+    pub fn authenticate_where_ignore_permits(
+        &self,
+        user: &str,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
+        self.set_stack(IGNORE_THEN_PERMIT);
+        self.authenticate(user, Answers::Eof, fake)
     }
 
     /// Runs `pamtester pgw USER authenticate` in a private mount namespace.

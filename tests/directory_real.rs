@@ -207,12 +207,7 @@ fn no_entry_or_no_recipient_is_not_enrolled() {
         "",
     );
     let run = env_ignore.authenticate_where_ignore_permits("mallory", None);
-    assert!(run.success, "{}", run.dump());
-    assert!(
-        run.log.contains("result=ignored-not-enrolled"),
-        "{}",
-        run.dump()
-    );
+    run.assert_succeeded_logging("result=ignored-not-enrolled");
     assert!(fake.sent().is_empty());
 }
 

@@ -227,12 +227,7 @@ fn unenrolled_deny_and_ignore() {
 
     let env = PamEnv::with_fake(&fake, "[policy]\nunenrolled = \"ignore\"\n");
     let run = env.authenticate_where_ignore_permits("mallory", Some(&fake));
-    assert!(run.success, "{}", run.dump());
-    assert!(
-        run.log.contains("result=ignored-not-enrolled"),
-        "{}",
-        run.dump()
-    );
+    run.assert_succeeded_logging("result=ignored-not-enrolled");
     assert!(fake.sent().is_empty());
 }
 

@@ -21,6 +21,15 @@ fn start() -> Slapd {
     }
 }
 
+/// [`start`], with alice added, her Telegram chat `chat`.
+fn with_alice(chat: &str) -> Slapd {
+    let slapd = start();
+    slapd
+        .add_user("alice", &[("pamGatewayTelegram", chat)])
+        .expect("add");
+    slapd
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -146,10 +155,7 @@ fn starttls_certificate_names_localhost() {
 
 #[test]
 fn wrong_ca_is_refused() {
-    let slapd = start();
-    slapd
-        .add_user("alice", &[("pamGatewayTelegram", "1")])
-        .expect("add");
+    let slapd = with_alice("1");
     for (what, uri, starttls) in [
         ("ldap -ZZ", slapd.ldap_uri(), true),
         ("ldaps", slapd.ldaps_uri(), false),
@@ -176,10 +182,7 @@ fn wrong_ca_is_refused() {
 
 #[test]
 fn reader_reads_but_cannot_write() {
-    let slapd = start();
-    slapd
-        .add_user("alice", &[("pamGatewayTelegram", "111")])
-        .expect("add");
+    let slapd = with_alice("111");
     let mut cmd = slapd.ldap_command("ldapmodify");
     cmd.args([
         "-x",
@@ -242,10 +245,7 @@ fn reader_reads_but_cannot_write() {
 
 #[test]
 fn stop_and_restart_keep_data_and_ports() {
-    let mut slapd = start();
-    slapd
-        .add_user("alice", &[("pamGatewayTelegram", "123")])
-        .expect("add");
+    let mut slapd = with_alice("123");
     let (ldap, ldaps, ldapi) = (slapd.ldap_uri(), slapd.ldaps_uri(), slapd.ldapi_uri());
     slapd.stop();
     let down = reader_search(&slapd, &ldap, true, None);

@@ -189,6 +189,12 @@ pub struct PamRun {
 
 impl PamRun {
     /// pamtester prints `pam_strerror` of the failure; this checks it.
+    /// The run succeeded and the module logged `needle`.
+    pub fn assert_succeeded_logging(&self, needle: &str) {
+        assert!(self.success, "{}", self.dump());
+        assert!(self.log.contains(needle), "{}", self.dump());
+    }
+
     pub fn assert_failed_with(&self, pam_message: &str) {
         assert!(
             !self.success,

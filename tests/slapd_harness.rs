@@ -21,6 +21,22 @@ fn start() -> Slapd {
     }
 }
 
+/// `tool` (ldapsearch, ldapmodify) with a simple bind as the reader over
+/// ldapi; the password is the caller's to give (`-y FILE`, `-w PW`).
+fn as_reader_over_ldapi(slapd: &Slapd, tool: &str) -> Command {
+    let mut cmd = slapd.ldap_command(tool);
+    cmd.args(["-x", "-H", &slapd.ldapi_uri(), "-D", slapd.reader_dn()]);
+    cmd
+}
+
+/// The LDIF change that sets alice's Telegram chat to `chat`.
+fn alice_chat_change(chat: &str) -> String {
+    format!(
+        "dn: {}\nchangetype: modify\nreplace: pamGatewayTelegram\npamGatewayTelegram: {chat}\n",
+        Slapd::user_dn("alice")
+    )
+}
+
 /// [`start`], with alice added, her Telegram chat `chat`.
 fn with_alice(chat: &str) -> Slapd {
     let slapd = start();
@@ -183,20 +199,9 @@ fn wrong_ca_is_refused() {
 #[test]
 fn reader_reads_but_cannot_write() {
     let slapd = with_alice("111");
-    let mut cmd = slapd.ldap_command("ldapmodify");
-    cmd.args([
-        "-x",
-        "-H",
-        &slapd.ldapi_uri(),
-        "-D",
-        slapd.reader_dn(),
-        "-y",
-    ])
-    .arg(slapd.reader_password_file());
-    let ldif = format!(
-        "dn: {}\nchangetype: modify\nreplace: pamGatewayTelegram\npamGatewayTelegram: 666\n",
-        Slapd::user_dn("alice")
-    );
+    let mut cmd = as_reader_over_ldapi(&slapd, "ldapmodify");
+    cmd.arg("-y").arg(slapd.reader_password_file());
+    let ldif = alice_chat_change("666");
     let file = slapd.dir().join("reader-change.ldif");
     std::fs::write(&file, ldif).expect("write ldif");
     cmd.arg("-f").arg(&file);
@@ -213,27 +218,15 @@ fn reader_reads_but_cannot_write() {
     );
     // The admin can (the same change).
     slapd
-        .modify(&format!(
-            "dn: {}\nchangetype: modify\nreplace: pamGatewayTelegram\npamGatewayTelegram: 222\n",
-            Slapd::user_dn("alice")
-        ))
+        .modify(&alice_chat_change("222"))
         .expect("admin writes");
     assert_eq!(
         slapd.attr("alice", "pamGatewayTelegram").expect("read"),
         ["222"]
     );
     // A wrong reader password does not bind.
-    let mut cmd = slapd.ldap_command("ldapsearch");
-    cmd.args([
-        "-x",
-        "-H",
-        &slapd.ldapi_uri(),
-        "-D",
-        slapd.reader_dn(),
-        "-w",
-        "wrong",
-    ])
-    .args(["-b", Slapd::BASE_DN, "(uid=alice)"]);
+    let mut cmd = as_reader_over_ldapi(&slapd, "ldapsearch");
+    cmd.args(["-w", "wrong", "-b", Slapd::BASE_DN, "(uid=alice)"]);
     let out = run_tool(cmd).expect("ldapsearch runs");
     assert_eq!(
         out.status.code(),
@@ -398,23 +391,15 @@ fn schema_attributes_work() {
         assert_eq!(slapd.attr("carol", attr).expect(attr), [want], "{attr}");
     }
     // Names are case-insensitive, and the reader can filter on them.
-    let mut cmd = slapd.ldap_command("ldapsearch");
-    cmd.args([
-        "-LLL",
-        "-x",
-        "-H",
-        &slapd.ldapi_uri(),
-        "-D",
-        slapd.reader_dn(),
-        "-y",
-    ])
-    .arg(slapd.reader_password_file())
-    .args([
-        "-b",
-        Slapd::BASE_DN,
-        "(&(objectClass=PAMGATEWAYUSER)(pamgatewaysms=+4915187654321))",
-        "dn",
-    ]);
+    let mut cmd = as_reader_over_ldapi(&slapd, "ldapsearch");
+    cmd.args(["-LLL", "-y"])
+        .arg(slapd.reader_password_file())
+        .args([
+            "-b",
+            Slapd::BASE_DN,
+            "(&(objectClass=PAMGATEWAYUSER)(pamgatewaysms=+4915187654321))",
+            "dn",
+        ]);
     let out = run_tool(cmd).expect("ldapsearch");
     assert!(
         stdout(&out).contains("dn: uid=carol,ou=people,dc=example,dc=test"),

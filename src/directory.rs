@@ -504,13 +504,7 @@ impl Connection {
         attribute: &str,
         values: &[&str],
     ) -> Result<(), DirectoryError> {
-        let values: std::collections::HashSet<&str> = values.iter().copied().collect();
-        self.run(async |ldap| {
-            ldap.modify(dn, vec![Mod::Replace(attribute, values)])
-                .await?
-                .success()
-                .map(|_| ())
-        })
+        self.modify(dn, attribute, values, Mod::Replace)
     }
 
     /// Adds `values` to `attribute` of `dn` (e.g. `objectClass:
@@ -521,9 +515,21 @@ impl Connection {
         attribute: &str,
         values: &[&str],
     ) -> Result<(), DirectoryError> {
+        self.modify(dn, attribute, values, Mod::Add)
+    }
+
+    /// One modification of `attribute` of `dn` with `values`, of the kind
+    /// `kind` makes (`Mod::Replace`, `Mod::Add`).
+    fn modify<'a>(
+        &mut self,
+        dn: &str,
+        attribute: &'a str,
+        values: &[&'a str],
+        kind: fn(&'a str, std::collections::HashSet<&'a str>) -> Mod<&'a str>,
+    ) -> Result<(), DirectoryError> {
         let values: std::collections::HashSet<&str> = values.iter().copied().collect();
         self.run(async |ldap| {
-            ldap.modify(dn, vec![Mod::Add(attribute, values)])
+            ldap.modify(dn, vec![kind(attribute, values)])
                 .await?
                 .success()
                 .map(|_| ())

@@ -161,13 +161,21 @@ pub fn alert_entry(
     log.log(
         Level::Warning,
         &format!(
-            "user={} session: alert: directory={} {}; {then}",
+            "user={} session: alert: {}; {then}",
             clean(user),
-            clean(&dir.uri),
-            crate::log::field(&error.to_string())
+            directory_failed(dir, &error)
         ),
     );
     cached.map(UserEntry::from_recipients)
+}
+
+/// How a log line tells that the directory failed: `directory=URI ERROR`.
+fn directory_failed(dir: &directory::DirectoryConfig, error: &directory::DirectoryError) -> String {
+    format!(
+        "directory={} {}",
+        clean(&dir.uri),
+        crate::log::field(&error.to_string())
+    )
 }
 
 /// The user's enrolment for [`crate::flow::Flow::authenticate`]: known at
@@ -248,11 +256,7 @@ pub fn resolve_enrolment(
     };
     log.log(
         Level::Error,
-        &format!(
-            "user={shown} directory={} {}",
-            clean(&dir.uri),
-            crate::log::field(&error.to_string())
-        ),
+        &format!("user={shown} {}", directory_failed(dir, &error)),
     );
     let unavailable = |why: String| Ok(Enrolment::DirectoryUnavailable(why));
     let Some(max_age) = dir.cache_max_age else {

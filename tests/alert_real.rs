@@ -56,20 +56,9 @@ fn pam(
     answers: Answers,
     fake: Option<&FakeTelegram>,
 ) -> PamRun {
-    let mut cmd = env.bwrap();
-    cmd.arg("--bind")
-        .arg(&env.log_path)
-        .arg("/dev/log")
-        .arg("--die-with-parent")
-        .args(pamtester_command())
-        .arg("-v");
-    if let Some(r) = rhost {
-        cmd.arg(format!("-Irhost={r}"));
-    }
-    cmd.args(["pgw", user]).args(ops);
-    let mut run = converse(&mut cmd, answers, fake);
-    run.log = env.read_log();
-    run
+    let mut args: Vec<String> = rhost.map(|r| format!("-Irhost={r}")).into_iter().collect();
+    args.extend(["pgw", user].iter().chain(ops).map(|a| a.to_string()));
+    env.pamtester(&args, answers, fake)
 }
 
 fn opened(run: &PamRun) {

@@ -62,6 +62,18 @@ impl Case {
     }
 }
 
+/// The login's outcome when the code (or a tap) let alice in.
+const TELEGRAM: Outcome = Outcome::Success {
+    gateway: "telegram",
+};
+
+/// A running daemon on `clock` whose Approve fails with `error`.
+fn daemon_failing(clock: &FakeClock, error: ApproveError) -> FakeDaemon {
+    let daemon = FakeDaemon::running(clock);
+    daemon.log.borrow_mut().approve_error = Some(error);
+    daemon
+}
+
 fn enter() -> Step {
     Step::Type(Duration::from_secs(1), "\n".into())
 }
@@ -149,12 +161,7 @@ fn tap_then_enter_gets_in_and_the_request_carries_the_context() {
     let clock = FakeClock::default();
     let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::now(Approved)]);
     let r = run(Case::new(vec![enter()]), &clock, &daemon);
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
-    );
+    assert_eq!(r.outcome, TELEGRAM);
     let req = daemon.request();
     assert_eq!(r.prompts, [tap_prompt(&daemon)]);
     // Number matching: three distinct two-digit numbers, the answer one
@@ -191,12 +198,7 @@ fn enter_then_tap_and_a_pending_wait_asks_again() {
         WaitAnswer::after(Duration::from_secs(4), Approved),
     ]);
     let r = run(Case::new(vec![enter(), enter()]), &clock, &daemon);
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
-    );
+    assert_eq!(r.outcome, TELEGRAM);
     let tap = tap_prompt(&daemon);
     assert_eq!(r.prompts, [tap.clone(), format!("No tap yet. {tap}")]);
     assert!(
@@ -304,13 +306,7 @@ fn gone_or_a_failed_wait_asks_for_the_typed_code() {
             &clock,
             &daemon,
         );
-        assert_eq!(
-            r.outcome,
-            Outcome::Success {
-                gateway: "telegram"
-            },
-            "{note}"
-        );
+        assert_eq!(r.outcome, TELEGRAM, "{note}");
         assert_eq!(
             r.prompts,
             [
@@ -334,12 +330,7 @@ fn the_typed_code_works_with_approval_offered() {
         &clock,
         &daemon,
     );
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
-    );
+    assert_eq!(r.outcome, TELEGRAM);
     let tap = tap_prompt(&daemon);
     assert_eq!(r.prompts, [tap.clone(), tap]);
     assert_eq!(r.errors, ["Wrong code. 2 attempts left."]);
@@ -356,12 +347,7 @@ fn without_the_daemon_the_code_goes_directly_logged_once() {
         &clock,
         &daemon,
     );
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
-    );
+    assert_eq!(r.outcome, TELEGRAM);
     assert_eq!(r.prompts, [CODE_PROMPT, CODE_PROMPT]);
     assert_eq!(
         r.errors,
@@ -383,17 +369,14 @@ fn without_the_daemon_the_code_goes_directly_logged_once() {
 #[test]
 fn an_unsafe_socket_is_not_used_and_said_loudly() {
     let clock = FakeClock::default();
-    let daemon = FakeDaemon::running(&clock);
-    daemon.log.borrow_mut().approve_error = Some(ApproveError::Unsafe(
-        "/run/pam_gateway/pam-gatewayd.sock: owned by uid 1000, must be owned by uid 0".into(),
-    ));
-    let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
+    let daemon = daemon_failing(
+        &clock,
+        ApproveError::Unsafe(
+            "/run/pam_gateway/pam-gatewayd.sock: owned by uid 1000, must be owned by uid 0".into(),
+        ),
     );
+    let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
+    assert_eq!(r.outcome, TELEGRAM);
     assert_eq!(r.delivered.len(), 1);
     assert!(
         r.log
@@ -410,16 +393,9 @@ fn not_knowing_whether_the_daemon_sent_sends_the_same_code_directly() {
         ApproveError::Protocol("the daemon closed the connection".into()),
     ] {
         let clock = FakeClock::default();
-        let daemon = FakeDaemon::running(&clock);
-        daemon.log.borrow_mut().approve_error = Some(e.clone());
+        let daemon = daemon_failing(&clock, e.clone());
         let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
-        assert_eq!(
-            r.outcome,
-            Outcome::Success {
-                gateway: "telegram"
-            },
-            "{e}"
-        );
+        assert_eq!(r.outcome, TELEGRAM, "{e}");
         assert_eq!(r.prompts, [CODE_PROMPT]);
         assert_eq!(r.delivered.len(), 1);
         assert!(daemon.request().text.contains(CODE) && r.delivered[0].1.contains(CODE));
@@ -433,11 +409,13 @@ fn a_send_the_daemon_tried_fails_like_a_direct_one() {
     // Refused by Telegram through the daemon: no direct send, and
     // failmode=safe decides as for a direct refusal.
     let clock = FakeClock::default();
-    let daemon = FakeDaemon::running(&clock);
-    daemon.log.borrow_mut().approve_error = Some(ApproveError::Failed {
-        kind: ErrorKind::Refused,
-        detail: "connection refused".into(),
-    });
+    let daemon = daemon_failing(
+        &clock,
+        ApproveError::Failed {
+            kind: ErrorKind::Refused,
+            detail: "connection refused".into(),
+        },
+    );
     let mut case = Case::new(vec![]);
     case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
     case.caller_is_root = false;
@@ -454,11 +432,13 @@ fn a_send_the_daemon_tried_fails_like_a_direct_one() {
 
     // Rejected: denied, never ignored.
     let clock = FakeClock::default();
-    let daemon = FakeDaemon::running(&clock);
-    daemon.log.borrow_mut().approve_error = Some(ApproveError::Failed {
-        kind: ErrorKind::Rejected,
-        detail: "Bad Request: chat not found".into(),
-    });
+    let daemon = daemon_failing(
+        &clock,
+        ApproveError::Failed {
+            kind: ErrorKind::Rejected,
+            detail: "Bad Request: chat not found".into(),
+        },
+    );
     let mut case = Case::new(vec![]);
     case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
     let r = run(case, &clock, &daemon);
@@ -466,18 +446,15 @@ fn a_send_the_daemon_tried_fails_like_a_direct_one() {
 
     // Busy: the daemon tried nothing; the module sends itself.
     let clock = FakeClock::default();
-    let daemon = FakeDaemon::running(&clock);
-    daemon.log.borrow_mut().approve_error = Some(ApproveError::Failed {
-        kind: ErrorKind::Busy,
-        detail: "too many approvals".into(),
-    });
-    let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
+    let daemon = daemon_failing(
+        &clock,
+        ApproveError::Failed {
+            kind: ErrorKind::Busy,
+            detail: "too many approvals".into(),
+        },
     );
+    let r = run(Case::new(vec![Step::TypeDeliveredCode]), &clock, &daemon);
+    assert_eq!(r.outcome, TELEGRAM);
     assert_eq!(r.delivered.len(), 1);
 }
 
@@ -486,8 +463,7 @@ fn under_sudo_a_stalled_daemon_and_network_never_let_anyone_in() {
     // The hostile caller stops the process: the daemon request times out,
     // the direct send times out too. failmode=safe does not excuse it.
     let clock = FakeClock::default();
-    let daemon = FakeDaemon::running(&clock);
-    daemon.log.borrow_mut().approve_error = Some(ApproveError::Timeout);
+    let daemon = daemon_failing(&clock, ApproveError::Timeout);
     let mut case = Case::new(vec![]);
     case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
     case.caller_is_root = false;
@@ -511,12 +487,7 @@ fn group_chats_keep_the_typed_code() {
     let mut case = Case::new(vec![Step::TypeDeliveredCode]);
     case.who = Who::Enrolled("-1001234567");
     let r = run(case, &clock, &daemon);
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
-    );
+    assert_eq!(r.outcome, TELEGRAM);
     assert!(daemon.log.borrow().requests.is_empty());
     assert_eq!(r.delivered.len(), 1);
 }
@@ -528,12 +499,7 @@ fn approval_off_asks_no_daemon() {
     let mut case = Case::new(vec![Step::TypeDeliveredCode]);
     case.config = String::new();
     let r = run(case, &clock, &daemon);
-    assert_eq!(
-        r.outcome,
-        Outcome::Success {
-            gateway: "telegram"
-        }
-    );
+    assert_eq!(r.outcome, TELEGRAM);
     assert!(daemon.log.borrow().requests.is_empty());
     assert_eq!(daemon.log.borrow().status_calls, 0);
 }

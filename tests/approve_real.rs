@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use pgw_test_support::daemon::{self, DaemonProcess as Daemon};
 use pgw_test_support::fake_telegram::{FakeOptions, FakeTelegram, Message, find_code};
 use pgw_test_support::pam_harness::{CHAT, TOKEN, write_file};
 use pgw_test_support::sandbox::{ALICE, PASSWORD, Sandbox};
@@ -27,82 +28,14 @@ const COMMAND: &str = "echo pgw-ssh-ok-$((6*7)) $(id -un)";
 const CODE_PROMPT: &str = "Code sent via Telegram to ***977. Verification code: ";
 
 /// `pam-gatewayd` as the package runs it (as root, `--config`), on the
-/// host; killed on drop.
-struct Daemon {
-    config: PathBuf,
-    socket: PathBuf,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
-fn daemon_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target dir")
-        .join("pam-gatewayd");
-    assert!(
-        bin.is_file(),
-        "{} is missing: cargo build -p pam-gateway-daemon",
-        bin.display()
-    );
-    bin
-}
-
-impl Daemon {
-    fn start(world: &World) -> Daemon {
-        let mut d = Daemon {
-            config: world.shared.join("daemon.toml"),
-            socket: world.socket.clone(),
-            log: world.shared.join("daemon.log"),
-            child: None,
-        };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let mut child = Command::new(daemon_binary())
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start pam-gatewayd");
-        let deadline = Instant::now() + WAIT;
-        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("pam-gatewayd exited with {status}:\n{}", self.log_text());
-            }
-            assert!(Instant::now() < deadline, "no socket:\n{}", self.log_text());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// host, with the config and socket `world` shares; killed on drop.
+fn start_daemon(world: &World) -> Daemon {
+    Daemon::start(
+        daemon::binary(),
+        world.shared.join("daemon.toml"),
+        world.socket.clone(),
+        world.shared.join("daemon.log"),
+    )
 }
 
 /// The fake, the sandbox with `[approve]` on, and the paths the daemon
@@ -188,21 +121,10 @@ fn approval_message(w: &World) -> Message {
     w.fake.message(sent.message_id).expect("message")
 }
 
-/// The `callback_data` of the button labelled `label`.
-fn button(m: &Message, label: &str) -> String {
-    m.buttons
-        .iter()
-        .flatten()
-        .find(|(text, _)| text == label)
-        .map(|(_, data)| data.clone())
-        .unwrap_or_else(|| panic!("no button {label:?} in {:?}", m.buttons))
-}
-
 /// Taps `label` as `from` and waits until the daemon answered the tap.
-fn tap(w: &World, from: i64, m: &Message, label: &str) -> String {
-    let id = w.fake.tap(from, m.message_id, &button(m, label));
-    w.fake
-        .wait_for_callback_answer(id, WAIT)
+fn tap(fake: &FakeTelegram, from: i64, m: &Message, label: &str) -> String {
+    let id = fake.tap(from, m.message_id, &m.button_data(label));
+    fake.wait_for_callback_answer(id, WAIT)
         .expect("the daemon did not answer the tap")
         .text
 }
@@ -241,6 +163,56 @@ fn assert_refused(r: &SshResult, w: &World, sshd: &Sshd, d: Option<&Daemon>) {
         "expected a refusal\n{}",
         dump(w, sshd, d, Some(r))
     );
+}
+
+/// [`world`] or [`world_waiting`]'s `w`, the daemon, and sshd with `recipe`.
+fn with_daemon_and_sshd(w: World, recipe: Recipe) -> (World, Daemon, Sshd) {
+    let d = start_daemon(&w);
+    let sshd = Sshd::start(&w.sandbox, recipe);
+    (w, d, sshd)
+}
+
+/// Starts ALICE's key login; returns it at the tap prompt, with the prompt
+/// and the message with the buttons.
+fn login_to_tap(w: &World, sshd: &Sshd) -> (SshLogin, String, Message) {
+    let mut login = sshd.login(ALICE, &[], COMMAND);
+    let p = login.next_prompt(WAIT).expect("prompt");
+    (login, p, approval_message(w))
+}
+
+/// Types the code `m` carries: the login gets in.
+fn type_code_and_get_in(mut login: SshLogin, m: &Message, w: &World, sshd: &Sshd, d: &Daemon) {
+    login.answer(&find_code(&m.text).expect("code"));
+    let r = login.finish(WAIT);
+    assert_in(&r, w, sshd, Some(d));
+}
+
+/// Approval went away mid-login: the next prompt `p2` says so and asks for
+/// the code, and the code `m` carries lets the login in.
+fn typed_code_after_approval_gone(
+    login: SshLogin,
+    p2: &str,
+    m: &Message,
+    w: &World,
+    sshd: &Sshd,
+    d: &Daemon,
+) {
+    assert_eq!(
+        p2,
+        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
+    );
+    type_code_and_get_in(login, m, w, sshd, d);
+}
+
+/// `kill -SIG pid`, which must succeed.
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
 }
 
 /// Starts an ssh login with the password given; returns it at the
@@ -290,9 +262,7 @@ fn tap_prompt_of(p: &str) -> String {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn tap_then_enter_gets_in() {
-    let w = world("");
-    let d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::PasswordAndCode);
+    let (w, d, sshd) = with_daemon_and_sshd(world(""), Recipe::PasswordAndCode);
     let (mut login, p) = login_to_prompt(&sshd);
     assert_eq!(p, tap_prompt_of(&p), "{}", dump(&w, &sshd, Some(&d), None));
     let n = number_in(&p);
@@ -319,7 +289,7 @@ fn tap_then_enter_gets_in() {
     assert_eq!(labels.len(), 4, "{labels:?}");
     assert!(labels.contains(&format!("{n:02}").as_str()) && labels.contains(&"Not me"));
 
-    tap(&w, CHAT, &m, &format!("{n:02}"));
+    tap(&w.fake, CHAT, &m, &format!("{n:02}"));
     login.answer("");
     let r = login.finish(WAIT);
     assert_in(&r, &w, &sshd, Some(&d));
@@ -345,19 +315,15 @@ fn tap_then_enter_gets_in() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enter_then_tap_gets_in_and_a_strangers_tap_does_nothing() {
-    let w = world("");
-    let d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    let p = login.next_prompt(WAIT).expect("prompt");
+    let (w, d, sshd) = with_daemon_and_sshd(world(""), Recipe::KeyAndCode);
+    let (mut login, p, m) = login_to_tap(&w, &sshd);
     let n = number_in(&p);
-    let m = approval_message(&w);
     login.answer("");
     // The module waits (up to [approve] wait = 10 s). A forwarded message
     // tapped by someone else approves nothing; then the user taps.
     std::thread::sleep(Duration::from_millis(500));
-    tap(&w, STRANGER, &m, &format!("{n:02}"));
-    tap(&w, CHAT, &m, &format!("{n:02}"));
+    tap(&w.fake, STRANGER, &m, &format!("{n:02}"));
+    tap(&w.fake, CHAT, &m, &format!("{n:02}"));
     let r = login.finish(WAIT);
     assert_in(&r, &w, &sshd, Some(&d));
     assert_eq!(r.prompts.len(), 1, "no second prompt: {}", r.dump());
@@ -367,13 +333,9 @@ fn enter_then_tap_gets_in_and_a_strangers_tap_does_nothing() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_wrong_number_is_refused_and_counted() {
-    let w = world("\n[code]\nattempts = 2\n");
-    let d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    let p = login.next_prompt(WAIT).expect("prompt");
-    let m = approval_message(&w);
-    tap(&w, CHAT, &m, &other_number(&m, number_in(&p)));
+    let (w, d, sshd) = with_daemon_and_sshd(world("\n[code]\nattempts = 2\n"), Recipe::KeyAndCode);
+    let (mut login, p, m) = login_to_tap(&w, &sshd);
+    tap(&w.fake, CHAT, &m, &other_number(&m, number_in(&p)));
     login.answer("");
     // The offer is over: only the typed code now (OpenSSH shows the error
     // message with the next prompt).
@@ -395,28 +357,18 @@ fn a_wrong_number_is_refused_and_counted() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn not_me_refuses_locks_and_alerts_the_admins() {
-    let w = world("");
-    let d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    login.next_prompt(WAIT).expect("prompt");
-    let m = approval_message(&w);
-    tap(&w, CHAT, &m, "Not me");
+    let (w, d, sshd) = with_daemon_and_sshd(world(""), Recipe::KeyAndCode);
+    let (mut login, _, m) = login_to_tap(&w, &sshd);
+    tap(&w.fake, CHAT, &m, "Not me");
     login.answer("");
     let r = login.finish(WAIT);
     assert_refused(&r, &w, &sshd, Some(&d));
     wait_syslog(&w, "result=denied-not-me");
     let s = state_of(&w, ALICE);
     assert!(s["not_me"].is_u64(), "locked: {s}");
-    let deadline = Instant::now() + WAIT;
-    while !w.fake.sent().iter().any(|s| s.chat_id == ADMIN.to_string()) {
-        assert!(
-            Instant::now() < deadline,
-            "no alert to {ADMIN}: {:?}",
-            w.fake.sent()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.fake
+        .wait_for_sent_to(ADMIN, WAIT)
+        .unwrap_or_else(|| panic!("no alert to {ADMIN}: {:?}", w.fake.sent()));
     // The next login sends nothing and is refused.
     let before = w.fake.sent().len();
     let r = sshd.login(ALICE, &[], COMMAND).finish(WAIT);
@@ -432,21 +384,15 @@ fn not_me_refuses_locks_and_alerts_the_admins() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_typed_code_still_works_with_approval_on() {
-    let w = world("");
-    let d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    let p = login.next_prompt(WAIT).expect("prompt");
+    let (w, d, sshd) = with_daemon_and_sshd(world(""), Recipe::KeyAndCode);
+    let (login, p, m) = login_to_tap(&w, &sshd);
     assert!(p.contains("Tap "), "{p}");
-    let m = approval_message(&w);
-    login.answer(&find_code(&m.text).expect("code"));
-    let r = login.finish(WAIT);
-    assert_in(&r, &w, &sshd, Some(&d));
+    type_code_and_get_in(login, &m, &w, &sshd, &d);
     wait_syslog(&w, "reason=\"code accepted\"");
     let edit = w.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
     assert!(edit.after.buttons.is_empty());
     // A stale tap now does nothing but say why.
-    let why = tap(&w, CHAT, &m, &format!("{:02}", number_in(&p)));
+    let why = tap(&w.fake, CHAT, &m, &format!("{:02}", number_in(&p)));
     assert!(!why.is_empty(), "a stale button says why");
 }
 
@@ -474,48 +420,65 @@ fn without_the_daemon_the_code_is_sent_directly() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_daemon_killed_mid_login_leaves_the_typed_code() {
-    let w = world("");
-    let mut d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    login.next_prompt(WAIT).expect("prompt");
-    let m = approval_message(&w);
+    let (w, mut d, sshd) = with_daemon_and_sshd(world(""), Recipe::KeyAndCode);
+    let (mut login, _, m) = login_to_tap(&w, &sshd);
     d.kill();
     login.answer("");
     let p2 = login.next_prompt(WAIT).expect("asked again");
-    assert_eq!(
-        p2,
-        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
-    );
-    login.answer(&find_code(&m.text).expect("code"));
-    let r = login.finish(WAIT);
-    assert_in(&r, &w, &sshd, Some(&d));
+    typed_code_after_approval_gone(login, &p2, &m, &w, &sshd, &d);
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_daemon_restarted_between_send_and_tap_leaves_the_typed_code() {
-    let w = world("");
-    let mut d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    let p = login.next_prompt(WAIT).expect("prompt");
-    let m = approval_message(&w);
+    let (w, mut d, sshd) = with_daemon_and_sshd(world(""), Recipe::KeyAndCode);
+    let (mut login, p, m) = login_to_tap(&w, &sshd);
     d.kill();
     d.spawn();
     // The new daemon does not know the nonce: the tap approves nothing.
-    tap(&w, CHAT, &m, &format!("{:02}", number_in(&p)));
+    tap(&w.fake, CHAT, &m, &format!("{:02}", number_in(&p)));
     login.answer("");
     let p2 = login.next_prompt(WAIT).expect("asked again");
-    assert_eq!(
-        p2,
-        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
-    );
-    login.answer(&find_code(&m.text).expect("code"));
-    let r = login.finish(WAIT);
-    assert_in(&r, &w, &sshd, Some(&d));
+    typed_code_after_approval_gone(login, &p2, &m, &w, &sshd, &d);
     let log = w.sandbox.log();
     assert!(!log.contains("method=approved"), "{log}");
+}
+
+/// Appends what `pipe` gives to `sink` (on a thread of its own) until it
+/// closes.
+fn drain_into(
+    mut pipe: impl std::io::Read + Send + 'static,
+    sink: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+}
+
+/// What [`drain_into`] gathered so far.
+fn text_of(out: &std::sync::Mutex<String>) -> String {
+    out.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Waits up to 60 s for `child` to exit; if it does not, panics with what
+/// `hangs` says.
+fn wait_exit(child: &mut Child, hangs: impl Fn() -> String) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{}", hangs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `sudo -S` run by ALICE (real uid hers: the hostile caller), its prompts
@@ -529,20 +492,11 @@ struct SudoRun {
 
 impl SudoRun {
     fn start(w: &World) -> SudoRun {
-        use std::io::Read;
         w.sandbox.install_service("sudo", "sudo");
-        let uid = pgw_test_support::sandbox::ALICE_UID.to_string();
         let mark = w.sandbox.path().join("out/ran");
         let mut child = w
             .sandbox
-            .command("setpriv")
-            .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-            .arg(format!("id -u > {}", mark.display()))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", format!("/home/{ALICE}"))
-            .env("USER", ALICE)
+            .sudo_as_alice(&mark)
             .env("LANG", "C")
             // What a hostile caller could set: never read.
             .env("SUDO_COMMAND", "/bin/true harmless")
@@ -552,20 +506,9 @@ impl SudoRun {
             .spawn()
             .expect("sudo");
         let stdin = child.stdin.take();
-        let mut stderr = child.stderr.take().expect("stderr");
+        let stderr = child.stderr.take().expect("stderr");
         let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = seen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        drain_into(stderr, seen.clone());
         SudoRun {
             child,
             stdin,
@@ -574,8 +517,18 @@ impl SudoRun {
         }
     }
 
+    /// [`SudoRun::start`], the password typed: at the tap prompt (the
+    /// output from there on).
+    fn to_tap(w: &World) -> (SudoRun, String) {
+        let mut sudo = SudoRun::start(w);
+        sudo.wait_for("password for");
+        sudo.type_line(PASSWORD);
+        let p = sudo.wait_for("Tap ");
+        (sudo, p)
+    }
+
     fn output(&self) -> String {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        text_of(&self.seen)
     }
 
     /// Waits until `text` was printed; returns the output from there on.
@@ -633,18 +586,9 @@ impl SudoRun {
     /// Closes stdin, waits for the exit; whether sudo ran the command.
     fn finish(mut self) -> (bool, String) {
         drop(self.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sudo did not exit:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = wait_exit(&mut self.child, || {
+            format!("sudo did not exit:\n{}", text_of(&self.seen))
+        });
         let ran = fs::read_to_string(&self.mark).is_ok_and(|t| t.trim() == "0");
         (status.success() && ran, self.output())
     }
@@ -656,17 +600,14 @@ impl SudoRun {
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
     let w = world("");
-    let d = Daemon::start(&w);
-    let mut sudo = SudoRun::start(&w);
-    sudo.wait_for("password for");
-    sudo.type_line(PASSWORD);
-    let p = sudo.wait_for("Tap ");
+    let d = start_daemon(&w);
+    let (mut sudo, p) = SudoRun::to_tap(&w);
     let n = number_in(&p);
     let m = approval_message(&w);
     assert!(m.text.contains("Service: sudo"), "{}", m.text);
     assert!(m.text.contains(&format!("{ALICE}@")), "{}", m.text);
     assert!(!m.text.contains("harmless"), "{}", m.text);
-    tap(&w, CHAT, &m, &format!("{n:02}"));
+    tap(&w.fake, CHAT, &m, &format!("{n:02}"));
     sudo.type_line("");
     let (ran, out) = sudo.finish();
     assert!(
@@ -686,26 +627,14 @@ fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn under_sudo_a_stopped_wait_lets_nobody_in() {
     let w = world_waiting(2, "");
-    let d = Daemon::start(&w);
-    let mut sudo = SudoRun::start(&w);
-    sudo.wait_for("password for");
-    sudo.type_line(PASSWORD);
-    sudo.wait_for("Tap ");
+    let d = start_daemon(&w);
+    let (mut sudo, _) = SudoRun::to_tap(&w);
     approval_message(&w);
     sudo.type_line("");
     let pid = sudo.sudo_pid();
-    let kill = |sig: &str| {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} {pid}");
-    };
-    kill("STOP");
+    signal(pid, "STOP");
     std::thread::sleep(Duration::from_secs(8));
-    kill("CONT");
+    signal(pid, "CONT");
     // Asked again (no tap came); nobody types the code.
     sudo.wait_for("No tap yet. Tap ");
     let (ran, out) = sudo.finish();
@@ -721,32 +650,14 @@ fn under_sudo_a_stopped_wait_lets_nobody_in() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_stalled_daemon_times_out_into_the_typed_code() {
-    let w = world_waiting(2, "");
-    let d = Daemon::start(&w);
-    let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
-    let mut login = sshd.login(ALICE, &[], COMMAND);
-    login.next_prompt(WAIT).expect("prompt");
-    let m = approval_message(&w);
-    let pid = d.child.as_ref().expect("running").id().to_string();
-    let signal = |sig: &str| {
-        let ok = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill {sig} {pid}");
-    };
-    signal("-STOP");
+    let (w, d, sshd) = with_daemon_and_sshd(world_waiting(2, ""), Recipe::KeyAndCode);
+    let (mut login, _, m) = login_to_tap(&w, &sshd);
+    let pid = d.child.as_ref().expect("running").id();
+    signal(pid, "STOP");
     login.answer("");
     let p2 = login.next_prompt(WAIT).expect("asked again");
-    signal("-CONT");
-    assert_eq!(
-        p2,
-        format!("({ALICE}@127.0.0.1) Approval no longer available. {CODE_PROMPT}")
-    );
-    login.answer(&find_code(&m.text).expect("code"));
-    let r = login.finish(WAIT);
-    assert_in(&r, &w, &sshd, Some(&d));
+    signal(pid, "CONT");
+    typed_code_after_approval_gone(login, &p2, &m, &w, &sshd, &d);
     wait_syslog(&w, "approval: pam-gatewayd did not answer in time");
 }
 
@@ -812,13 +723,12 @@ mod many {
             socket.display()
         );
         let pam = PamEnv::with_files(&body, &users);
-        let mut daemon = Daemon {
-            config: pam.config.clone(),
+        let daemon = Daemon::start(
+            daemon::binary(),
+            pam.config.clone(),
             socket,
-            log: pam.dir.path().join("daemon.log"),
-            child: None,
-        };
-        daemon.spawn();
+            pam.dir.path().join("daemon.log"),
+        );
         let log = Arc::new(Mutex::new(String::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sock = pam.log_sock.try_clone().expect("log socket");
@@ -865,29 +775,18 @@ mod many {
                 .stderr(Stdio::piped());
             let mut child = cmd.spawn().expect("pamtester");
             let out = Arc::new(Mutex::new(String::new()));
-            for mut pipe in [
+            for pipe in [
                 Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
                 Box::new(child.stderr.take().expect("stderr")),
             ] {
-                let sink = Arc::clone(&out);
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 512];
-                    while let Ok(n) = pipe.read(&mut buf) {
-                        if n == 0 {
-                            break;
-                        }
-                        sink.lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push_str(&String::from_utf8_lossy(&buf[..n]));
-                    }
-                });
+                drain_into(pipe, Arc::clone(&out));
             }
             let stdin = child.stdin.take();
             Login { child, stdin, out }
         }
 
         fn output(&self) -> String {
-            self.out.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            text_of(&self.out)
         }
 
         /// Waits for the prompt; returns its number.
@@ -920,20 +819,14 @@ mod many {
         /// Closes stdin, waits for the exit; true when authenticated.
         fn finish(mut self, env: &Env) -> (bool, String) {
             drop(self.stdin.take());
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let status = loop {
-                if let Some(s) = self.child.try_wait().expect("wait") {
-                    break s;
-                }
-                assert!(
-                    Instant::now() < deadline,
+            let status = wait_exit(&mut self.child, || {
+                format!(
                     "pamtester hangs:\n{}\n--- syslog\n{}\n--- daemon\n{}",
-                    self.output(),
+                    text_of(&self.out),
                     env.log(),
                     env.daemon.log_text()
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            };
+                )
+            });
             std::thread::sleep(Duration::from_millis(50));
             (status.success(), self.output())
         }
@@ -941,25 +834,10 @@ mod many {
 
     /// The message the fake delivered to `chat`, waited for.
     fn message_to(fake: &FakeTelegram, chat: i64) -> Message {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = fake
-                .sent()
-                .into_iter()
-                .find(|s| s.chat_id == chat.to_string())
-            {
-                return fake.message(s.message_id).expect("message");
-            }
-            assert!(Instant::now() < deadline, "nothing sent to {chat}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn tap_as(fake: &FakeTelegram, from: i64, m: &Message, label: &str) -> String {
-        let id = fake.tap(from, m.message_id, &button(m, label));
-        fake.wait_for_callback_answer(id, WAIT)
-            .expect("the daemon did not answer the tap")
-            .text
+        let s = fake
+            .wait_for_sent_to(chat, WAIT)
+            .unwrap_or_else(|| panic!("nothing sent to {chat}"));
+        fake.message(s.message_id).expect("message")
     }
 
     #[test]
@@ -981,7 +859,7 @@ mod many {
         }
         for i in 0..NUMBERED_ACCOUNTS {
             let j = (i + 1) % NUMBERED_ACCOUNTS;
-            tap_as(
+            tap(
                 &env.fake,
                 chat_of(i),
                 &messages[j],
@@ -997,7 +875,7 @@ mod many {
             );
         }
         for i in 0..NUMBERED_ACCOUNTS {
-            tap_as(
+            tap(
                 &env.fake,
                 chat_of(i),
                 &messages[i],

@@ -279,54 +279,41 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     let (_, stderr) = root.ok(&format!("dpkg -i {v1}"));
     assert_no_dpkg_warnings(&stderr, "install");
     let f = facts(&root, &pkg);
-    assert_fact(
-        &f,
-        "status",
-        "install ok installed 0.1.0-1~test1",
-        "install",
-    );
-    assert_fact(&f, "module", "644 root:root", "install");
-    assert_fact(&f, "cli", "755 root:root", "install");
-    assert_fact(&f, "daemon", "755 root:root", "install");
-    assert_fact(&f, "unit", "644 root:root", "install");
-    assert_fact(
-        &f,
-        "unit_enabled",
-        "0",
-        "install: pam-gatewayd is not enabled",
-    );
-    assert_fact(&f, "etc_dir", "700 root:root", "install");
-    assert_fact(&f, "state_dir", "700 root:root", "install");
-    assert_fact(&f, "profile", "644 root:root", "install");
-    assert_fact(
-        &f,
-        "man8",
-        "644 root:root 644 root:root 644 root:root",
-        "install",
-    );
-    assert_fact(&f, "man5", "644 root:root", "install");
-    assert_fact(
-        &f,
-        "doc",
-        "README.md.gz changelog.Debian.gz copyright docs examples",
-        "install",
-    );
-    // Every guide README.md links to under docs/, at the same path.
-    assert_fact(&f, "docs", &shipped_guides(), "install");
-    assert_fact(
-        &f,
-        "examples",
-        "gateway.toml ldap pam.d sshd_config.d users.toml webhook",
-        "install",
-    );
-    assert_fact(
-        &f,
-        "common_auth",
-        "0",
-        "install: the profile is off by default",
-    );
-    assert_fact(&f, "audit", "", "install");
-    assert_fact(&f, "arch", &pkg.arch, "install");
+    let guides = shipped_guides();
+    for (key, want, when) in [
+        ("status", "install ok installed 0.1.0-1~test1", "install"),
+        ("module", "644 root:root", "install"),
+        ("cli", "755 root:root", "install"),
+        ("daemon", "755 root:root", "install"),
+        ("unit", "644 root:root", "install"),
+        ("unit_enabled", "0", "install: pam-gatewayd is not enabled"),
+        ("etc_dir", "700 root:root", "install"),
+        ("state_dir", "700 root:root", "install"),
+        ("profile", "644 root:root", "install"),
+        (
+            "man8",
+            "644 root:root 644 root:root 644 root:root",
+            "install",
+        ),
+        ("man5", "644 root:root", "install"),
+        (
+            "doc",
+            "README.md.gz changelog.Debian.gz copyright docs examples",
+            "install",
+        ),
+        // Every guide README.md links to under docs/, at the same path.
+        ("docs", guides.as_str(), "install"),
+        (
+            "examples",
+            "gateway.toml ldap pam.d sshd_config.d users.toml webhook",
+            "install",
+        ),
+        ("common_auth", "0", "install: the profile is off by default"),
+        ("audit", "", "install"),
+        ("arch", pkg.arch.as_str(), "install"),
+    ] {
+        assert_fact(&f, key, want, when);
+    }
     root.ok("dpkg --verify pam-gateway");
 
     // The admin: config and users file, a user with a password, the profile on.

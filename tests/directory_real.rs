@@ -16,7 +16,6 @@ use pgw_test_support::slapd::{Slapd, StallListener};
 use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,9 +27,6 @@ const WAIT: Duration = Duration::from_secs(20);
 const DIR_CHAT: &str = "555000111";
 /// The chat of `dir0` in [`fifty_concurrent_logins`]; `dirN` has this + N.
 const FIRST_CHAT: i64 = 600_000_000;
-
-const IGNORE_MEANS_LOGIN: &str = "auth [success=done ignore=ignore default=die] {module} \
-                                  config={config}\nauth required pam_permit.so\n";
 
 /// The fake knows users.toml's chat, the directory's, and the 50 of
 /// [`fifty_concurrent_logins`].
@@ -52,6 +48,11 @@ fn slapd() -> Slapd {
     // bob is in the directory without any recipient; mallory is not there.
     slapd.add_user("bob", &[]).expect("add bob");
     slapd
+}
+
+/// The fake and the directory.
+fn started() -> (FakeTelegram, Slapd) {
+    (fake(), slapd())
 }
 
 /// The `[directory]` section for `uri` (reader bind, the test CA),
@@ -80,6 +81,46 @@ fn env(fake_url: &str, policy: &str, directory: &str, users: &str) -> PamEnv {
     )
 }
 
+/// [`env`] with the `[directory]` section for `uri` (`extra` keys in it),
+/// `policy`, and an empty users.toml.
+fn directory_env(
+    fake: &FakeTelegram,
+    slapd: &Slapd,
+    uri: &str,
+    extra: &str,
+    policy: &str,
+) -> PamEnv {
+    env(
+        &fake.url(),
+        policy,
+        &directory_section(slapd, uri, extra),
+        "",
+    )
+}
+
+/// [`directory_env`] over ldaps with a cache of an hour.
+fn cached_env(fake: &FakeTelegram, slapd: &Slapd, policy: &str) -> PamEnv {
+    directory_env(
+        fake,
+        slapd,
+        &slapd.ldaps_uri(),
+        "cache_max_age = 3600\n",
+        policy,
+    )
+}
+
+/// `run` was denied as the directory's failure (PAM_AUTHINFO_UNAVAIL), its
+/// log saying so and each of `why`; `context` heads the failure message.
+fn assert_unavailable(run: &PamRun, why: &[&str], context: &str) {
+    run.assert_failed_with(AUTHINFO_UNAVAIL);
+    assert!(
+        run.log.contains("result=denied-directory-unavailable")
+            && why.iter().all(|w| run.log.contains(w)),
+        "{context}\n{}",
+        run.dump()
+    );
+}
+
 fn no_password_leaks(run: &PamRun, slapd: &Slapd) {
     for text in [&run.log, &run.stdout, &run.stderr] {
         assert!(
@@ -93,10 +134,9 @@ fn no_password_leaks(run: &PamRun, slapd: &Slapd) {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_recipient_from_the_directory_gets_the_code_over_every_transport() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     for uri in [slapd.ldap_uri(), slapd.ldaps_uri(), slapd.ldapi_uri()] {
-        let env = env(&fake.url(), "", &directory_section(&slapd, &uri, ""), "");
+        let env = directory_env(&fake, &slapd, &uri, "", "");
         let before = fake.sent().len();
         let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
         assert!(run.success, "{uri}\n{}", run.dump());
@@ -111,8 +151,7 @@ fn a_recipient_from_the_directory_gets_the_code_over_every_transport() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_bind_password_file_is_used_and_checked() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let env = env(&fake.url(), "", "", "");
     let pw = env.etc.join("ldap.pw");
     write_file(&pw, &format!("{}\n", slapd.reader_password()), 0o600);
@@ -127,23 +166,15 @@ fn the_bind_password_file_is_used_and_checked() {
 
     // Readable by others: denied as a directory failure, not "not enrolled".
     write_file(&pw, slapd.reader_password(), 0o644);
-    env.set_stack(IGNORE_MEANS_LOGIN);
-    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-    run.assert_failed_with(AUTHINFO_UNAVAIL);
-    assert!(
-        run.log.contains("result=denied-directory-unavailable")
-            && run.log.contains("bind_password_file"),
-        "{}",
-        run.dump()
-    );
+    let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
+    assert_unavailable(&run, &["bind_password_file"], "");
     no_password_leaks(&run, &slapd);
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn users_toml_overrides_the_directory_wholly() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let section = directory_section(&slapd, &slapd.ldapi_uri(), "");
     let users = format!("[users.alice]\ntelegram = \"{CHAT}\"\n");
     let env = env(&fake.url(), "", &section, &users);
@@ -157,8 +188,7 @@ fn users_toml_overrides_the_directory_wholly() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn no_entry_or_no_recipient_is_not_enrolled() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     let section = directory_section(&slapd, &slapd.ldaps_uri(), "");
     let env_deny = env(&fake.url(), "", &section, "");
     for user in ["mallory", "bob"] {
@@ -176,14 +206,8 @@ fn no_entry_or_no_recipient_is_not_enrolled() {
         &section,
         "",
     );
-    env_ignore.set_stack(IGNORE_MEANS_LOGIN);
-    let run = env_ignore.authenticate("mallory", Answers::Eof, None);
-    assert!(run.success, "{}", run.dump());
-    assert!(
-        run.log.contains("result=ignored-not-enrolled"),
-        "{}",
-        run.dump()
-    );
+    let run = env_ignore.authenticate_where_ignore_permits("mallory", None);
+    run.assert_succeeded_logging("result=ignored-not-enrolled");
     assert!(fake.sent().is_empty());
 }
 
@@ -192,10 +216,8 @@ fn no_entry_or_no_recipient_is_not_enrolled() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn names_built_to_widen_the_filter_find_nobody() {
-    let fake = fake();
-    let slapd = slapd();
-    let section = directory_section(&slapd, &slapd.ldapi_uri(), "");
-    let env = env(&fake.url(), "", &section, "");
+    let (fake, slapd) = started();
+    let env = directory_env(&fake, &slapd, &slapd.ldapi_uri(), "", "");
     let names: [&[u8]; 6] = [
         b"*",
         b"a*",
@@ -214,18 +236,12 @@ fn names_built_to_widen_the_filter_find_nobody() {
     fs::write(&env.passwd, passwd).expect("write passwd");
     for name in names {
         let shown = String::from_utf8_lossy(name).into_owned();
-        let mut cmd = env.bwrap();
-        cmd.arg("--bind")
-            .arg(&env.log_path)
-            .arg("/dev/log")
-            .arg("--die-with-parent")
-            .args(pamtester_command())
-            .arg("-v")
-            .arg("pgw")
-            .arg(std::ffi::OsString::from_vec(name.to_vec()))
-            .arg("authenticate");
-        let mut run = converse(&mut cmd, Answers::Lines(vec!["123456".into(); 3]), None);
-        run.log = env.read_log();
+        let args = [
+            "pgw".into(),
+            std::ffi::OsString::from_vec(name.to_vec()),
+            "authenticate".into(),
+        ];
+        let run = env.pamtester(&args, Answers::Lines(vec!["123456".into(); 3]), None);
         assert!(!run.success, "{shown:?}\n{}", run.dump());
         assert!(
             run.log.contains("result=denied-not-enrolled")
@@ -246,8 +262,7 @@ fn names_built_to_widen_the_filter_find_nobody() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_stopped_directory_denies_in_both_fail_modes() {
-    let fake = fake();
-    let mut slapd = slapd();
+    let (fake, mut slapd) = started();
     let section = directory_section(&slapd, &slapd.ldaps_uri(), "");
     slapd.stop();
     for policy in [
@@ -256,16 +271,8 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
         "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
     ] {
         let env = env(&fake.url(), policy, &section, "");
-        env.set_stack(IGNORE_MEANS_LOGIN);
-        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-        run.assert_failed_with(AUTHINFO_UNAVAIL);
-        assert!(
-            run.log.contains("result=denied-directory-unavailable")
-                && run.log.contains("directory unreachable")
-                && run.log.contains("no cache"),
-            "{policy}\n{}",
-            run.dump()
-        );
+        let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
+        assert_unavailable(&run, &["directory unreachable", "no cache"], policy);
         no_password_leaks(&run, &slapd);
     }
     assert!(fake.sent().is_empty());
@@ -274,10 +281,8 @@ fn a_stopped_directory_denies_in_both_fail_modes() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_cache_stands_in_while_fresh_and_never_when_stale() {
-    let fake = fake();
-    let mut slapd = slapd();
-    let section = directory_section(&slapd, &slapd.ldaps_uri(), "cache_max_age = 3600\n");
-    let env = env(&fake.url(), "[policy]\nfailmode = \"safe\"\n", &section, "");
+    let (fake, mut slapd) = started();
+    let env = cached_env(&fake, &slapd, "[policy]\nfailmode = \"safe\"\n");
     // The directory answers: the recipients are kept.
     let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
     assert!(run.success, "{}", run.dump());
@@ -312,14 +317,8 @@ fn the_cache_stands_in_while_fresh_and_never_when_stale() {
     json["directory"]["seen"] = serde_json::json!(now - 7200);
     write_file(&state_file, &json.to_string(), 0o600);
     let sent = fake.sent().len();
-    env.set_stack(IGNORE_MEANS_LOGIN);
-    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-    run.assert_failed_with(AUTHINFO_UNAVAIL);
-    assert!(
-        run.log.contains("result=denied-directory-unavailable") && run.log.contains("stale"),
-        "{}",
-        run.dump()
-    );
+    let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
+    assert_unavailable(&run, &["stale"], "");
     assert_eq!(fake.sent().len(), sent, "nothing sent");
 
     // Back up and the user gone from the directory: the cache is dropped
@@ -350,24 +349,18 @@ fn a_stalled_directory_denies_within_its_timeout() {
     let stall = StallListener::start().expect("stall listener");
     let slapd = slapd();
     for uri in [stall.uri(), stall.ldaps_uri()] {
-        let section = directory_section(&slapd, &uri, "");
-        let env = env(
-            &fake.url(),
-            "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
-            &section,
+        let env = directory_env(
+            &fake,
+            &slapd,
+            &uri,
             "",
+            "[policy]\nfailmode = \"safe\"\nunenrolled = \"ignore\"\n",
         );
-        env.set_stack(IGNORE_MEANS_LOGIN);
+        env.set_stack(IGNORE_THEN_PERMIT);
         let started = Instant::now();
         let run = env.authenticate("alice", Answers::Eof, Some(&fake));
         let took = started.elapsed();
-        run.assert_failed_with(AUTHINFO_UNAVAIL);
-        assert!(
-            run.log.contains("result=denied-directory-unavailable")
-                && run.log.contains("did not answer within 2 s"),
-            "{uri}\n{}",
-            run.dump()
-        );
+        assert_unavailable(&run, &["did not answer within 2 s"], &uri);
         // timeout = 2: the whole login ended within timeout + 1 s.
         assert!(took < Duration::from_secs(3), "{uri}: took {took:?}");
     }
@@ -384,14 +377,14 @@ fn a_login_policy_exempts_never_asks_the_directory() {
     let fake = fake();
     let stall = StallListener::start().expect("stall listener");
     let slapd = slapd();
-    let section = directory_section(&slapd, &stall.uri(), "");
-    let env = env(
-        &fake.url(),
-        "[policy]\nunenrolled = \"ignore\"\nexempt_networks = [\"203.0.113.0/24\"]\n",
-        &section,
+    let env = directory_env(
+        &fake,
+        &slapd,
+        &stall.uri(),
         "",
+        "[policy]\nunenrolled = \"ignore\"\nexempt_networks = [\"203.0.113.0/24\"]\n",
     );
-    env.set_stack(IGNORE_MEANS_LOGIN);
+    env.set_stack(IGNORE_THEN_PERMIT);
     let run = env.authenticate_with(
         "alice",
         &[("rhost", "203.0.113.9")],
@@ -417,12 +410,7 @@ fn a_login_policy_exempts_never_asks_the_directory() {
         Answers::Eof,
         Some(&fake),
     );
-    run.assert_failed_with(AUTHINFO_UNAVAIL);
-    assert!(
-        run.log.contains("result=denied-directory-unavailable"),
-        "{}",
-        run.dump()
-    );
+    assert_unavailable(&run, &[], "");
     assert!(stall.accepted() >= 1, "{}", run.dump());
     assert!(fake.sent().is_empty());
 }
@@ -430,23 +418,15 @@ fn a_login_policy_exempts_never_asks_the_directory() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_ca_that_did_not_sign_the_server_is_refused() {
-    let fake = fake();
-    let slapd = slapd();
+    let (fake, slapd) = started();
     for uri in [slapd.ldap_uri(), slapd.ldaps_uri()] {
         let section = directory_section(&slapd, &uri, "").replace(
             &slapd.ca_file().display().to_string(),
             &slapd.other_ca_file().display().to_string(),
         );
         let env = env(&fake.url(), "[policy]\nfailmode = \"safe\"\n", &section, "");
-        env.set_stack(IGNORE_MEANS_LOGIN);
-        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
-        run.assert_failed_with(AUTHINFO_UNAVAIL);
-        assert!(
-            run.log.contains("result=denied-directory-unavailable")
-                && run.log.contains("certificate"),
-            "{uri}\n{}",
-            run.dump()
-        );
+        let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
+        assert_unavailable(&run, &["certificate"], &uri);
     }
     assert!(fake.sent().is_empty());
 }
@@ -544,23 +524,7 @@ fn sudo_with_a_stalled_directory_is_denied() {
     write_file(&sb.stage_etc("pam_gateway/users.toml"), "", 0o644);
     sb.install_service("sudo", "sudo");
     let mark = sb.path().join("out/ran");
-    let uid = sandbox::ALICE_UID.to_string();
-    let mut child = sb
-        .command("setpriv")
-        .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-        .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-        .arg(format!("id -u > {}", mark.display()))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("HOME", format!("/home/{}", sandbox::ALICE))
-        .env("USER", sandbox::ALICE)
-        .env("LOGNAME", sandbox::ALICE)
-        .env("LANG", "C")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sudo");
+    let mut child = sb.spawn_sudo_as_alice(&mark);
     {
         let mut stdin = child.stdin.take().expect("stdin");
         let _ = writeln!(stdin, "{}", sandbox::PASSWORD);
@@ -593,26 +557,14 @@ fn sudo_with_a_stalled_directory_is_denied() {
 /// `pamtester pgw USER open_session` in the env's namespace: a session in
 /// a process of its own, as sshd opens it.
 fn open_session(env: &PamEnv, user: &str) -> PamRun {
-    let mut cmd = env.bwrap();
-    cmd.arg("--bind")
-        .arg(&env.log_path)
-        .arg("/dev/log")
-        .arg("--die-with-parent")
-        .args(pamtester_command())
-        .arg("-v")
-        .args(["pgw", user, "open_session"]);
-    let mut run = converse(&mut cmd, Answers::Eof, None);
-    run.log = env.read_log();
-    run
+    env.pamtester(&["pgw", user, "open_session"], Answers::Eof, None)
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_directory_user_gets_the_session_alert_and_the_cache_stands_in() {
-    let fake = fake();
-    let mut slapd = slapd();
-    let section = directory_section(&slapd, &slapd.ldaps_uri(), "cache_max_age = 3600\n");
-    let env = env(&fake.url(), "[alert]\nservices = [\"pgw\"]\n", &section, "");
+    let (fake, mut slapd) = started();
+    let env = cached_env(&fake, &slapd, "[alert]\nservices = [\"pgw\"]\n");
     env.set_stack(
         "auth required {module} config={config}\n\
          session optional {module} config={config}\n\

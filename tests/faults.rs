@@ -39,11 +39,6 @@ fn closed_port_url() -> String {
     format!("http://127.0.0.1:{}", l.local_addr().expect("addr").port())
 }
 
-/// A stack where PAM_IGNORE falls through to pam_permit: success then
-/// means "ignored", failure means the module denied.
-const IGNORE_THEN_PERMIT: &str = "auth [success=done ignore=ignore default=die] {module} config={config}\n\
-                                  auth required pam_permit.so\n";
-
 fn with_totp(env: &PamEnv) {
     write_file(
         &env.users,

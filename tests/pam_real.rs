@@ -226,17 +226,8 @@ fn unenrolled_deny_and_ignore() {
     assert!(fake.sent().is_empty());
 
     let env = PamEnv::with_fake(&fake, "[policy]\nunenrolled = \"ignore\"\n");
-    env.set_stack(
-        "auth [success=done ignore=ignore default=die] {module} config={config}\n\
-         auth required pam_permit.so\n",
-    );
-    let run = env.authenticate("mallory", Answers::Eof, Some(&fake));
-    assert!(run.success, "{}", run.dump());
-    assert!(
-        run.log.contains("result=ignored-not-enrolled"),
-        "{}",
-        run.dump()
-    );
+    let run = env.authenticate_where_ignore_permits("mallory", Some(&fake));
+    run.assert_succeeded_logging("result=ignored-not-enrolled");
     assert!(fake.sent().is_empty());
 }
 
@@ -352,11 +343,7 @@ fn unsafe_or_broken_files_deny_with_the_reason_logged() {
         );
         breaker(&env);
         // Even with failmode=safe and a stack that would let PAM_IGNORE through.
-        env.set_stack(
-            "auth [success=done ignore=ignore default=die] {module} config={config}\n\
-             auth required pam_permit.so\n",
-        );
-        let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+        let run = env.authenticate_where_ignore_permits("alice", Some(&fake));
         assert!(!run.success, "{what}: let in\n{}", run.dump());
         env.set_stack("auth required {module} config={config}\n");
         let run = env.authenticate("alice", Answers::Eof, Some(&fake));

@@ -53,20 +53,9 @@ fn login(
     answers: Answers,
     fake: Option<&FakeTelegram>,
 ) -> PamRun {
-    let mut cmd = env.bwrap();
-    cmd.arg("--bind")
-        .arg(&env.log_path)
-        .arg("/dev/log")
-        .arg("--die-with-parent")
-        .args(pamtester_command())
-        .arg("-v");
-    if let Some(r) = rhost {
-        cmd.arg(format!("-Irhost={r}"));
-    }
-    cmd.args([service, user, "authenticate"]);
-    let mut run = converse(&mut cmd, answers, fake);
-    run.log = env.read_log();
-    run
+    let mut args: Vec<String> = rhost.map(|r| format!("-Irhost={r}")).into_iter().collect();
+    args.extend([service, user, "authenticate"].map(String::from));
+    env.pamtester(&args, answers, fake)
 }
 
 /// alice from HOME through pgw, typing the delivered code.

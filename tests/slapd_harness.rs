@@ -21,6 +21,31 @@ fn start() -> Slapd {
     }
 }
 
+/// `tool` (ldapsearch, ldapmodify) with a simple bind as the reader over
+/// ldapi; the password is the caller's to give (`-y FILE`, `-w PW`).
+fn as_reader_over_ldapi(slapd: &Slapd, tool: &str) -> Command {
+    let mut cmd = slapd.ldap_command(tool);
+    cmd.args(["-x", "-H", &slapd.ldapi_uri(), "-D", slapd.reader_dn()]);
+    cmd
+}
+
+/// The LDIF change that sets alice's Telegram chat to `chat`.
+fn alice_chat_change(chat: &str) -> String {
+    format!(
+        "dn: {}\nchangetype: modify\nreplace: pamGatewayTelegram\npamGatewayTelegram: {chat}\n",
+        Slapd::user_dn("alice")
+    )
+}
+
+/// [`start`], with alice added, her Telegram chat `chat`.
+fn with_alice(chat: &str) -> Slapd {
+    let slapd = start();
+    slapd
+        .add_user("alice", &[("pamGatewayTelegram", chat)])
+        .expect("add");
+    slapd
+}
+
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -146,10 +171,7 @@ fn starttls_certificate_names_localhost() {
 
 #[test]
 fn wrong_ca_is_refused() {
-    let slapd = start();
-    slapd
-        .add_user("alice", &[("pamGatewayTelegram", "1")])
-        .expect("add");
+    let slapd = with_alice("1");
     for (what, uri, starttls) in [
         ("ldap -ZZ", slapd.ldap_uri(), true),
         ("ldaps", slapd.ldaps_uri(), false),
@@ -176,24 +198,10 @@ fn wrong_ca_is_refused() {
 
 #[test]
 fn reader_reads_but_cannot_write() {
-    let slapd = start();
-    slapd
-        .add_user("alice", &[("pamGatewayTelegram", "111")])
-        .expect("add");
-    let mut cmd = slapd.ldap_command("ldapmodify");
-    cmd.args([
-        "-x",
-        "-H",
-        &slapd.ldapi_uri(),
-        "-D",
-        slapd.reader_dn(),
-        "-y",
-    ])
-    .arg(slapd.reader_password_file());
-    let ldif = format!(
-        "dn: {}\nchangetype: modify\nreplace: pamGatewayTelegram\npamGatewayTelegram: 666\n",
-        Slapd::user_dn("alice")
-    );
+    let slapd = with_alice("111");
+    let mut cmd = as_reader_over_ldapi(&slapd, "ldapmodify");
+    cmd.arg("-y").arg(slapd.reader_password_file());
+    let ldif = alice_chat_change("666");
     let file = slapd.dir().join("reader-change.ldif");
     std::fs::write(&file, ldif).expect("write ldif");
     cmd.arg("-f").arg(&file);
@@ -210,27 +218,15 @@ fn reader_reads_but_cannot_write() {
     );
     // The admin can (the same change).
     slapd
-        .modify(&format!(
-            "dn: {}\nchangetype: modify\nreplace: pamGatewayTelegram\npamGatewayTelegram: 222\n",
-            Slapd::user_dn("alice")
-        ))
+        .modify(&alice_chat_change("222"))
         .expect("admin writes");
     assert_eq!(
         slapd.attr("alice", "pamGatewayTelegram").expect("read"),
         ["222"]
     );
     // A wrong reader password does not bind.
-    let mut cmd = slapd.ldap_command("ldapsearch");
-    cmd.args([
-        "-x",
-        "-H",
-        &slapd.ldapi_uri(),
-        "-D",
-        slapd.reader_dn(),
-        "-w",
-        "wrong",
-    ])
-    .args(["-b", Slapd::BASE_DN, "(uid=alice)"]);
+    let mut cmd = as_reader_over_ldapi(&slapd, "ldapsearch");
+    cmd.args(["-w", "wrong", "-b", Slapd::BASE_DN, "(uid=alice)"]);
     let out = run_tool(cmd).expect("ldapsearch runs");
     assert_eq!(
         out.status.code(),
@@ -242,10 +238,7 @@ fn reader_reads_but_cannot_write() {
 
 #[test]
 fn stop_and_restart_keep_data_and_ports() {
-    let mut slapd = start();
-    slapd
-        .add_user("alice", &[("pamGatewayTelegram", "123")])
-        .expect("add");
+    let mut slapd = with_alice("123");
     let (ldap, ldaps, ldapi) = (slapd.ldap_uri(), slapd.ldaps_uri(), slapd.ldapi_uri());
     slapd.stop();
     let down = reader_search(&slapd, &ldap, true, None);
@@ -398,23 +391,15 @@ fn schema_attributes_work() {
         assert_eq!(slapd.attr("carol", attr).expect(attr), [want], "{attr}");
     }
     // Names are case-insensitive, and the reader can filter on them.
-    let mut cmd = slapd.ldap_command("ldapsearch");
-    cmd.args([
-        "-LLL",
-        "-x",
-        "-H",
-        &slapd.ldapi_uri(),
-        "-D",
-        slapd.reader_dn(),
-        "-y",
-    ])
-    .arg(slapd.reader_password_file())
-    .args([
-        "-b",
-        Slapd::BASE_DN,
-        "(&(objectClass=PAMGATEWAYUSER)(pamgatewaysms=+4915187654321))",
-        "dn",
-    ]);
+    let mut cmd = as_reader_over_ldapi(&slapd, "ldapsearch");
+    cmd.args(["-LLL", "-y"])
+        .arg(slapd.reader_password_file())
+        .args([
+            "-b",
+            Slapd::BASE_DN,
+            "(&(objectClass=PAMGATEWAYUSER)(pamgatewaysms=+4915187654321))",
+            "dn",
+        ]);
     let out = run_tool(cmd).expect("ldapsearch");
     assert!(
         stdout(&out).contains("dn: uid=carol,ou=people,dc=example,dc=test"),
@@ -446,6 +431,20 @@ fn schema_attributes_work() {
     assert_eq!(mobiles, ["+491", "+492"]);
 }
 
+/// The LDIF change record for `rdn` under ou=people: `changetype: CHANGE`.
+fn people_change(rdn: &str, change: &str) -> String {
+    format!("dn: {rdn},{}\nchangetype: {change}", Slapd::PEOPLE_DN)
+}
+
+/// `ldif` is refused as an object class violation (LDAP result 65).
+fn refused_as_class_violation(slapd: &Slapd, ldif: &str, what: &str) {
+    let err = slapd.modify(ldif).expect_err(what);
+    assert!(
+        err.to_string().contains("(65)"),
+        "object class violation: {err}"
+    );
+}
+
 /// pamGatewayUser is auxiliary: it can be added to an existing entry, and
 /// it cannot make an entry on its own.
 #[test]
@@ -453,44 +452,40 @@ fn schema_class_is_auxiliary() {
     let slapd = start();
     // An entry from before pam_gateway: no pamGatewayUser.
     slapd
-        .modify(&format!(
-            "dn: uid=old,{}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
+        .modify(&people_change(
+            "uid=old",
+            "add\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\n\
              uid: old\ncn: old\nsn: old\nuidNumber: 3000\ngidNumber: 3000\nhomeDirectory: /home/old\n",
-            Slapd::PEOPLE_DN
         ))
         .expect("plain entry");
     // The attribute without the class is refused ...
-    let err = slapd
-        .modify(&format!(
-            "dn: uid=old,{}\nchangetype: modify\nadd: pamGatewayTelegram\npamGatewayTelegram: 5\n",
-            Slapd::PEOPLE_DN
-        ))
-        .expect_err("attribute without its class");
-    assert!(
-        err.to_string().contains("(65)"),
-        "object class violation: {err}"
+    refused_as_class_violation(
+        &slapd,
+        &people_change(
+            "uid=old",
+            "modify\nadd: pamGatewayTelegram\npamGatewayTelegram: 5\n",
+        ),
+        "attribute without its class",
     );
     // ... and accepted together with it (what `pam-gateway enroll` does).
     slapd
-        .modify(&format!(
-            "dn: uid=old,{}\nchangetype: modify\nadd: objectClass\nobjectClass: pamGatewayUser\n-\n\
+        .modify(&people_change(
+            "uid=old",
+            "modify\nadd: objectClass\nobjectClass: pamGatewayUser\n-\n\
              add: pamGatewayTelegram\npamGatewayTelegram: 5\n",
-            Slapd::PEOPLE_DN
         ))
         .expect("class and attribute");
     assert_eq!(
         slapd.attr("old", "pamGatewayTelegram").expect("read"),
         ["5"]
     );
-    let err = slapd
-        .modify(&format!(
-            "dn: cn=lonely,{}\nchangetype: add\nobjectClass: pamGatewayUser\ncn: lonely\n",
-            Slapd::PEOPLE_DN
-        ))
-        .expect_err("no structural class");
-    assert!(
-        err.to_string().contains("(65)"),
-        "object class violation: {err}"
+    refused_as_class_violation(
+        &slapd,
+        &people_change(
+            "cn=lonely",
+            "add\nobjectClass: pamGatewayUser\ncn: lonely\n",
+        ),
+        "no structural class",
     );
 }
 

@@ -8,13 +8,13 @@ use pgw_test_support::fake_telegram;
 use pgw_test_support::sandbox;
 
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use fake_telegram::{FakeOptions, FakeTelegram, find_code};
-use sandbox::{ALICE, ALICE_UID, PASSWORD, Sandbox};
+use sandbox::{ALICE, PASSWORD, Sandbox};
 
 const WAIT: Duration = Duration::from_secs(20);
 const PASSWORD_PROMPT: &str = "[sudo] password for pgwalice: ";
@@ -33,23 +33,7 @@ struct Sudo {
 impl Sudo {
     fn start(sandbox: &Sandbox) -> Sudo {
         let mark = sandbox.path().join("out/ran");
-        let uid = ALICE_UID.to_string();
-        let mut child = sandbox
-            .command("setpriv")
-            .args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-            .arg(format!("id -u > {}", mark.display()))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", format!("/home/{ALICE}"))
-            .env("USER", ALICE)
-            .env("LOGNAME", ALICE)
-            .env("LANG", "C")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sudo");
+        let mut child = sandbox.spawn_sudo_as_alice(&mark);
         let stdin = child.stdin.take();
         let mut pipe = child.stderr.take().expect("stderr");
         let stderr = Arc::new(Mutex::new(String::new()));

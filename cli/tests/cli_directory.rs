@@ -79,6 +79,34 @@ fn setup(fake: &FakeTelegram, slapd: &Slapd) -> Setup {
     )
 }
 
+/// The fake, the directory of [`slapd`], and a CLI set-up using both.
+fn started() -> (FakeTelegram, Slapd, Setup) {
+    let fake = fake();
+    let slapd = slapd();
+    let s = setup(&fake, &slapd);
+    (fake, slapd, s)
+}
+
+/// `enroll USER --telegram CHAT --directory-bind-dn DN`, then `more`.
+fn enroll_into<'a>(user: &'a str, chat: &'a str, dn: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "enroll",
+        user,
+        "--telegram",
+        chat,
+        "--directory-bind-dn",
+        dn,
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// Types the code `msg` carries into `run`; how the run ended.
+fn type_code(mut run: Running, msg: &fake_telegram::SentMessage) -> Out {
+    run.type_line(&find_code(&msg.text).expect("code"));
+    run.finish()
+}
+
 fn no_secret_in(out: &Out, slapd: &Slapd) {
     for secret in [slapd.reader_password(), slapd.admin_password()] {
         assert!(
@@ -99,9 +127,7 @@ fn row<'a>(out: &'a Out, user: &str, source: &str) -> Option<&'a str> {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn users_lists_both_sources_and_says_which() {
-    let fake = fake();
-    let slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (_fake, slapd, s) = started();
     s.write_users(&format!(
         "[users.bob]\ntelegram = \"{CHAT}\"\n[users.daemon]\ntelegram = \"777000777\"\n"
     ));
@@ -136,9 +162,7 @@ fn users_lists_both_sources_and_says_which() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn users_lists_the_local_file_and_fails_when_the_directory_is_down() {
-    let fake = fake();
-    let mut slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (_fake, mut slapd, s) = started();
     s.write_users("[users.daemon]\ntelegram = \"777000777\"\n");
     slapd.stop();
     let out = s.run(&["users"], "");
@@ -154,9 +178,7 @@ fn users_lists_the_local_file_and_fails_when_the_directory_is_down() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn status_checks_bind_search_latency_and_tls() {
-    let fake = fake();
-    let slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (fake, slapd, s) = started();
     s.write_users("");
     let pam_dir = s.dir.path().join("pam.d");
     std::fs::create_dir(&pam_dir).expect("pam.d");
@@ -241,20 +263,16 @@ fn status_fails_on_a_wrong_ca_a_stopped_server_and_a_bad_bind() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_writes_the_verified_chat_into_the_directory() {
-    let fake = fake();
-    let slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (fake, slapd, s) = started();
     // dave's entry has no pamGatewayUser: enroll adds it with the chat.
-    let mut run = s.spawn(&[
-        "enroll",
+    let chat = NEW_CHAT.to_string();
+    let admin_pw = slapd.admin_password_file().display().to_string();
+    let run = s.spawn(&enroll_into(
         "dave",
-        "--telegram",
-        &NEW_CHAT.to_string(),
-        "--directory-bind-dn",
+        &chat,
         slapd.admin_dn(),
-        "--directory-bind-password-file",
-        &slapd.admin_password_file().display().to_string(),
-    ]);
+        &["--directory-bind-password-file", &admin_pw],
+    ));
     let msg = fake.wait_for_message(WAIT).expect("code sent");
     assert_eq!(msg.chat_id, NEW_CHAT.to_string());
     assert!(
@@ -264,8 +282,7 @@ fn enroll_writes_the_verified_chat_into_the_directory() {
             .is_empty(),
         "nothing written before the code"
     );
-    run.type_line(&find_code(&msg.text).expect("code"));
-    let out = run.finish();
+    let out = type_code(run, &msg);
     out.expect_code(0)
         .expect_in_stdout("Enrolled dave in the directory")
         .expect_in_stdout("added objectClass pamGatewayUser")
@@ -286,15 +303,7 @@ fn enroll_writes_the_verified_chat_into_the_directory() {
 
     // Again for alice, who has the class and a chat: replaced, class kept.
     let out = s.run(
-        &[
-            "enroll",
-            "alice",
-            "--telegram",
-            &NEW_CHAT.to_string(),
-            "--no-verify",
-            "--directory-bind-dn",
-            slapd.admin_dn(),
-        ],
+        &enroll_into("alice", &chat, slapd.admin_dn(), &["--no-verify"]),
         &format!("{}\n", slapd.admin_password()),
     );
     out.expect_code(0)
@@ -315,56 +324,38 @@ fn enroll_writes_the_verified_chat_into_the_directory() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_into_the_directory_refuses_before_asking_anything() {
-    let fake = fake();
-    let slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (fake, slapd, s) = started();
     let chat = NEW_CHAT.to_string();
     let admin_pw = slapd.admin_password_file().display().to_string();
     // A wrong password: refused before any code is sent.
     let out = s.run(
-        &[
-            "enroll",
-            "carol",
-            "--telegram",
-            &chat,
-            "--directory-bind-dn",
-            slapd.admin_dn(),
-        ],
+        &enroll_into("carol", &chat, slapd.admin_dn(), &[]),
         "wrong-password\n",
     );
     out.expect_code(4).expect_in_stderr("cannot bind as");
     assert!(!out.all().contains("wrong-password"), "{}", out.dump());
     // No entry for the user.
     let out = s.run(
-        &[
-            "enroll",
+        &enroll_into(
             "nobody-here",
-            "--telegram",
             &chat,
-            "--directory-bind-dn",
             slapd.admin_dn(),
-            "--directory-bind-password-file",
-            &admin_pw,
-        ],
+            &["--directory-bind-password-file", &admin_pw],
+        ),
         "",
     );
     out.expect_code(2)
         .expect_in_stderr("the directory has no entry for nobody-here");
     // The read-only DN cannot write: the code is checked, nothing written.
     let reader_pw = slapd.reader_password_file().display().to_string();
-    let mut run = s.spawn(&[
-        "enroll",
+    let run = s.spawn(&enroll_into(
         "carol",
-        "--telegram",
         &chat,
-        "--directory-bind-dn",
         slapd.reader_dn(),
-        "--directory-bind-password-file",
-        &reader_pw,
-    ]);
+        &["--directory-bind-password-file", &reader_pw],
+    ));
     let msg = fake.wait_for_message(WAIT).expect("code sent");
-    run.type_line(&find_code(&msg.text).expect("code"));
-    let out = run.finish();
+    let out = type_code(run, &msg);
     out.expect_code(4)
         .expect_in_stderr("cannot write pamGatewayTelegram");
     assert!(
@@ -378,15 +369,7 @@ fn enroll_into_the_directory_refuses_before_asking_anything() {
     let plain = Setup::with_fake(&fake, "");
     plain
         .run(
-            &[
-                "enroll",
-                "carol",
-                "--telegram",
-                &chat,
-                "--no-verify",
-                "--directory-bind-dn",
-                "cn=x",
-            ],
+            &enroll_into("carol", &chat, "cn=x", &["--no-verify"]),
             "pw\n",
         )
         .expect_code(3)
@@ -422,9 +405,7 @@ fn enroll_into_the_directory_refuses_before_asking_anything() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_chat_enrolled_into_the_directory_lets_carol_in_on_another_host() {
-    let fake = fake();
-    let slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (fake, slapd, s) = started();
     let host_b = PamEnv::with_files(
         &format!(
             "[telegram]\nbot_token = \"{TOKEN}\"\napi_url = \"{}\"\ntimeout = 2\n\
@@ -453,19 +434,17 @@ fn a_chat_enrolled_into_the_directory_lets_carol_in_on_another_host() {
         "nothing sent to the unenrolled"
     );
 
-    let mut run = s.spawn(&[
-        "enroll",
+    let run = s.spawn(&enroll_into(
         "carol",
-        "--telegram",
         &NEW_CHAT.to_string(),
-        "--directory-bind-dn",
         slapd.admin_dn(),
-        "--directory-bind-password-file",
-        &slapd.admin_password_file().display().to_string(),
-    ]);
+        &[
+            "--directory-bind-password-file",
+            &slapd.admin_password_file().display().to_string(),
+        ],
+    ));
     let msg = fake.wait_for_message(WAIT).expect("enrolment code");
-    run.type_line(&find_code(&msg.text).expect("code"));
-    run.finish().expect_code(0);
+    type_code(run, &msg).expect_code(0);
     assert!(s.users_text().is_none());
 
     let after = host_b.authenticate("carol", Answers::DeliveredCode(WAIT), Some(&fake));
@@ -486,9 +465,7 @@ fn a_chat_enrolled_into_the_directory_lets_carol_in_on_another_host() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn enroll_by_deep_link_into_the_directory() {
-    let fake = fake();
-    let slapd = slapd();
-    let s = setup(&fake, &slapd);
+    let (fake, slapd, s) = started();
     let mut run = s.spawn(&[
         "enroll",
         "carol",
@@ -503,8 +480,7 @@ fn enroll_by_deep_link_into_the_directory() {
     fake.push_update(NEW_CHAT, "private", &format!("/start {nonce}"));
     let msg = fake.wait_for_message(WAIT).expect("code sent");
     assert_eq!(msg.chat_id, NEW_CHAT.to_string());
-    run.type_line(&find_code(&msg.text).expect("code"));
-    let out = run.finish();
+    let out = type_code(run, &msg);
     out.expect_code(0)
         .expect_in_stderr(&format!("Password for {}", slapd.admin_dn()))
         .expect_in_stdout("Enrolled carol in the directory");

@@ -10,20 +10,21 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_gateway_core::approve::wire::{
-    ApprovalState, ErrorKind, Final, MAX_FRAME, Request, Response, VERSION, read_frame, write_frame,
+    ApprovalState, DaemonStatus, ErrorKind, Final, MAX_FRAME, Request, Response, TextUpdate,
+    VERSION, read_frame, write_frame,
 };
-use pgw_test_support::fake_telegram::{FakeOptions, FakeTelegram, Message, Mode};
+use pgw_test_support::daemon::{DaemonProcess, WAIT};
+use pgw_test_support::fake_telegram::{CallbackAnswer, FakeOptions, FakeTelegram, Message, Mode};
 use pgw_test_support::pam_harness::{CHAT, TOKEN, TempDir, write_file};
 use pgw_test_support::root;
 
 const ADMIN: i64 = 700_000_001;
 const OTHER: i64 = 555_000_111;
-const WAIT: Duration = Duration::from_secs(20);
 
 fn fake() -> FakeTelegram {
     FakeTelegram::start(FakeOptions {
@@ -33,15 +34,24 @@ fn fake() -> FakeTelegram {
     .expect("fake Telegram")
 }
 
-/// A running daemon; killed on drop.
+/// A running daemon in a private directory; killed on drop (before the
+/// directory goes).
 struct Daemon {
+    process: DaemonProcess,
     dir: TempDir,
-    config: PathBuf,
-    socket: PathBuf,
-    child: Option<Child>,
-    log: PathBuf,
-    /// A command the daemon is run under (`setpriv ...`), if any.
-    prefix: Vec<String>,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = DaemonProcess;
+    fn deref(&self) -> &DaemonProcess {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut DaemonProcess {
+        &mut self.process
+    }
 }
 
 impl Daemon {
@@ -76,82 +86,18 @@ impl Daemon {
         write_file(&dir.0.join("users.toml"), "", 0o644);
         let socket = dir.0.join("run").join("pgd.sock");
         let log = dir.0.join("daemon.log");
-        let mut d = Daemon {
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_pam-gatewayd"));
+        Daemon {
+            process: DaemonProcess::start(bin, config, socket, log),
             dir,
-            config,
-            socket,
-            child: None,
-            log,
-            prefix: Vec::new(),
-        };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        let bin = env!("CARGO_BIN_EXE_pam-gatewayd");
-        let mut cmd = match self.prefix.split_first() {
-            None => Command::new(bin),
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin);
-                c
-            }
-        };
-        let child = cmd
-            .arg("--config")
-            .arg(&self.config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start pam-gatewayd");
-        self.child = Some(child);
-        let deadline = Instant::now() + WAIT;
-        while UnixStream::connect(&self.socket).is_err() {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("pam-gatewayd exited with {status}:\n{}", self.log_text());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no socket after {WAIT:?}:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits until the log has a line containing `needle`.
-    fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = self.log_text();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "log lacks {needle:?}:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// A new connection to the daemon, its reads bounded by [`WAIT`].
+    fn connect(&self) -> UnixStream {
+        let s = UnixStream::connect(&self.socket).expect("connect");
+        s.set_read_timeout(Some(WAIT)).expect("read timeout");
+        s
     }
 
     fn ask(&self, request: &Request) -> Response {
@@ -159,6 +105,50 @@ impl Daemon {
         s.set_read_timeout(Some(Duration::from_secs(90))).unwrap();
         write_frame(&mut s, request).expect("write");
         read_frame(&mut s).expect("read")
+    }
+
+    /// A fresh nonce, approved for alice (expiring in `expires` s): the
+    /// nonce, the message id and the message as the fake holds it.
+    fn approval(&self, fake: &FakeTelegram, expires: u64) -> (String, i64, Message) {
+        let n = nonce();
+        let id = self.approve(&n, expires);
+        (n, id, message(fake, id))
+    }
+
+    fn status(&self) -> DaemonStatus {
+        match self.ask(&Request::Status { version: VERSION }) {
+            Response::Status { status } => status,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn updates(&self, after: i64, wait_ms: u64) -> Vec<TextUpdate> {
+        match self.ask(&Request::Updates {
+            version: VERSION,
+            after,
+            wait_ms,
+        }) {
+            Response::Updates { updates } => updates,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn send(&self, chat_id: i64, text: &str) -> Response {
+        self.ask(&Request::Send {
+            version: VERSION,
+            chat_id,
+            text: text.into(),
+        })
+    }
+
+    /// `pam-gateway --config <the daemon's config> args...`.
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(pgw_test_support::cli_harness::bin())
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .expect("pam-gateway")
     }
 
     fn approve(&self, nonce: &str, expires: u64) -> i64 {
@@ -208,12 +198,6 @@ impl Daemon {
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 static COUNTER: AtomicU64 = AtomicU64::new(1);
 
 fn nonce() -> String {
@@ -246,6 +230,28 @@ fn approve_request(nonce: &str, user: &str, chat_id: i64, expires: u64) -> Reque
     }
 }
 
+/// A fake Bot API and a daemon on it.
+fn started() -> (FakeTelegram, Daemon) {
+    let fake = fake();
+    let d = Daemon::start(&fake);
+    (fake, d)
+}
+
+/// `from` taps `label` under message `id` (as `m` shows it); the answer
+/// the daemon gave the tap.
+fn tap_answer(fake: &FakeTelegram, from: i64, id: i64, m: &Message, label: &str) -> CallbackAnswer {
+    let up = fake.tap(from, id, &m.button_data(label));
+    fake.wait_for_callback_answer(up, WAIT).expect("answered")
+}
+
+/// The detail of `response`, an error of kind `want` (else panics).
+fn error_detail(response: Response, want: ErrorKind) -> String {
+    match response {
+        Response::Error { kind, detail } if kind == want => detail,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn message(fake: &FakeTelegram, id: i64) -> Message {
     fake.message(id).expect("the message was delivered")
 }
@@ -257,23 +263,11 @@ fn buttons(m: &Message) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn data_of(m: &Message, text: &str) -> String {
-    m.buttons
-        .iter()
-        .flatten()
-        .find(|(t, _)| t == text)
-        .map(|(_, d)| d.clone())
-        .unwrap_or_else(|| panic!("no button {text:?} in {m:?}"))
-}
-
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn right_number_approves_and_finish_edits_the_message() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
+    let (fake, d) = started();
+    let (n, id, m) = d.approval(&fake, 120);
     assert_eq!(m.chat_id, CHAT);
     assert!(m.text.contains("Login of alice@testhost"), "{m:?}");
     assert_eq!(
@@ -285,7 +279,7 @@ fn right_number_approves_and_finish_edits_the_message() {
         assert!(data.len() <= 64 && data.contains(&n), "{t}: {data}");
     }
     assert_eq!(d.wait(&n, 0), ApprovalState::Pending);
-    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
+    let up = fake.tap(CHAT, id, &m.button_data("42"));
     assert_eq!(d.settled(&n), ApprovalState::Approved);
     let answer = fake
         .wait_for_callback_answer(up, WAIT)
@@ -311,8 +305,7 @@ fn right_number_approves_and_finish_edits_the_message() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn finish_answers_at_once_while_the_edit_hangs() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     let n = nonce();
     let id = d.approve(&n, 120);
     fake.set_mode(Mode::NeverAnswer);
@@ -336,17 +329,13 @@ fn finish_answers_at_once_while_the_edit_hangs() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn wrong_number_is_wrong_and_a_second_tap_changes_nothing() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
-    let up = fake.tap(CHAT, id, &data_of(&m, "17"));
+    let (fake, d) = started();
+    let (n, id, m) = d.approval(&fake, 120);
+    let up = fake.tap(CHAT, id, &m.button_data("17"));
     assert_eq!(d.settled(&n), ApprovalState::Wrong);
     let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
     assert!(a.text.contains("not the number"), "{a:?}");
-    let up2 = fake.tap(CHAT, id, &data_of(&m, "42"));
-    let a2 = fake.wait_for_callback_answer(up2, WAIT).expect("answered");
+    let a2 = tap_answer(&fake, CHAT, id, &m, "42");
     assert!(a2.text.contains("already answered"), "{a2:?}");
     assert_eq!(d.wait(&n, 0), ApprovalState::Wrong);
     d.finish(&n, Final::Denied);
@@ -357,15 +346,11 @@ fn wrong_number_is_wrong_and_a_second_tap_changes_nothing() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_tap_by_another_account_changes_nothing_and_is_answered() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
+    let (fake, d) = started();
+    let (n, id, m) = d.approval(&fake, 120);
     // A forwarded request, tapped by someone else: both buttons.
     for label in ["42", "Not me"] {
-        let up = fake.tap(OTHER, id, &data_of(&m, label));
-        let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+        let a = tap_answer(&fake, OTHER, id, &m, label);
         assert!(a.text.contains("Only the account"), "{a:?}");
     }
     assert_eq!(d.wait(&n, 500), ApprovalState::Pending);
@@ -376,19 +361,16 @@ fn a_tap_by_another_account_changes_nothing_and_is_answered() {
     assert!(fake.edits().is_empty());
     d.wait_log("by another Telegram account");
     // The owner's tap still counts.
-    fake.tap(CHAT, id, &data_of(&m, "42"));
+    fake.tap(CHAT, id, &m.button_data("42"));
     assert_eq!(d.settled(&n), ApprovalState::Approved);
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
-    let up = fake.tap(CHAT, id, &data_of(&m, "Not me"));
+    let (fake, d) = started();
+    let (n, id, m) = d.approval(&fake, 120);
+    let up = fake.tap(CHAT, id, &m.button_data("Not me"));
     assert_eq!(d.settled(&n), ApprovalState::NotMe);
     // The lock is on disk by the time Wait says NotMe.
     let st = d.state_file("alice");
@@ -403,18 +385,9 @@ fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
         "{e:?}"
     );
     // The admins' alert.
-    let deadline = Instant::now() + WAIT;
-    let alert = loop {
-        if let Some(s) = fake
-            .sent()
-            .into_iter()
-            .find(|s| s.chat_id == ADMIN.to_string())
-        {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no alert: {:?}", fake.sent());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let alert = fake
+        .wait_for_sent_to(ADMIN, WAIT)
+        .unwrap_or_else(|| panic!("no alert: {:?}", fake.sent()));
     assert!(
         alert.text.contains("alice") && alert.text.contains("Not me"),
         "{}",
@@ -432,13 +405,7 @@ fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
     assert_eq!(fake.edits().len(), 1, "{:?}", fake.edits());
 
     // `pam-gateway unlock` ends it, like any lockout.
-    let cli = pgw_test_support::cli_harness::bin();
-    let out = Command::new(cli)
-        .arg("--config")
-        .arg(&d.config)
-        .args(["unlock", "alice"])
-        .output()
-        .expect("pam-gateway unlock");
+    let out = d.cli(&["unlock", "alice"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -453,8 +420,7 @@ fn not_me_locks_alerts_the_admins_and_edits_denied_until_unlock() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn an_unanswered_request_expires_and_says_so() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     let n = nonce();
     let id = d.approve(&n, 1);
     let e = fake
@@ -465,8 +431,7 @@ fn an_unanswered_request_expires_and_says_so() {
     assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
     // A late tap is answered, and the message stays as it is.
     let m = e.before;
-    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
-    let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    let a = tap_answer(&fake, CHAT, id, &m, "42");
     assert!(a.text.contains("expired"), "{a:?}");
     assert_eq!(fake.edits().len(), 1);
 }
@@ -474,48 +439,37 @@ fn an_unanswered_request_expires_and_says_so() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_stale_tap_after_finish_is_answered_and_changes_nothing() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
+    let (fake, d) = started();
+    let (n, id, m) = d.approval(&fake, 120);
     d.finish(&n, Final::Used);
     let e = fake.wait_for_edit(id, WAIT).expect("edited");
     assert!(e.after.text.contains("used"), "{e:?}");
     for label in ["42", "Not me"] {
-        let up = fake.tap(CHAT, id, &data_of(&m, label));
-        let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+        let a = tap_answer(&fake, CHAT, id, &m, label);
         assert!(a.text.contains("code was typed"), "{a:?}");
     }
     assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
     assert_eq!(fake.edits().len(), 1);
     assert!(!d.dir.0.join("state").join("alice.json").exists());
     // A nonce is single-use.
-    match d.ask(&approve_request(&n, "alice", CHAT, 60)) {
-        Response::Error {
-            kind: ErrorKind::BadRequest,
-            ..
-        } => {}
-        other => panic!("{other:?}"),
-    }
+    error_detail(
+        d.ask(&approve_request(&n, "alice", CHAT, 60)),
+        ErrorKind::BadRequest,
+    );
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn after_a_restart_the_nonce_is_gone_and_its_tap_expires_the_message() {
-    let fake = fake();
-    let mut d = Daemon::start(&fake);
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
+    let (fake, mut d) = started();
+    let (n, id, m) = d.approval(&fake, 120);
     d.kill();
     // The socket file stays behind; the new daemon removes it (a root
     // socket nobody listens on) and binds again.
     assert!(d.socket.exists());
     d.spawn();
     assert_eq!(d.wait(&n, 0), ApprovalState::Gone);
-    let up = fake.tap(CHAT, id, &data_of(&m, "42"));
-    let a = fake.wait_for_callback_answer(up, WAIT).expect("answered");
+    let a = tap_answer(&fake, CHAT, id, &m, "42");
     assert!(a.text.contains("expired"), "{a:?}");
     let e = fake.wait_for_edit(id, WAIT).expect("edited");
     assert!(
@@ -528,53 +482,28 @@ fn after_a_restart_the_nonce_is_gone_and_its_tap_expires_the_message() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn updates_returns_a_start_message_and_status_tells_the_state() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     let up = fake.push_update(CHAT, "private", "/start");
-    match d.ask(&Request::Updates {
-        version: VERSION,
-        after: 0,
-        wait_ms: 10_000,
-    }) {
-        Response::Updates { updates } => {
-            let u = updates
-                .iter()
-                .find(|u| u.update_id == up)
-                .unwrap_or_else(|| panic!("{updates:?}"));
-            assert_eq!((u.chat_id, u.text.as_str()), (CHAT, "/start"));
-            assert_eq!(u.chat_type, "private");
-            assert_eq!(u.from_id, Some(CHAT));
-        }
-        other => panic!("{other:?}"),
-    }
+    let updates = d.updates(0, 10_000);
+    let u = updates
+        .iter()
+        .find(|u| u.update_id == up)
+        .unwrap_or_else(|| panic!("{updates:?}"));
+    assert_eq!((u.chat_id, u.text.as_str()), (CHAT, "/start"));
+    assert_eq!(u.chat_type, "private");
+    assert_eq!(u.from_id, Some(CHAT));
     // Nothing newer: an empty list after the wait.
-    match d.ask(&Request::Updates {
-        version: VERSION,
-        after: up,
-        wait_ms: 100,
-    }) {
-        Response::Updates { updates } => assert!(updates.is_empty(), "{updates:?}"),
-        other => panic!("{other:?}"),
-    }
+    let updates = d.updates(up, 100);
+    assert!(updates.is_empty(), "{updates:?}");
     let n = nonce();
     d.approve(&n, 120);
-    match d.ask(&Request::Status { version: VERSION }) {
-        Response::Status { status } => {
-            assert_eq!(status.pending, 1);
-            assert_eq!(status.webhook.as_deref(), Some("none"));
-            assert!(status.last_update_at.is_some());
-            assert!(status.daemon.starts_with("pam-gatewayd "));
-        }
-        other => panic!("{other:?}"),
-    }
+    let status = d.status();
+    assert_eq!(status.pending, 1);
+    assert_eq!(status.webhook.as_deref(), Some("none"));
+    assert!(status.last_update_at.is_some());
+    assert!(status.daemon.starts_with("pam-gatewayd "));
     // Another protocol version is told so.
-    match d.ask(&Request::Status { version: 99 }) {
-        Response::Error {
-            kind: ErrorKind::Version,
-            ..
-        } => {}
-        other => panic!("{other:?}"),
-    }
+    error_detail(d.ask(&Request::Status { version: 99 }), ErrorKind::Version);
 }
 
 #[test]
@@ -584,22 +513,12 @@ fn a_webhook_is_reported_in_the_log_and_status() {
     fake.set_webhook(Some("https://hooks.example.net/bot/x"));
     let d = Daemon::start(&fake);
     d.wait_log("a webhook is set for this bot");
-    match d.ask(&Request::Status { version: VERSION }) {
-        Response::Status { status } => {
-            assert_eq!(status.webhook.as_deref(), Some("hooks.example.net"))
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(d.status().webhook.as_deref(), Some("hooks.example.net"));
     d.wait_log("getUpdates failed: a webhook is set");
     // The admin removes the webhook: the next poll works and says so.
     fake.set_webhook(None);
     let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        match d.ask(&Request::Status { version: VERSION }) {
-            Response::Status { status } if status.webhook.as_deref() == Some("none") => break,
-            Response::Status { .. } => {}
-            other => panic!("{other:?}"),
-        }
+    while d.status().webhook.as_deref() != Some("none") {
         assert!(Instant::now() < deadline, "webhook still reported");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -609,8 +528,7 @@ fn a_webhook_is_reported_in_the_log_and_status() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn the_socket_is_roots_0600_in_a_0700_dir() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (_fake, d) = started();
     let dir = fs::symlink_metadata(d.socket.parent().unwrap()).unwrap();
     assert_eq!((dir.uid(), dir.mode() & 0o7777), (0, 0o700));
     let s = fs::symlink_metadata(&d.socket).unwrap();
@@ -653,8 +571,7 @@ fn client_as_nobody(socket: &Path, caps: bool) -> String {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_non_root_peer_is_refused() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (_fake, d) = started();
     // The file system alone keeps uid 65534 out...
     let out = client_as_nobody(&d.socket, false);
     assert!(out.contains("connect failed: Permission denied"), "{out}");
@@ -668,63 +585,39 @@ fn a_non_root_peer_is_refused() {
     assert!(!out.contains("read 4"), "{out}");
     d.wait_log("refused a connection from uid 65534");
     // Root is still served.
-    assert!(matches!(
-        d.ask(&Request::Status { version: VERSION }),
-        Response::Status { .. }
-    ));
+    d.status();
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn oversized_and_malformed_frames_are_refused() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
-    let mut s = UnixStream::connect(&d.socket).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let (fake, d) = started();
+    let mut s = d.connect();
     s.write_all(&((MAX_FRAME + 1) as u32).to_be_bytes())
         .unwrap();
-    match read_frame::<Response>(&mut s) {
-        Ok(Response::Error {
-            kind: ErrorKind::BadRequest,
-            detail,
-        }) => assert!(detail.contains("limit"), "{detail}"),
-        other => panic!("{other:?}"),
-    }
+    let detail = error_detail(read_frame(&mut s).expect("a frame"), ErrorKind::BadRequest);
+    assert!(detail.contains("limit"), "{detail}");
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed after it");
 
-    let mut s = UnixStream::connect(&d.socket).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut s = d.connect();
     let body = br#"{"op":"grant_root","version":1}"#;
     s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
     s.write_all(body).unwrap();
-    match read_frame::<Response>(&mut s) {
-        Ok(Response::Error {
-            kind: ErrorKind::BadRequest,
-            ..
-        }) => {}
-        other => panic!("{other:?}"),
-    }
+    error_detail(read_frame(&mut s).expect("a frame"), ErrorKind::BadRequest);
     // Bad values in a well-formed Approve.
     let mut bad = approve_request(&nonce(), "alice", CHAT, 60);
     if let Request::Approve { answer, .. } = &mut bad {
         *answer = 99;
     }
-    assert!(matches!(
-        d.ask(&bad),
-        Response::Error {
-            kind: ErrorKind::BadRequest,
-            ..
-        }
-    ));
+    error_detail(d.ask(&bad), ErrorKind::BadRequest);
     assert!(fake.sent().is_empty());
 }
 
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_stopped_client_does_not_block_others() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     // A client that sends half a frame header, then is stopped (as su's
     // caller may stop su).
     let script = r#"
@@ -754,10 +647,8 @@ fn a_stopped_client_does_not_block_others() {
         .expect("kill -STOP");
     assert!(stopped.success());
     // Another login goes through meanwhile, start to finish.
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
-    fake.tap(CHAT, id, &data_of(&m, "42"));
+    let (n, id, m) = d.approval(&fake, 120);
+    fake.tap(CHAT, id, &m.button_data("42"));
     assert_eq!(d.settled(&n), ApprovalState::Approved);
     // And the stopped one is dropped once its request is overdue.
     d.wait_log("was not complete within");
@@ -770,13 +661,11 @@ fn a_stopped_client_does_not_block_others() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn connections_over_the_cap_are_told_busy() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (_fake, d) = started();
     // 64 idle connections hold every thread (each checked in first).
     let held: Vec<UnixStream> = (0..64)
         .map(|_| {
-            let mut s = UnixStream::connect(&d.socket).unwrap();
-            s.set_read_timeout(Some(WAIT)).unwrap();
+            let mut s = d.connect();
             write_frame(&mut s, &Request::Status { version: VERSION }).unwrap();
             assert!(matches!(
                 read_frame::<Response>(&mut s),
@@ -785,21 +674,13 @@ fn connections_over_the_cap_are_told_busy() {
             s
         })
         .collect();
-    let mut s = UnixStream::connect(&d.socket).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    match read_frame::<Response>(&mut s) {
-        Ok(Response::Error {
-            kind: ErrorKind::Busy,
-            ..
-        }) => {}
-        other => panic!("{other:?}"),
-    }
+    let mut s = d.connect();
+    error_detail(read_frame(&mut s).expect("a frame"), ErrorKind::Busy);
     drop(held);
     // Served again once they are gone.
     let deadline = Instant::now() + WAIT;
     loop {
-        let mut s = UnixStream::connect(&d.socket).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut s = d.connect();
         let _ = write_frame(&mut s, &Request::Status { version: VERSION });
         if matches!(read_frame::<Response>(&mut s), Ok(Response::Status { .. })) {
             break;
@@ -814,9 +695,14 @@ fn start_fails(text: &str) -> String {
     let dir = TempDir::new("daemon-bad");
     let config = dir.0.join("gateway.toml");
     write_file(&config, text, 0o600);
+    start_fails_with(&config)
+}
+
+/// The daemon with `config` exits 1 at once; what it said.
+fn start_fails_with(config: &Path) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_pam-gatewayd"))
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .output()
         .expect("run pam-gatewayd");
     assert_eq!(out.status.code(), Some(1));
@@ -848,12 +734,7 @@ fn it_refuses_to_start_without_approval_or_with_unsafe_files() {
     let text = Daemon::config_text(&dir.0, &fake, &Daemon::approve_section(&socket));
     let bad = dir.0.join("open.toml");
     write_file(&bad, &text, 0o644);
-    let out = Command::new(env!("CARGO_BIN_EXE_pam-gatewayd"))
-        .arg("--config")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    start_fails_with(&bad);
 
     // A socket directory others may write to is refused.
     let open_dir = dir.0.join("open");
@@ -883,8 +764,7 @@ fn it_refuses_to_start_without_approval_or_with_unsafe_files() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn a_second_bot_reader_is_logged_and_the_daemon_reads_again_after_it() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     // Let the daemon's first long poll begin, then poll the bot ourselves:
     // Telegram (and the fake) end the daemon's poll with 409.
     fake.wait_for_received("/getUpdates", 1, WAIT);
@@ -911,10 +791,8 @@ fn a_second_bot_reader_is_logged_and_the_daemon_reads_again_after_it() {
     let log = d.wait_log("another program is reading this bot's updates");
     assert!(!log.contains(TOKEN), "{log}");
     // It backs off and reads again: a tap still arrives.
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
-    fake.tap(CHAT, id, &data_of(&m, "42"));
+    let (n, id, m) = d.approval(&fake, 120);
+    fake.tap(CHAT, id, &m.button_data("42"));
     let deadline = Instant::now() + Duration::from_secs(40);
     while d.wait(&n, 2000) == ApprovalState::Pending {
         assert!(Instant::now() < deadline, "no tap after the conflict");
@@ -927,15 +805,9 @@ fn a_second_bot_reader_is_logged_and_the_daemon_reads_again_after_it() {
 fn enroll_reads_the_bot_through_the_daemon_and_status_shows_it() {
     use pgw_test_support::cli_harness::{Running, bin};
     use pgw_test_support::fake_telegram::{Incoming, TgUser, find_code};
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
 
-    let status = Command::new(bin())
-        .arg("--config")
-        .arg(&d.config)
-        .arg("status")
-        .output()
-        .expect("pam-gateway status");
+    let status = d.cli(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(
         text.contains("Approval in the chat (pam-gatewayd)"),
@@ -971,12 +843,7 @@ fn enroll_reads_the_bot_through_the_daemon_and_status_shows_it() {
     // Daemon gone: status says so (a warning, not a failure of logins).
     let mut d = d;
     d.kill();
-    let status = Command::new(bin())
-        .arg("--config")
-        .arg(&d.config)
-        .arg("status")
-        .output()
-        .expect("pam-gateway status");
+    let status = d.cli(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);
     assert!(text.contains("pam-gatewayd does not answer"), "{text}");
 }
@@ -1015,8 +882,7 @@ fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
     for (i, (_, chat, _)) in sent.iter().enumerate() {
         let (_, _, next_id) = &sent[(i + 1) % sent.len()];
         let m = message(&fake, *next_id);
-        let up = fake.tap(*chat, *next_id, &data_of(&m, "42"));
-        fake.wait_for_callback_answer(up, WAIT).expect("answered");
+        tap_answer(&fake, *chat, *next_id, &m, "42");
     }
     for (n, _, _) in &sent {
         assert_eq!(d.wait(n, 0), ApprovalState::Pending);
@@ -1029,7 +895,7 @@ fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
             scope.spawn(move || {
                 let m = message(fake, *id);
                 let label = if i % 2 == 0 { "42" } else { "88" };
-                fake.tap(*chat, *id, &data_of(&m, label));
+                fake.tap(*chat, *id, &m.button_data(label));
                 let want = if i % 2 == 0 {
                     ApprovalState::Approved
                 } else {
@@ -1044,16 +910,11 @@ fn twenty_concurrent_approvals_are_each_decided_by_their_own_tap_only() {
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn sends_go_over_one_warm_connection() {
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     for _ in 0..5 {
         d.approve(&nonce(), 120);
     }
-    match d.ask(&Request::Send {
-        version: VERSION,
-        chat_id: CHAT,
-        text: "Your code is 482913".into(),
-    }) {
+    match d.send(CHAT, "Your code is 482913") {
         Response::Sent { .. } => {}
         other => panic!("{other:?}"),
     }
@@ -1066,20 +927,9 @@ fn sends_go_over_one_warm_connection() {
         sent.iter().map(|s| s.connection).collect::<Vec<_>>()
     );
     // A send that fails says why, without the text.
-    match d.ask(&Request::Send {
-        version: VERSION,
-        chat_id: 42_4242,
-        text: "Your code is 482913".into(),
-    }) {
-        Response::Error {
-            kind: ErrorKind::Rejected,
-            detail,
-        } => {
-            assert!(detail.contains("chat not found"), "{detail}");
-            assert!(!detail.contains("482913"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let detail = error_detail(d.send(42_4242, "Your code is 482913"), ErrorKind::Rejected);
+    assert!(detail.contains("chat not found"), "{detail}");
+    assert!(!detail.contains("482913"), "{detail}");
 }
 
 /// (open descriptors, threads, RSS in KiB) of a process.
@@ -1107,15 +957,12 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300);
-    let fake = fake();
-    let d = Daemon::start(&fake);
+    let (fake, d) = started();
     let pid = d.child.as_ref().unwrap().id();
     let cycle = |i: usize| {
-        let n = nonce();
-        let id = d.approve(&n, 120);
+        let (n, id, m) = d.approval(&fake, 120);
         let label = if i % 3 == 0 { "17" } else { "42" };
-        let m = message(&fake, id);
-        let up = fake.tap(CHAT, id, &data_of(&m, label));
+        let up = fake.tap(CHAT, id, &m.button_data(label));
         let want = if i % 3 == 0 {
             ApprovalState::Wrong
         } else {
@@ -1153,10 +1000,7 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
         after.1 <= before.1 + 2,
         "threads grew: {before:?} → {after:?}"
     );
-    match d.ask(&Request::Status { version: VERSION }) {
-        Response::Status { status } => assert_eq!(status.pending, 0),
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(d.status().pending, 0);
 }
 
 #[test]
@@ -1164,8 +1008,7 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
 fn it_needs_no_capability() {
     // What the unit's empty CapabilityBoundingSet= leaves it: uid 0 and no
     // capability at all (no DAC override: it reaches only root's own files).
-    let fake = fake();
-    let mut d = Daemon::start(&fake);
+    let (fake, mut d) = started();
     d.kill();
     fs::remove_file(&d.socket).unwrap();
     d.prefix = [
@@ -1192,17 +1035,12 @@ fn it_needs_no_capability() {
     assert_eq!(cap("Uid:").split_whitespace().next(), Some("0"));
     // The whole of it still works: send, tap, the "Not me" lock in the
     // state files, the alert, the edit, a stale socket replaced.
-    let n = nonce();
-    let id = d.approve(&n, 120);
-    let m = message(&fake, id);
-    fake.tap(CHAT, id, &data_of(&m, "Not me"));
+    let (n, id, m) = d.approval(&fake, 120);
+    fake.tap(CHAT, id, &m.button_data("Not me"));
     assert_eq!(d.settled(&n), ApprovalState::NotMe);
     assert!(d.state_file("alice")["not_me"].as_u64().is_some());
     fake.wait_for_edit(id, WAIT).expect("edited");
     d.kill();
     d.spawn();
-    assert!(matches!(
-        d.ask(&Request::Status { version: VERSION }),
-        Response::Status { .. }
-    ));
+    d.status();
 }

@@ -402,6 +402,12 @@ pub struct Update {
     pub from_last_name: Option<String>,
 }
 
+/// `text` without `token` and its secret half (what follows the `:`).
+fn scrub_token(token: &str, text: &str) -> String {
+    let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
+    redact(text, &[token, secret_half])
+}
+
 /// A Bot API client for one bot.
 pub struct TelegramClient {
     api_url: String,
@@ -420,26 +426,23 @@ impl TelegramClient {
         cfg: &TelegramConfig,
         timeout: Duration,
     ) -> Result<TelegramClient, TelegramError> {
-        let client = http::client_with_timeout(&cfg.http, timeout).map_err(|e| {
-            let token = cfg.bot_token.expose();
-            let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
-            transport_error(e, &|t| redact(t, &[token, secret_half]))
-        })?;
-        Ok(TelegramClient {
-            api_url: cfg.api_url.clone(),
-            token: cfg.bot_token.clone(),
-            client,
-        })
+        Self::with_client(cfg, http::client_with_timeout(&cfg.http, timeout))
     }
 
     /// A client that keeps its connection to the API open between calls
     /// (`pam-gatewayd`'s sends): see [`http::warm_client`].
     pub fn warm(cfg: &TelegramConfig) -> Result<TelegramClient, TelegramError> {
-        let client = http::warm_client(&cfg.http, cfg.http.timeout).map_err(|e| {
-            let token = cfg.bot_token.expose();
-            let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
-            transport_error(e, &|t| redact(t, &[token, secret_half]))
-        })?;
+        Self::with_client(cfg, http::warm_client(&cfg.http, cfg.http.timeout))
+    }
+
+    /// The client for `cfg` over `client` (a failure to build it is told
+    /// without the token).
+    fn with_client(
+        cfg: &TelegramConfig,
+        client: Result<http::Client, http::TransportError>,
+    ) -> Result<TelegramClient, TelegramError> {
+        let client =
+            client.map_err(|e| transport_error(e, &|t| scrub_token(cfg.bot_token.expose(), t)))?;
         Ok(TelegramClient {
             api_url: cfg.api_url.clone(),
             token: cfg.bot_token.clone(),
@@ -449,9 +452,7 @@ impl TelegramClient {
 
     /// Removes the token (and its secret half) from any text.
     fn scrub(&self, text: &str) -> String {
-        let token = self.token.expose();
-        let secret_half = token.split_once(':').map(|(_, s)| s).unwrap_or("");
-        redact(text, &[token, secret_half])
+        scrub_token(self.token.expose(), text)
     }
 
     /// Calls a Bot API method with a JSON body and returns `result`.
@@ -647,29 +648,28 @@ impl TelegramClient {
         text: &str,
         reply_markup: &Value,
     ) -> Result<i64, TelegramError> {
-        let result = self.call_sending(
-            "sendMessage",
+        self.send_for_id(
             &json!({
                 "chat_id": chat_id,
                 "text": text,
                 "disable_web_page_preview": true,
                 "reply_markup": reply_markup,
             }),
-            Some(text),
-        )?;
-        result
-            .get("message_id")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| TelegramError::Malformed("sendMessage result has no message_id".into()))
+            text,
+        )
     }
 
     /// Sends plain `text` to `chat_id` and returns the message's id.
     pub fn send_plain(&self, chat_id: i64, text: &str) -> Result<i64, TelegramError> {
-        let result = self.call_sending(
-            "sendMessage",
+        self.send_for_id(
             &json!({ "chat_id": chat_id, "text": text, "disable_web_page_preview": true }),
-            Some(text),
-        )?;
+            text,
+        )
+    }
+
+    /// `sendMessage` with `body` (whose text is `text`): the message's id.
+    fn send_for_id(&self, body: &Value, text: &str) -> Result<i64, TelegramError> {
+        let result = self.call_sending("sendMessage", body, Some(text))?;
         result
             .get("message_id")
             .and_then(Value::as_i64)

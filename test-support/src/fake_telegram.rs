@@ -176,6 +176,19 @@ pub struct Message {
     pub buttons: Vec<Vec<(String, String)>>,
 }
 
+impl Message {
+    /// The `callback_data` of the button labelled `label` (panics when
+    /// there is none).
+    pub fn button_data(&self, label: &str) -> String {
+        self.buttons
+            .iter()
+            .flatten()
+            .find(|(text, _)| text == label)
+            .map(|(_, data)| data.clone())
+            .unwrap_or_else(|| panic!("no button {label:?} in {self:?}"))
+    }
+}
+
 /// An `answerCallbackQuery` call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallbackAnswer {
@@ -387,6 +400,24 @@ impl FakeTelegram {
     /// Successful `sendMessage` calls, in order.
     pub fn sent(&self) -> Vec<SentMessage> {
         self.shared.state().sent.clone()
+    }
+
+    /// The first message sent to `chat_id`, waiting up to `timeout` for one.
+    pub fn wait_for_sent_to(&self, chat_id: i64, timeout: Duration) -> Option<SentMessage> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self
+                .sent()
+                .into_iter()
+                .find(|s| s.chat_id == chat_id.to_string())
+            {
+                return Some(s);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Every request seen (including rejected ones and those answered by a

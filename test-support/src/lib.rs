@@ -6,6 +6,7 @@
 //! Tests that need root say so in one place: [`root`].
 
 pub mod cli_harness;
+pub mod daemon;
 pub mod fake_http;
 pub mod fake_telegram;
 pub mod flow_fakes;

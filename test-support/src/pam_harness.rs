@@ -139,6 +139,13 @@ pub fn write_account_files(dir: &Path) -> (PathBuf, PathBuf) {
     (p, g)
 }
 
+/// A stack (for [`PamEnv::set_stack`]) where the module's PAM_IGNORE falls
+/// through to pam_permit: success then means "ignored", failure means the
+/// module denied (where the module could let someone through, a PAM_IGNORE
+/// here is a login).
+pub const IGNORE_THEN_PERMIT: &str = "auth [success=done ignore=ignore default=die] {module} \
+                                      config={config}\nauth required pam_permit.so\n";
+
 /// One test's world: config dir, PAM service dir, syslog socket.
 pub struct PamEnv {
     pub dir: TempDir,
@@ -182,6 +189,12 @@ pub struct PamRun {
 
 impl PamRun {
     /// pamtester prints `pam_strerror` of the failure; this checks it.
+    /// The run succeeded and the module logged `needle`.
+    pub fn assert_succeeded_logging(&self, needle: &str) {
+        assert!(self.success, "{}", self.dump());
+        assert!(self.log.contains(needle), "{}", self.dump());
+    }
+
     pub fn assert_failed_with(&self, pam_message: &str) {
         assert!(
             !self.success,
@@ -346,6 +359,17 @@ impl PamEnv {
         }
     }
 
+    /// [`PamEnv::authenticate`] of `user` typing nothing, with the stack
+    /// [`IGNORE_THEN_PERMIT`]: a PAM_IGNORE from the module is a login.
+    pub fn authenticate_where_ignore_permits(
+        &self,
+        user: &str,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
+        self.set_stack(IGNORE_THEN_PERMIT);
+        self.authenticate(user, Answers::Eof, fake)
+    }
+
     /// Runs `pamtester pgw USER authenticate` in a private mount namespace.
     pub fn authenticate(
         &self,
@@ -365,7 +389,23 @@ impl PamEnv {
         answers: Answers,
         fake: Option<&FakeTelegram>,
     ) -> PamRun {
-        let item_args: Vec<String> = items.iter().map(|(k, v)| format!("-I{k}={v}")).collect();
+        let mut args: Vec<std::ffi::OsString> = items
+            .iter()
+            .map(|(k, v)| format!("-I{k}={v}").into())
+            .collect();
+        args.extend(["pgw", user, "authenticate"].map(Into::into));
+        self.pamtester(&args, answers, fake)
+    }
+
+    /// `pamtester -v ARGS` in this env's namespace (the log socket bound
+    /// over /dev/log unless `syslog` is off), the user played as `answers`
+    /// say; the run with what the module logged.
+    pub fn pamtester<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        args: &[S],
+        answers: Answers,
+        fake: Option<&FakeTelegram>,
+    ) -> PamRun {
         let mut cmd = self.bwrap();
         if self.syslog.load(std::sync::atomic::Ordering::SeqCst) {
             cmd.arg("--bind").arg(&self.log_path).arg("/dev/log");
@@ -373,8 +413,7 @@ impl PamEnv {
         cmd.arg("--die-with-parent")
             .args(pamtester_command())
             .arg("-v")
-            .args(&item_args)
-            .args(["pgw", user, "authenticate"]);
+            .args(args);
         let mut run = converse(&mut cmd, answers, fake);
         // Datagrams are queued before pamtester exits; give the socket a beat.
         run.log = self.read_log();

@@ -361,6 +361,35 @@ impl Sandbox {
 
     /// Everything logged to the namespace's /dev/log so far (the module,
     /// sudo, login; sshd logs to its stderr).
+    /// `sudo -S` run by ALICE (real uid hers, through setpriv) with a
+    /// clean environment (PATH, HOME, USER, LANG), its command `id -u >
+    /// MARK`: MARK holds 0 only if sudo ran it. Not spawned; no stdio set.
+    pub fn sudo_as_alice(&self, mark: &Path) -> Command {
+        let uid = ALICE_UID.to_string();
+        let mut cmd = self.command("setpriv");
+        cmd.args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
+            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
+            .arg(format!("id -u > {}", mark.display()))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("HOME", format!("/home/{ALICE}"))
+            .env("USER", ALICE);
+        cmd
+    }
+
+    /// [`Sandbox::sudo_as_alice`] with LOGNAME and `LANG=C` too, spawned
+    /// with every standard stream piped.
+    pub fn spawn_sudo_as_alice(&self, mark: &Path) -> std::process::Child {
+        self.sudo_as_alice(mark)
+            .env("LOGNAME", ALICE)
+            .env("LANG", "C")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn sudo")
+    }
+
     pub fn log(&self) -> String {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = vec![0u8; 8192];

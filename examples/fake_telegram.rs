@@ -176,39 +176,24 @@ fn record(
     Ok(())
 }
 
+/// `path` opened for appending (created if missing); read-write too when
+/// `read` (a FIFO opened so does not wait for a reader).
+fn open_append(path: Option<&PathBuf>, read: bool) -> Result<Option<File>, String> {
+    path.map(|p| {
+        OpenOptions::new()
+            .read(read)
+            .append(true)
+            .create(true)
+            .open(p)
+            .map_err(|e| format!("cannot open {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
 fn run(args: Args) -> Result<(), String> {
-    let mut messages = match &args.messages {
-        Some(p) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
-    // Read-write: opening a FIFO this way does not wait for a reader.
-    let mut codes = match &args.codes {
-        Some(p) => Some(
-            OpenOptions::new()
-                .read(true)
-                .append(true)
-                .create(true)
-                .open(p)
-                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
-    let mut arrivals = match &args.arrivals {
-        Some(p) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .map_err(|e| format!("cannot open {}: {e}", p.display()))?,
-        ),
-        None => None,
-    };
+    let mut messages = open_append(args.messages.as_ref(), false)?;
+    let mut codes = open_append(args.codes.as_ref(), true)?;
+    let mut arrivals = open_append(args.arrivals.as_ref(), false)?;
     let fake = FakeTelegram::start(args.opts).map_err(|e| format!("cannot listen: {e}"))?;
     fake.set_mode(args.mode);
     let front = match &args.tls {

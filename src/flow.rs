@@ -119,6 +119,10 @@ pub struct LoginContext {
     pub service: String,
     pub rhost: Option<String>,
     pub tty: Option<String>,
+    /// PAM_RUSER: who asks, as the application says (su and sudo set it
+    /// from the caller's real uid; sshd does not set it). Context for the
+    /// approval message only, never a reason for any decision.
+    pub ruser: Option<String>,
     /// This machine's name, for the message.
     pub host: String,
     /// PAM_AUTHTOK is OpenSSH's marker for a wrong password.
@@ -1639,8 +1643,16 @@ fn tappable(route: &Route) -> bool {
 /// usual message (with the code). Which number to tap is only in the
 /// prompt: number matching, so that a tap is not a reflex.
 fn approval_text(ctx: &LoginContext, message: &str) -> String {
+    // Under su the login is the target's (root) and PAM_RUSER the account
+    // that ran su: the one the user needs to see to say "Not me".
+    let by = ctx
+        .ruser
+        .as_deref()
+        .filter(|r| !r.is_empty() && *r != ctx.user)
+        .map(|r| format!("Requested by: {}\n", message_field(r)))
+        .unwrap_or_default();
     format!(
-        "Login request: {}@{}\nService: {}\nFrom: {}\n\nTap the number your login prompt shows, \
+        "Login request: {}@{}\nService: {}\nFrom: {}\n{by}\nTap the number your login prompt shows, \
          or type the code.\n\n{message}",
         message_field(&ctx.user),
         message_field(&ctx.host),
@@ -1961,6 +1973,7 @@ mod tests {
             service: "sshd".into(),
             rhost: Some("203.0.113.7".into()),
             tty: Some("ssh".into()),
+            ruser: None,
             host: "pi".into(),
             password_was_wrong: false,
             caller_is_root: true,

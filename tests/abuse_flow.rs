@@ -137,6 +137,7 @@ impl World {
             service: "sshd".into(),
             rhost: rhost.map(str::to_string),
             tty: Some("ssh".into()),
+            ruser: None,
             host: "pi".into(),
             password_was_wrong: false,
             caller_is_root: self.caller_is_root.get(),

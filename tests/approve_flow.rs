@@ -46,6 +46,8 @@ struct Case {
     caller_is_root: bool,
     direct_fails: Option<DeliveryError>,
     password_was_wrong: bool,
+    /// PAM_RUSER (su sets the caller's name there).
+    ruser: Option<&'static str>,
     steps: Vec<Step>,
 }
 
@@ -57,6 +59,7 @@ impl Case {
             caller_is_root: true,
             direct_fails: None,
             password_was_wrong: false,
+            ruser: None,
             steps,
         }
     }
@@ -105,6 +108,7 @@ fn run(case: Case, clock: &FakeClock, daemon: &FakeDaemon) -> Run {
         service: "sshd".into(),
         rhost: Some("203.0.113.7".into()),
         tty: Some("ssh".into()),
+        ruser: case.ruser.map(String::from),
         host: "pi".into(),
         password_was_wrong: case.password_was_wrong,
         caller_is_root: case.caller_is_root,
@@ -177,6 +181,7 @@ fn tap_then_enter_gets_in_and_the_request_carries_the_context() {
     for part in ["alice@pi", "Service: sshd", "From: 203.0.113.7", CODE] {
         assert!(req.text.contains(part), "{part} not in {}", req.text);
     }
+    assert!(!req.text.contains("Requested by"), "{}", req.text);
     assert!(r.delivered.is_empty(), "nothing sent directly");
     assert_eq!(finished(&daemon), [Final::Approved]);
     assert_eq!(daemon.log.borrow().finished[0].0, req.nonce);
@@ -188,6 +193,37 @@ fn tap_then_enter_gets_in_and_the_request_carries_the_context() {
         "{}",
         r.log
     );
+}
+
+/// Under su the login is the target account's, and PAM_RUSER names who
+/// ran su: the message says so (one line, control characters replaced);
+/// the same name as the login's user, or none, adds nothing.
+#[test]
+fn the_request_names_who_asks_when_it_is_another_account() {
+    let text_for = |ruser: Option<&'static str>| {
+        let clock = FakeClock::default();
+        let daemon = FakeDaemon::running(&clock).then(vec![WaitAnswer::now(Approved)]);
+        let mut case = Case::new(vec![enter()]);
+        case.ruser = ruser;
+        let r = run(case, &clock, &daemon);
+        assert_eq!(r.outcome, TELEGRAM);
+        daemon.request().text
+    };
+    let text = text_for(Some("mallory"));
+    assert!(
+        text.contains("From: 203.0.113.7\nRequested by: mallory\n"),
+        "{text}"
+    );
+    let text = text_for(Some("mallory\nFrom: 10.0.0.1"));
+    assert!(
+        text.contains("Requested by: mallory?From: 10.0.0.1\n"),
+        "{text}"
+    );
+    assert!(!text.contains("\nFrom: 10.0.0.1"), "{text}");
+    for same in [Some("alice"), Some(""), None] {
+        let text = text_for(same);
+        assert!(!text.contains("Requested by"), "{same:?}: {text}");
+    }
 }
 
 #[test]

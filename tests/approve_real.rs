@@ -762,6 +762,11 @@ mod many {
 
     impl Login {
         fn start(env: &Env, user: &str) -> Login {
+            Login::start_with(env, user, &[])
+        }
+
+        /// [`Login::start`] with PAM items set through pamtester's `-I`.
+        fn start_with(env: &Env, user: &str, items: &[(&str, &str)]) -> Login {
             let mut cmd = env.pam.bwrap();
             cmd.arg("--bind")
                 .arg(&env.pam.log_path)
@@ -769,6 +774,7 @@ mod many {
                 .arg("--die-with-parent")
                 .args(pamtester_command())
                 .arg("-v")
+                .args(items.iter().map(|(k, v)| format!("-I{k}={v}")))
                 .args(["pgw", user, "authenticate"])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
@@ -838,6 +844,26 @@ mod many {
             .wait_for_sent_to(chat, WAIT)
             .unwrap_or_else(|| panic!("nothing sent to {chat}"));
         fake.message(s.message_id).expect("message")
+    }
+
+    /// PAM_RUSER (which su sets to the account running it) reaches the
+    /// message through real libpam and the daemon; the tap still decides.
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn the_message_names_pam_ruser_when_another_account_asks() {
+        let env = env(10, "");
+        let mut login = Login::start_with(&env, "user0", &[("ruser", "user1")]);
+        let n = login.number(&env);
+        let m = message_to(&env.fake, chat_of(0));
+        assert!(
+            m.text.contains("Login request: user0@") && m.text.contains("\nRequested by: user1\n"),
+            "{}",
+            m.text
+        );
+        login.enter();
+        tap(&env.fake, chat_of(0), &m, &format!("{n:02}"));
+        let (ok, out) = login.finish(&env);
+        assert!(ok, "{out}\n--- syslog\n{}", env.log());
     }
 
     #[test]

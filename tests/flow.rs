@@ -78,6 +78,7 @@ fn run(case: Case) -> Run {
         service: "sshd".into(),
         rhost: case.rhost.map(str::to_string),
         tty: Some("ssh".into()),
+        ruser: None,
         host: "pi".into(),
         password_was_wrong: case.password_was_wrong,
         caller_is_root: case.caller_is_root,

@@ -137,6 +137,7 @@ impl World {
             service: service.into(),
             rhost: rhost.map(String::from),
             tty: Some("ssh".into()),
+            ruser: None,
             host: "pi".into(),
             password_was_wrong,
             caller_is_root: true,

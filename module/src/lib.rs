@@ -13,7 +13,7 @@ use std::ffi::CStr;
 
 use pam::constants::{PAM_PROMPT_ECHO_OFF, PamFlag, PamResultCode};
 use pam::conv::Conv;
-use pam::items::{AuthTok, RHost, Service, Tty};
+use pam::items::{AuthTok, RHost, RUser, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 
 use pam_gateway_core::alert;
@@ -198,6 +198,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         service: item_string::<Service>(pamh).unwrap_or_default(),
         rhost: item_string::<RHost>(pamh),
         tty: item_string::<Tty>(pamh),
+        ruser: item_string::<RUser>(pamh),
         host: hostname(),
         password_was_wrong,
         // Under su and sudo run by a user it is not: that caller may signal
@@ -336,6 +337,7 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
         service,
         rhost: item_string::<RHost>(pamh),
         tty: item_string::<Tty>(pamh),
+        ruser: item_string::<RUser>(pamh),
         host: hostname(),
         password_was_wrong: false,
         caller_is_root: system::real_uid() == 0,

@@ -14,7 +14,7 @@
 //! rustls with the ring provider, verified against `ca_file` or the
 //! system's bundle exactly as the HTTP gateways verify (src/http.rs).
 //!
-//! What the answers mean for a login ([`crate::setup::resolve_enrolment`]):
+//! What the answers mean for a login ([`crate::setup::Sources::resolve_enrolment`]):
 //! an entry with recipients enrols the user; no entry, or an entry without
 //! any mapped attribute, is "not enrolled" (`unenrolled` applies); any
 //! failure -- unreachable, stalled, TLS refused, bind refused, several

@@ -168,7 +168,7 @@ pub enum Enrolment {
 /// The user's [`Enrolment`] as [`Flow::authenticate`] gets it: known
 /// already (the users file, or a name NSS does not know), or found only
 /// once `[policy]` covers the login, so that a login `[policy]` exempts
-/// never waits on `[directory]` (see `setup::enrolment_lookup`).
+/// never waits on `[directory]` (see `setup::Sources::enrolment_lookup`).
 pub enum Lookup<'l> {
     Known(Enrolment),
     /// Asked at most once, after `[policy]`, with the flow's log.

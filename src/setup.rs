@@ -120,53 +120,167 @@ pub fn enrolment(config: &Config, users: &Users, user: &str) -> Result<Enrolment
     }
 }
 
-/// Whom the session alert tells for `user` (`[alert] to = "user"`): the
-/// users file's entry, else (with `[directory]`) the directory's
-/// recipients, or the fresh cache when the directory fails (logged).
-/// `None`: nobody to tell.
-pub fn alert_entry(
-    config: &Config,
-    users: &Users,
-    user: &str,
-    store: &dyn StateStore,
-    wall: &dyn WallClock,
-    owner: Owner,
-    log: &mut dyn Log,
-) -> Option<UserEntry> {
-    if let Some(entry) = users.get(user) {
-        return Some(entry.clone());
-    }
-    let dir = config.directory.as_ref()?;
-    let error = match directory::lookup(dir, user, owner) {
-        Ok(found) => {
-            return found
-                .filter(|r| !r.is_empty())
-                .map(UserEntry::from_recipients);
+/// Where a user's recipients come from, for a login and for its session
+/// alert: the users file first (an entry there overrides the directory
+/// wholly), then `[directory]`, whose last answer per user may be cached
+/// in the state dir (`cache_max_age`).
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    pub config: &'a Config,
+    pub users: &'a Users,
+    /// The state dir, for the directory's cache.
+    pub store: &'a dyn StateStore,
+    pub wall: &'a dyn WallClock,
+    /// Who must own the directory's bind password file.
+    pub owner: Owner,
+}
+
+impl<'a> Sources<'a> {
+    /// Whom the session alert tells for `user` (`[alert] to = "user"`):
+    /// the users file's entry, else (with `[directory]`) the directory's
+    /// recipients, or the fresh cache when the directory fails (logged).
+    /// `None`: nobody to tell.
+    pub fn alert_entry(&self, user: &str, log: &mut dyn Log) -> Option<UserEntry> {
+        if let Some(entry) = self.users.get(user) {
+            return Some(entry.clone());
         }
-        Err(e) => e,
-    };
-    let cached = dir.cache_max_age.and_then(|max_age| {
-        match directory::cached(store, user, wall.unix_now(), max_age) {
-            Ok(directory::Cached::Fresh { recipients, .. }) if !recipients.is_empty() => {
-                Some(recipients)
+        let dir = self.config.directory.as_ref()?;
+        let error = match directory::lookup(dir, user, self.owner) {
+            Ok(found) => {
+                return found
+                    .filter(|r| !r.is_empty())
+                    .map(UserEntry::from_recipients);
             }
-            _ => None,
+            Err(e) => e,
+        };
+        let cached = dir.cache_max_age.and_then(|max_age| {
+            match directory::cached(self.store, user, self.wall.unix_now(), max_age) {
+                Ok(directory::Cached::Fresh { recipients, .. }) if !recipients.is_empty() => {
+                    Some(recipients)
+                }
+                _ => None,
+            }
+        });
+        let then = if cached.is_some() {
+            "using the cached recipients"
+        } else {
+            "the user is not told"
+        };
+        log.log(
+            Level::Warning,
+            &format!(
+                "user={} session: alert: {}; {then}",
+                clean(user),
+                directory_failed(dir, &error)
+            ),
+        );
+        cached.map(UserEntry::from_recipients)
+    }
+
+    /// The user's enrolment for [`crate::flow::Flow::authenticate`]: known
+    /// at once when the name is unknown to NSS (`known` false), when the
+    /// users file has an entry (it overrides the directory wholly) or when
+    /// there is no `[directory]`; otherwise a [`Lookup::Deferred`] that
+    /// [`Sources::resolve_enrolment`]s only once `[policy]` covers the
+    /// login, so a login it exempts never waits on the directory. A
+    /// users-file entry that needs a gateway gateway.toml lacks is an error
+    /// here, as always; one from the directory cannot be
+    /// (`[directory.attributes]` only maps gateways that have a section)
+    /// and would deny as the directory's fault.
+    pub fn enrolment_lookup(self, user: &'a str, known: bool) -> Result<Lookup<'a>, SetupError> {
+        if !known {
+            return Ok(Enrolment::UnknownUser.into());
         }
-    });
-    let then = if cached.is_some() {
-        "using the cached recipients"
-    } else {
-        "the user is not told"
-    };
-    log.log(
-        Level::Warning,
-        &format!(
-            "user={} session: alert: {}; {then}",
-            clean(user),
-            directory_failed(dir, &error)
-        ),
-    );
-    cached.map(UserEntry::from_recipients)
+        if self.config.directory.is_none() || self.users.get(user).is_some() {
+            return Ok(enrolment(self.config, self.users, user)?.into());
+        }
+        Ok(Lookup::Deferred(Box::new(
+            move |log: &mut dyn Log| match self.resolve_enrolment(user, log) {
+                Ok(found) => found,
+                Err(e) => Enrolment::DirectoryUnavailable(e.to_string()),
+            },
+        )))
+    }
+
+    /// The user's [`Enrolment`] as a login sees it: the users file first
+    /// (an entry there overrides the directory wholly: its recipients, and
+    /// only its, are used), then `[directory]` if configured. A directory
+    /// that fails denies ([`Enrolment::DirectoryUnavailable`]) unless the
+    /// cache of the last recipients seen is fresh; each step is logged on
+    /// `log`.
+    pub fn resolve_enrolment(
+        &self,
+        user: &str,
+        log: &mut dyn Log,
+    ) -> Result<Enrolment, SetupError> {
+        let (config, store) = (self.config, self.store);
+        let Some(dir) = config
+            .directory
+            .as_ref()
+            .filter(|_| self.users.get(user).is_none())
+        else {
+            return enrolment(config, self.users, user);
+        };
+        let shown = clean(user);
+        let now = self.wall.unix_now();
+        let error = match directory::lookup(dir, user, self.owner) {
+            Ok(found) => {
+                let recipients = found.unwrap_or_default();
+                if let Some(max_age) = dir.cache_max_age
+                    && let Err(e) = directory::remember(store, user, now, max_age, &recipients)
+                {
+                    log.log(
+                        Level::Warning,
+                        &format!(
+                            "user={shown} directory: cannot keep its answer in the cache: {e}"
+                        ),
+                    );
+                }
+                if recipients.is_empty() {
+                    return Ok(Enrolment::NotEnrolled);
+                }
+                let entry = UserEntry::from_recipients(recipients);
+                return Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?));
+            }
+            Err(e) => e,
+        };
+        log.log(
+            Level::Error,
+            &format!("user={shown} {}", directory_failed(dir, &error)),
+        );
+        let unavailable = |why: String| Ok(Enrolment::DirectoryUnavailable(why));
+        let Some(max_age) = dir.cache_max_age else {
+            return unavailable(format!("{error}; no cache (cache_max_age is not set)"));
+        };
+        if matches!(error, directory::DirectoryError::BadAnswer(_)) {
+            // The directory answered: what it said last is not what it says.
+            return unavailable(format!("{error}; the cache is not used for this"));
+        }
+        match directory::cached(store, user, now, max_age) {
+            Ok(directory::Cached::Fresh { recipients, age }) => {
+                log.log(
+                    Level::Warning,
+                    &format!(
+                        "user={shown} directory: using the cached recipients seen {age} s ago \
+                         (cache_max_age {max_age} s)"
+                    ),
+                );
+                let entry = UserEntry::from_recipients(recipients);
+                Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?))
+            }
+            Ok(directory::Cached::Stale { age }) => unavailable(format!(
+                "{error}; the cached recipients are stale ({}, cache_max_age {max_age} s): not used",
+                match age {
+                    Some(age) => format!("seen {age} s ago"),
+                    None => "seen in the future".to_string(),
+                }
+            )),
+            Ok(directory::Cached::Nothing) => {
+                unavailable(format!("{error}; no cached recipients for this user"))
+            }
+            Err(e) => unavailable(format!("{error}; the cache cannot be read: {e}")),
+        }
+    }
 }
 
 /// How a log line tells that the directory failed: `directory=URI ERROR`.
@@ -176,120 +290,6 @@ fn directory_failed(dir: &directory::DirectoryConfig, error: &directory::Directo
         clean(&dir.uri),
         crate::log::field(&error.to_string())
     )
-}
-
-/// The user's enrolment for [`crate::flow::Flow::authenticate`]: known at
-/// once when the name is unknown to NSS (`known` false), when the users
-/// file has an entry (it overrides the directory wholly) or when there is
-/// no `[directory]`; otherwise a [`Lookup::Deferred`] that
-/// [`resolve_enrolment`]s only once `[policy]` covers the login, so a
-/// login it exempts never waits on the directory. A users-file entry that
-/// needs a gateway gateway.toml lacks is an error here, as always; one
-/// from the directory cannot be (`[directory.attributes]` only maps
-/// gateways that have a section) and would deny as the directory's fault.
-pub fn enrolment_lookup<'l>(
-    config: &'l Config,
-    users: &'l Users,
-    user: &'l str,
-    known: bool,
-    store: &'l dyn StateStore,
-    wall: &'l dyn WallClock,
-    owner: Owner,
-) -> Result<Lookup<'l>, SetupError> {
-    if !known {
-        return Ok(Enrolment::UnknownUser.into());
-    }
-    if config.directory.is_none() || users.get(user).is_some() {
-        return Ok(enrolment(config, users, user)?.into());
-    }
-    Ok(Lookup::Deferred(Box::new(
-        move |log: &mut dyn Log| match resolve_enrolment(
-            config, users, user, store, wall, owner, log,
-        ) {
-            Ok(found) => found,
-            Err(e) => Enrolment::DirectoryUnavailable(e.to_string()),
-        },
-    )))
-}
-
-/// The user's [`Enrolment`] as a login sees it: the users file first (an
-/// entry there overrides the directory wholly: its recipients, and only
-/// its, are used), then `[directory]` if configured. A directory that
-/// fails denies ([`Enrolment::DirectoryUnavailable`]) unless the cache of
-/// the last recipients seen is fresh; each step is logged on `log`.
-pub fn resolve_enrolment(
-    config: &Config,
-    users: &Users,
-    user: &str,
-    store: &dyn StateStore,
-    wall: &dyn WallClock,
-    owner: Owner,
-    log: &mut dyn Log,
-) -> Result<Enrolment, SetupError> {
-    let Some(dir) = config
-        .directory
-        .as_ref()
-        .filter(|_| users.get(user).is_none())
-    else {
-        return enrolment(config, users, user);
-    };
-    let shown = clean(user);
-    let now = wall.unix_now();
-    let error = match directory::lookup(dir, user, owner) {
-        Ok(found) => {
-            let recipients = found.unwrap_or_default();
-            if let Some(max_age) = dir.cache_max_age
-                && let Err(e) = directory::remember(store, user, now, max_age, &recipients)
-            {
-                log.log(
-                    Level::Warning,
-                    &format!("user={shown} directory: cannot keep its answer in the cache: {e}"),
-                );
-            }
-            if recipients.is_empty() {
-                return Ok(Enrolment::NotEnrolled);
-            }
-            let entry = UserEntry::from_recipients(recipients);
-            return Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?));
-        }
-        Err(e) => e,
-    };
-    log.log(
-        Level::Error,
-        &format!("user={shown} {}", directory_failed(dir, &error)),
-    );
-    let unavailable = |why: String| Ok(Enrolment::DirectoryUnavailable(why));
-    let Some(max_age) = dir.cache_max_age else {
-        return unavailable(format!("{error}; no cache (cache_max_age is not set)"));
-    };
-    if matches!(error, directory::DirectoryError::BadAnswer(_)) {
-        // The directory answered: what it said last is not what it says.
-        return unavailable(format!("{error}; the cache is not used for this"));
-    }
-    match directory::cached(store, user, now, max_age) {
-        Ok(directory::Cached::Fresh { recipients, age }) => {
-            log.log(
-                Level::Warning,
-                &format!(
-                    "user={shown} directory: using the cached recipients seen {age} s ago \
-                     (cache_max_age {max_age} s)"
-                ),
-            );
-            let entry = UserEntry::from_recipients(recipients);
-            Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?))
-        }
-        Ok(directory::Cached::Stale { age }) => unavailable(format!(
-            "{error}; the cached recipients are stale ({}, cache_max_age {max_age} s): not used",
-            match age {
-                Some(age) => format!("seen {age} s ago"),
-                None => "seen in the future".to_string(),
-            }
-        )),
-        Ok(directory::Cached::Nothing) => {
-            unavailable(format!("{error}; no cached recipients for this user"))
-        }
-        Err(e) => unavailable(format!("{error}; the cache cannot be read: {e}")),
-    }
 }
 
 /// Mode of a `gateway.toml` the CLI creates (it holds the bot token).
@@ -413,6 +413,21 @@ mod tests {
         Users::parse(Path::new("/etc/pam_gateway/users.toml"), text).expect("users")
     }
 
+    fn sources<'a>(
+        config: &'a Config,
+        users: &'a Users,
+        store: &'a dyn StateStore,
+        wall: &'a dyn WallClock,
+    ) -> Sources<'a> {
+        Sources {
+            config,
+            users,
+            store,
+            wall,
+            owner: Owner::current(),
+        }
+    }
+
     fn resolve(
         config: &Config,
         users: &Users,
@@ -420,16 +435,9 @@ mod tests {
         log: &MemoryLog,
     ) -> Enrolment {
         let mut log = log.clone();
-        resolve_enrolment(
-            config,
-            users,
-            "alice",
-            store,
-            &Wall(Cell::new(NOW)),
-            Owner::current(),
-            &mut log,
-        )
-        .expect("resolve")
+        sources(config, users, store, &Wall(Cell::new(NOW)))
+            .resolve_enrolment("alice", &mut log)
+            .expect("resolve")
     }
 
     fn kind(e: &Enrolment) -> &'static str {
@@ -518,7 +526,8 @@ mod tests {
         let store = MemoryStateStore::default();
         let wall = Wall(Cell::new(NOW));
         let lookup = |users: &Users, known: bool| -> String {
-            match enrolment_lookup(&c, users, "alice", known, &store, &wall, Owner::current())
+            match sources(&c, users, &store, &wall)
+                .enrolment_lookup("alice", known)
                 .expect("lookup")
             {
                 Lookup::Known(e) => format!("known {}", kind(&e)),
@@ -549,30 +558,15 @@ mod tests {
         )
         .expect("config");
         let none = users("");
-        let found = enrolment_lookup(
-            &plain,
-            &none,
-            "alice",
-            true,
-            &store,
-            &wall,
-            Owner::current(),
-        )
-        .expect("lookup");
+        let found = sources(&plain, &none, &store, &wall)
+            .enrolment_lookup("alice", true)
+            .expect("lookup");
         assert!(matches!(found, Lookup::Known(Enrolment::NotEnrolled)));
         // A users entry naming a gateway gateway.toml lacks is an error, as
         // it always was.
         let signal = users("[users.alice]\nsignal = \"+15550100\"\n");
         assert!(matches!(
-            enrolment_lookup(
-                &plain,
-                &signal,
-                "alice",
-                true,
-                &store,
-                &wall,
-                Owner::current()
-            ),
+            sources(&plain, &signal, &store, &wall).enrolment_lookup("alice", true),
             Err(SetupError::GatewayNotConfigured { .. })
         ));
     }

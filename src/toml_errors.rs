@@ -247,7 +247,7 @@ impl MissingField<'_> {
     }
 }
 
-/// The type of a field of a [`toml_struct!`]: how its value is read, and
+/// The type of a field of a `toml_struct!`: how its value is read, and
 /// what an absent key gives (`None`: serde's "missing field" error).
 pub trait TomlField: Sized {
     fn read(item: TomlItem<'_>) -> Result<Self, ParseError>;

@@ -173,15 +173,14 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     // users.toml first (an entry there overrides the directory wholly),
     // then [directory], asked only once [policy] covers the login; only for
     // accounts NSS knows.
-    let enrolment = match setup::enrolment_lookup(
-        &config,
-        &users,
-        &user,
-        known,
-        &store,
-        &SystemWallClock,
-        Owner::ROOT,
-    ) {
+    let sources = setup::Sources {
+        config: &config,
+        users: &users,
+        store: &store,
+        wall: &SystemWallClock,
+        owner: Owner::ROOT,
+    };
+    let enrolment = match sources.enrolment_lookup(&user, known) {
         Ok(lookup) => lookup,
         Err(e) => {
             log.log(Level::Error, &format!("user={shown} denied: {e}"));
@@ -315,15 +314,14 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
     // The user's recipients: the users file, else [directory] (or its
     // fresh cache). A users file that cannot be read: the admins only.
     let entry = match setup::load_users(&config, Owner::ROOT) {
-        Ok(users) => setup::alert_entry(
-            &config,
-            &users,
-            &user,
-            &store,
-            &SystemWallClock,
-            Owner::ROOT,
-            &mut log,
-        ),
+        Ok(users) => setup::Sources {
+            config: &config,
+            users: &users,
+            store: &store,
+            wall: &SystemWallClock,
+            owner: Owner::ROOT,
+        }
+        .alert_entry(&user, &mut log),
         Err(e) => {
             log.log(
                 Level::Error,

@@ -57,7 +57,7 @@ pub struct ApprovalRequest {
     pub expires_in_secs: u64,
 }
 
-/// The daemon as the login flow sees it; [`Client`] in production, fakes
+/// The daemon as the login flow sees it; [`Client`](crate::approve::client::Client) in production, fakes
 /// in tests.
 pub trait Approver {
     /// Has the daemon send the message with the buttons.

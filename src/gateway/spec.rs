@@ -84,7 +84,7 @@ pub type SectionCheck =
     Box<dyn FnOnce(SectionError) -> Result<Arc<dyn GatewaySection>, ParseError>>;
 
 /// [`GatewaySpec::read_section`] for a section read as `R` by `read` (its
-/// [`toml_struct!`](crate::toml_errors::toml_struct) raw keys) and checked
+/// `toml_struct!` raw keys) and checked
 /// by `check`.
 pub fn read_section_as<R, C>(
     section: TomlItem<'_>,

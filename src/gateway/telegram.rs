@@ -5,7 +5,7 @@
 //!
 //! The bot token sits in the URL path (`/bot<token>/<method>`), and reqwest
 //! errors print their URL: every error leaves this file through
-//! [`TelegramClient::scrub`] or [`http::Client::exchange`], which drop the
+//! `TelegramClient::scrub` or [`http::Client::exchange`], which drop the
 //! URL and redact the token. Each call is one [`http::Client::exchange`]:
 //! connect to last byte within the client's timeout.
 

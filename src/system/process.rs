@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 /// A step of the new process's setup (between fork and exec) that failed.
 /// It comes back from `spawn` inside the error number:
 /// `step * STEP_BASE + errno` (exec's own errors are plain errno values,
-/// all far below [`STEP_BASE`]).
+/// all far below `STEP_BASE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SetupStep {
     Gid = 1,
@@ -188,7 +188,7 @@ const KERNEL_SIGSET_BYTES: usize = KERNEL_NSIG as usize / 8;
 /// the fork: the hook itself allocates nothing. In order: when this
 /// process has effective uid 0, real, effective and saved gid and uid 0 and
 /// no supplementary groups; a session of its own; every signal at its
-/// default action and none blocked; [`LIMITS`]; umask 077; the message
+/// default action and none blocked; `LIMITS`; umask 077; the message
 /// written into its stdin (an in-memory file, rewound); every descriptor
 /// above stderr close-on-exec.
 pub struct ChildSetup {

@@ -12,6 +12,7 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PAM_GATEWAY_NO_RELR");
+    println!("cargo:rerun-if-env-changed=PAM_GATEWAY_SHARED_LIBGCC");
     let var = |name: &str| std::env::var(name).unwrap_or_default();
     let gnu_linux = var("CARGO_CFG_TARGET_OS") == "linux" && var("CARGO_CFG_TARGET_ENV") == "gnu";
     let native = !var("TARGET").is_empty() && var("TARGET") == var("HOST");
@@ -26,6 +27,22 @@ fn main() {
     if gnu_linux && native && var("PAM_GATEWAY_NO_RELR").is_empty() && host_glibc() >= Some((2, 36))
     {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-z,pack-relative-relocs");
+    }
+    // The unwinder linked in (gcc's libgcc_eh.a, as `gcc -static-libgcc`
+    // does) instead of loading libgcc_s.so.1 into every sshd, su and sudo
+    // that loads the module. std's unwind crate asks for `-lgcc_s`; this
+    // archive comes first on the link line, so it resolves the _Unwind_*
+    // symbols and `--as-needed` drops libgcc_s. Loading libgcc_s (and its
+    // constructor's CPU probes: `cpuid` traps to the hypervisor in a VM)
+    // was most of what an empty Rust module costs a login over pam_permit
+    // (BENCHMARKS.md). The unwinder's symbols stay local: a cdylib exports
+    // only the pam_sm_* hooks. Panics still unwind to pam-bindings'
+    // catch_unwind (tests/pam_real.rs, a_panic_is_pam_abort...). Both gcc
+    // (native and Debian's cross compilers) ship libgcc_eh.a next to
+    // libgcc.a, on the driver's own search path.
+    // PAM_GATEWAY_SHARED_LIBGCC=1 links libgcc_s as before.
+    if gnu_linux && var("PAM_GATEWAY_SHARED_LIBGCC").is_empty() {
+        println!("cargo:rustc-link-lib=static:+verbatim,-bundle=libgcc_eh.a");
     }
 }
 

@@ -247,6 +247,62 @@ fn unknown_module_argument_denies() {
     assert!(fake.sent().is_empty());
 }
 
+/// The module links gcc's unwinder in (module/build.rs) instead of loading
+/// libgcc_s.so.1 into every process that loads it. Runs for the debug
+/// module and, in `make test`, for the release one (PGW_TEST_MODULE).
+#[test]
+fn the_module_needs_no_libgcc_s() {
+    let so = module_path();
+    let out = std::process::Command::new("readelf")
+        .arg("-dW")
+        .arg(&so)
+        .output()
+        .expect("readelf (binutils, which gcc depends on)");
+    assert!(out.status.success(), "readelf -d {}", so.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert!(
+        needed.iter().any(|l| l.contains("libc.so")),
+        "no NEEDED entries read from {}:\n{text}",
+        so.display()
+    );
+    assert!(
+        !needed.iter().any(|l| l.contains("libgcc_s")),
+        "{} still needs libgcc_s:\n{}",
+        so.display(),
+        needed.join("\n")
+    );
+}
+
+/// ... and a panic still unwinds to pam-bindings' catch_unwind: PAM_ABORT,
+/// and the application lives on to print it (a failed unwind would abort
+/// pamtester instead). `debug_panic` exists only in debug builds of the
+/// module, so this runs against the one next to the test binary.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn a_panic_unwinds_to_pam_abort_and_the_application_lives_on() {
+    if std::env::var_os("PGW_TEST_MODULE").is_some() {
+        eprintln!("skipped: PGW_TEST_MODULE is set (a release module has no debug_panic)");
+        return;
+    }
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "");
+    env.set_stack("auth required {module} config={config} debug_panic\n");
+    let run = env.authenticate("alice", Answers::Eof, Some(&fake));
+    run.assert_failed_with("Critical error - immediate abort");
+    assert!(
+        run.stderr
+            .contains("debug_panic: a panic the stack line asked for"),
+        "the panic happened: {}",
+        run.dump()
+    );
+    assert!(fake.sent().is_empty());
+    // Without the argument the same environment logs in.
+    env.set_stack("auth required {module} config={config}\n");
+    let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
+    assert!(run.success, "{}", run.dump());
+}
+
 /// Each unsafe or broken file denies with PAM_SERVICE_ERR and says why.
 #[test]
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]

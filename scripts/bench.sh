@@ -26,6 +26,7 @@
 #   BENCH_IDLE=60                           seconds pam-gatewayd is watched idle
 #                                           (long polling) at the end; 0: not
 #   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
+#                                           (name=path.so@daemon: via pam-gatewayd)
 #                                           next to it (http fake, state on
 #                                           tmpfs; also in the loop), for experiments
 # Another architecture under qemu-user: `make bench-arm` (scripts/bench-arm.sh)
@@ -245,12 +246,20 @@ for v in ldap ldapi; do
 done
 EXTRA=()
 for v in ${BENCH_VARIANTS:-}; do
-    name=${v%%=*}
-    cp "${v#*=}" "$DIR/variant-$name.so"
+    # name=path.so runs on the tmpfs state dir: compare with "pam_gateway
+    # (http, state on tmpfs)"; name=path.so@daemon through daemon A:
+    # compare with "pam_gateway (http, via pam-gatewayd)".
+    name=${v%%=*}; spec=${v#*=}; path=${spec%@daemon}
+    if [ "$path" = "$spec" ]; then
+        conf=gateway-tmpfs.toml; what="http, state on tmpfs"
+    else
+        conf=gateway-daemon.toml; what="http, via pam-gatewayd"
+        [ -n "$DAEMON_A_PID" ] || { echo "bench: $name@daemon needs pam-gatewayd and examples/delay_proxy built" >&2; exit 1; }
+    fi
+    cp "$path" "$DIR/variant-$name.so"
     chmod 644 "$DIR/variant-$name.so"
-    # On the tmpfs state dir: compare with "pam_gateway (http, state on tmpfs)".
-    echo "auth required $DIR/variant-$name.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-v-$name"
-    EXTRA+=(--case "variant $name (http, state on tmpfs)=bench-v-$name:fifo")
+    echo "auth required $DIR/variant-$name.so config=$DIR/etc/$conf" > "$DIR/pam.d/bench-v-$name"
+    EXTRA+=(--case "variant $name ($what)=bench-v-$name:fifo")
 done
 chmod 644 "$DIR"/pam.d/*
 

@@ -37,7 +37,8 @@ fn main() {
     // was most of what an empty Rust module costs a login over pam_permit
     // (BENCHMARKS.md). The unwinder's symbols stay local: a cdylib exports
     // only the pam_sm_* hooks. Panics still unwind to pam-bindings'
-    // catch_unwind (tests/pam_real.rs, a_panic_is_pam_abort...). Both gcc
+    // catch_unwind (tests/pam_real.rs,
+    // a_panic_unwinds_to_pam_abort_and_the_application_lives_on). Both gcc
     // (native and Debian's cross compilers) ship libgcc_eh.a next to
     // libgcc.a, on the driver's own search path.
     // PAM_GATEWAY_SHARED_LIBGCC=1 links libgcc_s as before.

@@ -26,9 +26,10 @@
 #   BENCH_IDLE=60                           seconds pam-gatewayd is watched idle
 #                                           (long polling) at the end; 0: not
 #   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
-#                                           (name=path.so@daemon: via pam-gatewayd)
 #                                           next to it (http fake, state on
-#                                           tmpfs; also in the loop), for experiments
+#                                           tmpfs; also in the loop), for experiments;
+#                                           name=path.so@daemon: via pam-gatewayd
+#                                           (not in the loop)
 # Another architecture under qemu-user: `make bench-arm` (scripts/bench-arm.sh)
 # sets these for the aarch64 build of `make cross`.
 set -euo pipefail

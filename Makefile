@@ -16,10 +16,15 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 RELEASE := $(TARGET_DIR)/release
 # The module as it ships: the module crate is a cdylib alone, so the release
 # profile's LTO applies; cargo names it libpam_gateway.so, PAM wants
-# pam_gateway.so.
+# pam_gateway.so. Next to it, the direct library it loads when it sends a
+# message itself (src/direct.rs): cargo's libpam_gateway_direct.so,
+# installed as pam_gateway_direct.so.
 MODULE := $(RELEASE)/pam_gateway.so
-# Copies cargo's libpam_gateway.so in DIR to DIR/pam_gateway.so (atomically).
-name-module = cp $(1)/libpam_gateway.so $(1)/pam_gateway.so.tmp && mv $(1)/pam_gateway.so.tmp $(1)/pam_gateway.so
+DIRECT := $(RELEASE)/pam_gateway_direct.so
+# Copies cargo's libpam_gateway.so and libpam_gateway_direct.so in DIR to
+# DIR/pam_gateway.so and DIR/pam_gateway_direct.so (atomically).
+name-module = for n in pam_gateway pam_gateway_direct; do \
+	cp $(1)/lib$$n.so $(1)/$$n.so.tmp && mv $(1)/$$n.so.tmp $(1)/$$n.so || exit 1; done
 
 .PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm man
 
@@ -42,7 +47,7 @@ test:
 	$(CARGO) build --locked
 	$(CARGO) test --locked --workspace --all-targets -- --include-ignored
 	# And the module as it ships (release profile, LTO) through real libpam.
-	$(CARGO) build --release --locked -p pam-gateway-module
+	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct
 	$(call name-module,$(RELEASE))
 	PGW_TEST_MODULE=$(abspath $(MODULE)) $(CARGO) test --locked --test pam_real -- --include-ignored
 
@@ -120,7 +125,7 @@ test-arm:
 bench:
 	@scripts/deps.sh bench
 	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd --example delay_proxy
-	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-daemon
+	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct -p pam-gateway-daemon
 	$(call name-module,$(RELEASE))
 	@scripts/bench.sh
 
@@ -134,7 +139,7 @@ bench-arm:
 demo:
 	@scripts/deps.sh demo
 	$(CARGO) build --release --locked --examples
-	$(CARGO) build --release --locked -p pam-gateway-module
+	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct
 	$(call name-module,$(RELEASE))
 	@scripts/demo.sh
 
@@ -143,6 +148,7 @@ demo:
 install: build
 	install -d -m 755 $(DESTDIR)$(PAM_MODULE_DIR)
 	install -m 644 $(MODULE) $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so
+	install -m 644 $(DIRECT) $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway_direct.so
 	install -d -m 755 $(DESTDIR)$(PREFIX)/sbin
 	install -m 755 $(RELEASE)/pam-gateway $(DESTDIR)$(PREFIX)/sbin/pam-gateway
 	install -m 755 $(RELEASE)/pam-gatewayd $(DESTDIR)$(PREFIX)/sbin/pam-gatewayd
@@ -163,11 +169,12 @@ install: build
 	install -d -m 755 $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 644 man/pam_gateway.8 man/pam-gateway.8 man/pam-gatewayd.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 644 man/gateway.toml.5 $(DESTDIR)$(PREFIX)/share/man/man5/
-	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so, $(PREFIX)/sbin/pam-gateway and $(PREFIX)/sbin/pam-gatewayd (its unit not enabled)."
+	@echo "Installed $(PAM_MODULE_DIR)/pam_gateway.so (and its pam_gateway_direct.so), $(PREFIX)/sbin/pam-gateway and $(PREFIX)/sbin/pam-gatewayd (its unit not enabled)."
 	@echo "Next: pam-gateway configure telegram; then see README 'Enabling it'."
 
 uninstall:
-	rm -f $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so $(DESTDIR)$(PREFIX)/sbin/pam-gateway \
+	rm -f $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway.so $(DESTDIR)$(PAM_MODULE_DIR)/pam_gateway_direct.so \
+		$(DESTDIR)$(PREFIX)/sbin/pam-gateway \
 		$(DESTDIR)$(PREFIX)/sbin/pam-gatewayd $(DESTDIR)$(SYSTEMD_UNIT_DIR)/pam-gatewayd.service
 	rm -rf $(DESTDIR)$(PREFIX)/share/doc/pam-gateway
 	rm -f $(DESTDIR)$(PREFIX)/share/man/man8/pam_gateway.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam-gateway.8 \

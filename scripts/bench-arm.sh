@@ -27,7 +27,7 @@ fi
 QEMU=$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)
 [ -n "$QEMU" ] || { echo "bench-arm: qemu-aarch64-static missing: apt-get install qemu-user-static" >&2; exit 1; }
 GA=$ARM/root/lib/aarch64-linux-gnu/security/pam_google_authenticator.so
-for f in "$OUT/pam_gateway.so" "$OUT/examples/pam_loop" "$ARM/root/usr/bin/pamtester" "$GA"; do
+for f in "$OUT/pam_gateway.so" "$OUT/pam_gateway_direct.so" "$OUT/examples/pam_loop" "$ARM/root/usr/bin/pamtester" "$GA"; do
     LC_ALL=C readelf -h "$f" | grep -q 'Machine:.*AArch64' ||
         { echo "bench-arm: $f is not an aarch64 binary" >&2; exit 1; }
 done

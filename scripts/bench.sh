@@ -11,7 +11,8 @@
 # Knobs (environment):
 #   BENCH_RUNS=100 BENCH_WARMUP=5 BENCH_CYCLES=10000   sizes of the runs
 #   BENCH_MODULE=path/pam_gateway.so        module to measure (default: the
-#                                           release module of this tree)
+#                                           release module of this tree); its
+#                                           path/pam_gateway_direct.so with it
 #   BENCH_PAMTESTER="CMD ARGS"              pamtester, with any wrapper
 #   BENCH_LOOP="CMD ARGS"                   pam_loop built for the same target
 #   BENCH_SECURITY_DIR=DIR                  where that target's pam_permit.so and
@@ -59,7 +60,7 @@ TLS=$PWD/tests/data/tls
 CHAT=123456977
 TOKEN=123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c
 
-for f in "$MODULE" "$SECURITY/pam_permit.so" "$SECURITY/pam_deny.so" "$GA_MODULE"; do
+for f in "$MODULE" "${MODULE%.so}_direct.so" "$SECURITY/pam_permit.so" "$SECURITY/pam_deny.so" "$GA_MODULE"; do
     [ -f "$f" ] || { echo "bench: $f is missing" >&2; exit 1; }
 done
 
@@ -81,11 +82,17 @@ mkdir -m 700 "$DIR/etc" "$DIR/pam.d"
 
 # The module as it would ship: a stripped copy (the release profile strips
 # already; this makes sure, and is the file whose size is reported).
+# Next to it, its direct library (src/direct.rs): the module's file name
+# with _direct before .so.
+direct_of() { printf '%s_direct.so' "${1%.so}"; }
 cp "$MODULE" "$DIR/pam_gateway.so"
-if ! "$STRIP" --strip-all "$DIR/pam_gateway.so" 2>/dev/null; then
-    echo "bench: $STRIP cannot strip $MODULE; measuring it as built" >&2
-fi
-chmod 644 "$DIR/pam_gateway.so"
+cp "$(direct_of "$MODULE")" "$DIR/pam_gateway_direct.so"
+for f in "$DIR/pam_gateway.so" "$DIR/pam_gateway_direct.so"; do
+    if ! "$STRIP" --strip-all "$f" 2>/dev/null; then
+        echo "bench: $STRIP cannot strip $f; measuring it as built" >&2
+    fi
+    chmod 644 "$f"
+done
 
 # pam_google_authenticator: a fresh TOTP secret in a file of our own.
 SECRET=$(head -c 20 /dev/urandom | base32 | tr -d '=')
@@ -259,6 +266,11 @@ for v in ${BENCH_VARIANTS:-}; do
     fi
     cp "$path" "$DIR/variant-$name.so"
     chmod 644 "$DIR/variant-$name.so"
+    # Its direct library, if it has one (a build from before the split has not).
+    if [ -f "$(direct_of "$path")" ]; then
+        cp "$(direct_of "$path")" "$DIR/variant-${name}_direct.so"
+        chmod 644 "$DIR/variant-${name}_direct.so"
+    fi
     echo "auth required $DIR/variant-$name.so config=$DIR/etc/$conf" > "$DIR/pam.d/bench-v-$name"
     EXTRA+=(--case "variant $name ($what)=bench-v-$name:fifo")
 done
@@ -295,6 +307,7 @@ mkdir -p "$REL/bench"
         --runs "$RUNS" --warmup "$WARMUP" --cycles "$CYCLES" \
         --pamtester "$PAMTESTER" --loop "$LOOP" \
         --size "pam_gateway.so (stripped)=$DIR/pam_gateway.so" \
+        --size "pam_gateway_direct.so (stripped)=$DIR/pam_gateway_direct.so" \
         --size "pam_google_authenticator.so=$GA_MODULE" \
         --size "pam_permit.so=$SECURITY/pam_permit.so" \
         --bundle "$DIR/ca-bundle.crt" --label "$LABEL" --state-dir "$DIR/state" \

@@ -74,14 +74,16 @@ for t in "${targets[@]}"; do
     args=(--release --locked --target "$t" --target-dir "$TARGET_DIR")
     out=$TARGET_DIR/$t/release
     # shellcheck disable=SC2086 # CROSS_EXTRA_ARGS is a list of words
-    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" -p pam-gateway-cli -p pam-gateway-daemon -p pam-gateway-module \
+    if ! env "${cross_env[@]}" "$cargo" build "${args[@]}" -p pam-gateway-cli -p pam-gateway-daemon -p pam-gateway-module -p pam-gateway-direct \
         ${CROSS_EXTRA_ARGS:-}; then
         failed+=("$t")
         continue
     fi
-    cp "$out/libpam_gateway.so" "$out/pam_gateway.so.tmp"
-    mv "$out/pam_gateway.so.tmp" "$out/pam_gateway.so"
-    printf '%-40s %9d bytes\n' "$out/pam_gateway.so" "$(stat -c %s "$out/pam_gateway.so")"
+    for n in pam_gateway pam_gateway_direct; do
+        cp "$out/lib$n.so" "$out/$n.so.tmp"
+        mv "$out/$n.so.tmp" "$out/$n.so"
+        printf '%-40s %9d bytes\n' "$out/$n.so" "$(stat -c %s "$out/$n.so")"
+    done
     printf '%-40s %9d bytes\n' "$out/pam-gateway" "$(stat -c %s "$out/pam-gateway")"
     printf '%-40s %9d bytes\n' "$out/pam-gatewayd" "$(stat -c %s "$out/pam-gatewayd")"
     if ! scripts/mkdeb.sh --arch "$arch" --bin-dir "$out" --out "$DEB_DIR"; then

@@ -2,14 +2,16 @@
 # Builds the pam-gateway Debian package from binaries cargo already built.
 #   scripts/mkdeb.sh [--arch ARCH] [--bin-dir DIR] [--out DIR] [--version VERSION]
 #     --arch     Debian architecture of the binaries (default: this machine's)
-#     --bin-dir  directory holding pam_gateway.so (or cargo's libpam_gateway.so),
-#                pam-gateway and pam-gatewayd (default: target/release)
+#     --bin-dir  directory holding pam_gateway.so and pam_gateway_direct.so (or
+#                cargo's lib*.so), pam-gateway and pam-gatewayd (default:
+#                target/release)
 #     --out      where the .deb goes (default: target/deb)
 #     --version  Debian version (default: Cargo.toml's version, revision -1)
 # Prints the path of the package. Needs dpkg-dev (dpkg-architecture,
 # dpkg-shlibdeps) and, for another architecture, its binutils and libc.
 #
-# Layout: the module in /lib/<multiarch>/security/pam_gateway.so, the CLI and
+# Layout: the module in /lib/<multiarch>/security/pam_gateway.so (and next to
+# it pam_gateway_direct.so, which it loads to send itself), the CLI and
 # the approval daemon in /usr/sbin, the daemon's systemd unit in
 # /lib/systemd/system (never enabled or started by the package), man pages, README.md and the guides it links to (docs/*.md) in
 # /usr/share/doc/pam-gateway, example configs in its examples/, the
@@ -46,13 +48,15 @@ if [ "$arch" = "$(dpkg --print-architecture)" ]; then strip="strip"; else strip=
 # The module as `make build` names it; a plain cargo build (the package
 # test's debug build) has only cargo's libpam_gateway.so.
 so=$bin_dir/pam_gateway.so
+direct=$bin_dir/pam_gateway_direct.so
 if [ ! -f "$so" ] && [ -f "$bin_dir/libpam_gateway.so" ]; then
     so=$bin_dir/libpam_gateway.so
+    direct=$bin_dir/libpam_gateway_direct.so
     echo "mkdeb: no $bin_dir/pam_gateway.so; packaging cargo's libpam_gateway.so (make deb packages the release build)" >&2
 fi
 cli=$bin_dir/pam-gateway
 daemon=$bin_dir/pam-gatewayd
-for f in "$so" "$cli" "$daemon"; do
+for f in "$so" "$direct" "$cli" "$daemon"; do
     [ -f "$f" ] || { echo "mkdeb: $f not built" >&2; exit 1; }
     # A package that says arm64 must hold arm64 code.
     if ! LC_ALL=C readelf -h "$f" | grep -q "Machine:.*$machine"; then
@@ -70,11 +74,13 @@ root=$work/debian/pam-gateway   # dpkg-shlibdeps expects debian/<package>/
 doc=$root/usr/share/doc/pam-gateway
 
 install -D -m 644 "$so" "$root/lib/$multiarch/security/pam_gateway.so"
+install -D -m 644 "$direct" "$root/lib/$multiarch/security/pam_gateway_direct.so"
 install -D -m 755 "$cli" "$root/usr/sbin/pam-gateway"
 install -D -m 755 "$daemon" "$root/usr/sbin/pam-gatewayd"
 # Like dh_strip: no symbols, no .comment/.note (cargo's strip keeps those).
 "$strip" --strip-unneeded --remove-section=.comment --remove-section=.note \
-    "$root/lib/$multiarch/security/pam_gateway.so" "$root/usr/sbin/pam-gateway" \
+    "$root/lib/$multiarch/security/pam_gateway.so" \
+    "$root/lib/$multiarch/security/pam_gateway_direct.so" "$root/usr/sbin/pam-gateway" \
     "$root/usr/sbin/pam-gatewayd"
 # The daemon's unit: shipped, not enabled (postinst leaves it alone).
 install -D -m 644 packaging/pam-gatewayd.service "$root/lib/systemd/system/pam-gatewayd.service"
@@ -157,6 +163,7 @@ install -m 755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "
 # against its bundle, /etc/ssl/certs/ca-certificates.crt.
 shlibs=$(cd "$work" && mkdir -p debian && printf 'Source: pam-gateway\n\nPackage: pam-gateway\nArchitecture: any\n' > debian/control &&
     DEB_HOST_ARCH=$arch dpkg-shlibdeps -O -e "debian/pam-gateway/lib/$multiarch/security/pam_gateway.so" \
+        -e "debian/pam-gateway/lib/$multiarch/security/pam_gateway_direct.so" \
         -e debian/pam-gateway/usr/sbin/pam-gateway -e debian/pam-gateway/usr/sbin/pam-gatewayd 2>shlibdeps.err | sed -n 's/^shlibs:Depends=//p')
 # (Its "binaries to analyze should already be installed" warning is noise here.)
 grep -v 'binaries to analyze' "$work/shlibdeps.err" >&2 || true
@@ -166,7 +173,8 @@ rm -f "$work/debian/control"
 # glibc's GLIBC_ABI_DT_RELR (2.36): a version need without a symbol, which
 # dpkg-shlibdeps does not see. An older libc6 could not load the module, and
 # every login through a stack that requires it would fail.
-if LC_ALL=C readelf -V "$root/lib/$multiarch/security/pam_gateway.so" | grep -q 'GLIBC_ABI_DT_RELR'; then
+if LC_ALL=C readelf -V "$root/lib/$multiarch/security/pam_gateway.so" \
+    "$root/lib/$multiarch/security/pam_gateway_direct.so" | grep -q 'GLIBC_ABI_DT_RELR'; then
     libc_min=$(printf '%s' "$shlibs" | sed -n 's/.*libc6 (>= \([^)]*\)).*/\1/p')
     if [ -z "$libc_min" ]; then
         shlibs="libc6 (>= 2.36), $shlibs"

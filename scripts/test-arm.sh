@@ -47,7 +47,7 @@ for T in "${targets[@]}"; do
     [ -n "$QEMU" ] || { echo "test-arm: $qemu-static missing: apt-get install qemu-user-static" >&2; exit 1; }
 
     # What runs must be what we mean to test.
-    for f in "$OUT/pam_gateway.so" "$OUT/pam-gateway" "$PAMTESTER"; do
+    for f in "$OUT/pam_gateway.so" "$OUT/pam_gateway_direct.so" "$OUT/pam-gateway" "$PAMTESTER"; do
         LC_ALL=C readelf -h "$f" | grep -Eq "Machine: +$machine" ||
             { echo "test-arm: $f is not an $arch binary" >&2; exit 1; }
     done

@@ -24,10 +24,10 @@ use crate::config::{AlertConfig, Config};
 use crate::flow::{LoginContext, Outcome, clean, message_field};
 use crate::gateway::{Gateway, GatewayKind};
 use crate::log::{Level, Log};
+use crate::network::Network;
 use crate::policy::{Coverage, Groups};
 use crate::redact::{mask, mask_recipient};
 use crate::remember::{self, utc_text};
-use crate::setup;
 use crate::state::{
     LoginRecord, MAX_ALERT_TIMES, MAX_RECENT_LOGINS, MAX_STORED_NAME, StateError, StateStore,
     UserState, WallClock, update_with,
@@ -377,6 +377,7 @@ pub fn slots(config: &Config, alert: &AlertConfig, entry: Option<&UserEntry>) ->
 /// `None` when the users file could not be read (admins are still told).
 pub fn on_session(
     config: &Config,
+    net: &dyn Network,
     entry: Option<&UserEntry>,
     store: &dyn StateStore,
     wall: &dyn WallClock,
@@ -447,7 +448,7 @@ pub fn on_session(
         return;
     }
     let text = compose(config, ctx, way.as_ref(), now);
-    let make = |kind| setup::gateway_for(config, kind);
+    let make = |kind| net.gateway(config, kind);
     let results = deliver(&slots, &make, &text);
     let mut sent = Vec::new();
     let mut failed = Vec::new();
@@ -490,6 +491,7 @@ mod tests {
     use super::*;
     use crate::gateway::DeliveryError;
     use crate::log::MemoryLog;
+    use crate::network::Direct;
     use crate::state::MemoryStateStore;
     use crate::users::Users;
     use std::path::Path;
@@ -824,7 +826,15 @@ mod tests {
         let log = MemoryLog::default();
         let mut sink = log.clone();
         // alice has no users-file entry: nobody to tell.
-        on_session(&c, None, &store, &Fixed(NOW), &ctx(Some("h")), &mut sink);
+        on_session(
+            &c,
+            &Direct,
+            None,
+            &store,
+            &Fixed(NOW),
+            &ctx(Some("h")),
+            &mut sink,
+        );
         assert!(
             log.text().contains("alert=not-sent how=none"),
             "{}",
@@ -842,6 +852,7 @@ mod tests {
         .expect("users");
         on_session(
             &c,
+            &Direct,
             users.get("alice"),
             &store,
             &Fixed(NOW),
@@ -853,6 +864,7 @@ mod tests {
         *store.broken.lock().expect("lock") = Some("disk on fire".into());
         on_session(
             &c,
+            &Direct,
             users.get("alice"),
             &store,
             &Fixed(NOW),
@@ -872,6 +884,7 @@ mod tests {
         };
         on_session(
             &c,
+            &Direct,
             users.get("alice"),
             &store,
             &Fixed(NOW),

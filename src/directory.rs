@@ -342,7 +342,7 @@ impl DirectoryConfig {
 
 /// Why a lookup or another directory operation failed. Any of these denies
 /// a login (unless a fresh cache is there).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DirectoryError {
     /// No answer: connection refused, TLS failed, the connection dropped.
     Unavailable(String),

@@ -212,6 +212,43 @@ fn open_checked(
     Ok((file, meta))
 }
 
+/// Checks code before it is loaded (the direct library): an absolute path
+/// to a regular file, not a symlink, owned by `owner` and not writable by
+/// group or others, in a directory that passes [`check_dir`].
+pub fn check_library(path: &Path, owner: Owner) -> Result<(), FileError> {
+    if !path.is_absolute() {
+        return Err(FileError::NotAbsolute(path.to_path_buf()));
+    }
+    check_dir(path, owner)?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            FileError::NotFound(path.to_path_buf())
+        } else {
+            FileError::Open(path.to_path_buf(), e)
+        }
+    })?;
+    if meta.file_type().is_symlink() {
+        return Err(FileError::Symlink(path.to_path_buf()));
+    }
+    if !meta.file_type().is_file() {
+        return Err(FileError::NotRegular(path.to_path_buf()));
+    }
+    if meta.uid() != owner.0 {
+        return Err(FileError::WrongOwner {
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            want: owner.0,
+        });
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(FileError::GroupOrOtherWritable {
+            path: path.to_path_buf(),
+            mode: meta.mode(),
+        });
+    }
+    Ok(())
+}
+
 /// Reads a whole protected file after every check above has passed.
 pub fn read_secure(path: &Path, secrecy: Secrecy, owner: Owner) -> Result<String, FileError> {
     read_secure_with_mode(path, secrecy, owner).map(|(text, _)| text)
@@ -493,6 +530,38 @@ mod tests {
     fn write(path: &Path, text: &str, mode: u32) {
         std::fs::write(path, text).expect("write");
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    #[test]
+    fn a_library_must_be_a_plain_file_only_its_owner_can_change() {
+        let dir = private_dir();
+        let lib = dir.join("x_direct.so");
+        write(&lib, "code", 0o644);
+        let me = Owner::current();
+        assert!(check_library(&lib, me).is_ok());
+        assert!(matches!(
+            check_library(&lib, Owner(me.0 + 1)),
+            Err(FileError::WrongOwner { .. }) | Err(FileError::DirWrongOwner { .. })
+        ));
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+        assert!(matches!(
+            check_library(&lib, me),
+            Err(FileError::GroupOrOtherWritable { .. })
+        ));
+        let link = dir.join("y_direct.so");
+        symlink(&lib, &link).expect("symlink");
+        assert!(matches!(
+            check_library(&link, me),
+            Err(FileError::Symlink(_))
+        ));
+        assert!(matches!(
+            check_library(&dir.join("none.so"), me),
+            Err(FileError::NotFound(_))
+        ));
+        assert!(matches!(
+            check_library(Path::new("x_direct.so"), me),
+            Err(FileError::NotAbsolute(_))
+        ));
     }
 
     #[test]

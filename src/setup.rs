@@ -8,8 +8,9 @@ use std::path::Path;
 use crate::config::Config;
 use crate::directory;
 use crate::flow::{Enrolment, Lookup, Route, clean};
-use crate::gateway::{Gateway, GatewayKind};
+use crate::gateway::GatewayKind;
 use crate::log::{Level, Log};
+use crate::network::Network;
 use crate::secure_file::{
     FileError, Owner, Secrecy, read_secure, read_secure_with_mode, update_locked, update_locked_as,
 };
@@ -58,8 +59,15 @@ impl From<ParseError> for SetupError {
 
 /// Reads and validates the config file (it holds secrets: owner-only).
 pub fn load_config(path: &Path, owner: Owner) -> Result<Config, SetupError> {
+    load_config_with_text(path, owner).map(|(config, _)| config)
+}
+
+/// [`load_config`], also returning the text that was read (which the PAM
+/// module hands to the direct library, [`crate::direct::Library`]).
+pub fn load_config_with_text(path: &Path, owner: Owner) -> Result<(Config, String), SetupError> {
     let text = read_secure(path, Secrecy::Secret, owner)?;
-    Ok(Config::parse(path, &text)?)
+    let config = Config::parse(path, &text)?;
+    Ok((config, text))
 }
 
 /// Reads and validates the users file the config names. Once it holds a
@@ -76,15 +84,11 @@ pub fn load_users(config: &Config, owner: Owner) -> Result<Users, SetupError> {
     Ok(users)
 }
 
-/// The gateway for `kind` as configured, if `gateway.toml` has its section.
-pub fn gateway_for(config: &Config, kind: GatewayKind) -> Option<Box<dyn Gateway>> {
-    config.gateway_section(kind).map(|s| s.gateway())
-}
-
 /// The routes for one user's entry, in the order of `gateways`. A
 /// recipient for a gateway without a section is an error (the login is
 /// denied), not silently skipped.
 pub fn routes_for(
+    net: &dyn Network,
     config: &Config,
     user: &str,
     entry: &UserEntry,
@@ -100,7 +104,7 @@ pub fn routes_for(
     }
     let mut routes = Vec::new();
     for kind in &config.gateways {
-        let (Some(recipient), Some(gateway)) = (entry.recipient(*kind), gateway_for(config, *kind))
+        let (Some(recipient), Some(gateway)) = (entry.recipient(*kind), net.gateway(config, *kind))
         else {
             continue;
         };
@@ -113,10 +117,15 @@ pub fn routes_for(
 }
 
 /// The user's [`Enrolment`] from the users file alone.
-pub fn enrolment(config: &Config, users: &Users, user: &str) -> Result<Enrolment, SetupError> {
+pub fn enrolment(
+    net: &dyn Network,
+    config: &Config,
+    users: &Users,
+    user: &str,
+) -> Result<Enrolment, SetupError> {
     match users.get(user) {
         None => Ok(Enrolment::NotEnrolled),
-        Some(entry) => Ok(Enrolment::Enrolled(routes_for(config, user, entry)?)),
+        Some(entry) => Ok(Enrolment::Enrolled(routes_for(net, config, user, entry)?)),
     }
 }
 
@@ -128,6 +137,8 @@ pub fn enrolment(config: &Config, users: &Users, user: &str) -> Result<Enrolment
 pub struct Sources<'a> {
     pub config: &'a Config,
     pub users: &'a Users,
+    /// Where gateways and the directory are reached.
+    pub net: &'a dyn Network,
     /// The state dir, for the directory's cache.
     pub store: &'a dyn StateStore,
     pub wall: &'a dyn WallClock,
@@ -145,7 +156,7 @@ impl<'a> Sources<'a> {
             return Some(entry.clone());
         }
         let dir = self.config.directory.as_ref()?;
-        let error = match directory::lookup(dir, user, self.owner) {
+        let error = match self.net.lookup(dir, user, self.owner) {
             Ok(found) => {
                 return found
                     .filter(|r| !r.is_empty())
@@ -192,7 +203,7 @@ impl<'a> Sources<'a> {
             return Ok(Enrolment::UnknownUser.into());
         }
         if self.config.directory.is_none() || self.users.get(user).is_some() {
-            return Ok(enrolment(self.config, self.users, user)?.into());
+            return Ok(enrolment(self.net, self.config, self.users, user)?.into());
         }
         Ok(Lookup::Deferred(Box::new(
             move |log: &mut dyn Log| match self.resolve_enrolment(user, log) {
@@ -219,11 +230,11 @@ impl<'a> Sources<'a> {
             .as_ref()
             .filter(|_| self.users.get(user).is_none())
         else {
-            return enrolment(config, self.users, user);
+            return enrolment(self.net, config, self.users, user);
         };
         let shown = clean(user);
         let now = self.wall.unix_now();
-        let error = match directory::lookup(dir, user, self.owner) {
+        let error = match self.net.lookup(dir, user, self.owner) {
             Ok(found) => {
                 let recipients = found.unwrap_or_default();
                 if let Some(max_age) = dir.cache_max_age
@@ -240,7 +251,9 @@ impl<'a> Sources<'a> {
                     return Ok(Enrolment::NotEnrolled);
                 }
                 let entry = UserEntry::from_recipients(recipients);
-                return Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?));
+                return Ok(Enrolment::Enrolled(routes_for(
+                    self.net, config, user, &entry,
+                )?));
             }
             Err(e) => e,
         };
@@ -266,7 +279,9 @@ impl<'a> Sources<'a> {
                     ),
                 );
                 let entry = UserEntry::from_recipients(recipients);
-                Ok(Enrolment::Enrolled(routes_for(config, user, &entry)?))
+                Ok(Enrolment::Enrolled(routes_for(
+                    self.net, config, user, &entry,
+                )?))
             }
             Ok(directory::Cached::Stale { age }) => unavailable(format!(
                 "{error}; the cached recipients are stale ({}, cache_max_age {max_age} s): not used",
@@ -422,6 +437,7 @@ mod tests {
         Sources {
             config,
             users,
+            net: &crate::network::Direct,
             store,
             wall,
             owner: Owner::current(),

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use pam_gateway_core::config::{Config, FailMode, Unenrolled};
 use pam_gateway_core::gateway::GatewayKind;
+use pam_gateway_core::network::Direct;
 use pam_gateway_core::setup::routes_for;
 use pam_gateway_core::users::Users;
 
@@ -68,6 +69,6 @@ fn every_commented_example_is_valid() {
     let u = Users::parse(Path::new("/etc/pam_gateway/users.toml"), &users)
         .unwrap_or_else(|e| panic!("conf/users.toml with the examples enabled: {e}"));
     let bob = u.get("bob").expect("bob");
-    let routes = routes_for(&c, "bob", bob).expect("routes");
+    let routes = routes_for(&Direct, &c, "bob", bob).expect("routes");
     assert_eq!(routes.len(), 5);
 }

@@ -183,6 +183,7 @@ st() {{ stat -c '%a %U:%G' "$1" 2>/dev/null || echo missing; }}
 echo "status=$(dpkg-query -W -f='${{Status}} ${{Version}}' pam-gateway 2>/dev/null || echo not-installed)"
 echo "arch=$(dpkg-query -W -f='${{Architecture}}' pam-gateway 2>/dev/null)"
 echo "module=$(st /lib/{ma}/security/pam_gateway.so)"
+echo "direct=$(st /lib/{ma}/security/pam_gateway_direct.so)"
 echo "cli=$(st /usr/sbin/pam-gateway)"
 echo "daemon=$(st /usr/sbin/pam-gatewayd)"
 echo "unit=$(st /lib/systemd/system/pam-gatewayd.service)"
@@ -283,6 +284,7 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     for (key, want, when) in [
         ("status", "install ok installed 0.1.0-1~test1", "install"),
         ("module", "644 root:root", "install"),
+        ("direct", "644 root:root", "install"),
         ("cli", "755 root:root", "install"),
         ("daemon", "755 root:root", "install"),
         ("unit", "644 root:root", "install"),
@@ -429,6 +431,7 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
         "remove",
     );
     assert_fact(&f, "module", "missing", "remove");
+    assert_fact(&f, "direct", "missing", "remove");
     assert_fact(&f, "cli", "missing", "remove");
     assert_fact(&f, "daemon", "missing", "remove");
     assert_fact(&f, "unit", "missing", "remove");
@@ -474,7 +477,8 @@ fn package_installs_upgrades_removes_and_purges_cleanly() {
     assert_fact(&f, "state_dir", "missing", "final purge");
     assert_fact(&f, "audit", "", "final purge");
     let (left, _) = root.ok(&format!(
-        "ls -d /lib/{}/security/pam_gateway.so /usr/sbin/pam-gateway /usr/sbin/pam-gatewayd \
+        "ls -d /lib/{0}/security/pam_gateway.so /lib/{0}/security/pam_gateway_direct.so \
+         /usr/sbin/pam-gateway /usr/sbin/pam-gatewayd \
          /lib/systemd/system/pam-gatewayd.service /usr/share/doc/pam-gateway \
          /usr/share/pam-configs/pam_gateway /usr/share/man/man8/pam_gateway.8.gz 2>/dev/null || true",
         pkg.multiarch

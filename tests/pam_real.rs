@@ -4,7 +4,7 @@
 use pgw_test_support::fake_telegram;
 use pgw_test_support::pam_harness;
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{PermissionsExt, symlink};
 use std::time::Duration;
 
 use fake_telegram::{FakeOptions, FakeTelegram, Mode};
@@ -301,6 +301,57 @@ fn a_panic_unwinds_to_pam_abort_and_the_application_lives_on() {
     env.set_stack("auth required {module} config={config}\n");
     let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
     assert!(run.success, "{}", run.dump());
+}
+
+/// The module sends through its direct library (src/direct.rs), loaded
+/// only from beside the module's own file and only if it passes the
+/// checks a config does. Without it nothing is sent and the login is
+/// denied -- with `failmode = "safe"` too: a local error never skips the
+/// code.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn the_direct_library_is_checked_before_it_is_loaded_and_its_absence_denies() {
+    let fake = fake();
+    let env = PamEnv::with_fake(&fake, "[policy]\nfailmode = \"safe\"\n");
+    let lib = env.dir.path().join("lib");
+    std::fs::create_dir(&lib).expect("mkdir");
+    let module = lib.join("pam_gateway.so");
+    std::fs::copy(module_path(), &module).expect("copy module");
+    let direct = lib.join("pam_gateway_direct.so");
+    env.set_stack(&format!(
+        "auth [success=done ignore=ignore default=die] {} config={{config}}\n\
+         auth required pam_permit.so\n",
+        module.display()
+    ));
+    let denied = |why: &str| {
+        let run = env.authenticate("alice", Answers::Eof, None);
+        run.assert_failed_with(AUTHINFO_UNAVAIL);
+        assert!(
+            run.log.contains("direct library not loaded") && run.log.contains(why),
+            "{why}: {}",
+            run.dump()
+        );
+        assert!(
+            run.log.contains("result=denied-delivery-failed"),
+            "{}",
+            run.dump()
+        );
+        assert_no_secrets(&run, None);
+        assert!(fake.sent().is_empty(), "sent without the library");
+    };
+    denied("no such file");
+    std::fs::copy(direct_library_path(), &direct).expect("copy library");
+    std::fs::set_permissions(&direct, std::fs::Permissions::from_mode(0o664)).expect("chmod");
+    denied("writable by group or others");
+    std::fs::remove_file(&direct).expect("rm");
+    symlink(direct_library_path(), &direct).expect("symlink");
+    denied("symbolic link");
+    std::fs::remove_file(&direct).expect("rm");
+    std::fs::copy(direct_library_path(), &direct).expect("copy library");
+    std::fs::set_permissions(&direct, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let run = env.authenticate("alice", Answers::DeliveredCode(WAIT), Some(&fake));
+    assert!(run.success, "{}", run.dump());
+    assert_eq!(fake.sent().len(), 1);
 }
 
 /// Each unsafe or broken file denies with PAM_SERVICE_ERR and says why.

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{Enrolment, prompt_for};
+use pam_gateway_core::network::Direct;
 use pam_gateway_core::setup::{SetupError, enrolment, routes_for};
 use pam_gateway_core::users::Users;
 
@@ -34,7 +35,7 @@ const BOB: &str = "[users.bob]\ncommand = \"+4915112345670\"\nwebhook = \"!room:
 fn routes_follow_the_default_order() {
     let c = config("");
     let u = users(BOB);
-    let routes = routes_for(&c, "bob", u.get("bob").expect("bob")).expect("routes");
+    let routes = routes_for(&Direct, &c, "bob", u.get("bob").expect("bob")).expect("routes");
     let got: Vec<(&str, &str, &str)> = routes
         .iter()
         .map(|r| {
@@ -68,7 +69,7 @@ fn routes_follow_the_configured_order_and_skip_what_the_user_lacks() {
         "{BOB}[users.carol]\nsignal = \"+4915112345673\"\ncommand = \"carol@example.org\"\n"
     ));
     let ids = |user: &str| -> Vec<&'static str> {
-        routes_for(&c, user, u.get(user).expect("user"))
+        routes_for(&Direct, &c, user, u.get(user).expect("user"))
             .expect("routes")
             .iter()
             .map(|r| r.gateway.id())
@@ -80,7 +81,7 @@ fn routes_follow_the_configured_order_and_skip_what_the_user_lacks() {
     );
     assert_eq!(ids("carol"), ["command", "signal"]);
     assert!(matches!(
-        enrolment(&c, &u, "nobody").expect("enrolment"),
+        enrolment(&Direct, &c, &u, "nobody").expect("enrolment"),
         Enrolment::NotEnrolled
     ));
 }
@@ -93,7 +94,7 @@ fn a_recipient_without_its_section_is_an_error() {
     )
     .expect("config");
     let u = users("[users.dave]\ntelegram = \"1\"\nwebhook = \"dave\"\n");
-    let err = match enrolment(&c, &u, "dave") {
+    let err = match enrolment(&Direct, &c, &u, "dave") {
         Err(e) => e,
         Ok(_) => panic!("dave's webhook has no [webhook] section"),
     };

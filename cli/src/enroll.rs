@@ -20,6 +20,7 @@ use pam_gateway_core::gateway::GatewayKind;
 use pam_gateway_core::gateway::telegram::{
     BotInfo, ChatId, TelegramClient, TelegramConfig, TelegramError, Update,
 };
+use pam_gateway_core::network::{Direct, Network};
 use pam_gateway_core::redact::{mask, redact};
 use pam_gateway_core::secure_file::FileLock;
 use pam_gateway_core::setup;
@@ -842,7 +843,7 @@ fn enroll_other(
     kind.spec()
         .check_recipient(recipient)
         .map_err(|m| CliError::new(Exit::Usage, format!("{option}: {m}")))?;
-    let Some(gateway) = setup::gateway_for(config, kind) else {
+    let Some(gateway) = Direct.gateway(config, kind) else {
         return Err(CliError::new(
             Exit::Files,
             format!(

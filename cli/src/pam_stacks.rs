@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use super::finding::Level;
+use pam_gateway_core::direct;
 use pam_gateway_core::module_args::ModuleArgs;
+use pam_gateway_core::secure_file::{Owner, check_library};
 
 /// Our module's file name.
 const MODULE: &str = "pam_gateway.so";
@@ -215,12 +217,26 @@ fn module_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn module_installed(rule: &Rule) -> bool {
+/// The file libpam loads for `rule`, if there is one.
+fn module_installed(rule: &Rule) -> Option<PathBuf> {
     let path = Path::new(&rule.module);
     if path.is_absolute() {
-        return path.is_file();
+        return path.is_file().then(|| path.to_path_buf());
     }
-    module_dirs().iter().any(|d| d.join(&rule.module).is_file())
+    module_dirs()
+        .into_iter()
+        .map(|d| d.join(&rule.module))
+        .find(|p| p.is_file())
+}
+
+/// Why the direct library beside `module` (src/direct.rs) cannot be
+/// loaded, if it cannot.
+fn direct_library_problem(module: &Path) -> Option<String> {
+    let lib = match direct::library_path_for(module) {
+        Ok(lib) => lib,
+        Err(e) => return Some(e),
+    };
+    check_library(&lib, Owner::ROOT).err().map(|e| e.to_string())
 }
 
 fn check_control(service: &str, rule: &Rule) -> (Level, String) {
@@ -323,7 +339,18 @@ pub fn inspect(dir: &Path, config: &Path) -> Result<Vec<ServiceReport>, String> 
             )),
             Ok(_) => {}
         }
-        if !module_installed(rule) {
+        let installed = module_installed(rule);
+        if let Some(why) = installed.as_deref().and_then(direct_library_problem) {
+            f.push((
+                Level::Fail,
+                format!(
+                    "{service}: the module's direct library cannot be loaded: {why}: every \
+                     login through {service} whose message the module sends itself (not \
+                     pam-gatewayd) is denied (make install)"
+                ),
+            ));
+        }
+        if installed.is_none() {
             if rule.dash {
                 f.push((
                     Level::Warn,

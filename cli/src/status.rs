@@ -14,6 +14,7 @@ use pam_gateway_core::config::{Config, FailMode, Unenrolled};
 use pam_gateway_core::directory::DirectoryConfig;
 use pam_gateway_core::gateway::{GatewayKind, Health};
 use pam_gateway_core::limits::wait_text;
+use pam_gateway_core::network::Direct;
 use pam_gateway_core::setup::{self, SetupError};
 use pam_gateway_core::state::FileStateStore;
 use pam_gateway_core::users::{UserEntry, Users};
@@ -429,7 +430,7 @@ fn check_users(r: &mut Report, c: &Config, u: &Users, stacks: &[pam_stacks::Serv
     }
     let now = unlock::now();
     for (name, entry) in &u.users {
-        if let Err(e) = setup::routes_for(c, name, entry) {
+        if let Err(e) = setup::routes_for(&Direct, c, name, entry) {
             r.line(Level::Fail, &format!("{e}: {name}'s logins are refused"));
         }
         if entry.is_empty() && entry.totp_secret.is_some() {

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::{CliError, Exit, OWNER, explain, load_config, telegram_config};
 use pam_gateway_core::gateway::GatewayKind;
 use pam_gateway_core::gateway::telegram::TelegramClient;
+use pam_gateway_core::network::Direct;
 use pam_gateway_core::redact::mask;
 use pam_gateway_core::setup;
 use pam_gateway_core::system::hostname;
@@ -22,7 +23,7 @@ pub fn run(config_path: &Path, user: &str) -> Result<(), CliError> {
             ),
         ));
     };
-    let routes = setup::routes_for(&config, user, entry)?;
+    let routes = setup::routes_for(&Direct, &config, user, entry)?;
     let text = format!(
         "pam_gateway test message for {user}@{}: your login codes will arrive here. \
          Nothing to do.",

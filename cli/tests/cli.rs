@@ -7,6 +7,7 @@ use pgw_test_support::fake_telegram;
 use pgw_test_support::pam_harness;
 
 use std::fs;
+use std::path::Path;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
@@ -740,6 +741,8 @@ fn pam_dir(s: &Setup, stacks: &[(&str, &str)]) -> (String, String) {
     let module = s.dir.path().join("lib/pam_gateway.so");
     fs::create_dir_all(module.parent().expect("dir")).expect("mkdir");
     write_file(&module, "", 0o644);
+    // And its direct library, beside it (src/direct.rs).
+    write_file(&module.with_file_name("pam_gateway_direct.so"), "", 0o644);
     write_file(
         &dir.join("common-auth"),
         "auth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\nauth required pam_permit.so\n",
@@ -808,7 +811,7 @@ fn status_fails_on_what_would_stop_logins() {
         &mut s,
         "usepam yes\nkbdinteractiveauthentication no\npasswordauthentication yes\nauthenticationmethods any\n",
     );
-    let (dir, _) = pam_dir(
+    let (dir, module) = pam_dir(
         &s,
         &[
             (
@@ -825,8 +828,12 @@ fn status_fails_on_what_would_stop_logins() {
             ),
         ],
     );
+    let direct = Path::new(&module).with_file_name("pam_gateway_direct.so");
+    fs::set_permissions(&direct, fs::Permissions::from_mode(0o666)).expect("chmod");
     let out = s.run(&["status", "--pam-dir", &dir], "");
     out.expect_code(1)
+        .expect_in_stdout("sshd: the module's direct library cannot be loaded")
+        .expect_in_stdout("pam_gateway_direct.so: mode 0666 is writable by group or others")
         .expect_in_stdout("FAIL  telegram: the bot token is refused")
         .expect_in_stdout("unknown module argument \"debgu\"")
         .expect_in_stdout("sudo: pam_gateway (sudo:1) runs before the password check")

@@ -19,6 +19,7 @@ use pam::module::{PamHandle, PamHooks};
 use pam_gateway_core::alert;
 use pam_gateway_core::approve::{self, Approver};
 use pam_gateway_core::code::OsCodeSource;
+use pam_gateway_core::direct;
 use pam_gateway_core::flow::{
     Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
 };
@@ -159,8 +160,11 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     // For log lines only: the user name comes from the client.
     let shown = clean(&user);
     // Any problem with the files denies, whatever failmode says.
-    let config = match setup::load_config(&args.config, Owner::ROOT) {
-        Ok(c) => c,
+    let (config, net) = match setup::load_config_with_text(&args.config, Owner::ROOT) {
+        Ok((c, text)) => {
+            let net = direct::Library::new(&args.config, text, Owner::ROOT);
+            (c, net)
+        }
         Err(e) => {
             log.log(Level::Error, &format!("user={shown} denied: config: {e}"));
             return PamResultCode::PAM_SERVICE_ERR;
@@ -183,6 +187,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     let sources = setup::Sources {
         config: &config,
         users: &users,
+        net: &net,
         store: &store,
         wall: &SystemWallClock,
         owner: Owner::ROOT,
@@ -294,8 +299,11 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
         }
     };
     let shown = clean(&user);
-    let config = match setup::load_config(&args.config, Owner::ROOT) {
-        Ok(c) => c,
+    let (config, net) = match setup::load_config_with_text(&args.config, Owner::ROOT) {
+        Ok((c, text)) => {
+            let net = direct::Library::new(&args.config, text, Owner::ROOT);
+            (c, net)
+        }
         Err(e) => {
             log.log(
                 Level::Error,
@@ -324,6 +332,7 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
         Ok(users) => setup::Sources {
             config: &config,
             users: &users,
+            net: &net,
             store: &store,
             wall: &SystemWallClock,
             owner: Owner::ROOT,
@@ -349,6 +358,7 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
     };
     alert::on_session(
         &config,
+        &net,
         entry.as_ref(),
         &store,
         &SystemWallClock,

@@ -49,7 +49,8 @@ use std::time::{Duration, Instant};
 use super::delivery::{DeliveryError, Gateway};
 use super::health::{Health, Problem};
 use super::spec::{
-    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+    GatewayAdmin, GatewayConnect, GatewaySection, GatewaySpec, SectionCheck, read_section_as,
+    section_as,
 };
 use crate::recipient::check_address;
 use crate::redact::mask_recipient;
@@ -156,13 +157,16 @@ pub struct CommandConfig {
     pub timeout: Duration,
 }
 
+impl GatewayConnect for CommandSpec {
+    fn gateway(&self, section: &dyn GatewaySection) -> Option<Box<dyn Gateway>> {
+        section_as::<CommandConfig>(section)
+            .map(|c| Box::new(CommandGateway::new(c)) as Box<dyn Gateway>)
+    }
+}
+
 impl GatewaySection for CommandConfig {
     fn name(&self) -> Option<&str> {
         Some(&self.name)
-    }
-
-    fn gateway(&self) -> Box<dyn Gateway> {
-        Box::new(CommandGateway::new(self))
     }
 }
 

@@ -14,7 +14,7 @@ use std::fmt;
 ///   the remote side proved it ([`DeliveryError::proven_remote`]): a caller
 ///   can stop the process (a timeout) or starve it (EMFILE), never make a
 ///   peer refuse a connection or answer 503.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeliveryError {
     /// No answer, or no complete one, within the deadline; a reset
     /// connection, a TLS or DNS failure. The message may have gone out, and

@@ -4,10 +4,12 @@
 //! Each gateway file owns everything about its gateway: its
 //! [`GatewaySpec`] (its name, its `gateway.toml` section -- the raw keys,
 //! their defaults and checks, next to the requests that use them -- its
-//! recipients in `users.toml`), its [`GatewaySection`] (the gateway it sets
-//! up) and its [`GatewayAdmin`] (the CLI's words for it, its health check).
-//! Config, users, setup and the CLI ask [`GatewayKind::spec`] and
-//! [`GatewayKind::admin`], never a gateway by name.
+//! recipients in `users.toml`), its [`GatewaySection`] (the section as
+//! configured), its [`GatewayConnect`] (the gateway a section sets up) and
+//! its [`GatewayAdmin`] (the CLI's words for it, its health check).
+//! Config, users, setup and the CLI ask [`GatewayKind::spec`],
+//! [`GatewayKind::connect`] and [`GatewayKind::admin`], never a gateway by
+//! name.
 
 pub mod command;
 pub mod delivery;
@@ -20,7 +22,7 @@ pub mod webhook;
 
 pub use delivery::{DeliveryError, Gateway};
 pub use health::{Health, Problem};
-pub use spec::{GatewayAdmin, GatewaySection, GatewaySpec};
+pub use spec::{GatewayAdmin, GatewayConnect, GatewaySection, GatewaySpec};
 
 /// Declares the gateways, one `Kind => its spec` line each, in the
 /// default order of `gateways`: [`GatewayKind`], its `ALL`, its `spec` and
@@ -41,6 +43,13 @@ macro_rules! gateways {
 
             /// The gateway's name, section and recipients.
             pub fn spec(self) -> &'static dyn GatewaySpec {
+                match self {
+                    $(GatewayKind::$kind => &$spec,)+
+                }
+            }
+
+            /// What sets the gateway up to send (see [`GatewayConnect`]).
+            pub fn connect(self) -> &'static dyn GatewayConnect {
                 match self {
                     $(GatewayKind::$kind => &$spec,)+
                 }

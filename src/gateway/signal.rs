@@ -19,7 +19,8 @@ use serde_json::{Value, json};
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
 use super::spec::{
-    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+    GatewayAdmin, GatewayConnect, GatewaySection, GatewaySpec, SectionCheck, read_section_as,
+    section_as,
 };
 use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
 use crate::recipient::{PhoneNumber, check_phone, read_phone};
@@ -117,11 +118,14 @@ pub struct SignalConfig {
     pub http: HttpSettings,
 }
 
-impl GatewaySection for SignalConfig {
-    fn gateway(&self) -> Box<dyn Gateway> {
-        Box::new(SignalGateway::new(self))
+impl GatewayConnect for SignalSpec {
+    fn gateway(&self, section: &dyn GatewaySection) -> Option<Box<dyn Gateway>> {
+        section_as::<SignalConfig>(section)
+            .map(|c| Box::new(SignalGateway::new(c)) as Box<dyn Gateway>)
     }
 }
+
+impl GatewaySection for SignalConfig {}
 
 /// Validates `[signal]`.
 pub(crate) fn parse_section(raw: RawSignal, e: SectionError) -> Result<SignalConfig, ParseError> {

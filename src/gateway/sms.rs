@@ -19,7 +19,8 @@ pub use websms::{WebSmsAuth, WebSmsConfig};
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
 use super::spec::{
-    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+    GatewayAdmin, GatewayConnect, GatewaySection, GatewaySpec, SectionCheck, read_section_as,
+    section_as,
 };
 use crate::http::{self, HttpSettings, LazyClient};
 use crate::recipient::{PhoneNumber, check_phone, read_phone};
@@ -152,11 +153,13 @@ fn required<'a>(
     }
 }
 
-impl GatewaySection for SmsConfig {
-    fn gateway(&self) -> Box<dyn Gateway> {
-        Box::new(SmsGateway::new(self))
+impl GatewayConnect for SmsSpec {
+    fn gateway(&self, section: &dyn GatewaySection) -> Option<Box<dyn Gateway>> {
+        section_as::<SmsConfig>(section).map(|c| Box::new(SmsGateway::new(c)) as Box<dyn Gateway>)
     }
 }
+
+impl GatewaySection for SmsConfig {}
 
 /// Validates `[sms]`: a known provider, only its keys, each checked.
 pub(crate) fn parse_section(raw: RawSms, e: SectionError) -> Result<SmsConfig, ParseError> {

@@ -1,9 +1,10 @@
 //! What the rest of pam_gateway knows of a gateway without knowing which:
 //! [`GatewaySpec`] -- its name, its `gateway.toml` section, its recipients
-//! in `users.toml` --, [`GatewaySection`] -- its section as configured, the
-//! gateway it sets up -- and [`GatewayAdmin`], what only the CLI asks: its
-//! words for recipients, its health check. Each gateway file implements
-//! the three; `gateway/mod.rs` lists the gateways.
+//! in `users.toml` --, [`GatewaySection`] -- its section as configured --,
+//! [`GatewayConnect`] -- the gateway a section sets up -- and
+//! [`GatewayAdmin`], what only the CLI asks: its words for recipients, its
+//! health check. Each gateway file implements the four; `gateway/mod.rs`
+//! lists the gateways.
 
 use std::any::Any;
 use std::fmt;
@@ -78,6 +79,18 @@ pub trait GatewayAdmin: GatewaySpec {
     fn health(&self, section: &dyn GatewaySection, owner: Owner) -> Option<Health>;
 }
 
+/// What sends: the gateway a section sets up. A trait of its own, on the
+/// same unit struct as [`GatewaySpec`], reached through
+/// [`GatewayKind::connect`](super::GatewayKind::connect), which only
+/// [`crate::network::Direct`] calls: the PAM module reaches the gateways
+/// through the direct library (`pam_gateway_direct.so`), so none of their
+/// clients (HTTP, TLS, a helper program's process) is linked into it.
+pub trait GatewayConnect: GatewaySpec {
+    /// The gateway `section` sets up (its client is built on first use);
+    /// `None` if `section` is another gateway's.
+    fn gateway(&self, section: &dyn GatewaySection) -> Option<Box<dyn Gateway>>;
+}
+
 /// The checks of a section's values, run once every section was read:
 /// given the section's error builder, the configured section.
 pub type SectionCheck =
@@ -109,9 +122,6 @@ pub trait GatewaySection: AnySection + fmt::Debug + Send + Sync {
     fn name(&self) -> Option<&str> {
         None
     }
-
-    /// The gateway this section sets up; its client is built on first use.
-    fn gateway(&self) -> Box<dyn Gateway>;
 }
 
 /// `section` as `C`, if it is one (`Config::section`, the health checks).

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use super::delivery::{DeliveryError, Gateway};
 use super::health::{Health, Problem};
 use super::spec::{
-    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+    GatewayAdmin, GatewayConnect, GatewaySection, GatewaySpec, SectionCheck, read_section_as,
+    section_as,
 };
 use crate::http::{self, HttpSettings, LazyClient};
 use crate::redact::{mask, redact};
@@ -252,11 +253,14 @@ pub fn is_valid_bot_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-impl GatewaySection for TelegramConfig {
-    fn gateway(&self) -> Box<dyn Gateway> {
-        Box::new(TelegramGateway::new(self))
+impl GatewayConnect for TelegramSpec {
+    fn gateway(&self, section: &dyn GatewaySection) -> Option<Box<dyn Gateway>> {
+        section_as::<TelegramConfig>(section)
+            .map(|c| Box::new(TelegramGateway::new(c)) as Box<dyn Gateway>)
     }
 }
+
+impl GatewaySection for TelegramConfig {}
 
 /// Validates `[telegram]`.
 pub(crate) fn parse_section(

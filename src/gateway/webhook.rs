@@ -17,7 +17,8 @@ use serde_json::Value;
 use super::delivery::{DeliveryError, Gateway};
 use super::health::Health;
 use super::spec::{
-    GatewayAdmin, GatewaySection, GatewaySpec, SectionCheck, read_section_as, section_as,
+    GatewayAdmin, GatewayConnect, GatewaySection, GatewaySpec, SectionCheck, read_section_as,
+    section_as,
 };
 use crate::http::{self, HttpAnswer, HttpSettings, LazyClient, TransportError};
 use crate::recipient::check_address;
@@ -229,13 +230,16 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+impl GatewayConnect for WebhookSpec {
+    fn gateway(&self, section: &dyn GatewaySection) -> Option<Box<dyn Gateway>> {
+        section_as::<WebhookConfig>(section)
+            .map(|c| Box::new(WebhookGateway::new(c)) as Box<dyn Gateway>)
+    }
+}
+
 impl GatewaySection for WebhookConfig {
     fn name(&self) -> Option<&str> {
         Some(&self.name)
-    }
-
-    fn gateway(&self) -> Box<dyn Gateway> {
-        Box::new(WebhookGateway::new(self))
     }
 }
 

@@ -6,6 +6,8 @@
 //! it sound. One file per concern:
 //! - this file: who this process is, this machine's name, the umask;
 //! - [`accounts`]: users and groups through NSS;
+//! - [`dl`]: which file this code was loaded from; loading the direct
+//!   library;
 //! - [`fs`]: open flags, `flock`, in-memory files, descriptor flags, `poll`,
 //!   a Unix socket peer's uid;
 //! - [`process`]: the command gateway's new process (its setup between
@@ -13,6 +15,7 @@
 //! - [`terminal`]: echo off while the admin types a secret.
 
 pub mod accounts;
+pub mod dl;
 pub mod fs;
 pub mod process;
 pub mod terminal;

@@ -75,6 +75,20 @@ pub fn module_path() -> PathBuf {
     so
 }
 
+/// The direct library the module at [`module_path`] loads to send
+/// (`pam_gateway_core::direct`): beside the module's real file, with
+/// `_direct` before `.so`.
+pub fn direct_library_path() -> PathBuf {
+    let real = fs::canonicalize(module_path()).expect("module path");
+    let name = real
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_suffix(".so"))
+        .expect("module file name ends in .so")
+        .to_string();
+    real.with_file_name(format!("{name}_direct.so"))
+}
+
 /// A private root-owned directory, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -2,7 +2,8 @@
 //! target directory) on the host against the loopback fake Bot API, and
 //! real clients in the sandbox (test-support/src/sandbox.rs): Debian's sshd
 //! with the repo's stack and OpenSSH's `ssh` answering keyboard-interactive
-//! prompts (test-support/src/ssh.rs), and sudo run by an unprivileged user.
+//! prompts (test-support/src/ssh.rs), and sudo and su run by an
+//! unprivileged user.
 //!
 //! The daemon and the sandboxed module share two paths in this test's
 //! private directory: the daemon's socket (in a root-only directory) and
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use pgw_test_support::daemon::{self, DaemonProcess as Daemon};
 use pgw_test_support::fake_telegram::{FakeOptions, FakeTelegram, Message, find_code};
 use pgw_test_support::pam_harness::{CHAT, TOKEN, write_file};
-use pgw_test_support::sandbox::{ALICE, PASSWORD, Sandbox};
+use pgw_test_support::sandbox::{self, ALICE, PASSWORD, Sandbox};
 use pgw_test_support::ssh::{Recipe, SshLogin, SshResult, Sshd};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -481,35 +482,61 @@ fn wait_exit(child: &mut Child, hangs: impl Fn() -> String) -> std::process::Exi
     }
 }
 
-/// `sudo -S` run by ALICE (real uid hers: the hostile caller), its prompts
-/// read from stderr as they come.
-struct SudoRun {
+/// sudo or su run by ALICE (real uid hers: the hostile caller), its
+/// prompts read from stdout and stderr as they come.
+struct CallerRun {
+    /// "sudo" or "su": the process the module runs in, the PAM service.
+    client: &'static str,
+    password_prompt: &'static str,
     child: Child,
     stdin: Option<std::process::ChildStdin>,
     seen: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Holds 0 once the command ran as root.
     mark: PathBuf,
 }
 
-impl SudoRun {
-    fn start(w: &World) -> SudoRun {
+impl CallerRun {
+    /// `sudo -S -- /bin/sh -c 'id -u > MARK'` through the repo's
+    /// pam.d/sudo.
+    fn sudo(w: &World) -> CallerRun {
         w.sandbox.install_service("sudo", "sudo");
         let mark = w.sandbox.path().join("out/ran");
-        let mut child = w
-            .sandbox
-            .sudo_as_alice(&mark)
+        let mut cmd = w.sandbox.sudo_as_alice(&mark);
+        // What a hostile caller could set: never read.
+        cmd.env("SUDO_COMMAND", "/bin/true harmless");
+        CallerRun::spawn("sudo", "password for", cmd, mark)
+    }
+
+    /// `su -c 'id -u > MARK' root` through the su service of
+    /// `Sandbox::install_su_to_root` (root's password, then the module;
+    /// root enrolled at CHAT).
+    fn su(w: &World) -> CallerRun {
+        w.sandbox.install_su_to_root();
+        let mark = w.sandbox.path().join("out/ran");
+        let cmd = w.sandbox.as_alice(&sandbox::su_argv(&mark));
+        CallerRun::spawn("su", "Password: ", cmd, mark)
+    }
+
+    fn spawn(
+        client: &'static str,
+        password_prompt: &'static str,
+        mut cmd: Command,
+        mark: PathBuf,
+    ) -> CallerRun {
+        let mut child = cmd
             .env("LANG", "C")
-            // What a hostile caller could set: never read.
-            .env("SUDO_COMMAND", "/bin/true harmless")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("sudo");
+            .expect(client);
         let stdin = child.stdin.take();
-        let stderr = child.stderr.take().expect("stderr");
         let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        drain_into(stderr, seen.clone());
-        SudoRun {
+        drain_into(child.stdout.take().expect("stdout"), seen.clone());
+        drain_into(child.stderr.take().expect("stderr"), seen.clone());
+        CallerRun {
+            client,
+            password_prompt,
             child,
             stdin,
             seen,
@@ -517,14 +544,12 @@ impl SudoRun {
         }
     }
 
-    /// [`SudoRun::start`], the password typed: at the tap prompt (the
-    /// output from there on).
-    fn to_tap(w: &World) -> (SudoRun, String) {
-        let mut sudo = SudoRun::start(w);
-        sudo.wait_for("password for");
-        sudo.type_line(PASSWORD);
-        let p = sudo.wait_for("Tap ");
-        (sudo, p)
+    /// The password typed: at the tap prompt (the output from there on).
+    fn at_tap(mut self) -> (CallerRun, String) {
+        self.wait_for(self.password_prompt);
+        self.type_line(PASSWORD);
+        let p = self.wait_for("Tap ");
+        (self, p)
     }
 
     fn output(&self) -> String {
@@ -539,7 +564,11 @@ impl SudoRun {
             if let Some(i) = s.rfind(text) {
                 return s[i..].to_string();
             }
-            assert!(Instant::now() < deadline, "no {text:?} from sudo:\n{s}");
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} from {}:\n{s}",
+                self.client
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -550,8 +579,9 @@ impl SudoRun {
         writeln!(stdin, "{line}").expect("type");
     }
 
-    /// The host pid of the sudo process (the module runs in it).
-    fn sudo_pid(&self) -> u32 {
+    /// The host pid of the sudo or su process (the module runs in it).
+    fn client_pid(&self) -> u32 {
+        let comm = format!("({})", self.client);
         let mut family = vec![self.child.id()];
         for _ in 0..8 {
             for entry in fs::read_dir("/proc").expect("proc").flatten() {
@@ -573,25 +603,48 @@ impl SudoRun {
                     .nth(1)
                     .and_then(|p| p.parse::<u32>().ok());
                 if ppid.is_some_and(|pp| family.contains(&pp)) && !family.contains(&pid) {
-                    if stat.contains("(sudo)") {
+                    if stat.contains(&comm) {
                         return pid;
                     }
                     family.push(pid);
                 }
             }
         }
-        panic!("no sudo process under {}", self.child.id());
+        panic!("no {} process under {}", self.client, self.child.id());
     }
 
-    /// Closes stdin, waits for the exit; whether sudo ran the command.
+    /// Closes stdin, waits for the exit; whether the command ran as root.
     fn finish(mut self) -> (bool, String) {
         drop(self.stdin.take());
         let status = wait_exit(&mut self.child, || {
-            format!("sudo did not exit:\n{}", text_of(&self.seen))
+            format!("{} did not exit:\n{}", self.client, text_of(&self.seen))
         });
         let ran = fs::read_to_string(&self.mark).is_ok_and(|t| t.trim() == "0");
         (status.success() && ran, self.output())
     }
+}
+
+/// `run` to its tap prompt; the number it shows tapped in the message by
+/// the enrolled user, then Enter: asserts the command ran (else the
+/// output, syslog and the daemon's log) and that the module logged the
+/// approval for the service. Returns the message.
+fn approved_by_a_tap(w: &World, d: &Daemon, run: CallerRun) -> Message {
+    let (mut run, p) = run.at_tap();
+    let m = approval_message(w);
+    assert_eq!(m.chat_id, CHAT);
+    tap(&w.fake, CHAT, &m, &format!("{:02}", number_in(&p)));
+    run.type_line("");
+    let client = run.client;
+    let (ran, out) = run.finish();
+    assert!(
+        ran,
+        "{client} did not run the command:\n{out}\n--- syslog\n{}\n--- daemon\n{}",
+        w.sandbox.log(),
+        d.log_text()
+    );
+    let log = wait_syslog(w, &format!("service={client} "));
+    assert!(log.contains("method=approved"), "{log}");
+    m
 }
 
 /// sudo has no command for PAM modules: the message names the service and
@@ -601,23 +654,30 @@ impl SudoRun {
 fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
     let w = world("");
     let d = start_daemon(&w);
-    let (mut sudo, p) = SudoRun::to_tap(&w);
-    let n = number_in(&p);
-    let m = approval_message(&w);
+    let m = approved_by_a_tap(&w, &d, CallerRun::sudo(&w));
     assert!(m.text.contains("Service: sudo"), "{}", m.text);
     assert!(m.text.contains(&format!("{ALICE}@")), "{}", m.text);
     assert!(!m.text.contains("harmless"), "{}", m.text);
-    tap(&w.fake, CHAT, &m, &format!("{n:02}"));
-    sudo.type_line("");
-    let (ran, out) = sudo.finish();
-    assert!(
-        ran,
-        "sudo did not run the command:\n{out}\n--- syslog\n{}\n--- daemon\n{}",
-        w.sandbox.log(),
-        d.log_text()
-    );
-    let log = wait_syslog(&w, "service=sudo");
-    assert!(log.contains("method=approved"), "{log}");
+}
+
+/// Under su the login is the target's (root, enrolled) and PAM_RUSER the
+/// caller (util-linux su names it by the real uid, not by getlogin()): the
+/// message names both, so that the user can tell who asks (and say "Not
+/// me").
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn su_by_an_unprivileged_user_is_approved_by_a_tap() {
+    let w = world("");
+    let d = start_daemon(&w);
+    let m = approved_by_a_tap(&w, &d, CallerRun::su(&w));
+    for part in [
+        "Login request: root@",
+        "\nService: su\n",
+        "\nFrom: local\n",
+        &format!("\nRequested by: {ALICE}\n"),
+    ] {
+        assert!(m.text.contains(part), "{part:?} not in {:?}", m.text);
+    }
 }
 
 /// The caller stops sudo (and with it the module) while it waits for a
@@ -628,10 +688,10 @@ fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
 fn under_sudo_a_stopped_wait_lets_nobody_in() {
     let w = world_waiting(2, "");
     let d = start_daemon(&w);
-    let (mut sudo, _) = SudoRun::to_tap(&w);
+    let (mut sudo, _) = CallerRun::sudo(&w).at_tap();
     approval_message(&w);
     sudo.type_line("");
-    let pid = sudo.sudo_pid();
+    let pid = sudo.client_pid();
     signal(pid, "STOP");
     std::thread::sleep(Duration::from_secs(8));
     signal(pid, "CONT");

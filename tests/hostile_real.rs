@@ -113,44 +113,20 @@ fn write_users(sb: &Sandbox, text: &str) {
     write_file(&sb.stage_etc("pam_gateway/users.toml"), text, 0o644);
 }
 
-/// The su service this suite attacks: root's password (pam_unix), then
-/// the code. pam_rootok first, as Debian's su has it. `nodelay`: pam_unix
-/// otherwise asks libpam for a ~2 s delay after any failed login, which
-/// would hide the module's own timing (the bounds below are the module's).
-const SU_STACK: &str = "# written by tests/hostile_real.rs\n\
-auth       sufficient pam_rootok.so\n\
-auth       requisite  pam_unix.so nodelay\n\
-auth       required   pam_gateway.so\n\
-account    required   pam_permit.so\n\
-session    required   pam_permit.so\n\
-password   required   pam_deny.so\n";
-
 /// pamtester's service: the password is assumed known (pam_permit).
 const PERMIT_STACK: &str = "# written by tests/hostile_real.rs\n\
 auth       required   pam_permit.so\n\
 auth       required   pam_gateway.so\n\
 account    required   pam_permit.so\n";
 
-/// A sandbox for `su` to root: the su stack above, root's password is the
-/// test password, and both root and pgwalice are enrolled at the fake's
-/// chat (su's PAM user is the target, root).
+/// A sandbox for `su` to root (`Sandbox::install_su_to_root`: the su
+/// service this suite attacks, root's password is the test password, and
+/// both root and pgwalice are enrolled at the fake's chat), `config` as its
+/// gateway.toml.
 fn su_sandbox(config: &str) -> Sandbox {
     let sb = Sandbox::new("http://127.0.0.1:9", "");
     write_config(&sb, config);
-    write_users(
-        &sb,
-        &format!("[users.root]\ntelegram = \"{CHAT}\"\n\n[users.{ALICE}]\ntelegram = \"{CHAT}\"\n"),
-    );
-    write_file(&sb.path().join("pam.d/su"), SU_STACK, 0o644);
-    set_root_password(&sb);
-    // util-linux su sleeps FAIL_DELAY (default 1 s) after a failure; the
-    // bounds below are the module's, and the suite runs su dozens of times.
-    let defs = fs::read_to_string("/etc/login.defs").unwrap_or_default();
-    write_file(
-        &sb.stage_etc("login.defs"),
-        &format!("{defs}\nFAIL_DELAY 0\n"),
-        0o644,
-    );
+    sb.install_su_to_root();
     sb
 }
 
@@ -163,7 +139,7 @@ fn sudo_sandbox(api_url: &str, extra: &str) -> Sandbox {
 }
 
 /// pam_unix in the sandbox's common-auth without its failure delay (see
-/// SU_STACK): sudo's stack includes it.
+/// `sandbox::SU_STACK`): sudo's stack includes it.
 fn no_fail_delay(sb: &Sandbox) {
     let path = sb.path().join("pam.d/common-auth");
     let text = fs::read_to_string(&path).expect("common-auth");
@@ -183,33 +159,6 @@ fn no_fail_delay(sb: &Sandbox) {
     write_file(&path, &text, 0o644);
 }
 
-/// Gives root the test users' password hash in the staged shadow.
-fn set_root_password(sb: &Sandbox) {
-    let path = sb.stage_etc("shadow");
-    let text = fs::read_to_string(&path).expect("staged shadow");
-    let hash = text
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{ALICE}:")))
-        .and_then(|rest| rest.split(':').next())
-        .expect("pgwalice in shadow")
-        .to_string();
-    let out: String = text
-        .lines()
-        .map(|l| match l.strip_prefix("root:") {
-            Some(rest) => {
-                let mut f: Vec<&str> = rest.split(':').collect();
-                f[0] = &hash;
-                format!("root:{}\n", f.join(":"))
-            }
-            None => format!("{l}\n"),
-        })
-        .collect();
-    assert!(out.contains(&format!("root:{hash}:")), "no root in shadow");
-    let mode = fs::metadata(&path).expect("stat").permissions().mode();
-    fs::write(&path, out).expect("write shadow");
-    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
 /// The mark the command su/sudo runs leaves. Only root can create it (it
 /// is in the sandbox's root-only directory), so its existence is the proof
 /// of root, even where a limit keeps `id -u` from writing into it.
@@ -221,22 +170,14 @@ fn rooted(sb: &Sandbox) -> Option<String> {
     fs::read_to_string(mark(sb)).ok()
 }
 
-fn mark_command(sb: &Sandbox) -> String {
-    format!("id -u > {}", mark(sb).display())
-}
-
 /// `su -c 'id -u > MARK' root`, as the caller types it.
 fn su_argv(sb: &Sandbox) -> Vec<String> {
-    vec!["su".into(), "-c".into(), mark_command(sb), "root".into()]
+    sandbox::su_argv(&mark(sb))
 }
 
 /// `sudo -S -- /bin/sh -c 'id -u > MARK'`.
 fn sudo_argv(sb: &Sandbox) -> Vec<String> {
-    ["sudo", "-S", "--", "/bin/sh", "-c"]
-        .map(String::from)
-        .into_iter()
-        .chain([mark_command(sb)])
-        .collect()
+    sandbox::sudo_argv(&mark(sb))
 }
 
 // ----------------------------------------------------------- caller ----
@@ -330,18 +271,11 @@ struct Login {
 }
 
 impl Login {
-    /// `argv` run by the caller (pgwalice) inside the namespace.
+    /// `argv` run by the caller (pgwalice) inside the namespace
+    /// (`Sandbox::as_alice`, with LOGNAME and `LANG=C` too).
     fn as_caller(sb: &Sandbox, argv: &[String]) -> Login {
-        let uid = ALICE_UID.to_string();
-        let mut cmd = sb.command("setpriv");
-        cmd.args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-            .args(argv)
-            .env_clear()
-            .env("PATH", PATH)
-            .env("HOME", format!("/home/{ALICE}"))
-            .env("USER", ALICE)
-            .env("LOGNAME", ALICE)
-            .env("LANG", "C");
+        let mut cmd = sb.as_alice(argv);
+        cmd.env("LOGNAME", ALICE).env("LANG", "C");
         Login::spawn(cmd)
     }
 

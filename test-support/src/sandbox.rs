@@ -43,6 +43,18 @@ pub const PASSWORD: &str = "horse-battery-7";
 const PASSWORD_HASH: &str = "$6$pgwtestsalt0001$eKxJNaT5FyQ/fqt9UjQ4WpyWI3bQDPg/\
 pnSbgiNqw0VzvUPi4RX3UAmd1TpIhJD.IkMdXMxK0bPOeULLnB4or/";
 
+/// The su service of [`Sandbox::install_su_to_root`]: root's password
+/// (pam_unix), then the code. pam_rootok first, as Debian's su has it.
+/// `nodelay`: pam_unix otherwise asks libpam for a ~2 s delay after any
+/// failed login, which would hide the module's own timing.
+pub const SU_STACK: &str = "# written by test-support/src/sandbox.rs\n\
+auth       sufficient pam_rootok.so\n\
+auth       requisite  pam_unix.so nodelay\n\
+auth       required   pam_gateway.so\n\
+account    required   pam_permit.so\n\
+session    required   pam_permit.so\n\
+password   required   pam_deny.so\n";
+
 /// Debian packages and the tools from them these tests run.
 const TOOLS: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
@@ -51,6 +63,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("ssh", "openssh-client"),
     ("ssh-keygen", "openssh-client"),
     ("sudo", "sudo"),
+    ("su", "util-linux"),
     ("login", "login"),
 ];
 
@@ -157,6 +170,33 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
             Ok(())
         })
     }
+}
+
+/// `su -c 'id -u > MARK' root`, as the caller types it: MARK (in the
+/// sandbox's root-only directory) holds 0 only if su ran the command.
+pub fn su_argv(mark: &Path) -> Vec<String> {
+    ["su", "-c", mark_command(mark).as_str(), "root"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// `sudo -S -- /bin/sh -c 'id -u > MARK'`: MARK holds 0 only if sudo ran
+/// the command.
+pub fn sudo_argv(mark: &Path) -> Vec<String> {
+    [
+        "sudo",
+        "-S",
+        "--",
+        "/bin/sh",
+        "-c",
+        mark_command(mark).as_str(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn mark_command(mark: &Path) -> String {
+    format!("id -u > {}", mark.display())
 }
 
 /// One test's private world; see the module docs.
@@ -281,6 +321,58 @@ impl Sandbox {
         write_file(&self.dir.path().join("pam.d").join(service), &text, 0o644);
     }
 
+    /// `su` to root as the tests run it (tests/hostile_real.rs,
+    /// tests/approve_real.rs): the service is [`SU_STACK`], root's password
+    /// is the test users' ([`PASSWORD`]), root is enrolled at the fake's
+    /// chat next to ALICE (su's PAM user is the target, root), and su does
+    /// not sleep after a failure (`FAIL_DELAY 0`; util-linux su otherwise
+    /// waits 1 s, and the time bounds of hostile_real.rs are the module's).
+    pub fn install_su_to_root(&self) {
+        write_file(&self.dir.path().join("pam.d/su"), SU_STACK, 0o644);
+        let users = self.stage_etc("pam_gateway/users.toml");
+        let text = fs::read_to_string(&users).expect("staged users.toml");
+        write_file(
+            &users,
+            &format!(
+                "{text}\n[users.root]\ntelegram = \"{}\"\n",
+                crate::pam_harness::CHAT
+            ),
+            0o644,
+        );
+        self.set_root_password();
+        let defs = fs::read_to_string("/etc/login.defs").unwrap_or_default();
+        write_file(
+            &self.stage_etc("login.defs"),
+            &format!("{defs}\nFAIL_DELAY 0\n"),
+            0o644,
+        );
+    }
+
+    /// Gives root the test users' password in the staged shadow (owner and
+    /// mode kept).
+    fn set_root_password(&self) {
+        let path = self.stage_etc("shadow");
+        let text = fs::read_to_string(&path).expect("staged shadow");
+        let out: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("root:") {
+                Some(rest) => {
+                    let mut f: Vec<&str> = rest.split(':').collect();
+                    f[0] = PASSWORD_HASH;
+                    format!("root:{}\n", f.join(":"))
+                }
+                None => format!("{l}\n"),
+            })
+            .collect();
+        assert!(
+            out.contains(&format!("root:{PASSWORD_HASH}:")),
+            "no root in shadow"
+        );
+        let mode = fs::metadata(&path).expect("stat").permissions().mode();
+        fs::write(&path, out).expect("write shadow");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
     /// passwd, group and shadow: the host's, minus anything clashing with
     /// the test users, plus the test users. Owner and mode follow the host's.
     fn stage_accounts(&self) {
@@ -359,22 +451,25 @@ impl Sandbox {
         cmd
     }
 
-    /// Everything logged to the namespace's /dev/log so far (the module,
-    /// sudo, login; sshd logs to its stderr).
-    /// `sudo -S` run by ALICE (real uid hers, through setpriv) with a
-    /// clean environment (PATH, HOME, USER, LANG), its command `id -u >
-    /// MARK`: MARK holds 0 only if sudo ran it. Not spawned; no stdio set.
-    pub fn sudo_as_alice(&self, mark: &Path) -> Command {
+    /// `argv` run by ALICE in the namespace (setpriv: real, effective and
+    /// saved uid and gid hers, her groups: the hostile caller) with a clean
+    /// environment (PATH, HOME, USER). Not spawned; no stdio set.
+    pub fn as_alice<S: AsRef<std::ffi::OsStr>>(&self, argv: &[S]) -> Command {
         let uid = ALICE_UID.to_string();
         let mut cmd = self.command("setpriv");
         cmd.args(["--reuid", &uid, "--regid", &uid, "--init-groups", "--"])
-            .args(["sudo", "-S", "--", "/bin/sh", "-c"])
-            .arg(format!("id -u > {}", mark.display()))
+            .args(argv)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("HOME", format!("/home/{ALICE}"))
             .env("USER", ALICE);
         cmd
+    }
+
+    /// [`sudo_argv`] run by ALICE ([`Sandbox::as_alice`]): MARK holds 0
+    /// only if sudo ran its command. Not spawned; no stdio set.
+    pub fn sudo_as_alice(&self, mark: &Path) -> Command {
+        self.as_alice(&sudo_argv(mark))
     }
 
     /// [`Sandbox::sudo_as_alice`] with LOGNAME and `LANG=C` too, spawned
@@ -390,6 +485,8 @@ impl Sandbox {
             .expect("spawn sudo")
     }
 
+    /// Everything logged to the namespace's /dev/log so far (the module,
+    /// sudo, su, login; sshd logs to its stderr).
     pub fn log(&self) -> String {
         let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = vec![0u8; 8192];

@@ -12,6 +12,7 @@
 //! ```
 //!
 //! DIR holds `pam.d/` with the services `bench-permit`, `bench-ga`,
+//! `bench-ga-rl` (optional; with DIR/ga-secret-rl.pristine),
 //! `bench-gw` and optionally `bench-gw-tls`, `bench-gw-dns`,
 //! `bench-gw-tmpfs`, `bench-gw-ldap` and `bench-gw-ldapi` (the recipient
 //! from a slapd on loopback; a case runs when its file exists), and `codes`, the
@@ -57,6 +58,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -178,6 +180,14 @@ struct Case {
     arrive_ms: Vec<f64>,
 }
 
+/// pam_google_authenticator with the rate limit and reuse check its own
+/// setup offers (`google-authenticator -d -r 3 -R 30`): it then rewrites
+/// its secret file at every login (mkstemp, write, fsync, rename), as
+/// pam_gateway writes its state file. Its file, DIR/ga-secret-rl, is put
+/// back from DIR/ga-secret-rl.pristine before each run (outside the
+/// timing), so neither binds, as pam_gateway's state files are removed.
+const GA_STATEFUL: &str = "bench-ga-rl";
+
 /// The services whose message goes to the TLS fake, which records when
 /// each arrives (`--arrivals`).
 const ARRIVAL_SERVICES: &[&str] = &["bench-gw-tls", "bench-gw-slow", "bench-gw-slow-daemon"];
@@ -185,6 +195,11 @@ const ARRIVAL_SERVICES: &[&str] = &["bench-gw-tls", "bench-gw-slow", "bench-gw-s
 const CASES: &[(&str, &str, Input)] = &[
     ("pam_permit", "bench-permit", Input::Nothing),
     ("pam_google_authenticator", "bench-ga", Input::Totp),
+    (
+        "pam_google_authenticator (RATE_LIMIT 3 30, DISALLOW_REUSE)",
+        GA_STATEFUL,
+        Input::Totp,
+    ),
     ("pam_gateway (http)", "bench-gw", Input::Fifo),
     ("pam_gateway (https)", "bench-gw-tls", Input::Fifo),
     ("pam_gateway (http, host name)", "bench-gw-dns", Input::Fifo),
@@ -281,6 +296,15 @@ fn run_once(args: &Args, case: &Case, capture: bool) -> Result<Run, String> {
         for dir in &args.state_dirs {
             reset_state(dir)?;
         }
+    }
+    if case.service == GA_STATEFUL {
+        let (from, to) = (
+            args.dir.join("ga-secret-rl.pristine"),
+            args.dir.join("ga-secret-rl"),
+        );
+        std::fs::copy(&from, &to).map_err(|e| format!("{}: {e}", from.display()))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400))
+            .map_err(|e| format!("{}: {e}", to.display()))?;
     }
     let stdin = match case.input {
         Input::Nothing => Stdio::null(),

@@ -42,6 +42,17 @@ fn main() {
     // (native and Debian's cross compilers) ship libgcc_eh.a next to
     // libgcc.a, on the driver's own search path.
     // PAM_GATEWAY_SHARED_LIBGCC=1 links libgcc_s as before.
+    // Loaded once per process: libpam dlcloses a module at every pam_end,
+    // and a long-lived host (a display manager, a daemon that links libpam)
+    // would map, relocate and set it up again for every login -- about
+    // 0.19 ms each (BENCHMARKS.md). Marked NODELETE, the module stays, and
+    // so does its one-time state (the direct library's entry points,
+    // src/direct.rs). Applies to pam_gateway_direct.so too (its build
+    // script is this file), which the module loads with RTLD_NODELETE
+    // anyway.
+    if var("CARGO_CFG_TARGET_OS") == "linux" {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-z,nodelete");
+    }
     if gnu_linux && var("PAM_GATEWAY_SHARED_LIBGCC").is_empty() {
         println!("cargo:rustc-link-lib=static:+verbatim,-bundle=libgcc_eh.a");
     }

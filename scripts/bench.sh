@@ -98,6 +98,12 @@ done
 SECRET=$(head -c 20 /dev/urandom | base32 | tr -d '=')
 printf '%s\n" TOTP_AUTH\n' "$SECRET" > "$DIR/ga-secret"
 chmod 400 "$DIR/ga-secret"
+# The same secret with the rate limit and reuse check google-authenticator
+# offers (-r 3 -R 30 -d): pam_google_authenticator then rewrites the file at
+# every login, as pam_gateway its state file. pam_bench puts it back from
+# the .pristine copy before each run.
+printf '%s\n" RATE_LIMIT 3 30\n" DISALLOW_REUSE\n" TOTP_AUTH\n' "$SECRET" > "$DIR/ga-secret-rl.pristine"
+chmod 400 "$DIR/ga-secret-rl.pristine"
 
 # The fake Bot API, once over http and once behind TLS; both write each
 # code they deliver to the FIFO that pamtester's stdin reads.
@@ -234,6 +240,7 @@ fi
 echo "auth required $SECURITY/pam_deny.so" > "$DIR/pam.d/other"
 echo "auth required $SECURITY/pam_permit.so" > "$DIR/pam.d/bench-permit"
 echo "auth required $GA_MODULE secret=$DIR/ga-secret" > "$DIR/pam.d/bench-ga"
+echo "auth required $GA_MODULE secret=$DIR/ga-secret-rl" > "$DIR/pam.d/bench-ga-rl"
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-http.toml" > "$DIR/pam.d/bench-gw"
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-https.toml" > "$DIR/pam.d/bench-gw-tls"
 # The same fake by name: what resolving a host name (getaddrinfo on a

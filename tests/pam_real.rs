@@ -252,26 +252,47 @@ fn unknown_module_argument_denies() {
 /// module and, in `make test`, for the release one (PGW_TEST_MODULE).
 #[test]
 fn the_module_needs_no_libgcc_s() {
+    // Nor does its direct library, loaded into the same processes.
+    for so in [module_path(), direct_library_path()] {
+        let out = std::process::Command::new("readelf")
+            .arg("-dW")
+            .arg(&so)
+            .output()
+            .expect("readelf (binutils, which gcc depends on)");
+        assert!(out.status.success(), "readelf -d {}", so.display());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
+        assert!(
+            needed.iter().any(|l| l.contains("libc.so")),
+            "no NEEDED entries read from {}:\n{text}",
+            so.display()
+        );
+        assert!(
+            !needed.iter().any(|l| l.contains("libgcc_s")),
+            "{} still needs libgcc_s:\n{}",
+            so.display(),
+            needed.join("\n")
+        );
+    }
+}
+
+/// libpam dlcloses a module at every pam_end; a long-lived host would set
+/// ours up again for every login (module/build.rs). Marked NODELETE, it is
+/// loaded once per process.
+#[test]
+fn the_module_stays_loaded_once_loaded() {
     let so = module_path();
     let out = std::process::Command::new("readelf")
         .arg("-dW")
         .arg(&so)
         .output()
         .expect("readelf (binutils, which gcc depends on)");
-    assert!(out.status.success(), "readelf -d {}", so.display());
     let text = String::from_utf8_lossy(&out.stdout);
-    let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
-    assert!(
-        needed.iter().any(|l| l.contains("libc.so")),
-        "no NEEDED entries read from {}:\n{text}",
-        so.display()
-    );
-    assert!(
-        !needed.iter().any(|l| l.contains("libgcc_s")),
-        "{} still needs libgcc_s:\n{}",
-        so.display(),
-        needed.join("\n")
-    );
+    let flags = text
+        .lines()
+        .find(|l| l.contains("(FLAGS_1)"))
+        .unwrap_or_else(|| panic!("no FLAGS_1 in {}:\n{text}", so.display()));
+    assert!(flags.contains("NODELETE"), "{}: {flags}", so.display());
 }
 
 /// ... and a panic still unwinds to pam-bindings' catch_unwind: PAM_ABORT,

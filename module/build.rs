@@ -1,16 +1,20 @@
-//! Link settings for the PAM module (the cdylib only).
-//!
-//! A build script runs on the build machine: what it can learn about glibc
-//! is the build machine's. So packed relocations are used only for a native
-//! build (target = host), where that glibc is the one the module will run
-//! with (or the same release's, for `make deb`). Cross builds (`make
-//! cross`) do without: their target's glibc is not known here, and Debian
-//! 12's aarch64 linker does not pack them anyway (BENCHMARKS.md).
+// Link settings for the PAM module and its direct library (the cdylibs;
+// direct/build.rs includes this file).
+//
+// A build script runs on the build machine: what it can learn about glibc
+// is the build machine's. So packed relocations are used only for a native
+// build (target = host), where that glibc is the one the module will run
+// with (or the same release's, for `make deb`). Cross builds (`make
+// cross`) do without: their target's glibc is not known here, and Debian
+// 12's aarch64 linker does not pack them anyway (BENCHMARKS.md).
 
 use std::process::Command;
 
 fn main() {
+    // This file is also direct/build.rs's (it includes it): both paths,
+    // relative to either package.
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../module/build.rs");
     println!("cargo:rerun-if-env-changed=PAM_GATEWAY_NO_RELR");
     println!("cargo:rerun-if-env-changed=PAM_GATEWAY_SHARED_LIBGCC");
     let var = |name: &str| std::env::var(name).unwrap_or_default();

@@ -236,7 +236,9 @@ fn direct_library_problem(module: &Path) -> Option<String> {
         Ok(lib) => lib,
         Err(e) => return Some(e),
     };
-    check_library(&lib, Owner::ROOT).err().map(|e| e.to_string())
+    check_library(&lib, Owner::ROOT)
+        .err()
+        .map(|e| e.to_string())
 }
 
 fn check_control(service: &str, rule: &Rule) -> (Level, String) {

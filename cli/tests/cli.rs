@@ -7,9 +7,9 @@ use pgw_test_support::fake_telegram;
 use pgw_test_support::pam_harness;
 
 use std::fs;
-use std::path::Path;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::time::Duration;
 
 use clap::CommandFactory;

@@ -183,6 +183,16 @@ impl Source {
     }
 }
 
+/// Why a call's outcome is not one of its own answers: the library could
+/// not run it, or answered another call. Always a local error.
+fn unexpected(outcome: Result<Answer, String>) -> String {
+    match outcome {
+        Ok(Answer::Failed(why)) => format!("{}: {why}", library_name()),
+        Ok(_) => format!("{} answered another call", library_name()),
+        Err(why) => why,
+    }
+}
+
 /// What logs call the library.
 fn library_name() -> &'static str {
     "the direct library"
@@ -227,14 +237,7 @@ impl Network for Library {
                 })
                 .transpose(),
             Ok(Answer::LookupFailed(e)) => Err(e),
-            Ok(Answer::Failed(why)) => {
-                Err(DirectoryError::Local(format!("{}: {why}", library_name())))
-            }
-            Ok(_) => Err(DirectoryError::Local(format!(
-                "{} answered another call",
-                library_name()
-            ))),
-            Err(why) => Err(DirectoryError::Local(why)),
+            other => Err(DirectoryError::Local(unexpected(other))),
         }
     }
 }
@@ -264,14 +267,7 @@ impl Gateway for LibraryGateway {
         match self.source.call(call) {
             Ok(Answer::Sent) => Ok(()),
             Ok(Answer::NotSent(e)) => Err(e),
-            Ok(Answer::Failed(why)) => {
-                Err(DeliveryError::Local(format!("{}: {why}", library_name())))
-            }
-            Ok(_) => Err(DeliveryError::Local(format!(
-                "{} answered another call",
-                library_name()
-            ))),
-            Err(why) => Err(DeliveryError::Local(why)),
+            other => Err(DeliveryError::Local(unexpected(other))),
         }
     }
 }

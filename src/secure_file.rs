@@ -180,23 +180,7 @@ fn open_checked(
     let meta = file
         .metadata()
         .map_err(|e| FileError::Open(path.to_path_buf(), e))?;
-    if !meta.file_type().is_file() {
-        return Err(FileError::NotRegular(path.to_path_buf()));
-    }
-    if meta.uid() != owner.0 {
-        return Err(FileError::WrongOwner {
-            path: path.to_path_buf(),
-            uid: meta.uid(),
-            want: owner.0,
-        });
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(FileError::GroupOrOtherWritable {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
+    let mode = check_owned_file(path, &meta, owner)?;
     if secrecy == Secrecy::Secret && mode & 0o044 != 0 {
         return Err(FileError::GroupOrOtherReadable {
             path: path.to_path_buf(),
@@ -230,6 +214,12 @@ pub fn check_library(path: &Path, owner: Owner) -> Result<(), FileError> {
     if meta.file_type().is_symlink() {
         return Err(FileError::Symlink(path.to_path_buf()));
     }
+    check_owned_file(path, &meta, owner).map(|_| ())
+}
+
+/// `meta` (of `path`) is a regular file owned by `owner` and not writable
+/// by group or others; returns its mode.
+fn check_owned_file(path: &Path, meta: &std::fs::Metadata, owner: Owner) -> Result<u32, FileError> {
     if !meta.file_type().is_file() {
         return Err(FileError::NotRegular(path.to_path_buf()));
     }
@@ -240,13 +230,14 @@ pub fn check_library(path: &Path, owner: Owner) -> Result<(), FileError> {
             want: owner.0,
         });
     }
-    if meta.mode() & 0o022 != 0 {
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
         return Err(FileError::GroupOrOtherWritable {
             path: path.to_path_buf(),
-            mode: meta.mode(),
+            mode,
         });
     }
-    Ok(())
+    Ok(mode)
 }
 
 /// Reads a whole protected file after every check above has passed.

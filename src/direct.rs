@@ -17,7 +17,7 @@
 //! whatever `failmode` says, and the reason is logged.
 //!
 //! One C entry point carries a JSON request (the config text the module
-//! read and checked, and the call) and a JSON answer ([`system::dl`]).
+//! read and checked, and the call) and a JSON answer ([`crate::system::dl`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

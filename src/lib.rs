@@ -10,6 +10,9 @@
 //! - [`gateway`]: one file per delivery service behind [`gateway::Gateway`];
 //!   each owns its `gateway.toml` section and recipients, and is listed
 //!   once, in `gateway/mod.rs`.
+//! - [`network`]: what a login sends off the machine, behind one trait;
+//!   [`direct`]: the PAM module's way to it, `pam_gateway_direct.so`,
+//!   loaded only when the module sends itself.
 //! - [`http`]: the one way HTTP clients are built; [`uri`]: percent-encoding.
 //! - [`config`] and [`users`]: `gateway.toml` and `users.toml`, validated,
 //!   with errors naming file, line and key ([`toml_errors`]; [`section`]:
@@ -25,8 +28,9 @@
 //! - [`policy`]: who is covered (exempt networks and groups).
 //! - [`totp`] and [`backup_codes`]: the fallback factors ([`backup_hash`]:
 //!   a backup code as the state file stores it).
-//! - [`system`]: every call into the C library, behind safe functions; the
-//!   only module allowed `unsafe` code.
+//! - [`system`]: every call into the C library (the dynamic loader
+//!   included), behind safe functions; the only module allowed `unsafe`
+//!   code.
 //! - [`remember`]: verified sources that skip the code for a while.
 //! - [`alert`]: one message per login from the session hook.
 //! - [`approve`]: approval in the chat through `pam-gatewayd` (its

@@ -60,7 +60,10 @@ TLS=$PWD/tests/data/tls
 CHAT=123456977
 TOKEN=123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c
 
-for f in "$MODULE" "${MODULE%.so}_direct.so" "$SECURITY/pam_permit.so" "$SECURITY/pam_deny.so" "$GA_MODULE"; do
+# The module's direct library (src/direct.rs): its file name with _direct
+# before .so.
+direct_of() { printf '%s_direct.so' "${1%.so}"; }
+for f in "$MODULE" "$(direct_of "$MODULE")" "$SECURITY/pam_permit.so" "$SECURITY/pam_deny.so" "$GA_MODULE"; do
     [ -f "$f" ] || { echo "bench: $f is missing" >&2; exit 1; }
 done
 
@@ -82,9 +85,7 @@ mkdir -m 700 "$DIR/etc" "$DIR/pam.d"
 
 # The module as it would ship: a stripped copy (the release profile strips
 # already; this makes sure, and is the file whose size is reported).
-# Next to it, its direct library (src/direct.rs): the module's file name
-# with _direct before .so.
-direct_of() { printf '%s_direct.so' "${1%.so}"; }
+# Next to it, its direct library.
 cp "$MODULE" "$DIR/pam_gateway.so"
 cp "$(direct_of "$MODULE")" "$DIR/pam_gateway_direct.so"
 for f in "$DIR/pam_gateway.so" "$DIR/pam_gateway_direct.so"; do

@@ -19,6 +19,7 @@
 //! One C entry point carries a JSON request (the config text the module
 //! read and checked, and the call) and a JSON answer ([`crate::system::dl`]).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -40,25 +41,35 @@ pub const FREE: &std::ffi::CStr = c"pam_gateway_direct_free_v1";
 /// The build a request comes from; the library serves only its own.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+direct-v1");
 
-/// One call of the module's into the library.
+/// One call of the module's into the library. Borrowed where it can be:
+/// the module writes it from what it holds (no copy of the config's
+/// secrets or of the code), the library reads it from the request's bytes.
 #[derive(Serialize, Deserialize)]
-struct Request {
-    version: String,
+struct Request<'a> {
+    #[serde(borrow)]
+    version: Cow<'a, str>,
     /// gateway.toml as the module read it (after its checks), and where.
-    config_path: PathBuf,
-    config: String,
-    call: Call,
+    #[serde(borrow)]
+    config_path: Cow<'a, Path>,
+    #[serde(borrow)]
+    config: Cow<'a, str>,
+    #[serde(borrow)]
+    call: Call<'a>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Call {
+enum Call<'a> {
     Send {
-        gateway: String,
-        recipient: String,
-        text: String,
+        #[serde(borrow)]
+        gateway: Cow<'a, str>,
+        #[serde(borrow)]
+        recipient: Cow<'a, str>,
+        #[serde(borrow)]
+        text: Cow<'a, str>,
     },
     Lookup {
-        user: String,
+        #[serde(borrow)]
+        user: Cow<'a, str>,
         owner: u32,
     },
 }
@@ -105,7 +116,7 @@ fn run(r: Request) -> Answer {
             recipient,
             text,
         } => {
-            let text = Zeroizing::new(text);
+            let text = Zeroizing::new(text.into_owned());
             let Some(kind) = GatewayKind::from_id(&gateway) else {
                 return Answer::Failed(format!("no gateway {}", crate::flow::clean(&gateway)));
             };
@@ -163,23 +174,23 @@ impl Library {
 
 impl Source {
     /// Runs `call` in the library; `Err` says why the library could not.
-    fn call(&self, call: Call) -> Result<Answer, String> {
+    fn call(&self, call: Call<'_>) -> Result<Answer, String> {
         let exchange = loaded(self.owner)?;
         let request = Request {
-            version: VERSION.to_string(),
-            config_path: self.config_path.clone(),
-            config: self.config.to_string(),
+            version: Cow::Borrowed(VERSION),
+            config_path: Cow::Borrowed(&self.config_path),
+            config: Cow::Borrowed(&self.config),
             call,
         };
+        // The request holds the config's secrets and the code: wiped once sent.
         let bytes = Zeroizing::new(
             serde_json::to_vec(&request).map_err(|_| "cannot write the request".to_string())?,
         );
-        drop(Zeroizing::new(request.config));
         let answer = exchange
             .call(&bytes)
-            .map_err(|rc| format!("{} failed (status {rc})", library_name()))?;
+            .map_err(|rc| format!("{LIBRARY} failed (status {rc})"))?;
         serde_json::from_slice(&answer)
-            .map_err(|_| format!("{} gave an answer that cannot be read", library_name()))
+            .map_err(|_| format!("{LIBRARY} gave an answer that cannot be read"))
     }
 }
 
@@ -187,28 +198,22 @@ impl Source {
 /// not run it, or answered another call. Always a local error.
 fn unexpected(outcome: Result<Answer, String>) -> String {
     match outcome {
-        Ok(Answer::Failed(why)) => format!("{}: {why}", library_name()),
-        Ok(_) => format!("{} answered another call", library_name()),
+        Ok(Answer::Failed(why)) => format!("{LIBRARY}: {why}"),
+        Ok(_) => format!("{LIBRARY} answered another call"),
         Err(why) => why,
     }
 }
 
 /// What logs call the library.
-fn library_name() -> &'static str {
-    "the direct library"
-}
+const LIBRARY: &str = "the direct library";
 
 impl Network for Library {
     fn gateway(&self, config: &Config, kind: GatewayKind) -> Option<Box<dyn Gateway>> {
-        let section = config.gateway_section(kind)?;
-        let name = section
-            .name()
-            .unwrap_or(kind.spec().display_name())
-            .to_string();
+        config.gateway_section(kind)?;
         Some(Box::new(LibraryGateway {
             source: Arc::clone(&self.source),
             kind,
-            name,
+            name: config.display_name(kind).to_string(),
         }))
     }
 
@@ -219,7 +224,7 @@ impl Network for Library {
         owner: Owner,
     ) -> Result<Option<Recipients>, DirectoryError> {
         let call = Call::Lookup {
-            user: user.to_string(),
+            user: Cow::Borrowed(user),
             owner: owner.0,
         };
         match self.source.call(call) {
@@ -229,8 +234,7 @@ impl Network for Library {
                         .map(|(id, v)| match GatewayKind::from_id(&id) {
                             Some(k) => Ok((k, v)),
                             None => Err(DirectoryError::Local(format!(
-                                "{} answered an unknown gateway",
-                                library_name()
+                                "{LIBRARY} answered an unknown gateway"
                             ))),
                         })
                         .collect()
@@ -260,9 +264,9 @@ impl Gateway for LibraryGateway {
 
     fn send(&self, recipient: &str, text: &str) -> Result<(), DeliveryError> {
         let call = Call::Send {
-            gateway: self.kind.id().to_string(),
-            recipient: recipient.to_string(),
-            text: text.to_string(),
+            gateway: Cow::Borrowed(self.kind.id()),
+            recipient: Cow::Borrowed(recipient),
+            text: Cow::Borrowed(text),
         };
         match self.source.call(call) {
             Ok(Answer::Sent) => Ok(()),
@@ -292,7 +296,7 @@ fn loaded(owner: Owner) -> Result<Exchange, String> {
     if let Some(e) = LOADED.get() {
         return Ok(*e);
     }
-    let not_loaded = |why: String| format!("{} not loaded: {why}", library_name());
+    let not_loaded = |why: String| format!("{LIBRARY} not loaded: {why}");
     let module = dl::own_object_path()
         .ok_or_else(|| not_loaded("cannot find the module's own file (dladdr)".to_string()))?;
     let path = library_path_for(&module).map_err(not_loaded)?;
@@ -314,9 +318,9 @@ mod tests {
 
     fn request(version: &str, config: &str, call: Call) -> Vec<u8> {
         serde_json::to_vec(&Request {
-            version: version.to_string(),
-            config_path: PathBuf::from("/etc/pam_gateway/gateway.toml"),
-            config: config.to_string(),
+            version: version.into(),
+            config_path: Path::new("/etc/pam_gateway/gateway.toml").into(),
+            config: config.into(),
             call,
         })
         .expect("json")
@@ -329,7 +333,7 @@ mod tests {
     const TELEGRAM: &str = "[telegram]\nbot_token = \"123456789:AAEhBP0av28JzWyPaVHcA1xZl5n7gK9wQ3c\"\n\
                             api_url = \"http://127.0.0.1:1\"\n";
 
-    fn send() -> Call {
+    fn send() -> Call<'static> {
         Call::Send {
             gateway: "telegram".into(),
             recipient: "1234".into(),

@@ -250,17 +250,22 @@ fn unknown_module_argument_denies() {
 /// The module links gcc's unwinder in (module/build.rs) instead of loading
 /// libgcc_s.so.1 into every process that loads it. Runs for the debug
 /// module and, in `make test`, for the release one (PGW_TEST_MODULE).
+/// `readelf -dW so`: the shared object's dynamic section, as text.
+fn dynamic_section(so: &std::path::Path) -> String {
+    let out = std::process::Command::new("readelf")
+        .arg("-dW")
+        .arg(so)
+        .output()
+        .expect("readelf (binutils, which gcc depends on)");
+    assert!(out.status.success(), "readelf -d {}", so.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn the_module_needs_no_libgcc_s() {
     // Nor does its direct library, loaded into the same processes.
     for so in [module_path(), direct_library_path()] {
-        let out = std::process::Command::new("readelf")
-            .arg("-dW")
-            .arg(&so)
-            .output()
-            .expect("readelf (binutils, which gcc depends on)");
-        assert!(out.status.success(), "readelf -d {}", so.display());
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = dynamic_section(&so);
         let needed: Vec<&str> = text.lines().filter(|l| l.contains("(NEEDED)")).collect();
         assert!(
             needed.iter().any(|l| l.contains("libc.so")),
@@ -282,12 +287,7 @@ fn the_module_needs_no_libgcc_s() {
 #[test]
 fn the_module_stays_loaded_once_loaded() {
     let so = module_path();
-    let out = std::process::Command::new("readelf")
-        .arg("-dW")
-        .arg(&so)
-        .output()
-        .expect("readelf (binutils, which gcc depends on)");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = dynamic_section(&so);
     let flags = text
         .lines()
         .find(|l| l.contains("(FLAGS_1)"))

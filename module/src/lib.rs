@@ -19,6 +19,7 @@ use pam::module::{PamHandle, PamHooks};
 use pam_gateway_core::alert;
 use pam_gateway_core::approve::{self, Approver};
 use pam_gateway_core::code::OsCodeSource;
+use pam_gateway_core::config::Config;
 use pam_gateway_core::direct;
 use pam_gateway_core::flow::{
     Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
@@ -111,6 +112,16 @@ fn module_args(args: &[&CStr]) -> Result<ModuleArgs, ModuleArgsError> {
     ModuleArgs::parse(&args)
 }
 
+/// gateway.toml (root's, checked), and the way to the direct library for
+/// what the login sends itself (`pam_gateway_core::direct`).
+fn load_config(args: &ModuleArgs) -> Result<(Config, direct::Library), setup::SetupError> {
+    let (config, text) = setup::load_config_with_text(&args.config, Owner::ROOT)?;
+    Ok((
+        config,
+        direct::Library::new(&args.config, text, Owner::ROOT),
+    ))
+}
+
 fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     // Debug builds only: how tests/pam_real.rs checks that a panic unwinds
     // to pam-bindings' catch_unwind through the unwinder the module links
@@ -160,11 +171,8 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     // For log lines only: the user name comes from the client.
     let shown = clean(&user);
     // Any problem with the files denies, whatever failmode says.
-    let (config, net) = match setup::load_config_with_text(&args.config, Owner::ROOT) {
-        Ok((c, text)) => {
-            let net = direct::Library::new(&args.config, text, Owner::ROOT);
-            (c, net)
-        }
+    let (config, net) = match load_config(&args) {
+        Ok(loaded) => loaded,
         Err(e) => {
             log.log(Level::Error, &format!("user={shown} denied: config: {e}"));
             return PamResultCode::PAM_SERVICE_ERR;
@@ -299,11 +307,8 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
         }
     };
     let shown = clean(&user);
-    let (config, net) = match setup::load_config_with_text(&args.config, Owner::ROOT) {
-        Ok((c, text)) => {
-            let net = direct::Library::new(&args.config, text, Owner::ROOT);
-            (c, net)
-        }
+    let (config, net) = match load_config(&args) {
+        Ok(loaded) => loaded,
         Err(e) => {
             log.log(
                 Level::Error,

@@ -46,10 +46,11 @@
 //! write), then re-runs itself under `bwrap` with DIR/pam.d over
 //! /etc/pam.d, the socket over /dev/log and, with `--bundle`, that file
 //! over /etc/ssl/certs/ca-certificates.crt (the https case needs the test
-//! CA trusted). Inside, the cases run interleaved -- round r runs every
-//! case once, in an order rotated by r -- so a burst of load elsewhere on
-//! the machine hits every case alike. Each run is spawned directly (no
-//! shell), timed from spawn to exit, and its peak RSS and CPU time come
+//! CA trusted). Inside, the cases run interleaved -- every round runs
+//! every case once, in a new shuffled order -- so a burst of load
+//! elsewhere on the machine hits every case alike, and no case always
+//! runs in the tail of the same other one. Each run is spawned directly
+//! (no shell), timed from spawn to exit, and its peak RSS and CPU time come
 //! from wait4's rusage. pam_google_authenticator gets a fresh code from
 //! `oathtool --totp -b SECRET` before each run (outside the timing); the
 //! pam_gateway cases read the code from the FIFO the fake fills.
@@ -190,6 +191,26 @@ const GA_STATEFUL: &str = "bench-ga-rl";
 
 /// The services whose message goes to the TLS fake, which records when
 /// each arrives (`--arrivals`).
+/// The rounds' case order: xorshift64 and Fisher–Yates, the same sequence
+/// in every run of the benchmark.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn shuffle(&mut self, v: &mut [usize]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
 const ARRIVAL_SERVICES: &[&str] = &["bench-gw-tls", "bench-gw-slow", "bench-gw-slow-daemon"];
 
 const CASES: &[(&str, &str, Input)] = &[
@@ -474,6 +495,8 @@ fn inner(args: &Args) -> Result<(), String> {
     }
     let k = cases.len();
     let mut rtts = Vec::new();
+    let mut order: Vec<usize> = (0..k).collect();
+    let mut rng = Shuffle(0x9E37_79B9_7F4A_7C15);
     for round in 0..args.warmup + args.runs {
         if let Some(target) = &args.rtt {
             let ms = round_trip(target)?;
@@ -481,8 +504,12 @@ fn inner(args: &Args) -> Result<(), String> {
                 rtts.push(ms);
             }
         }
-        for i in 0..k {
-            let idx = (i + round) % k;
+        // A new order every round: a login leaves work behind it (the
+        // daemon's final edit, the fake, the file system's journal), and
+        // in a fixed cyclic order every case would always follow the same
+        // one and carry its tail.
+        rng.shuffle(&mut order);
+        for &idx in &order {
             let run = run_once(args, &cases[idx], false)?;
             if !run.ok {
                 let again = run_once(args, &cases[idx], true)?;
@@ -642,17 +669,16 @@ fn report(args: &Args, cases: &[Case], rtts: &[f64]) {
     let floor = median(&permit.wall_ms);
     let floor_cpu = median(&permit.cpu_ms);
     println!(
-        "\n| stack | wall ÷ GA (medians) | wall ÷ GA (median of per-round ratios) | CPU ÷ GA | wall over pam_permit, ms | CPU over pam_permit, ms | peak RSS − GA, KiB |"
+        "\n| stack | wall ÷ GA (medians) | wall ÷ GA (median of per-round ratios) | CPU ÷ GA (medians) | CPU ÷ GA (median of per-round ratios) | wall over pam_permit, ms | CPU over pam_permit, ms | peak RSS − GA, KiB |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for c in cases.iter().filter(|c| c.name != "pam_permit") {
         let is_ga = c.name == ga.name;
-        let paired: Vec<f64> = c
-            .wall_ms
-            .iter()
-            .zip(&ga.wall_ms)
-            .map(|(x, g)| x / g)
-            .collect();
+        let per_round = |mine: &[f64], ga: &[f64]| -> Vec<f64> {
+            mine.iter().zip(ga).map(|(x, g)| x / g).collect()
+        };
+        let paired = per_round(&c.wall_ms, &ga.wall_ms);
+        let paired_cpu = per_round(&c.cpu_ms, &ga.cpu_ms);
         let ratio = |v: f64| {
             if is_ga {
                 "1 (reference)".to_string()
@@ -661,11 +687,12 @@ fn report(args: &Args, cases: &[Case], rtts: &[f64]) {
             }
         };
         println!(
-            "| {} | {} | {} | {} | {:+.2} | {:+.2} | {:+.0} |",
+            "| {} | {} | {} | {} | {} | {:+.2} | {:+.2} | {:+.0} |",
             c.name,
             ratio(median(&c.wall_ms) / median(&ga.wall_ms)),
             ratio(median(&paired)),
             ratio(median(&c.cpu_ms) / median(&ga.cpu_ms)),
+            ratio(median(&paired_cpu)),
             median(&c.wall_ms) - floor,
             median(&c.cpu_ms) - floor_cpu,
             median(&c.rss_kib) - median(&ga.rss_kib),

@@ -15,12 +15,16 @@
 //! returns `End`: an outcome, or a dialogue that sends nothing (a decoy,
 //! or a fallback factor).
 //!
-//! `[approve]` ([`crate::approve`]) changes two steps and no order: `deliver`
-//! hands a private Telegram chat's message to `pam-gatewayd` (an
-//! [`Approver`]) with number buttons, falling back to a direct send of the
-//! same code whenever the daemon cannot take it; `prompt` then shows the
-//! number to tap, and an empty answer waits for the tap (`await_tap`),
-//! which is judged under the user's lock like an answer (`judge_tap`).
+//! `[approve]` ([`crate::approve`]) changes who does two steps and no order:
+//! when the first route is a private Telegram chat, `pam-gatewayd` (an
+//! [`Approver`]) takes `reserve` and `deliver` in one request
+//! (`daemon_first`): it counts the send under the user's lock in the same
+//! state file, then sends the message with number buttons, so the login's
+//! process writes no state file before the code goes out. Whenever the
+//! daemon cannot take it, the module reserves and sends the same code
+//! directly, as without `[approve]`. `prompt` then shows the number to
+//! tap, and an empty answer waits for the tap (`await_tap`), which is
+//! judged under the user's lock like an answer (`judge_tap`).
 
 use std::cell::Cell;
 use std::ops::ControlFlow;
@@ -28,8 +32,8 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
-use crate::approve::wire::{ApprovalState, ErrorKind, Final};
-use crate::approve::{self, ApprovalRequest, ApproveError, Approver};
+use crate::approve::wire::{ApprovalState, ErrorKind, Final, Reserve};
+use crate::approve::{self, ApprovalRequest, ApproveError, Approved, Approver};
 use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
 use crate::config::{Config, FailMode, Unenrolled};
@@ -371,6 +375,9 @@ enum Tap {
 enum Offer {
     /// The message with the buttons went out.
     Sent(Approval),
+    /// The daemon counted the send against the limits, which allow none
+    /// now: nothing went out. The user has this many backup codes left.
+    Blocked(Block, usize),
     /// The daemon's send failed as a direct one would have: this route failed.
     Failed(DeliveryError),
     /// No approval: send the code directly, as without `[approve]`.
@@ -611,8 +618,104 @@ impl Flow<'_> {
         enrolment: Lookup<'_>,
     ) -> ControlFlow<End, Dialogue> {
         let routes = self.precheck_lookup(ctx, enrolment)?;
-        let sending = self.reserve(ctx, &routes)?;
-        self.deliver(ctx, routes, sending)
+        let code = self.draw(ctx, &routes)?;
+        let issued_at = self.clock.now();
+        let mut sent = Sent::new();
+        let mut approval_off = self.approver.is_none() || !self.config.approve.enabled;
+        let mut from = 0;
+        if !approval_off
+            && routes.first().is_some_and(tappable)
+            && let Some(reserve) = reserve_for(self.config)
+        {
+            match self.daemon_first(ctx, &routes[0], code, reserve, issued_at, &mut sent) {
+                Ok(end) => return end,
+                Err((code, next)) => {
+                    (from, approval_off) = next;
+                    let sending = self.reserve(ctx, &routes, code)?;
+                    return self.deliver(ctx, routes, from, sending, sent, approval_off);
+                }
+            }
+        }
+        let sending = self.reserve(ctx, &routes, code)?;
+        self.deliver(ctx, routes, from, sending, sent, approval_off)
+    }
+
+    /// `[approve]` with a private Telegram chat first: the daemon reserves
+    /// the send (in the same state file, under the same lock) and sends,
+    /// in one request. A sent message is the dialogue, a full window or a
+    /// lockout ends as [`Flow::blocked`] says; otherwise the code comes
+    /// back with where the module goes on (the first route to send
+    /// directly, and whether the daemon is still to be asked), the
+    /// daemon's failed send counted in `sent` as a route's.
+    #[allow(clippy::type_complexity)]
+    fn daemon_first(
+        &mut self,
+        ctx: &LoginContext,
+        route: &Route,
+        code: Code,
+        reserve: Reserve,
+        issued_at: Duration,
+        sent: &mut Sent,
+    ) -> Result<ControlFlow<End, Dialogue>, (Code, (usize, bool))> {
+        let id = route.gateway.id();
+        self.debug(
+            ctx,
+            &format!(
+                "asking pam-gatewayd to count and send via {id} to {}",
+                mask(&route.recipient)
+            ),
+        );
+        let text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
+        let offer = self.offer_approval(ctx, route, &code, text, Some(reserve));
+        match offer {
+            Offer::Sent(approval) => {
+                let prompt = approve::tap_prompt(approval.answer);
+                let delivered = Some((id, prompt));
+                Ok(ControlFlow::Continue(self.dialogue(
+                    code,
+                    issued_at,
+                    delivered,
+                    Some(approval),
+                )))
+            }
+            Offer::Blocked(block, backup_codes) => {
+                let fallback = Fallback {
+                    totp: self.totp.is_some(),
+                    backup: backup_codes > 0,
+                };
+                let now = self.wall.unix_now();
+                Ok(ControlFlow::Break(
+                    self.blocked(ctx, id, block, fallback, now),
+                ))
+            }
+            Offer::Failed(e) => {
+                self.route_failed(ctx, id, &e, &code, sent);
+                Err((code, (1, true)))
+            }
+            Offer::Direct => Err((code, (0, true))),
+        }
+    }
+
+    /// The dialogue for a code sent at `issued_at` (`delivered`: the
+    /// gateway and its prompt).
+    fn dialogue(
+        &self,
+        code: Code,
+        issued_at: Duration,
+        delivered: Option<(&'static str, String)>,
+        approval: Option<Approval>,
+    ) -> Dialogue {
+        let (gateway, prompt) = delivered.unwrap_or(("-", String::new()));
+        let deadline = issued_at + self.config.code.ttl;
+        let approval = approval.map(|a| Approval { deadline, ..a });
+        Dialogue {
+            prompt,
+            gateway,
+            judging: Judging::Answers(Expect {
+                code: Some((code, deadline, gateway)),
+            }),
+            approval,
+        }
     }
 
     /// Decides whether a code may be sent at all; nothing is sent or
@@ -693,6 +796,26 @@ impl Flow<'_> {
         ControlFlow::Continue(routes)
     }
 
+    /// [`Flow::draw`] and [`Flow::reserve`], for the unit tests.
+    #[cfg(test)]
+    fn reserve_drawn(&mut self, ctx: &LoginContext, routes: &[Route]) -> ControlFlow<End, Sending> {
+        let code = self.draw(ctx, routes)?;
+        self.reserve(ctx, routes, code)
+    }
+
+    /// [`Flow::deliver`] through every route, nothing sent before, for the
+    /// unit tests.
+    #[cfg(test)]
+    fn deliver_all(
+        &mut self,
+        ctx: &LoginContext,
+        routes: Vec<Route>,
+        sending: Sending,
+    ) -> ControlFlow<End, Dialogue> {
+        let approval_off = self.approver.is_none() || !self.config.approve.enabled;
+        self.deliver(ctx, routes, 0, sending, Sent::new(), approval_off)
+    }
+
     /// [`Flow::precheck_lookup`] for the unit tests, with a known enrolment.
     #[cfg(test)]
     fn precheck<'l>(
@@ -750,19 +873,29 @@ impl Flow<'_> {
         }
     }
 
-    /// Draws the code, then reserves its send under the user's lock before
-    /// anything goes out, so concurrent logins are counted exactly. A
-    /// lockout or a full window sends nothing ([`Flow::blocked`]). A failed
-    /// draw or an unusable state file denies, with nothing reserved.
-    fn reserve(&mut self, ctx: &LoginContext, routes: &[Route]) -> ControlFlow<End, Sending> {
-        let gateway = first_gateway(routes);
-        let code = match self.codes.generate(self.config.code.digits) {
-            Ok(c) => c,
+    /// Draws the code; a failed draw denies, with nothing reserved.
+    fn draw(&mut self, ctx: &LoginContext, routes: &[Route]) -> ControlFlow<End, Code> {
+        match self.codes.generate(self.config.code.digits) {
+            Ok(c) => ControlFlow::Continue(c),
             Err(e) => {
                 let reason = e.to_string();
-                return ControlFlow::Break(self.done(ctx, gateway, Outcome::SystemError, &reason));
+                let gateway = first_gateway(routes);
+                ControlFlow::Break(self.done(ctx, gateway, Outcome::SystemError, &reason))
             }
-        };
+        }
+    }
+
+    /// Reserves the code's send under the user's lock before anything
+    /// goes out, so concurrent logins are counted exactly. A lockout or a
+    /// full window sends nothing ([`Flow::blocked`]). An unusable state
+    /// file denies, with nothing reserved.
+    fn reserve(
+        &mut self,
+        ctx: &LoginContext,
+        routes: &[Route],
+        code: Code,
+    ) -> ControlFlow<End, Sending> {
+        let gateway = first_gateway(routes);
         let now = self.wall.unix_now();
         let limits = &self.config.limits;
         let reserved = update_with(self.state, &ctx.user, |s| {
@@ -856,19 +989,25 @@ impl Flow<'_> {
         }
     }
 
-    /// Sends the reserved code through the routes in order until one
-    /// delivers ([`Flow::send`]), and drops every route before it returns:
-    /// no gateway (HTTP client, runtime thread) is held while the user
-    /// reads and types. Goes on with the dialogue for the code; when no
-    /// route delivered, ends as [`Flow::undelivered`] decides.
+    /// Sends the reserved code through the routes from `from` on, in
+    /// order, until one delivers ([`Flow::send`]; `sent` holds what came
+    /// before, `approval_off`: the daemon is not to be asked), and drops
+    /// every route before it returns: no gateway (HTTP client, runtime
+    /// thread) is held while the user reads and types. Goes on with the
+    /// dialogue for the code; when no route delivered, ends as
+    /// [`Flow::undelivered`] decides.
     fn deliver(
         &mut self,
         ctx: &LoginContext,
         routes: Vec<Route>,
+        from: usize,
         sending: Sending,
+        mut sent: Sent,
+        approval_off: bool,
     ) -> ControlFlow<End, Dialogue> {
         let issued_at = self.clock.now();
-        let sent = self.send(ctx, &routes, &sending.code);
+        let rest = routes.get(from..).unwrap_or_default();
+        self.send(ctx, rest, &sending.code, &mut sent, approval_off);
         let first = routes
             .first()
             .map(|r| (r.gateway.id(), r.gateway.display_name().to_string()));
@@ -876,29 +1015,28 @@ impl Flow<'_> {
         // (reqwest's runtime thread, its epoll and sockets) go now, not at
         // the end of the login.
         drop(routes);
-        let Some((gateway, prompt)) = sent.delivered.clone() else {
+        if sent.delivered.is_none() {
             return ControlFlow::Break(self.undelivered(ctx, first, sent, &sending));
-        };
-        let deadline = issued_at + self.config.code.ttl;
-        let approval = sent.approval.map(|a| Approval { deadline, ..a });
-        ControlFlow::Continue(Dialogue {
-            prompt,
-            gateway,
-            judging: Judging::Answers(Expect {
-                code: Some((sending.code, deadline, gateway)),
-            }),
-            approval,
-        })
+        }
+        let approval = sent.approval.take();
+        let delivered = sent.delivered.take();
+        ControlFlow::Continue(self.dialogue(sending.code, issued_at, delivered, approval))
     }
 
-    /// Offers the message to each route in order until one delivers. Each
-    /// failure is logged with the code scrubbed (`[code]`): a service may
-    /// echo the request in its error. The message is wiped afterwards.
-    fn send(&mut self, ctx: &LoginContext, routes: &[Route], code: &Code) -> Sent {
+    /// Offers the message to each route in order until one delivers, into
+    /// `sent`. Each failure is logged with the code scrubbed (`[code]`): a
+    /// service may echo the request in its error. The message is wiped
+    /// afterwards.
+    fn send(
+        &mut self,
+        ctx: &LoginContext,
+        routes: &[Route],
+        code: &Code,
+        sent: &mut Sent,
+        mut approval_off: bool,
+    ) {
         let mut text = render_message(&self.config.template, ctx, code, self.config.code.ttl);
-        let mut sent = Sent::new();
         // Once the daemon is found absent or unsafe, not asked again.
-        let mut approval_off = self.approver.is_none() || !self.config.approve.enabled;
         for route in routes {
             let (id, recipient) = (route.gateway.id(), mask(&route.recipient));
             if !approval_off && tappable(route) {
@@ -906,17 +1044,19 @@ impl Flow<'_> {
                     ctx,
                     &format!("asking pam-gatewayd to send via {id} to {recipient}"),
                 );
-                match self.offer_approval(ctx, route, code, &text) {
+                match self.offer_approval(ctx, route, code, text.clone(), None) {
                     Offer::Sent(approval) => {
                         sent.delivered = Some((id, approve::tap_prompt(approval.answer)));
                         sent.approval = Some(approval);
                         break;
                     }
                     Offer::Failed(e) => {
-                        self.route_failed(ctx, id, &e, code, &mut sent);
+                        self.route_failed(ctx, id, &e, code, sent);
                         continue;
                     }
-                    Offer::Direct => approval_off = true,
+                    // Only an answer to a request that asks for the
+                    // reservation, which this one does not.
+                    Offer::Blocked(..) | Offer::Direct => approval_off = true,
                 }
             }
             self.debug(ctx, &format!("sending via {id} to {recipient}"));
@@ -925,11 +1065,10 @@ impl Flow<'_> {
                     sent.delivered = Some((id, prompt_for(route)));
                     break;
                 }
-                Err(e) => self.route_failed(ctx, id, &e, code, &mut sent),
+                Err(e) => self.route_failed(ctx, id, &e, code, sent),
             }
         }
         text.zeroize();
-        sent
     }
 
     /// Logs one route's failure with the code scrubbed (the next route
@@ -954,22 +1093,30 @@ impl Flow<'_> {
         sent.failed(e, ctx.caller_is_root, line);
     }
 
-    /// `[approve]`: has pam-gatewayd send `text` to the route's private
-    /// chat with the number buttons and "Not me". Whatever keeps the daemon
-    /// from taking it (absent, unsafe, stalled, an answer that is none)
-    /// means a direct send of the same code, logged once; a send the daemon
-    /// tried and that failed is this route's failure, of the same kind as a
-    /// direct send's, so fallback and `failmode` decide as without it.
+    /// `[approve]`: has pam-gatewayd send `text` (the rendered message,
+    /// wiped here) to the route's private chat with the number buttons and
+    /// "Not me", counting the send against the limits first when
+    /// `reserve` is given. Whatever keeps the daemon from taking it
+    /// (absent, unsafe, stalled, its state file unusable, an answer that
+    /// is none) means a direct send of the same code, logged once; a send
+    /// the daemon tried and that failed is this route's failure, of the
+    /// same kind as a direct send's, so fallback and `failmode` decide as
+    /// without it.
     fn offer_approval(
         &mut self,
         ctx: &LoginContext,
         route: &Route,
         code: &Code,
-        text: &str,
+        mut text: String,
+        reserve: Option<Reserve>,
     ) -> Offer {
-        let Some(chat_id) = approve::private_chat(&route.recipient) else {
+        let chat_id = approve::private_chat(&route.recipient);
+        let full = chat_id.map(|_| approval_text(ctx, &text));
+        text.zeroize();
+        let (Some(chat_id), Some(full)) = (chat_id, full) else {
             return Offer::Direct;
         };
+        let reserving = reserve.is_some();
         let drawn = approve::draw_numbers()
             .and_then(|(numbers, i)| Ok((numbers, numbers[i], approve::new_nonce()?)));
         let (numbers, answer, nonce) = match drawn {
@@ -984,10 +1131,11 @@ impl Flow<'_> {
             nonce,
             user: ctx.user.clone(),
             chat_id,
-            text: approval_text(ctx, text),
+            text: full,
             numbers,
             answer,
             expires_in_secs: self.config.code.ttl.as_secs(),
+            reserve,
         };
         let Some(approver) = self.approver.as_deref_mut() else {
             request.text.zeroize();
@@ -997,7 +1145,17 @@ impl Flow<'_> {
         request.text.zeroize();
         let scrub = |t: String| t.replace(code.expose(), "[code]");
         match result {
-            Ok(()) => Offer::Sent(Approval {
+            Ok(Approved::Blocked {
+                block,
+                backup_codes,
+            }) if reserving => Offer::Blocked(block, backup_codes),
+            Ok(Approved::Blocked { .. }) => {
+                let text = "approval: pam-gatewayd answered \"blocked\" to a request \
+                            that asked for no reservation; sending the code directly";
+                self.note(ctx, Level::Warning, text);
+                Offer::Direct
+            }
+            Ok(Approved::Sent) => Offer::Sent(Approval {
                 nonce: Some(request.nonce),
                 answer,
                 deadline: self.clock.now() + self.config.code.ttl,
@@ -1664,6 +1822,21 @@ fn approval_text(ctx: &LoginContext, message: &str) -> String {
 /// A failed send the daemon reports, as the same failure of a direct
 /// send; `None` for the daemon's own refusals (busy, a bad request, another
 /// version, a local failure): nothing was tried, the module sends itself.
+/// What the daemon needs to count a send as the module would: `config`'s
+/// state dir and limits; `None` for a state dir that is not UTF-8 (the
+/// module then counts the send itself).
+fn reserve_for(config: &Config) -> Option<Reserve> {
+    let l = &config.limits;
+    Some(Reserve {
+        state_dir: config.state_dir.to_str()?.to_string(),
+        codes_per_window: l.codes_per_window,
+        window: l.window,
+        failures_before_lockout: l.failures_before_lockout,
+        lockout: l.lockout,
+        max_lockout: l.max_lockout,
+    })
+}
+
 fn delivery_error(kind: ErrorKind, detail: String) -> Option<DeliveryError> {
     let detail = format!("via pam-gatewayd: {detail}");
     Some(match kind {
@@ -1675,7 +1848,11 @@ fn delivery_error(kind: ErrorKind, detail: String) -> Option<DeliveryError> {
             retry_after: None,
         },
         ErrorKind::Misconfigured => DeliveryError::Misconfigured(detail),
-        ErrorKind::Local | ErrorKind::BadRequest | ErrorKind::Version | ErrorKind::Busy => {
+        ErrorKind::Local
+        | ErrorKind::BadRequest
+        | ErrorKind::Version
+        | ErrorKind::Busy
+        | ErrorKind::State => {
             return None;
         }
     })
@@ -2182,7 +2359,7 @@ mod tests {
     fn reserve_counts_the_send_under_the_lock_before_anything_goes_out() {
         let mut rig = Rig::new("");
         let routes = vec![rig.route("telegram", Ok(()))];
-        let step = rig.flow().reserve(&ctx(), &routes);
+        let step = rig.flow().reserve_drawn(&ctx(), &routes);
         let ControlFlow::Continue(sending) = step else {
             panic!("stopped: {:?}", ended(step));
         };
@@ -2197,7 +2374,7 @@ mod tests {
         let mut rig = Rig::new("");
         rig.codes.broken = true;
         let routes = vec![rig.route("telegram", Ok(()))];
-        let outcome = done(rig.flow().reserve(&ctx(), &routes));
+        let outcome = done(rig.flow().reserve_drawn(&ctx(), &routes));
         assert_eq!(outcome, Outcome::SystemError);
         assert_eq!(rig.store.get("alice"), None);
         let reason = format!("reason=\"OS random source failed: {}\"", NO_ENTROPY_OS);
@@ -2214,7 +2391,7 @@ mod tests {
     fn reserve_denies_when_the_state_cannot_be_read() {
         let mut rig = Rig::new("");
         *rig.store.broken.lock().expect("lock") = Some("bad json".into());
-        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        let outcome = done(rig.flow().reserve_drawn(&ctx(), &[]));
         assert_eq!(outcome, Outcome::StateFailed);
         assert_eq!(
             rig.conv.errors,
@@ -2234,7 +2411,7 @@ mod tests {
         rig.give_backup_codes(2);
         rig.lock_out();
         let routes = vec![rig.route("telegram", Ok(()))];
-        let d = asked(rig.flow().reserve(&ctx(), &routes));
+        let d = asked(rig.flow().reserve_drawn(&ctx(), &routes));
         assert_eq!(
             d.prompt,
             "Too many wrong codes: no code sent (try again in 15 min). Backup code: "
@@ -2256,7 +2433,7 @@ mod tests {
     fn reserve_during_a_lockout_without_backup_codes_refuses() {
         let mut rig = Rig::new("").with_totp();
         rig.lock_out();
-        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        let outcome = done(rig.flow().reserve_drawn(&ctx(), &[]));
         assert_eq!(outcome, Outcome::LockedOut);
         assert_eq!(
             rig.conv.errors,
@@ -2275,7 +2452,7 @@ mod tests {
         rig.give_backup_codes(2);
         rig.set_state(|s| s.not_me = Some(START - 5));
         let routes = vec![rig.route("telegram", Ok(()))];
-        let outcome = done(rig.flow().reserve(&ctx(), &routes));
+        let outcome = done(rig.flow().reserve_drawn(&ctx(), &routes));
         assert_eq!(outcome, Outcome::LockedOut);
         assert_eq!(rig.conv.errors, [NOT_ME_LOCKED]);
         assert!(rig.state().sent.is_empty());
@@ -2294,7 +2471,7 @@ mod tests {
         let config = "[limits]\ncodes_per_window = 1\n";
         let mut rig = Rig::new(config).with_totp();
         rig.set_state(|s| s.sent = vec![START - 10]);
-        let d = asked(rig.flow().reserve(&ctx(), &[]));
+        let d = asked(rig.flow().reserve_drawn(&ctx(), &[]));
         assert_eq!(
             d.prompt,
             "No new code sent (limit reached; next in 15 min). Authenticator code: "
@@ -2304,7 +2481,7 @@ mod tests {
 
         let mut rig = Rig::new(config);
         rig.set_state(|s| s.sent = vec![START - 10]);
-        let outcome = done(rig.flow().reserve(&ctx(), &[]));
+        let outcome = done(rig.flow().reserve_drawn(&ctx(), &[]));
         assert_eq!(outcome, Outcome::RateLimited);
         assert_eq!(
             rig.conv.errors,
@@ -2324,7 +2501,7 @@ mod tests {
         };
         let routes = vec![rig.route("telegram", Err(echo))];
         let s = sending(&rig, NO_FALLBACK);
-        let outcome = done(rig.flow().deliver(&ctx(), routes, s));
+        let outcome = done(rig.flow().deliver_all(&ctx(), routes, s));
         assert_eq!(outcome, Outcome::DeliveryFailedDenied);
         let log = rig.log_text();
         assert!(!log.contains(CODE), "{log}");
@@ -2352,7 +2529,7 @@ mod tests {
         )];
         let s = sending(&rig, NO_FALLBACK);
         assert_eq!(
-            done(rig.flow().deliver(&ctx(), routes, s)),
+            done(rig.flow().deliver_all(&ctx(), routes, s)),
             Outcome::DeliveryFailedDenied
         );
         assert_eq!(
@@ -2390,7 +2567,7 @@ mod tests {
             let mut c = ctx();
             c.caller_is_root = caller_is_root;
             let s = sending(&rig, NO_FALLBACK);
-            assert_eq!(done(rig.flow().deliver(&c, routes, s)), want, "{label}");
+            assert_eq!(done(rig.flow().deliver_all(&c, routes, s)), want, "{label}");
             let not_applied = rig.log_text().contains("failmode=safe not applied");
             assert_eq!(
                 not_applied,
@@ -2405,7 +2582,7 @@ mod tests {
         let mut rig = Rig::new("[policy]\nfailmode = \"safe\"\n");
         let s = sending(&rig, NO_FALLBACK);
         assert_eq!(
-            done(rig.flow().deliver(&ctx(), vec![], s)),
+            done(rig.flow().deliver_all(&ctx(), vec![], s)),
             Outcome::DeliveryFailedDenied
         );
         assert!(rig.log_text().contains(
@@ -2421,7 +2598,7 @@ mod tests {
             rig.route("signal", Ok(())),
         ];
         let s = sending(&rig, NO_FALLBACK);
-        let step = rig.flow().deliver(&ctx(), routes, s);
+        let step = rig.flow().deliver_all(&ctx(), routes, s);
         let ControlFlow::Continue(d) = step else {
             panic!("stopped: {:?}", ended(step));
         };
@@ -2452,7 +2629,7 @@ mod tests {
             backup: true,
         };
         let s = sending(&rig, fallback);
-        let d = asked(rig.flow().deliver(&ctx(), routes, s));
+        let d = asked(rig.flow().deliver_all(&ctx(), routes, s));
         assert_eq!(
             d.prompt,
             "Could not send a code via Telegram. Authenticator or backup code: "

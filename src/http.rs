@@ -240,13 +240,23 @@ pub fn client_with_roots(
     build_client(settings, timeout, roots, 0)
 }
 
-/// Like [`client_with_timeout`], but keeping one idle connection per host
-/// open between exchanges (up to [`WARM_IDLE`]): for a long-lived process
-/// (`pam-gatewayd`) whose sends should not each pay a new TCP and TLS
-/// handshake. A login's client keeps none (it sends once).
+/// Like [`client_with_timeout`], but keeping up to [`WARM_CONNECTIONS`]
+/// idle connections per host open between exchanges (each up to
+/// [`WARM_IDLE`]): for a long-lived process (`pam-gatewayd`) whose sends
+/// should not each pay a new TCP and TLS handshake. A login's client keeps
+/// none (it sends once).
 pub fn warm_client(settings: &HttpSettings, timeout: Duration) -> Result<Client, TransportError> {
-    build_client(settings, timeout, TrustRoots::System, 1)
+    build_client(settings, timeout, TrustRoots::System, WARM_CONNECTIONS)
 }
+
+/// Idle connections [`warm_client`] keeps per host. More than one: an
+/// exchange that finds every kept connection busy (a login's message sent
+/// while the last login's final edit is still on its way) opens a new one,
+/// and with room for one idle connection only, one of the two would be
+/// closed again once both are done, so that every such overlap paid a new
+/// handshake (one round trip more to the Bot API, measured in
+/// BENCHMARKS.md).
+pub const WARM_CONNECTIONS: usize = 4;
 
 /// How long [`warm_client`] keeps an idle connection.
 pub const WARM_IDLE: Duration = Duration::from_secs(90);

@@ -10,8 +10,9 @@ use pam_gateway_core::approve::wire::{ApprovalState, ErrorKind, Final};
 use pam_gateway_core::config::Config;
 use pam_gateway_core::flow::{Enrolment, Flow, LoginContext, Outcome};
 use pam_gateway_core::gateway::DeliveryError;
+use pam_gateway_core::limits::Limits;
 use pam_gateway_core::log::MemoryLog;
-use pam_gateway_core::state::{MemoryStateStore, UserState};
+use pam_gateway_core::state::{UserState, WallClock};
 use pgw_test_support::flow_fakes::{
     FakeClock, FakeDaemon, FakeWall, FixedCodes, NoGroups, Outbox, ScriptedConv, Step, WaitAnswer,
     typed,
@@ -113,7 +114,8 @@ fn run(case: Case, clock: &FakeClock, daemon: &FakeDaemon) -> Run {
         password_was_wrong: case.password_was_wrong,
         caller_is_root: case.caller_is_root,
     };
-    let store = MemoryStateStore::default();
+    // The daemon counts its sends in the same state as the module.
+    let store = daemon.store.clone();
     let mut approver = daemon.clone();
     let outcome = Flow {
         config: &config,
@@ -122,7 +124,7 @@ fn run(case: Case, clock: &FakeClock, daemon: &FakeDaemon) -> Run {
         codes: &mut codes,
         log: &mut log_w,
         debug: true,
-        state: &store,
+        state: &*store,
         wall: &wall,
         groups: &NoGroups,
         totp: None,
@@ -613,6 +615,119 @@ fn the_wrong_password_decoy_offers_a_tap_too() {
     assert_eq!(r.outcome, Outcome::WrongPassword);
     assert!(r.prompts[0].starts_with("Tap "), "{:?}", r.prompts);
     assert!(daemon.log.borrow().requests.is_empty());
+}
+
+/// With a private chat first, the daemon counts the send (in the same
+/// state, with the module's state_dir and limits) and sends it in one
+/// request: the window holds one send, not two, and the typed code works.
+#[test]
+fn the_daemon_counts_the_send_and_the_module_does_not_count_it_again() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let mut case = Case::new(vec![Step::TypeBytes(CODE.into())]);
+    case.config = format!("state_dir = \"/srv/pgw\"\n{ON}[limits]\ncodes_per_window = 2\n");
+    let r = run(case, &clock, &daemon);
+    assert_eq!(r.outcome, TELEGRAM);
+    let reserve = daemon
+        .request()
+        .reserve
+        .expect("the daemon was asked to count");
+    assert_eq!(reserve.state_dir, "/srv/pgw");
+    let limits = Limits {
+        codes_per_window: 2,
+        ..Limits::default()
+    };
+    assert_eq!(reserve.limits(), limits);
+    assert_eq!(r.state.expect("state").sent.len(), 1, "counted once");
+    assert!(r.delivered.is_empty(), "nothing sent directly");
+}
+
+fn state_with(f: impl FnOnce(&mut UserState)) -> UserState {
+    let mut s = UserState::new();
+    f(&mut s);
+    s
+}
+
+/// A full window, as the daemon counted it: nothing goes out (neither
+/// through the daemon nor directly) and the login is refused as without
+/// the daemon.
+#[test]
+fn a_full_window_the_daemon_sees_sends_nothing() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let now = FakeWall::following(&clock).unix_now();
+    let full = state_with(|s| s.sent = vec![now; 5]);
+    daemon.store.set("alice", full);
+    let r = run(Case::new(vec![]), &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::RateLimited);
+    assert!(r.delivered.is_empty());
+    assert_eq!(
+        r.errors,
+        ["Too many codes requested: no code sent. Try again in 15 min."]
+    );
+    assert_eq!(r.state.expect("state").sent.len(), 5, "nothing counted");
+    assert!(
+        daemon.log.borrow().finished.is_empty(),
+        "no message to finish"
+    );
+}
+
+/// "Not me" (or a lockout) seen by the daemon: nothing goes out, and the
+/// module says why as it does when it counts itself.
+#[test]
+fn a_lock_the_daemon_sees_sends_nothing() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let now = FakeWall::following(&clock).unix_now();
+    daemon
+        .store
+        .set("alice", state_with(|s| s.not_me = Some(now)));
+    let r = run(Case::new(vec![]), &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::LockedOut);
+    assert!(r.delivered.is_empty());
+    assert_eq!(daemon.log.borrow().requests.len(), 1);
+    assert!(r.log.contains("locked: Not me was tapped"), "{}", r.log);
+}
+
+/// A send through the daemon that certainly reached nobody does not
+/// count: the daemon gives its reservation back, and so does the module
+/// for the routes it then had left (none here).
+#[test]
+fn a_send_through_the_daemon_that_reached_nobody_is_not_counted() {
+    let clock = FakeClock::default();
+    let daemon = daemon_failing(
+        &clock,
+        ApproveError::Failed {
+            kind: ErrorKind::Rejected,
+            detail: "Bad Request: chat not found".into(),
+        },
+    );
+    let r = run(Case::new(vec![]), &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
+    assert!(r.delivered.is_empty());
+    assert_eq!(r.state.expect("state").sent, Vec::<u64>::new());
+}
+
+/// A daemon that cannot use the state file takes nothing: the module
+/// counts (here it cannot either, and refuses) and would send directly.
+#[test]
+fn a_state_file_the_daemon_cannot_use_is_left_to_the_module() {
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    *daemon.store.broken.lock().expect("lock") = Some("disk on fire".into());
+    let r = run(Case::new(vec![]), &clock, &daemon);
+    assert_eq!(r.outcome, Outcome::StateFailed);
+    assert!(r.delivered.is_empty());
+    assert!(
+        r.log
+            .contains("approval: pam-gatewayd did not take it (State: "),
+        "{}",
+        r.log
+    );
+    assert_eq!(
+        r.errors,
+        ["Login refused: the login state cannot be read. Tell your admin."]
+    );
 }
 
 fn clock_secs(clock: &FakeClock) -> u64 {

@@ -12,15 +12,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pam_gateway_core::approve::wire::{
-    ApprovalState, DaemonStatus, ErrorKind, Final, MAX_FRAME, MAX_WAIT_MS, Request, Response,
-    TextUpdate, VERSION,
+    ApprovalState, BlockKind, DaemonStatus, ErrorKind, Final, MAX_FRAME, MAX_WAIT_MS, Request,
+    Reserve, Response, TextUpdate, VERSION,
 };
 use pam_gateway_core::config::Config;
 use pam_gateway_core::gateway::delivery::DeliveryError;
 use pam_gateway_core::gateway::telegram::TelegramClient;
+use pam_gateway_core::limits::{self, Block};
 use pam_gateway_core::log::{Level, field};
 use pam_gateway_core::redact::mask;
-use pam_gateway_core::state::{SystemWallClock, WallClock};
+use pam_gateway_core::secure_file::Owner;
+use pam_gateway_core::state::{FileStateStore, SystemWallClock, WallClock, update_with};
 use serde_json::{Value, json};
 
 use crate::log::Logger;
@@ -186,6 +188,7 @@ impl Daemon {
                 numbers,
                 answer,
                 expires_in_secs,
+                reserve,
                 ..
             } => self.approve(
                 nonce,
@@ -195,6 +198,7 @@ impl Daemon {
                 numbers,
                 answer,
                 expires_in_secs,
+                reserve.as_ref(),
             ),
             Request::Wait { nonce, wait_ms, .. } => self.wait(&nonce, wait_ms),
             Request::Finish { nonce, result, .. } => self.finish(&nonce, result),
@@ -214,9 +218,18 @@ impl Daemon {
         numbers: [u8; 3],
         answer: u8,
         expires_in_secs: u64,
+        reserve: Option<&Reserve>,
     ) -> Response {
         if let Err(why) = check_approve(&nonce, &user, chat_id, text, numbers, answer) {
             return error(ErrorKind::BadRequest, why);
+        }
+        if let Some(r) = reserve
+            && !std::path::Path::new(&r.state_dir).is_absolute()
+        {
+            return error(
+                ErrorKind::BadRequest,
+                "reserve.state_dir must be an absolute path".to_string(),
+            );
         }
         if !(1..=MAX_EXPIRY_SECS).contains(&expires_in_secs) {
             return error(
@@ -252,6 +265,14 @@ impl Daemon {
                 },
             );
         }
+        // The send counted before it goes out, as the module counts it.
+        let reserved = match reserve.map(|r| self.reserve(&user, r)).transpose() {
+            Ok(at) => at,
+            Err(answer) => {
+                self.lock().approvals.remove(&nonce);
+                return answer;
+            }
+        };
         let markup = keyboard(&nonce, numbers);
         match self.sender.send_with_markup(chat_id, text, &markup) {
             Ok(message_id) => {
@@ -274,12 +295,76 @@ impl Daemon {
             Err(e) => {
                 self.lock().approvals.remove(&nonce);
                 let e = pam_gateway_core::http::without_message(DeliveryError::from(e), text);
+                if let (Some(r), Some(at)) = (reserve, reserved)
+                    && e.nothing_delivered()
+                {
+                    self.release(&user, r, at);
+                }
                 self.log.log(
                     Level::Warning,
                     &format!("approval for user={} not sent: {e}", field(&user)),
                 );
                 delivery_error(e)
             }
+        }
+    }
+
+    /// `Approve`'s reservation (`limits::reserve_send` in the user's state
+    /// file, under its lock): the Unix time it was made at, or the answer
+    /// that ends the request (the limits allow no send; the file cannot
+    /// be used).
+    fn reserve(&self, user: &str, r: &Reserve) -> Result<u64, Response> {
+        let store = FileStateStore::new(&r.state_dir, Owner::ROOT);
+        let limits = r.limits();
+        let now = SystemWallClock.unix_now();
+        let counted = update_with(&store, user, |s| {
+            (limits::reserve_send(s, &limits, now), s.backup_codes.len())
+        });
+        match counted {
+            Ok((Ok(()), _)) => Ok(now),
+            Ok((Err(block), backup_codes)) => {
+                let (kind, until) = match block {
+                    Block::LockedOut { until } => (BlockKind::LockedOut, until),
+                    Block::TooManyCodes { until } => (BlockKind::TooManyCodes, until),
+                };
+                self.log.log(
+                    Level::Info,
+                    &format!(
+                        "approval for user={} not sent: {}",
+                        field(user),
+                        match kind {
+                            BlockKind::LockedOut => "the second factor is locked",
+                            BlockKind::TooManyCodes => "codes_per_window reached",
+                        }
+                    ),
+                );
+                Err(Response::Blocked {
+                    block: kind,
+                    until,
+                    backup_codes: u32::try_from(backup_codes).unwrap_or(u32::MAX),
+                })
+            }
+            Err(e) => {
+                self.log.log(
+                    Level::Error,
+                    &format!("approval for user={} not sent: state: {e}", field(user)),
+                );
+                Err(error(ErrorKind::State, e.to_string()))
+            }
+        }
+    }
+
+    /// Gives back a reservation whose send certainly reached nobody.
+    fn release(&self, user: &str, r: &Reserve, at: u64) {
+        let store = FileStateStore::new(&r.state_dir, Owner::ROOT);
+        if let Err(e) = update_with(&store, user, |s| limits::release_send(s, at)) {
+            self.log.log(
+                Level::Warning,
+                &format!(
+                    "could not give back the unused send of user={}: {e}",
+                    field(user)
+                ),
+            );
         }
     }
 

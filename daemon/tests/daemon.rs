@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_gateway_core::approve::wire::{
-    ApprovalState, DaemonStatus, ErrorKind, Final, MAX_FRAME, Request, Response, TextUpdate,
-    VERSION, read_frame, write_frame,
+    ApprovalState, BlockKind, DaemonStatus, ErrorKind, Final, MAX_FRAME, Request, Reserve,
+    Response, TextUpdate, VERSION, read_frame, write_frame,
 };
 use pgw_test_support::daemon::{DaemonProcess, WAIT};
 use pgw_test_support::fake_telegram::{CallbackAnswer, FakeOptions, FakeTelegram, Message, Mode};
@@ -152,7 +152,16 @@ impl Daemon {
     }
 
     fn approve(&self, nonce: &str, expires: u64) -> i64 {
-        match self.ask(&approve_request(nonce, "alice", CHAT, expires)) {
+        self.approve_with(nonce, expires, None)
+    }
+
+    /// [`Daemon::approve`], counting the send first with `reserve`.
+    fn approve_with(&self, nonce: &str, expires: u64, reserve: Option<Reserve>) -> i64 {
+        let mut request = approve_request(nonce, "alice", CHAT, expires);
+        if let Request::Approve { reserve: field, .. } = &mut request {
+            *field = reserve;
+        }
+        match self.ask(&request) {
             Response::Sent { message_id } => message_id,
             other => panic!("Approve: {other:?}\n{}", self.log_text()),
         }
@@ -227,6 +236,7 @@ fn approve_request(nonce: &str, user: &str, chat_id: i64, expires: u64) -> Reque
         numbers: [17, 42, 88],
         answer: 42,
         expires_in_secs: expires,
+        reserve: None,
     }
 }
 
@@ -296,6 +306,84 @@ fn right_number_approves_and_finish_edits_the_message() {
     assert!(!log.contains("482913") && !log.contains(TOKEN), "{log}");
     let secret = TOKEN.split_once(':').map(|(_, s)| s).unwrap_or(TOKEN);
     assert!(!log.contains(secret), "{log}");
+}
+
+/// `Approve` with `reserve`: the daemon counts the send in the user's
+/// state file (root's, 0600) before it sends, as the module would; with
+/// the window full it sends nothing and says until when; a send that
+/// certainly reached nobody is given back; a relative state dir is
+/// refused.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn approve_counts_the_send_first_when_asked_to() {
+    let (fake, d) = started();
+    let mut reserve = Reserve {
+        state_dir: d.dir.0.join("state").display().to_string(),
+        codes_per_window: 2,
+        window: 900,
+        failures_before_lockout: 5,
+        lockout: 900,
+        max_lockout: 86_400,
+    };
+    let ask = |user: &str, chat: i64, reserve: &Reserve| {
+        let mut r = approve_request(&nonce(), user, chat, 120);
+        if let Request::Approve { reserve: field, .. } = &mut r {
+            *field = Some(reserve.clone());
+        }
+        d.ask(&r)
+    };
+    let sent = |user: &str| d.state_file(user)["sent"].as_array().map_or(0, |a| a.len());
+    for i in 1..=2 {
+        let r = ask("alice", CHAT, &reserve);
+        assert!(matches!(r, Response::Sent { .. }), "{r:?}");
+        assert_eq!(sent("alice"), i);
+    }
+    let meta = fs::metadata(d.dir.0.join("state").join("alice.json")).unwrap();
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (0, 0o600));
+    let messages = fake.sent().len();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    match ask("alice", CHAT, &reserve) {
+        Response::Blocked {
+            block: BlockKind::TooManyCodes,
+            until,
+            backup_codes: 0,
+        } => assert!(until > now && until <= now + 901, "{until} vs {now}"),
+        other => panic!("expected blocked, got {other:?}"),
+    }
+    assert_eq!(fake.sent().len(), messages, "nothing sent once blocked");
+    assert_eq!(sent("alice"), 2);
+    assert!(
+        d.log_text()
+            .contains("approval for user=alice not sent: codes_per_window reached"),
+        "{}",
+        d.log_text()
+    );
+
+    // A chat Telegram does not know: refused, nothing delivered, the
+    // reservation given back.
+    let r = ask("bob", 999_999_999, &reserve);
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                kind: ErrorKind::Rejected,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+    assert!(
+        d.dir.0.join("state").join("bob.json").exists(),
+        "counted before the send"
+    );
+    assert_eq!(sent("bob"), 0, "and given back");
+
+    reserve.state_dir = "state".into();
+    let detail = error_detail(ask("carol", CHAT, &reserve), ErrorKind::BadRequest);
+    assert!(detail.contains("absolute"), "{detail}");
 }
 
 /// `Finish` answers without waiting for Telegram to take the final edit
@@ -933,6 +1021,51 @@ fn sends_go_over_one_warm_connection() {
 }
 
 /// (open descriptors, threads, RSS in KiB) of a process.
+/// A login's message sent while the last login's final edit is still on
+/// its way finds the edit's connection busy and opens a second one; both
+/// stay warm, so the next such overlap opens none (with room for one idle
+/// connection only, one of the two was closed and every overlap paid a
+/// new handshake). The fake trickles its answers, so each exchange takes
+/// a while and the edit and the send overlap.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn an_edit_in_flight_and_a_send_keep_two_warm_connections() {
+    let (fake, d) = started();
+    let first = nonce();
+    d.approve(&first, 120);
+    fake.set_mode(Mode::Trickle { delay_ms: 1 });
+    let mut ids = vec![first];
+    for _ in 0..3 {
+        // Finish answers at once; its edit goes out on the editor thread
+        // while the next login's message is sent.
+        let last = ids.last().cloned().unwrap_or_default();
+        d.finish(&last, Final::Used);
+        let next = nonce();
+        d.approve(&next, 120);
+        ids.push(next);
+        let edits = ids.len() - 1;
+        let deadline = Instant::now() + WAIT;
+        while fake.edits().len() < edits && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(fake.edits().len(), edits, "the edit went out");
+    }
+    let mut used: Vec<u64> = fake.sent().iter().map(|m| m.connection).collect();
+    used.extend(fake.edits().iter().map(|e| e.connection));
+    used.sort_unstable();
+    used.dedup();
+    assert_eq!(
+        used.len(),
+        2,
+        "four sends and three edits, two of them at a time, over two connections: {:?} {:?}",
+        fake.sent().iter().map(|m| m.connection).collect::<Vec<_>>(),
+        fake.edits()
+            .iter()
+            .map(|e| e.connection)
+            .collect::<Vec<_>>()
+    );
+}
+
 fn resources(pid: u32) -> (usize, usize, u64) {
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -959,8 +1092,25 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
         .unwrap_or(300);
     let (fake, d) = started();
     let pid = d.child.as_ref().unwrap().id();
+    // Every other approval is counted in alice's state file first (a
+    // window no send fills): its lock, temp file and rename each time.
+    let reserve = Reserve {
+        state_dir: d.dir.0.join("state").display().to_string(),
+        codes_per_window: u32::MAX,
+        window: 1,
+        failures_before_lockout: 5,
+        lockout: 900,
+        max_lockout: 86_400,
+    };
     let cycle = |i: usize| {
-        let (n, id, m) = d.approval(&fake, 120);
+        let (n, id, m) = if i % 2 == 1 {
+            let n = nonce();
+            let id = d.approve_with(&n, 120, Some(reserve.clone()));
+            let m = message(&fake, id);
+            (n, id, m)
+        } else {
+            d.approval(&fake, 120)
+        };
         let label = if i % 3 == 0 { "17" } else { "42" };
         let up = fake.tap(CHAT, id, &m.button_data(label));
         let want = if i % 3 == 0 {
@@ -1001,6 +1151,10 @@ fn many_approvals_leave_no_descriptors_or_threads_behind() {
         "threads grew: {before:?} → {after:?}"
     );
     assert_eq!(d.status().pending, 0);
+    assert!(
+        d.state_file("alice")["sent"].as_array().is_some(),
+        "the reserving approvals wrote alice's state"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::wire::{ApprovalState, ErrorKind, Final};
+use super::wire::{ApprovalState, ErrorKind, Final, Reserve};
+use crate::limits::Block;
 
 /// Why a request to the daemon came to nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,13 +56,28 @@ pub struct ApprovalRequest {
     /// The one shown in the prompt.
     pub answer: u8,
     pub expires_in_secs: u64,
+    /// The daemon counts the send against the limits first
+    /// ([`Reserve`]); `None`: the module has counted it.
+    pub reserve: Option<Reserve>,
+}
+
+/// What the daemon did with an [`ApprovalRequest`] it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Approved {
+    /// The message with the buttons went out (and, with
+    /// [`ApprovalRequest::reserve`], was counted).
+    Sent,
+    /// With [`ApprovalRequest::reserve`]: the limits allow no send now and
+    /// nothing went out; the user has `backup_codes` backup codes left.
+    Blocked { block: Block, backup_codes: usize },
 }
 
 /// The daemon as the login flow sees it; [`Client`](crate::approve::client::Client) in production, fakes
 /// in tests.
 pub trait Approver {
-    /// Has the daemon send the message with the buttons.
-    fn approve(&mut self, request: &ApprovalRequest) -> Result<(), ApproveError>;
+    /// Has the daemon send the message with the buttons (counting the
+    /// send first when the request asks it to).
+    fn approve(&mut self, request: &ApprovalRequest) -> Result<Approved, ApproveError>;
     /// Waits up to `wait` for the approval to leave `Pending`.
     fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError>;
     /// The login is over: the message shows `result`, the nonce is gone.

@@ -24,8 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use super::approver::ApproveError;
-use super::approver::{ApprovalRequest, Approver};
-use super::wire::{self, ApprovalState, ErrorKind, Final, FrameError, Request};
+use super::approver::{ApprovalRequest, Approved, Approver};
+use super::wire::{self, ApprovalState, BlockKind, ErrorKind, Final, FrameError, Request};
+use crate::limits::Block;
 use crate::secure_file::{Owner, check_dir};
 
 /// Connecting, and writing a request.
@@ -100,6 +101,11 @@ impl Client {
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
     Sent,
+    Blocked {
+        block: BlockKind,
+        until: u64,
+        backup_codes: u32,
+    },
     State(ApprovalState),
     Done,
     Status,
@@ -141,6 +147,23 @@ fn decode(body: &[u8]) -> Result<Answer, FrameError> {
                 .as_i64()
                 .ok_or_else(|| invalid("message_id"))?;
             (Answer::Sent, Some(&["message_id"]))
+        }
+        "blocked" => {
+            let block = field("block")?
+                .as_str()
+                .and_then(block_kind)
+                .ok_or_else(|| invalid("block"))?;
+            let until = field("until")?.as_u64().ok_or_else(|| invalid("until"))?;
+            let backup_codes = field("backup_codes")?
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| invalid("backup_codes"))?;
+            let answer = Answer::Blocked {
+                block,
+                until,
+                backup_codes,
+            };
+            (answer, Some(&["block", "until", "backup_codes"]))
         }
         "state" => {
             let state = field("state")?
@@ -189,6 +212,15 @@ fn approval_state(name: &str) -> Option<ApprovalState> {
     })
 }
 
+/// [`BlockKind`] by its wire name.
+fn block_kind(name: &str) -> Option<BlockKind> {
+    Some(match name {
+        "locked_out" => BlockKind::LockedOut,
+        "too_many_codes" => BlockKind::TooManyCodes,
+        _ => return None,
+    })
+}
+
 /// [`ErrorKind`] by its wire name.
 fn error_kind(name: &str) -> Option<ErrorKind> {
     Some(match name {
@@ -201,6 +233,7 @@ fn error_kind(name: &str) -> Option<ErrorKind> {
         "bad_request" => ErrorKind::BadRequest,
         "version" => ErrorKind::Version,
         "busy" => ErrorKind::Busy,
+        "state" => ErrorKind::State,
         _ => return None,
     })
 }
@@ -253,6 +286,7 @@ fn frame_error(e: FrameError) -> ApproveError {
 fn unexpected(answer: &Answer) -> ApproveError {
     let what = match answer {
         Answer::Sent => "sent",
+        Answer::Blocked { .. } => "blocked",
         Answer::State(_) => "state",
         Answer::Done => "done",
         Answer::Updates => "updates",
@@ -328,7 +362,7 @@ impl Client {
 }
 
 impl Approver for Client {
-    fn approve(&mut self, r: &ApprovalRequest) -> Result<(), ApproveError> {
+    fn approve(&mut self, r: &ApprovalRequest) -> Result<Approved, ApproveError> {
         let request = Request::Approve {
             version: wire::VERSION,
             nonce: r.nonce.clone(),
@@ -338,6 +372,7 @@ impl Approver for Client {
             numbers: r.numbers,
             answer: r.answer,
             expires_in_secs: r.expires_in_secs,
+            reserve: r.reserve.clone(),
         };
         let answer = self.exchange(&request, SEND_TIMEOUT);
         // The request held the message, and so the code.
@@ -345,7 +380,19 @@ impl Approver for Client {
             zeroize::Zeroize::zeroize(&mut text);
         }
         match answer? {
-            Answer::Sent => Ok(()),
+            Answer::Sent => Ok(Approved::Sent),
+            // Only an answer to a request that asked for the reservation.
+            Answer::Blocked {
+                block,
+                until,
+                backup_codes,
+            } if r.reserve.is_some() => Ok(Approved::Blocked {
+                block: match block {
+                    BlockKind::LockedOut => Block::LockedOut { until },
+                    BlockKind::TooManyCodes => Block::TooManyCodes { until },
+                },
+                backup_codes: backup_codes as usize,
+            }),
             other => Err(unexpected(&other)),
         }
     }
@@ -433,6 +480,47 @@ mod tests {
             numbers: [17, 42, 88],
             answer: 42,
             expires_in_secs: 120,
+            reserve: None,
+        }
+    }
+
+    /// `blocked` is an answer only to a request that asked for the
+    /// reservation: to one that did not, it is a protocol error.
+    #[test]
+    fn blocked_is_read_only_after_a_reservation() {
+        use super::super::wire::Reserve;
+        let blocked = Response::Blocked {
+            block: BlockKind::TooManyCodes,
+            until: 99,
+            backup_codes: 2,
+        };
+        let (_d, path, l) = listener();
+        let _h = serve_one(l, blocked.clone());
+        assert!(matches!(
+            client(&path).approve(&request()),
+            Err(ApproveError::Protocol(_))
+        ));
+        let (_d, path, l) = listener();
+        let h = serve_one(l, blocked);
+        let mut asked = request();
+        asked.reserve = Some(Reserve {
+            state_dir: "/var/lib/pam_gateway".into(),
+            codes_per_window: 5,
+            window: 900,
+            failures_before_lockout: 5,
+            lockout: 900,
+            max_lockout: 86_400,
+        });
+        assert_eq!(
+            client(&path).approve(&asked),
+            Ok(Approved::Blocked {
+                block: Block::TooManyCodes { until: 99 },
+                backup_codes: 2
+            })
+        );
+        match h.join().expect("server") {
+            Request::Approve { reserve, .. } => assert_eq!(reserve, asked.reserve),
+            other => panic!("{other:?}"),
         }
     }
 
@@ -536,6 +624,15 @@ mod tests {
         use super::super::wire::{DaemonStatus, TextUpdate};
         let as_answer = |r: &Response| match r {
             Response::Sent { .. } => Answer::Sent,
+            Response::Blocked {
+                block,
+                until,
+                backup_codes,
+            } => Answer::Blocked {
+                block: *block,
+                until: *until,
+                backup_codes: *backup_codes,
+            },
             Response::State { state } => Answer::State(*state),
             Response::Done => Answer::Done,
             Response::Updates { .. } => Answer::Updates,
@@ -563,6 +660,7 @@ mod tests {
             ErrorKind::BadRequest,
             ErrorKind::Version,
             ErrorKind::Busy,
+            ErrorKind::State,
         ];
         let status = DaemonStatus {
             daemon: "0.1.0".into(),
@@ -583,6 +681,16 @@ mod tests {
         };
         let mut responses = vec![
             Response::Sent { message_id: -7 },
+            Response::Blocked {
+                block: BlockKind::TooManyCodes,
+                until: 1_700_000_000,
+                backup_codes: 0,
+            },
+            Response::Blocked {
+                block: BlockKind::LockedOut,
+                until: u64::MAX,
+                backup_codes: 7,
+            },
             Response::Done,
             Response::Status { status },
             Response::Updates {
@@ -611,6 +719,11 @@ mod tests {
                 r#"{"result":"state","state":null}"#,
                 r#"{"result":"state"}"#,
                 r#"{"result":"done","state":"gone"}"#,
+                r#"{"result":"blocked","block":"locked_out","until":1}"#,
+                r#"{"result":"blocked","block":"frozen","until":1,"backup_codes":0}"#,
+                r#"{"result":"blocked","block":"locked_out","until":-1,"backup_codes":0}"#,
+                r#"{"result":"blocked","block":"locked_out","until":1,"backup_codes":4294967296}"#,
+                r#"{"result":"blocked","block":"locked_out","until":1,"backup_codes":0,"x":0}"#,
                 r#"{"result":"error","kind":"refused"}"#,
                 r#"{"result":"error","kind":"nope","detail":""}"#,
                 r#"{"result":"error","kind":"busy","detail":5}"#,

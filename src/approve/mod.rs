@@ -13,7 +13,7 @@ pub mod approver;
 pub mod client;
 pub mod wire;
 
-pub use approver::{ApprovalRequest, ApproveError, Approver};
+pub use approver::{ApprovalRequest, ApproveError, Approved, Approver};
 pub use client::Client;
 
 /// Where the daemon listens unless `[approve] socket` says otherwise.

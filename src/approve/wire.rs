@@ -51,6 +51,10 @@ pub enum Request {
         numbers: [u8; 3],
         answer: u8,
         expires_in_secs: u64,
+        /// Count the send against the user's `[limits]` first, as the
+        /// module would (see [`Reserve`]); absent: the module counted it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reserve: Option<Reserve>,
     },
     /// Wait up to `wait_ms` (capped at [`MAX_WAIT_MS`]) for the approval
     /// `nonce` to leave [`ApprovalState::Pending`]; answers at once when it
@@ -84,6 +88,48 @@ pub enum Request {
     },
     /// For `pam-gateway status`.
     Status { version: u32 },
+}
+
+/// `Approve`'s reservation: before it sends, the daemon counts the send
+/// against the user's `[limits]` in the user's state file in `state_dir`
+/// (`limits::reserve_send`, under the file's lock, as the module does),
+/// and gives it back when the send certainly reached nobody. The values
+/// are the module's own gateway.toml's, so both count alike whichever
+/// file the daemon was started with. The login's process then writes no
+/// state file before the code goes out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reserve {
+    /// Absolute; checked as root's as the module checks it.
+    pub state_dir: String,
+    pub codes_per_window: u32,
+    pub window: u64,
+    pub failures_before_lockout: u32,
+    pub lockout: u64,
+    pub max_lockout: u64,
+}
+
+impl Reserve {
+    /// The `[limits]` it carries.
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            codes_per_window: self.codes_per_window,
+            window: self.window,
+            failures_before_lockout: self.failures_before_lockout,
+            lockout: self.lockout,
+            max_lockout: self.max_lockout,
+        }
+    }
+}
+
+/// Why [`Response::Blocked`] sent nothing (`limits::Block`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// Too many wrong answers, or "Not me".
+    LockedOut,
+    /// `codes_per_window` codes went out in the window.
+    TooManyCodes,
 }
 
 /// How a login ended, as the message will say.
@@ -162,6 +208,9 @@ pub enum ErrorKind {
     Version,
     /// The daemon is at its limit of connections or approvals.
     Busy,
+    /// `Approve` with [`Reserve`]: the user's state file could not be
+    /// read or written; nothing was sent.
+    State,
 }
 
 /// One response from the daemon.
@@ -171,6 +220,15 @@ pub enum Response {
     /// Approve or Send: the message went out.
     Sent {
         message_id: i64,
+    },
+    /// Approve with [`Reserve`]: the limits allow no send now, and none
+    /// went out; `until` (Unix time) is when one may (`u64::MAX`: until
+    /// an admin unlocks the user); `backup_codes`: how many the user has
+    /// left, for the module's fallback prompt.
+    Blocked {
+        block: BlockKind,
+        until: u64,
+        backup_codes: u32,
     },
     /// Wait.
     State {
@@ -278,12 +336,71 @@ mod tests {
             numbers: [17, 42, 88],
             answer: 42,
             expires_in_secs: 120,
+            reserve: None,
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &req).unwrap();
         assert_eq!(&buf[..4], &((buf.len() - 4) as u32).to_be_bytes());
+        assert!(
+            !String::from_utf8_lossy(&buf).contains("reserve"),
+            "no reservation, no field"
+        );
         let back: Request = read_frame(&mut buf.as_slice()).unwrap();
         assert_eq!(back, req);
+    }
+
+    #[test]
+    fn a_reservation_round_trips_and_its_fields_are_checked() {
+        let reserve = Reserve {
+            state_dir: "/var/lib/pgw".into(),
+            codes_per_window: 3,
+            window: 60,
+            failures_before_lockout: 5,
+            lockout: 900,
+            max_lockout: 86_400,
+        };
+        assert_eq!(reserve.limits().codes_per_window, 3);
+        assert_eq!(reserve.limits().window, 60);
+        let req = Request::Approve {
+            version: VERSION,
+            nonce: "ab".repeat(16),
+            user: "alice".into(),
+            chat_id: 42,
+            text: "Login alice@host".into(),
+            numbers: [17, 42, 88],
+            answer: 42,
+            expires_in_secs: 120,
+            reserve: Some(reserve),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &req).unwrap();
+        let back: Request = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, req);
+        let body =
+            String::from_utf8_lossy(&buf[4..]).replace("\"window\":60", "\"window\":60,\"x\":1");
+        let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(body.as_bytes());
+        assert!(matches!(
+            read_frame::<Request>(&mut framed.as_slice()),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn blocked_reads_as_written() {
+        let resp = Response::Blocked {
+            block: BlockKind::LockedOut,
+            until: u64::MAX,
+            backup_codes: 2,
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &resp).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&buf[4..]),
+            r#"{"result":"blocked","block":"locked_out","until":18446744073709551615,"backup_codes":2}"#
+        );
+        let back: Response = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(back, resp);
     }
 
     #[test]

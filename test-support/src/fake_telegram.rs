@@ -207,6 +207,8 @@ pub struct Edit {
     /// The message before and after the edit.
     pub before: Message,
     pub after: Message,
+    /// The TCP connection it came on, as [`SentMessage::connection`].
+    pub connection: u64,
 }
 
 /// A Telegram account as `message.from` describes it; in a private chat
@@ -874,7 +876,7 @@ fn api(shared: &Shared, req: &Request, webhook: bool) -> Reply {
         ),
         "getupdates" => get_updates(shared, &params),
         "answercallbackquery" => answer_callback_query(shared, &params),
-        "editmessagetext" => edit_message_text(shared, &params),
+        "editmessagetext" => edit_message_text(shared, req, &params),
         "getwebhookinfo" => get_webhook_info(shared, webhook),
         _ => Reply::error(404, "Not Found"),
     }
@@ -1078,7 +1080,7 @@ fn answer_callback_query(shared: &Shared, params: &Map<String, Value>) -> Reply 
     Reply::ok(json!(true))
 }
 
-fn edit_message_text(shared: &Shared, params: &Map<String, Value>) -> Reply {
+fn edit_message_text(shared: &Shared, req: &Request, params: &Map<String, Value>) -> Reply {
     let (chat_id, message_id) = match (
         param_int(params, "chat_id"),
         param_int(params, "message_id"),
@@ -1128,6 +1130,7 @@ fn edit_message_text(shared: &Shared, params: &Map<String, Value>) -> Reply {
         message_id,
         before,
         after,
+        connection: req.connection,
     });
     shared.changed.notify_all();
     Reply::ok(json!({

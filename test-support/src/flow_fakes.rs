@@ -18,13 +18,14 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use pam_gateway_core::approve::wire::{ApprovalState, Final};
-use pam_gateway_core::approve::{ApprovalRequest, ApproveError, Approver};
+use pam_gateway_core::approve::wire::{ApprovalState, ErrorKind, Final};
+use pam_gateway_core::approve::{ApprovalRequest, ApproveError, Approved, Approver};
 use pam_gateway_core::code::{Code, CodeError, CodeSource};
 use pam_gateway_core::flow::{Answer, Clock, ConvError, Conversation, Route};
 use pam_gateway_core::gateway::{DeliveryError, Gateway};
+use pam_gateway_core::limits;
 use pam_gateway_core::policy::{Groups, LookupError};
-use pam_gateway_core::state::WallClock;
+use pam_gateway_core::state::{MemoryStateStore, WallClock, update_with};
 use pam_gateway_core::totp::TotpKey;
 
 /// Wall time when a [`FakeWall`] starts (14 Nov 2023).
@@ -488,10 +489,15 @@ pub struct DaemonLog {
 
 /// `pam-gatewayd` as the flow sees it ([`Approver`]): scripted answers, a
 /// record of the requests. A wait moves the shared clock as a real one
-/// takes time.
+/// takes time. An `Approve` that asks for the reservation is counted in
+/// [`FakeDaemon::store`] as the daemon counts it in the state file: the
+/// flow under test should use the same store.
 #[derive(Clone)]
 pub struct FakeDaemon {
     pub log: Rc<RefCell<DaemonLog>>,
+    /// The users' state as the daemon sees it (the same files as the
+    /// module in production).
+    pub store: Rc<MemoryStateStore>,
     clock: FakeClock,
 }
 
@@ -503,6 +509,7 @@ impl FakeDaemon {
                 running: true,
                 ..DaemonLog::default()
             })),
+            store: Rc::default(),
             clock: clock.clone(),
         }
     }
@@ -535,12 +542,74 @@ impl FakeDaemon {
 }
 
 impl Approver for FakeDaemon {
-    fn approve(&mut self, request: &ApprovalRequest) -> Result<(), ApproveError> {
+    fn approve(&mut self, request: &ApprovalRequest) -> Result<Approved, ApproveError> {
         let mut log = self.log.borrow_mut();
         log.requests.push(request.clone());
+        if !log.running {
+            return Err(log
+                .approve_error
+                .clone()
+                .unwrap_or_else(|| ApproveError::Absent("no daemon".into())));
+        }
+        // Requests that never reach the daemon, or that it refuses before
+        // it counts (busy, malformed, another version), count nothing.
+        if let Some(
+            e @ (ApproveError::Absent(_)
+            | ApproveError::Unsafe(_)
+            | ApproveError::Failed {
+                kind: ErrorKind::Busy | ErrorKind::BadRequest | ErrorKind::Version,
+                ..
+            }),
+        ) = &log.approve_error
+        {
+            return Err(e.clone());
+        }
+        // As pam-gatewayd: count first; give it back when the send
+        // certainly reached nobody (here: a scripted error the module
+        // would read as such).
+        let now = FakeWall::following(&self.clock).unix_now();
+        let mut reserved = false;
+        if let Some(r) = &request.reserve {
+            let limits = r.limits();
+            let counted = update_with(&*self.store, &request.user, |s| {
+                (limits::reserve_send(s, &limits, now), s.backup_codes.len())
+            });
+            match counted {
+                Ok((Ok(()), _)) => reserved = true,
+                Ok((Err(block), backup_codes)) => {
+                    return Ok(Approved::Blocked {
+                        block,
+                        backup_codes,
+                    });
+                }
+                Err(e) => {
+                    return Err(ApproveError::Failed {
+                        kind: ErrorKind::State,
+                        detail: e.to_string(),
+                    });
+                }
+            }
+        }
         match log.approve_error.clone() {
-            Some(e) => Err(e),
-            None => Ok(()),
+            Some(e) => {
+                let nothing_went = matches!(
+                    &e,
+                    ApproveError::Failed {
+                        kind: ErrorKind::Refused
+                            | ErrorKind::Rejected
+                            | ErrorKind::Misconfigured
+                            | ErrorKind::Local,
+                        ..
+                    }
+                );
+                if reserved && nothing_went {
+                    let _ = update_with(&*self.store, &request.user, |s| {
+                        limits::release_send(s, now)
+                    });
+                }
+                Err(e)
+            }
+            None => Ok(Approved::Sent),
         }
     }
 

@@ -407,6 +407,16 @@ enum End {
     Ask(Dialogue),
 }
 
+/// The code [`Flow::daemon_first`] gives back for the module to count and
+/// send itself.
+struct Handback {
+    code: Code,
+    /// The first route to try.
+    from: usize,
+    /// Whether the daemon is no longer to be asked.
+    approval_off: bool,
+}
+
 /// A code whose send is reserved: what [`Flow::reserve`] hands to
 /// [`Flow::deliver`].
 #[derive(Debug)]
@@ -618,8 +628,7 @@ impl Flow<'_> {
         enrolment: Lookup<'_>,
     ) -> ControlFlow<End, Dialogue> {
         let routes = self.precheck_lookup(ctx, enrolment)?;
-        let code = self.draw(ctx, &routes)?;
-        let issued_at = self.clock.now();
+        let mut code = self.draw(ctx, &routes)?;
         let mut sent = Sent::new();
         let mut approval_off = self.approver.is_none() || !self.config.approve.enabled;
         let mut from = 0;
@@ -627,12 +636,12 @@ impl Flow<'_> {
             && routes.first().is_some_and(tappable)
             && let Some(reserve) = reserve_for(self.config)
         {
-            match self.daemon_first(ctx, &routes[0], code, reserve, issued_at, &mut sent) {
-                Ok(end) => return end,
-                Err((code, next)) => {
-                    (from, approval_off) = next;
-                    let sending = self.reserve(ctx, &routes, code)?;
-                    return self.deliver(ctx, routes, from, sending, sent, approval_off);
+            match self.daemon_first(ctx, &routes[0], code, reserve, &mut sent) {
+                ControlFlow::Break(end) => return end,
+                ControlFlow::Continue(back) => {
+                    code = back.code;
+                    from = back.from;
+                    approval_off = back.approval_off;
                 }
             }
         }
@@ -644,19 +653,17 @@ impl Flow<'_> {
     /// the send (in the same state file, under the same lock) and sends,
     /// in one request. A sent message is the dialogue, a full window or a
     /// lockout ends as [`Flow::blocked`] says; otherwise the code comes
-    /// back with where the module goes on (the first route to send
-    /// directly, and whether the daemon is still to be asked), the
+    /// back ([`Handback`]) for the module to count and send itself, the
     /// daemon's failed send counted in `sent` as a route's.
-    #[allow(clippy::type_complexity)]
     fn daemon_first(
         &mut self,
         ctx: &LoginContext,
         route: &Route,
         code: Code,
         reserve: Reserve,
-        issued_at: Duration,
         sent: &mut Sent,
-    ) -> Result<ControlFlow<End, Dialogue>, (Code, (usize, bool))> {
+    ) -> ControlFlow<ControlFlow<End, Dialogue>, Handback> {
+        let issued_at = self.clock.now();
         let id = route.gateway.id();
         self.debug(
             ctx,
@@ -665,18 +672,15 @@ impl Flow<'_> {
                 mask(&route.recipient)
             ),
         );
-        let text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
-        let offer = self.offer_approval(ctx, route, &code, text, Some(reserve));
+        let mut text = render_message(&self.config.template, ctx, &code, self.config.code.ttl);
+        let offer = self.offer_approval(ctx, route, &code, &text, Some(reserve));
+        text.zeroize();
         match offer {
             Offer::Sent(approval) => {
                 let prompt = approve::tap_prompt(approval.answer);
                 let delivered = Some((id, prompt));
-                Ok(ControlFlow::Continue(self.dialogue(
-                    code,
-                    issued_at,
-                    delivered,
-                    Some(approval),
-                )))
+                let dialogue = self.dialogue(code, issued_at, delivered, Some(approval));
+                ControlFlow::Break(ControlFlow::Continue(dialogue))
             }
             Offer::Blocked(block, backup_codes) => {
                 let fallback = Fallback {
@@ -684,15 +688,25 @@ impl Flow<'_> {
                     backup: backup_codes > 0,
                 };
                 let now = self.wall.unix_now();
-                Ok(ControlFlow::Break(
-                    self.blocked(ctx, id, block, fallback, now),
-                ))
+                let end = self.blocked(ctx, id, block, fallback, now);
+                ControlFlow::Break(ControlFlow::Break(end))
             }
+            // This route failed as a direct send would have; the next
+            // ones go on as without the daemon's reservation (a later
+            // private chat may still be offered through it).
             Offer::Failed(e) => {
                 self.route_failed(ctx, id, &e, &code, sent);
-                Err((code, (1, true)))
+                ControlFlow::Continue(Handback {
+                    code,
+                    from: 1,
+                    approval_off: false,
+                })
             }
-            Offer::Direct => Err((code, (0, true))),
+            Offer::Direct => ControlFlow::Continue(Handback {
+                code,
+                from: 0,
+                approval_off: true,
+            }),
         }
     }
 
@@ -1044,7 +1058,7 @@ impl Flow<'_> {
                     ctx,
                     &format!("asking pam-gatewayd to send via {id} to {recipient}"),
                 );
-                match self.offer_approval(ctx, route, code, text.clone(), None) {
+                match self.offer_approval(ctx, route, code, &text, None) {
                     Offer::Sent(approval) => {
                         sent.delivered = Some((id, approve::tap_prompt(approval.answer)));
                         sent.approval = Some(approval);
@@ -1093,8 +1107,8 @@ impl Flow<'_> {
         sent.failed(e, ctx.caller_is_root, line);
     }
 
-    /// `[approve]`: has pam-gatewayd send `text` (the rendered message,
-    /// wiped here) to the route's private chat with the number buttons and
+    /// `[approve]`: has pam-gatewayd send `text` (the rendered message) to
+    /// the route's private chat with the number buttons and
     /// "Not me", counting the send against the limits first when
     /// `reserve` is given. Whatever keeps the daemon from taking it
     /// (absent, unsafe, stalled, its state file unusable, an answer that
@@ -1107,13 +1121,10 @@ impl Flow<'_> {
         ctx: &LoginContext,
         route: &Route,
         code: &Code,
-        mut text: String,
+        text: &str,
         reserve: Option<Reserve>,
     ) -> Offer {
-        let chat_id = approve::private_chat(&route.recipient);
-        let full = chat_id.map(|_| approval_text(ctx, &text));
-        text.zeroize();
-        let (Some(chat_id), Some(full)) = (chat_id, full) else {
+        let Some(chat_id) = approve::private_chat(&route.recipient) else {
             return Offer::Direct;
         };
         let reserving = reserve.is_some();
@@ -1131,7 +1142,7 @@ impl Flow<'_> {
             nonce,
             user: ctx.user.clone(),
             chat_id,
-            text: full,
+            text: approval_text(ctx, text),
             numbers,
             answer,
             expires_in_secs: self.config.code.ttl.as_secs(),

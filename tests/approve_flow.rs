@@ -481,6 +481,9 @@ fn a_send_the_daemon_tried_fails_like_a_direct_one() {
     case.config = format!("{ON}[policy]\nfailmode = \"safe\"\n");
     let r = run(case, &clock, &daemon);
     assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
+    // Certainly delivered to nobody: the daemon gave its count back, and
+    // so did the module for the routes it then had left (none).
+    assert_eq!(r.state.expect("state").sent, Vec::<u64>::new());
 
     // Busy: the daemon tried nothing; the module sends itself.
     let clock = FakeClock::default();
@@ -687,25 +690,6 @@ fn a_lock_the_daemon_sees_sends_nothing() {
     assert!(r.delivered.is_empty());
     assert_eq!(daemon.log.borrow().requests.len(), 1);
     assert!(r.log.contains("locked: Not me was tapped"), "{}", r.log);
-}
-
-/// A send through the daemon that certainly reached nobody does not
-/// count: the daemon gives its reservation back, and so does the module
-/// for the routes it then had left (none here).
-#[test]
-fn a_send_through_the_daemon_that_reached_nobody_is_not_counted() {
-    let clock = FakeClock::default();
-    let daemon = daemon_failing(
-        &clock,
-        ApproveError::Failed {
-            kind: ErrorKind::Rejected,
-            detail: "Bad Request: chat not found".into(),
-        },
-    );
-    let r = run(Case::new(vec![]), &clock, &daemon);
-    assert_eq!(r.outcome, Outcome::DeliveryFailedDenied);
-    assert!(r.delivered.is_empty());
-    assert_eq!(r.state.expect("state").sent, Vec::<u64>::new());
 }
 
 /// A daemon that cannot use the state file takes nothing: the module

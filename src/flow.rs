@@ -677,8 +677,7 @@ impl Flow<'_> {
         text.zeroize();
         match offer {
             Offer::Sent(approval) => {
-                let prompt = approve::tap_prompt(approval.answer);
-                let delivered = Some((id, prompt));
+                let delivered = (id, approve::tap_prompt(approval.answer));
                 let dialogue = self.dialogue(code, issued_at, delivered, Some(approval));
                 ControlFlow::Break(ControlFlow::Continue(dialogue))
             }
@@ -711,15 +710,14 @@ impl Flow<'_> {
     }
 
     /// The dialogue for a code sent at `issued_at` (`delivered`: the
-    /// gateway and its prompt).
+    /// gateway that delivered it and its prompt).
     fn dialogue(
         &self,
         code: Code,
         issued_at: Duration,
-        delivered: Option<(&'static str, String)>,
+        (gateway, prompt): (&'static str, String),
         approval: Option<Approval>,
     ) -> Dialogue {
-        let (gateway, prompt) = delivered.unwrap_or(("-", String::new()));
         let deadline = issued_at + self.config.code.ttl;
         let approval = approval.map(|a| Approval { deadline, ..a });
         Dialogue {
@@ -1029,11 +1027,10 @@ impl Flow<'_> {
         // (reqwest's runtime thread, its epoll and sockets) go now, not at
         // the end of the login.
         drop(routes);
-        if sent.delivered.is_none() {
+        let Some(delivered) = sent.delivered.take() else {
             return ControlFlow::Break(self.undelivered(ctx, first, sent, &sending));
-        }
+        };
         let approval = sent.approval.take();
-        let delivered = sent.delivered.take();
         ControlFlow::Continue(self.dialogue(sending.code, issued_at, delivered, approval))
     }
 

@@ -300,8 +300,43 @@ pub struct Config {
 /// SHA-256 of the config file's text. The file is root-only and holds the
 /// gateways' secrets, so the key is unknown to anyone who could compare a
 /// decoy with its inputs. Debug is redacted.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DecoyKey(pub [u8; 32]);
+///
+/// Hashed the first time it is asked for ([`DecoyKey::get`]): only a user
+/// without an entry needs it, and the first SHA-256 in a process runs
+/// `sha2`'s CPU feature detection, whose `cpuid` instructions each cost a
+/// virtual machine an exit to its hypervisor (BENCHMARKS.md, session 9). The
+/// text waits in memory that is zeroed when the config is dropped.
+#[derive(Clone)]
+pub struct DecoyKey {
+    text: zeroize::Zeroizing<String>,
+    key: std::sync::OnceLock<[u8; 32]>,
+}
+
+impl DecoyKey {
+    /// The key of a config whose file holds `text`.
+    pub fn new(text: &str) -> DecoyKey {
+        DecoyKey {
+            text: zeroize::Zeroizing::new(text.to_string()),
+            key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The key, hashed now if it was not before.
+    pub fn get(&self) -> &[u8; 32] {
+        self.key.get_or_init(|| {
+            use sha2::Digest;
+            sha2::Sha256::digest(self.text.as_bytes()).into()
+        })
+    }
+}
+
+impl PartialEq for DecoyKey {
+    fn eq(&self, other: &DecoyKey) -> bool {
+        *self.text == *other.text
+    }
+}
+
+impl Eq for DecoyKey {}
 
 impl fmt::Debug for DecoyKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -512,10 +547,7 @@ impl Config {
             state_dir,
             limits,
             access,
-            decoy_key: {
-                use sha2::Digest;
-                DecoyKey(sha2::Sha256::digest(text.as_bytes()).into())
-            },
+            decoy_key: DecoyKey::new(text),
             remember,
             alert,
             directory,
@@ -558,6 +590,30 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ParseError> {
         Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), text)
+    }
+
+    /// The decoy key is the SHA-256 of the file's text, hashed only when
+    /// first asked for (parsing runs no SHA-256, and so no CPU feature
+    /// detection); equal configs have equal keys, and Debug shows neither
+    /// key nor text.
+    #[test]
+    fn the_decoy_key_is_hashed_when_first_asked_for() {
+        use sha2::Digest;
+        let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n");
+        let c = parse(&text).expect("parse");
+        assert!(c.decoy_key.key.get().is_none(), "hashed while parsing");
+        let want: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+        assert_eq!(c.decoy_key.get(), &want);
+        assert_eq!(c.decoy_key.key.get(), Some(&want));
+        assert_eq!(c.decoy_key, parse(&text).expect("parse").decoy_key);
+        let other = parse(&format!("{text}# another file\n")).expect("parse");
+        assert_ne!(c.decoy_key, other.decoy_key);
+        assert_ne!(c.decoy_key.get(), other.decoy_key.get());
+        let shown = format!("{:?}", c.decoy_key);
+        assert!(
+            !shown.contains(TOKEN) && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 
     #[test]

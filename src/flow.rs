@@ -1903,7 +1903,7 @@ pub fn decoy_prompt(config: &Config, user: &str) -> String {
         return "Verification code: ".to_string();
     };
     let mut hash = sha2::Sha256::new();
-    hash.update(config.decoy_key.0);
+    hash.update(config.decoy_key.get());
     hash.update(user.as_bytes());
     let digest = hash.finalize();
     let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 1000;

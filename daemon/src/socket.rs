@@ -27,8 +27,11 @@ use pam_gateway_core::system::set_umask;
 
 use crate::approvals::{Daemon, error};
 
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once. A login keeps its connection from
+/// `Approve` to `Finish` (while its user reads the message and types or
+/// taps): room for that many logins at the prompt at once, each thread a
+/// few KiB of memory while it waits.
+pub const MAX_CONNECTIONS: usize = 256;
 /// A connection with no request for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request must be whole this long after its first byte.

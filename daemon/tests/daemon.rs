@@ -750,8 +750,9 @@ fn a_stopped_client_does_not_block_others() {
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn connections_over_the_cap_are_told_busy() {
     let (_fake, d) = started();
-    // 64 idle connections hold every thread (each checked in first).
-    let held: Vec<UnixStream> = (0..64)
+    // 256 idle connections (socket.rs MAX_CONNECTIONS) hold every thread
+    // (each checked in first).
+    let held: Vec<UnixStream> = (0..256)
         .map(|_| {
             let mut s = d.connect();
             write_frame(&mut s, &Request::Status { version: VERSION }).unwrap();

@@ -1,5 +1,8 @@
-//! The module's side of the socket: [`Client`], one connection per request
-//! to `pam-gatewayd` ([`super::wire`]), every step bounded.
+//! The module's side of the socket: [`Client`], one connection per login
+//! to `pam-gatewayd` ([`super::wire`]), every step bounded: made for the
+//! first request and kept for the login's others (`Wait`, `Finish`), made
+//! again if the daemon closed it meanwhile. `Finish` is written and not
+//! awaited.
 //!
 //! Before it connects the client checks what it is about to talk to: the
 //! path (not followed if a symlink) must be a socket owned by root with no
@@ -39,13 +42,17 @@ pub const WAIT_MARGIN: Duration = Duration::from_secs(3);
 /// The answer to `Finish` and `Status`.
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The production [`Approver`]: a new connection per request to the
-/// daemon's socket.
+/// The production [`Approver`]: one connection per login to the daemon's
+/// socket (see the module docs).
 pub struct Client {
     socket: PathBuf,
     /// Who must own the socket, its directory and the peer: root in
     /// production; a test's own uid in unit tests run unprivileged.
     owner: Owner,
+    /// The connection of the last request the daemon answered, checked
+    /// when it was made, for this login's next request (the daemon closes
+    /// a connection idle for 30 s; see [`Client::exchange`]).
+    kept: Option<UnixStream>,
 }
 
 impl Client {
@@ -59,6 +66,7 @@ impl Client {
         Client {
             socket: socket.to_path_buf(),
             owner,
+            kept: None,
         }
     }
 
@@ -73,21 +81,141 @@ impl Client {
     }
 
     /// One request and its answer, the answer awaited up to `answer_within`.
-    fn exchange(&self, request: &Request, answer_within: Duration) -> Result<Answer, ApproveError> {
-        let mut stream = self.connect()?;
-        let io = |e: io::Error| ApproveError::Protocol(format!("socket: {e}"));
-        stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-        stream.set_read_timeout(Some(answer_within)).map_err(io)?;
-        wire::write_frame(&mut stream, request).map_err(frame_error)?;
-        let body = wire::read_frame_body(&mut stream).map_err(frame_error)?;
-        match decode(&body).map_err(frame_error)? {
-            Answer::Error { kind, detail } => Err(ApproveError::Failed {
-                kind,
-                detail: detail.chars().take(300).collect(),
-            }),
-            answer => Ok(answer),
+    /// On the connection kept from this login's last answered request if
+    /// there is one (a login's `Finish` after its `Approve` costs no new
+    /// connection and no second round of checks); on a new one if there is
+    /// none, or if the daemon had closed the kept one before the request
+    /// went out (a Unix socket refuses the write at once: `EPIPE`), which
+    /// it does to a connection idle for 30 s.
+    fn exchange(
+        &mut self,
+        request: &Request,
+        answer_within: Duration,
+    ) -> Result<Answer, ApproveError> {
+        if let Some(stream) = self.kept.take() {
+            match self.round_trip(stream, true, request, answer_within) {
+                Err(Trip::Unsent) => {}
+                Err(Trip::Failed(e)) => return Err(e),
+                Ok(answer) => return Ok(answer),
+            }
+        }
+        // Its write timeout is set: connect_within.
+        let stream = self.connect()?;
+        match self.round_trip(stream, false, request, answer_within) {
+            Ok(answer) => Ok(answer),
+            Err(Trip::Failed(e)) => Err(e),
+            Err(Trip::Unsent) => Err(ApproveError::Protocol(
+                "socket: the daemon closed the connection".into(),
+            )),
         }
     }
+
+    /// Writes `request` and does not wait for its answer: on the kept
+    /// connection, or on a new one if the daemon had closed that. Whatever
+    /// the daemon answers is not read; the connection is closed.
+    fn tell(&mut self, request: &Request) -> Result<(), ApproveError> {
+        let write = |mut stream: UnixStream| match wire::write_frame(&mut stream, request) {
+            Ok(()) => Ok(()),
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                Err(Trip::Unsent)
+            }
+            Err(e) => Err(Trip::Failed(frame_error(e))),
+        };
+        if let Some(stream) = self.kept.take() {
+            match write(stream) {
+                Err(Trip::Unsent) => {}
+                Err(Trip::Failed(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+        match write(self.connect()?) {
+            Ok(()) => Ok(()),
+            Err(Trip::Failed(e)) => Err(e),
+            Err(Trip::Unsent) => Err(ApproveError::Protocol(
+                "socket: the daemon closed the connection".into(),
+            )),
+        }
+    }
+
+    /// [`Client::exchange`] on `stream`, kept for the next request if the
+    /// daemon answered without an error.
+    fn round_trip(
+        &mut self,
+        mut stream: UnixStream,
+        reused: bool,
+        request: &Request,
+        answer_within: Duration,
+    ) -> Result<Answer, Trip> {
+        let io = |e: io::Error| Trip::Failed(ApproveError::Protocol(format!("socket: {e}")));
+        stream.set_read_timeout(Some(answer_within)).map_err(io)?;
+        match wire::write_frame(&mut stream, request) {
+            Ok(()) => {}
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                return Err(Trip::Unsent);
+            }
+            Err(e) => return Err(Trip::Failed(frame_error(e))),
+        }
+        // One recv for an answer of up to ANSWER_BUFFER bytes (all the module
+        // acts on are), not one for the length and one for the body.
+        let body = match wire::read_frame_body(&mut io::BufReader::with_capacity(
+            ANSWER_BUFFER,
+            &stream,
+        )) {
+            Ok(body) => body,
+            // A kept connection the daemon closed as idle just as the
+            // request went out, unread: asked again on a new one, unless
+            // asking twice could do a thing twice (`Approve` sends).
+            Err(e)
+                if reused
+                    && !matches!(request, Request::Approve { .. })
+                    && closed_unanswered(&e) =>
+            {
+                return Err(Trip::Unsent);
+            }
+            Err(e) => return Err(Trip::Failed(frame_error(e))),
+        };
+        match decode(&body).map_err(|e| Trip::Failed(frame_error(e)))? {
+            Answer::Error { kind, detail } => Err(Trip::Failed(ApproveError::Failed {
+                kind,
+                detail: detail.chars().take(300).collect(),
+            })),
+            answer => {
+                self.kept = Some(stream);
+                Ok(answer)
+            }
+        }
+    }
+}
+
+/// The connection ended before any byte of an answer.
+fn closed_unanswered(e: &FrameError) -> bool {
+    match e {
+        FrameError::Closed => true,
+        FrameError::Io(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        _ => false,
+    }
+}
+
+/// What one read of an answer takes in at most ([`Client::round_trip`]).
+const ANSWER_BUFFER: usize = 512;
+
+/// How a request on one connection ended, when it did not end in an answer.
+enum Trip {
+    /// The connection was closed before the request could be written, or
+    /// (a kept one, for a request that may be asked twice) before it was
+    /// answered: it may be sent again on a new one.
+    Unsent,
+    Failed(ApproveError),
 }
 
 /// A [`wire::Response`] as far as the module acts on it. The module reads
@@ -348,7 +476,7 @@ fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ApproveE
 }
 
 impl Client {
-    fn wait_once(&self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
+    fn wait_once(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
         let request = Request::Wait {
             version: wire::VERSION,
             nonce: nonce.to_string(),
@@ -417,16 +545,18 @@ impl Approver for Client {
         }
     }
 
+    /// Written, not awaited: the daemon answers `done` at once whatever
+    /// the nonce (the edit is queued, and a nonce it does not know has
+    /// nothing to edit), so the answer would tell the login nothing, and
+    /// waiting for it would cost the PAM process a sleep and a wake-up
+    /// (BENCHMARKS.md, session 9). The daemon reads a request its client
+    /// closed after writing, as any other.
     fn finish(&mut self, nonce: &str, result: Final) -> Result<(), ApproveError> {
-        let request = Request::Finish {
+        self.tell(&Request::Finish {
             version: wire::VERSION,
             nonce: nonce.to_string(),
             result,
-        };
-        match self.exchange(&request, SHORT_TIMEOUT)? {
-            Answer::Done => Ok(()),
-            other => Err(unexpected(&other)),
-        }
+        })
     }
 
     fn available(&mut self) -> bool {
@@ -579,13 +709,196 @@ mod tests {
         }
     }
 
+    /// Serves one connection as the daemon does: each request in turn
+    /// (answered with the next of `answers`, or `done` once they are used
+    /// up) until the client closes it. Hands back the requests, and
+    /// whether anyone else connected meanwhile.
+    fn serve_conn(
+        l: UnixListener,
+        answers: Vec<Response>,
+    ) -> thread::JoinHandle<(Vec<Request>, bool)> {
+        thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let mut answers = answers.into_iter();
+            let mut asked = Vec::new();
+            loop {
+                match wire::read_frame::<Request>(&mut s) {
+                    Ok(req) => asked.push(req),
+                    Err(FrameError::Closed) => break,
+                    // Closed with our last answer unread (Finish's `done`).
+                    Err(FrameError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("{e}"),
+                }
+                let answer = answers.next().unwrap_or(Response::Done);
+                // A client that does not read the answer may be gone.
+                let _ = wire::write_frame(&mut s, &answer);
+            }
+            l.set_nonblocking(true).expect("nonblocking");
+            (asked, l.accept().is_ok())
+        })
+    }
+
+    /// A login's requests after the first go on the first one's
+    /// connection: no second connect, no second round of checks.
+    #[test]
+    fn a_login_s_requests_share_one_connection() {
+        let (_d, path, l) = listener();
+        let h = serve_conn(
+            l,
+            vec![
+                Response::Sent { message_id: 7 },
+                Response::State {
+                    state: ApprovalState::Approved,
+                },
+            ],
+        );
+        let mut c = client(&path);
+        assert_eq!(c.approve(&request()), Ok(Approved::Sent));
+        assert_eq!(
+            c.wait("n", Duration::from_secs(1)),
+            Ok(ApprovalState::Approved)
+        );
+        assert_eq!(c.finish("n", Final::Approved), Ok(()));
+        // Finish closed the connection: the server's loop ends.
+        let (asked, another) = h.join().expect("server");
+        let ops: Vec<&str> = asked
+            .iter()
+            .map(|r| match r {
+                Request::Approve { .. } => "approve",
+                Request::Wait { .. } => "wait",
+                Request::Finish { result, .. } => {
+                    assert_eq!(*result, Final::Approved);
+                    "finish"
+                }
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(ops, ["approve", "wait", "finish"]);
+        assert!(!another, "a second connection was made");
+    }
+
+    /// The daemon closes a connection idle for 30 s: the next request
+    /// goes on a new one, checked as the first was.
+    #[test]
+    fn a_kept_connection_the_daemon_closed_is_replaced() {
+        for finish in [false, true] {
+            let (_d, path, l) = listener();
+            let (closed, until_closed) = std::sync::mpsc::channel::<()>();
+            let h = thread::spawn(move || {
+                let (mut s, _) = l.accept().expect("accept");
+                let _: Request = wire::read_frame(&mut s).expect("approve");
+                wire::write_frame(&mut s, &Response::Sent { message_id: 1 }).expect("answer");
+                drop(s);
+                closed.send(()).expect("client alive");
+                let (mut s, _) = l.accept().expect("second accept");
+                let req: Request = wire::read_frame(&mut s).expect("request");
+                let _ = wire::write_frame(
+                    &mut s,
+                    &Response::State {
+                        state: ApprovalState::Approved,
+                    },
+                );
+                req
+            });
+            let mut c = client(&path);
+            assert_eq!(c.approve(&request()), Ok(Approved::Sent));
+            until_closed.recv().expect("server closed its end");
+            if finish {
+                assert_eq!(c.finish("n", Final::Expired), Ok(()));
+            } else {
+                assert_eq!(
+                    c.wait("n", Duration::from_millis(1)),
+                    Ok(ApprovalState::Approved)
+                );
+            }
+            match (h.join().expect("server"), finish) {
+                (Request::Finish { result, .. }, true) => assert_eq!(result, Final::Expired),
+                (Request::Wait { .. }, false) => {}
+                (other, _) => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// The daemon's idle timeout can close a kept connection just as a
+    /// request arrives, unread: a `Wait` is asked again on a new
+    /// connection; an `Approve` (it sends a message) is not.
+    #[test]
+    fn a_kept_connection_closed_unanswered_is_asked_again_unless_approve() {
+        let (_d, path, l) = listener();
+        let h = thread::spawn(move || {
+            let mut asked = Vec::new();
+            let (mut s, _) = l.accept().expect("accept");
+            let _: Request = wire::read_frame(&mut s).expect("approve");
+            wire::write_frame(&mut s, &Response::Sent { message_id: 1 }).expect("answer");
+            // Read, not answered, closed.
+            asked.push(wire::read_frame::<Request>(&mut s).expect("wait"));
+            drop(s);
+            let (mut s, _) = l.accept().expect("second accept");
+            asked.push(wire::read_frame::<Request>(&mut s).expect("wait again"));
+            let approved = Response::State {
+                state: ApprovalState::Approved,
+            };
+            wire::write_frame(&mut s, &approved).expect("answer");
+            // The same for an Approve on the kept connection: closed, and
+            // no third connection is made.
+            asked.push(wire::read_frame::<Request>(&mut s).expect("approve"));
+            drop(s);
+            l.set_nonblocking(true).expect("nonblocking");
+            (asked, l.accept().is_ok())
+        });
+        let mut c = client(&path);
+        assert_eq!(c.approve(&request()), Ok(Approved::Sent));
+        assert_eq!(
+            c.wait("n", Duration::from_secs(1)),
+            Ok(ApprovalState::Approved)
+        );
+        assert!(matches!(
+            c.approve(&request()),
+            Err(ApproveError::Protocol(_))
+        ));
+        let (asked, third) = h.join().expect("server");
+        assert!(matches!(
+            asked.as_slice(),
+            [
+                Request::Wait { .. },
+                Request::Wait { .. },
+                Request::Approve { .. }
+            ]
+        ));
+        assert!(!third, "an Approve was sent again");
+    }
+
+    /// Finish is written and not awaited: a daemon that reads it and
+    /// never answers does not hold the login (were it awaited, this
+    /// would be a timeout after SHORT_TIMEOUT).
+    #[test]
+    fn finish_is_written_and_not_awaited() {
+        let (_d, path, l) = listener();
+        let (done, until_done) = std::sync::mpsc::channel::<()>();
+        let h = thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            let req: Request = wire::read_frame(&mut s).expect("request");
+            let _ = until_done.recv();
+            req
+        });
+        assert_eq!(client(&path).finish("n1", Final::Used), Ok(()));
+        done.send(()).expect("server alive");
+        match h.join().expect("server") {
+            Request::Finish { nonce, result, .. } => {
+                assert_eq!((nonce.as_str(), result), ("n1", Final::Used));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_long_wait_is_asked_in_turns_until_the_state_changes() {
         let (_d, path, l) = listener();
         let h = thread::spawn(move || {
             let mut asked = Vec::new();
+            // One connection, as the client keeps it between requests.
+            let (mut s, _) = l.accept().expect("accept");
             for state in [ApprovalState::Pending, ApprovalState::Approved] {
-                let (mut s, _) = l.accept().expect("accept");
                 let req: Request = wire::read_frame(&mut s).expect("request");
                 asked.push(req);
                 wire::write_frame(&mut s, &Response::State { state }).expect("answer");

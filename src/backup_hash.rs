@@ -35,7 +35,7 @@ impl fmt::Debug for BackupHash {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(bytes)
 }
 
 fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {

@@ -54,6 +54,7 @@ pub mod direct;
 pub mod directory;
 pub mod flow;
 pub mod gateway;
+pub mod hex;
 pub mod http;
 pub mod limits;
 pub mod log;

@@ -477,7 +477,7 @@ pub fn write_atomic(
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce)
         .map_err(|e| FileError::Write(path.to_path_buf(), std::io::Error::other(e.to_string())))?;
-    let suffix: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = crate::hex::encode(&nonce);
     let tmp = dir.join(format!("{}{suffix}", temp_prefix(path)));
     let result = (|| -> std::io::Result<()> {
         let mut file = OpenOptions::new()

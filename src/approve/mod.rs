@@ -140,7 +140,7 @@ pub fn draw_numbers() -> Result<([u8; 3], usize), crate::random::RandomError> {
 pub fn new_nonce() -> Result<String, crate::random::RandomError> {
     let mut bytes = [0u8; 16];
     crate::random::fill(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::encode(&bytes))
 }
 
 /// The private chat a Telegram recipient names, if it is one: a private

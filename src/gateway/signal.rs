@@ -615,7 +615,7 @@ fn new_rpc_id() -> Result<String, SignalError> {
     let mut id_bytes = [0u8; 8];
     getrandom::fill(&mut id_bytes)
         .map_err(|e| SignalError::Transport(TransportError::local("no random request id", e)))?;
-    Ok(id_bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(crate::hex::encode(&id_bytes))
 }
 
 /// The HTTP statuses that mean the JSON-RPC call never reached signal-cli;

@@ -478,7 +478,7 @@ impl WebhookGateway {
         getrandom::fill(&mut txn_bytes).map_err(|e| {
             WebhookError::Transport(TransportError::local("no random transaction id", e))
         })?;
-        let txn: String = txn_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let txn = crate::hex::encode(&txn_bytes);
         let url = render(self.cfg.url.expose(), &|name| match name {
             "recipient" => Some(percent_encode(recipient)),
             "txn" => Some(txn.clone()),

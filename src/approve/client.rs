@@ -39,7 +39,7 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(3);
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 /// Added to a `Wait`'s own wait for the answer to arrive.
 pub const WAIT_MARGIN: Duration = Duration::from_secs(3);
-/// The answer to `Finish` and `Status`.
+/// The answer to `Status` (`Finish` is not awaited).
 pub const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The production [`Approver`]: one connection per login to the daemon's
@@ -101,45 +101,22 @@ impl Client {
         }
         // Its write timeout is set: connect_within.
         let stream = self.connect()?;
-        match self.round_trip(stream, false, request, answer_within) {
-            Ok(answer) => Ok(answer),
-            Err(Trip::Failed(e)) => Err(e),
-            Err(Trip::Unsent) => Err(ApproveError::Protocol(
-                "socket: the daemon closed the connection".into(),
-            )),
-        }
+        self.round_trip(stream, false, request, answer_within)
+            .map_err(Trip::into_error)
     }
 
     /// Writes `request` and does not wait for its answer: on the kept
     /// connection, or on a new one if the daemon had closed that. Whatever
     /// the daemon answers is not read; the connection is closed.
     fn tell(&mut self, request: &Request) -> Result<(), ApproveError> {
-        let write = |mut stream: UnixStream| match wire::write_frame(&mut stream, request) {
-            Ok(()) => Ok(()),
-            Err(FrameError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                Err(Trip::Unsent)
-            }
-            Err(e) => Err(Trip::Failed(frame_error(e))),
-        };
-        if let Some(stream) = self.kept.take() {
-            match write(stream) {
+        if let Some(mut stream) = self.kept.take() {
+            match write_request(&mut stream, request) {
                 Err(Trip::Unsent) => {}
                 Err(Trip::Failed(e)) => return Err(e),
                 Ok(()) => return Ok(()),
             }
         }
-        match write(self.connect()?) {
-            Ok(()) => Ok(()),
-            Err(Trip::Failed(e)) => Err(e),
-            Err(Trip::Unsent) => Err(ApproveError::Protocol(
-                "socket: the daemon closed the connection".into(),
-            )),
-        }
+        write_request(&mut self.connect()?, request).map_err(Trip::into_error)
     }
 
     /// [`Client::exchange`] on `stream`, kept for the next request if the
@@ -153,18 +130,7 @@ impl Client {
     ) -> Result<Answer, Trip> {
         let io = |e: io::Error| Trip::Failed(ApproveError::Protocol(format!("socket: {e}")));
         stream.set_read_timeout(Some(answer_within)).map_err(io)?;
-        match wire::write_frame(&mut stream, request) {
-            Ok(()) => {}
-            Err(FrameError::Io(e))
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                ) =>
-            {
-                return Err(Trip::Unsent);
-            }
-            Err(e) => return Err(Trip::Failed(frame_error(e))),
-        }
+        write_request(&mut stream, request)?;
         // One recv for an answer of up to ANSWER_BUFFER bytes (all the module
         // acts on are), not one for the length and one for the body.
         let body = match wire::read_frame_body(&mut io::BufReader::with_capacity(
@@ -197,6 +163,23 @@ impl Client {
     }
 }
 
+/// Writes one request; [`Trip::Unsent`] if the daemon had closed the
+/// connection (a Unix socket refuses the write at once).
+fn write_request(stream: &mut UnixStream, request: &Request) -> Result<(), Trip> {
+    match wire::write_frame(stream, request) {
+        Ok(()) => Ok(()),
+        Err(FrameError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Err(Trip::Unsent)
+        }
+        Err(e) => Err(Trip::Failed(frame_error(e))),
+    }
+}
+
 /// The connection ended before any byte of an answer.
 fn closed_unanswered(e: &FrameError) -> bool {
     match e {
@@ -216,6 +199,18 @@ enum Trip {
     /// answered: it may be sent again on a new one.
     Unsent,
     Failed(ApproveError),
+}
+
+impl Trip {
+    /// On a new connection, where there is nothing to fall back to.
+    fn into_error(self) -> ApproveError {
+        match self {
+            Trip::Unsent => {
+                ApproveError::Protocol("socket: the daemon closed the connection".into())
+            }
+            Trip::Failed(e) => e,
+        }
+    }
 }
 
 /// A [`wire::Response`] as far as the module acts on it. The module reads

@@ -34,10 +34,6 @@ impl fmt::Debug for BackupHash {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    crate::hex::encode(bytes)
-}
-
 fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
     if text.len() != 2 * N || !text.is_ascii() {
         return None;
@@ -81,8 +77,8 @@ impl From<BackupHash> for String {
         format!(
             "{PREFIX}${}${}${}",
             h.iterations,
-            hex(&h.salt),
-            hex(&h.hash)
+            crate::hex::encode(&h.salt),
+            crate::hex::encode(&h.hash)
         )
     }
 }
@@ -156,7 +152,7 @@ mod tests {
         let mut out = [0u8; 32];
         pbkdf2::pbkdf2_hmac::<Sha256>(b"passwd", b"salt", 1, &mut out);
         assert_eq!(
-            hex(&out),
+            crate::hex::encode(&out),
             "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
         );
     }

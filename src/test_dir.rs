@@ -9,7 +9,7 @@ impl TestDir {
     pub fn new(tag: &str) -> TestDir {
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).expect("random");
-        let name: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let name = crate::hex::encode(&nonce);
         let dir = std::env::temp_dir().join(format!("pgw-{tag}-{name}"));
         std::fs::create_dir(&dir).expect("mkdir");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");

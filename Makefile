@@ -26,7 +26,7 @@ DIRECT := $(RELEASE)/pam_gateway_direct.so
 name-module = for n in pam_gateway pam_gateway_direct; do \
 	cp $(1)/lib$$n.so $(1)/$$n.so.tmp && mv $(1)/$$n.so.tmp $(1)/$$n.so || exit 1; done
 
-.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm man
+.PHONY: all build test lint unit demo install uninstall clean cross deb test-arm soak fuzz bench bench-arm man hot-text
 
 all: build
 
@@ -128,6 +128,14 @@ bench:
 	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct -p pam-gateway-daemon
 	$(call name-module,$(RELEASE))
 	@scripts/bench.sh
+
+# Regenerate module/hot-text.ld (the module's login code, placed together by
+# the release link) from callgrind runs of every case of `make bench`.
+hot-text:
+	@scripts/deps.sh hot-text
+	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd --example delay_proxy
+	$(CARGO) build --release --locked -p pam-gateway-daemon
+	@scripts/hot-text.sh
 
 # The same for the aarch64 build of `make cross`, under qemu-user (relative
 # figures only); root.

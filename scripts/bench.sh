@@ -284,6 +284,17 @@ for v in ${BENCH_VARIANTS:-}; do
 done
 chmod 644 "$DIR"/pam.d/*
 
+# Every module file as after a boot: its pages read from disk by the first
+# login that maps them (readahead), not the pages cp and strip left in the
+# page cache. Those differ from copy to copy: two copies of one module
+# measured up to 4 % apart in the same rounds (BENCHMARKS.md, session 9).
+# pam_permit and pam_google_authenticator were installed long ago and read
+# from disk since. sync first: dirty pages are not dropped.
+for f in "$DIR"/*.so; do
+    sync "$f"
+    dd if="$f" iflag=nocache count=0 status=none
+done
+
 # pam-gatewayd idle (long polling the fake, which holds each poll as the
 # real API does): its CPU time and RSS over SECONDS, as one line.
 daemon_idle() {

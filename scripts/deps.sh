@@ -82,13 +82,15 @@ case "$mode" in
     # slapd and ldap-utils the directory cases' server,
     # ca-certificates the https case's bundle, binutils strips.
     bench) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils slapd ldap-utils" ;;
+    # make hot-text: make bench's cases under callgrind.
+    hot-text) want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates libpam-google-authenticator oathtool binutils slapd ldap-utils valgrind" ;;
     # make bench-arm: the same under qemu-user; the arm64 pamtester and
     # pam_google_authenticator are unpacked by scripts/bench-arm.sh.
     bench-arm)
         want="libpam0g-dev gcc libc6-dev pamtester bubblewrap ca-certificates oathtool binutils qemu-user-static"
         want_cross aarch64-unknown-linux-gnu
         want="$want libpam0g:arm64 libpam-modules:arm64" ;;
-    *) echo "usage: $0 build|test|demo|deb|cross [TRIPLE...]|test-arm [TRIPLE...]|bench|bench-arm" >&2; exit 2 ;;
+    *) echo "usage: $0 build|test|demo|deb|cross [TRIPLE...]|test-arm [TRIPLE...]|bench|bench-arm|hot-text" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -295,6 +295,69 @@ fn the_module_stays_loaded_once_loaded() {
     assert!(flags.contains("NODELETE"), "{}: {flags}", so.display());
 }
 
+/// The release module's login code lies together at the start of its text
+/// (module/hot-text.ld, module/build.rs): a section of its own that holds
+/// the PAM entry points and most of what a login runs, not all the code.
+/// A list gone stale (functions renamed since `make hot-text`) shows as a
+/// section that has shrunk. Debug builds have no such section.
+#[test]
+fn the_release_module_keeps_its_login_code_together() {
+    if std::env::var_os("PGW_TEST_MODULE").is_none() {
+        eprintln!(
+            "skipped: the debug module has no hot-text section (make test runs it on the release one)"
+        );
+        return;
+    }
+    let so = module_path();
+    let out = std::process::Command::new("readelf")
+        .args(["-SW", "--dyn-syms"])
+        .arg(&so)
+        .output()
+        .expect("readelf (binutils, which gcc depends on)");
+    assert!(out.status.success(), "readelf -S {}", so.display());
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "[16] .text.pam_gateway_hot PROGBITS ADDR OFF SIZE ..."
+    let section = |name: &str| -> Option<(u64, u64)> {
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().any(|w| w == name))?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == name)?;
+        let hex = |i: usize| u64::from_str_radix(words.get(at + i)?, 16).ok();
+        Some((hex(2)?, hex(4)?))
+    };
+    let (hot_addr, hot_size) = section(".text.pam_gateway_hot").unwrap_or_else(|| {
+        panic!(
+            "{} has no .text.pam_gateway_hot section:\n{text}",
+            so.display()
+        )
+    });
+    let (_, rest_size) = section(".text").unwrap_or_else(|| panic!("no .text in {}", so.display()));
+    // A login via pam-gatewayd runs about 260 KB of the module's code, the
+    // direct cases about 50 KB more (x86_64; less on ARM).
+    assert!(
+        hot_size >= 128 * 1024,
+        "{}: only {hot_size} bytes of login code placed together: regenerate module/hot-text.ld (make hot-text)",
+        so.display()
+    );
+    assert!(
+        hot_size < rest_size,
+        "{}: {hot_size} bytes placed together, {rest_size} left: the list holds more than logins run",
+        so.display()
+    );
+    // "N: ADDR SIZE FUNC GLOBAL DEFAULT NDX pam_sm_authenticate"
+    let entry = text
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some("pam_sm_authenticate"))
+        .and_then(|l| u64::from_str_radix(l.split_whitespace().nth(1)?, 16).ok())
+        .unwrap_or_else(|| panic!("no pam_sm_authenticate in {}", so.display()));
+    assert!(
+        (hot_addr..hot_addr + hot_size).contains(&entry),
+        "{}: pam_sm_authenticate at {entry:#x}, outside {hot_addr:#x}+{hot_size:#x}",
+        so.display()
+    );
+}
+
 /// ... and a panic still unwinds to pam-bindings' catch_unwind: PAM_ABORT,
 /// and the application lives on to print it (a failed unwind would abort
 /// pamtester instead). `debug_panic` exists only in debug builds of the

@@ -9,8 +9,8 @@
 # maps is resident memory. Placed together, that code spans about 5 such
 # windows instead of 12 (BENCHMARKS.md, "Session 10").
 #
-# How: an unstripped release build of the module (its own target dir, so
-# target/release is left alone) is run through every case of `make bench`
+# How: a release build of the module with its symbols (its own target dir,
+# so target/release is left alone) is run through every case of `make bench`
 # (scripts/bench.sh: real pamtester, real libpam, the loopback fakes,
 # pam-gatewayd, slapd) once, under valgrind's callgrind. Every function of
 # the module that ran, in any case, goes into the list, most instructions
@@ -23,10 +23,11 @@
 # between builds replaced by a wildcard: the crates' disambiguators (Cs..._,
 # hashes of the crate's version and build settings), the back-references
 # into the name (B..._: offsets, which move when a disambiguator's length
-# does) and LLVM's numeric suffixes. So it holds across rebuilds and targets (the same file serves
-# the aarch64 and armv7 links); a renamed or new function is left where the
-# linker puts it until the next regeneration. tests/pam_real.rs checks that
-# the shipped module has its section of login code.
+# does) and LLVM's numeric suffixes. So it holds across rebuilds and
+# targets (the same file serves the aarch64 and armv7 links); a renamed or
+# new function is left where the linker puts it until the next
+# regeneration. tests/pam_real.rs checks that the shipped module has its
+# section of login code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -49,14 +49,38 @@ impl Dir {
             "#!/bin/sh\n{}",
             body.replace("DIR", &self.0.display().to_string())
         );
-        fs::write(&p, text).expect("write");
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        write_program(&p, &text);
         p
     }
 
     fn read(&self, name: &str) -> String {
         fs::read_to_string(self.0.join(name)).unwrap_or_default()
     }
+}
+
+/// Writes `text` to `path`, mode 0755, from a child process. Written here,
+/// the file would be open for writing in this process for a moment, and a
+/// test running beside this one that spawns a program copies every open
+/// descriptor into its child until that child's exec: if this test's exec
+/// of the file came in between, it would fail with ETXTBSY ("Text file
+/// busy"), as it once did in CI. A child's descriptor is its own.
+fn write_program(path: &Path, text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("sh")
+        .args(["-c", "cat > \"$0\" && chmod 755 \"$0\""])
+        .arg(path)
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("sh");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "writing {}: {status}", path.display());
 }
 
 impl Drop for Dir {
@@ -336,8 +360,7 @@ fn unsafe_programs_are_refused_before_running() {
     let open_dir = dir.path().join("open");
     fs::create_dir(&open_dir).expect("mkdir");
     let prog = open_dir.join("prog");
-    fs::write(&prog, format!("#!/bin/sh\n{body}")).expect("write");
-    fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_program(&prog, &format!("#!/bin/sh\n{body}"));
     fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).expect("chmod");
     check(&prog, "directory mode 0777");
     // … also when reached through a symlink from a safe place.

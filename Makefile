@@ -32,7 +32,12 @@ all: build
 
 build:
 	@scripts/deps.sh build
-	$(CARGO) build --release --locked
+	# The module and its direct library in a cargo run of their own: cargo
+	# unifies the features of shared dependencies over the packages of one
+	# run, and with the CLI's the module's code is not the code that
+	# module/hot-text.ld lists, nor what make test and make bench run.
+	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct
+	$(CARGO) build --release --locked --workspace --exclude pam-gateway-module --exclude pam-gateway-direct
 	$(call name-module,$(RELEASE))
 
 # Everything CI runs: formatting, clippy, unit tests, the loopback gateway
@@ -125,7 +130,8 @@ test-arm:
 bench:
 	@scripts/deps.sh bench
 	$(CARGO) build --release --locked --example fake_telegram --example pam_bench --example pam_loop --example bench_slapd --example delay_proxy
-	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct -p pam-gateway-daemon
+	$(CARGO) build --release --locked -p pam-gateway-module -p pam-gateway-direct
+	$(CARGO) build --release --locked -p pam-gateway-daemon
 	$(call name-module,$(RELEASE))
 	@scripts/bench.sh
 

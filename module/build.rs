@@ -64,13 +64,13 @@ fn main() {
     // text (module/hot-text.ld, made by `make hot-text` from callgrind runs
     // of `make bench`). By default it lies spread over the whole file, and
     // the first touch of each 64 KB window of it is a page fault in the
-    // PAM process; together it spans about 5 windows instead of 12. A
-    // login via pam-gatewayd then costs 0.06-0.16 ms less CPU and about
-    // 0.5 MiB less resident memory (BENCHMARKS.md, session 10). The file
-    // is a linker script that only adds one output section (INSERT),
-    // which lld and GNU ld (the cross builds) both read; its names are
-    // patterns, so it holds across rebuilds and targets. Release builds
-    // of the module only; PAM_GATEWAY_NO_HOT_TEXT=1 links without it.
+    // PAM process. Placed together it spans far fewer such windows: less
+    // CPU and less resident memory per login (figures: BENCHMARKS.md,
+    // session 10). The file is a linker script that only adds one output
+    // section (INSERT), which lld and GNU ld (the cross builds) both read;
+    // its names are patterns, so it holds across rebuilds and targets.
+    // Release builds of the module only; PAM_GATEWAY_NO_HOT_TEXT=1 links
+    // without it.
     println!("cargo:rerun-if-env-changed=PAM_GATEWAY_NO_HOT_TEXT");
     if var("CARGO_PKG_NAME") == "pam-gateway-module"
         && var("PROFILE") == "release"

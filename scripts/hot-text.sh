@@ -6,8 +6,8 @@
 # Why: a login touches about a third of the module's code, spread over the
 # whole file by default. Each first touch of a 64 KB window of it is a page
 # fault in the PAM process (sshd's monitor, sudo, su), and every page it
-# maps is resident memory. Placed together, that code spans about 5 such
-# windows instead of 12 (BENCHMARKS.md, "Session 10").
+# maps is resident memory. Placed together, that code spans far fewer such
+# windows (figures: BENCHMARKS.md, "Session 10").
 #
 # How: a release build of the module with its symbols (its own target dir,
 # so target/release is left alone) is run through every case of `make bench`
@@ -37,7 +37,6 @@ if [ "$(id -u)" != 0 ]; then
 fi
 command -v valgrind >/dev/null || { echo "hot-text: valgrind is missing (apt-get install valgrind)" >&2; exit 1; }
 
-REL=${CARGO_TARGET_DIR:-target}/release
 HOT_TARGET=${HOT_TEXT_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/hot-text}
 OUT=module/hot-text.ld
 

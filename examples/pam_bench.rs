@@ -9,6 +9,7 @@
 //!           [--size LABEL=PATH]... [--bundle PATH] [--label TEXT]
 //!           [--case LABEL=SERVICE:none|totp|fifo]... [--rtt HOST:PORT/PATH]
 //!           [--state-dir DIR]... [--tmpfs DIR]... [--arrivals PATH]
+//!           [--focus-runs N]
 //! ```
 //!
 //! DIR holds `pam.d/` with the services `bench-permit`, `bench-ga`,
@@ -39,6 +40,13 @@
 //! `--arrivals` is the TLS fake's file of arrival times (one line per
 //! message, µs since the epoch); for the cases that send there the report
 //! adds the time from pamtester's start to the message at the fake.
+//! `--focus-runs N` then runs N more rounds of `bench-permit`, `bench-ga`,
+//! `bench-gw-daemon` and the `--case` variants through pam-gatewayd alone
+//! (issue 14's per-login CPU target, ≤ 1.2 × GA), with a bootstrap interval
+//! of the median per-round ratio. `--focus-typing-ms D` adds GA and those
+//! cases with the answer typed D ms after it is known (against GA typed so);
+//! `--focus-gap-ms G` leaves the machine idle G ms before each login of those
+//! rounds, as on a server where logins are rare.
 //!
 //! How: this process binds a datagram socket and drains it (the syslog
 //! both modules write to; without one glibc's syslog falls back to
@@ -60,7 +68,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -85,6 +93,9 @@ struct Args {
     state_dirs: Vec<PathBuf>,
     tmpfs: Vec<PathBuf>,
     arrivals: Option<PathBuf>,
+    focus_runs: usize,
+    focus_typing_ms: u64,
+    focus_gap_ms: u64,
     inner: bool,
 }
 
@@ -106,6 +117,9 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         state_dirs: Vec::new(),
         tmpfs: Vec::new(),
         arrivals: None,
+        focus_runs: 0,
+        focus_typing_ms: 0,
+        focus_gap_ms: 0,
         inner: false,
     };
     let mut it = argv.iter();
@@ -149,6 +163,13 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--state-dir" => a.state_dirs.push(PathBuf::from(value()?)),
             "--tmpfs" => a.tmpfs.push(PathBuf::from(value()?)),
             "--arrivals" => a.arrivals = Some(PathBuf::from(value()?)),
+            "--focus-runs" => a.focus_runs = value()?.parse().map_err(|_| "bad --focus-runs")?,
+            "--focus-typing-ms" => {
+                a.focus_typing_ms = value()?.parse().map_err(|_| "bad --focus-typing-ms")?
+            }
+            "--focus-gap-ms" => {
+                a.focus_gap_ms = value()?.parse().map_err(|_| "bad --focus-gap-ms")?
+            }
             "--inner" => a.inner = true,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
@@ -173,6 +194,9 @@ struct Case {
     name: String,
     service: String,
     input: Input,
+    /// How long the "user" takes to type the answer once it is known
+    /// (zero: it is there as soon as pamtester reads; see [`typed_after`]).
+    typing: Duration,
     wall_ms: Vec<f64>,
     cpu_ms: Vec<f64>,
     rss_kib: Vec<f64>,
@@ -337,12 +361,22 @@ fn run_once(args: &Args, case: &Case, capture: bool) -> Result<Run, String> {
             if !out.status.success() {
                 return Err("oathtool failed".into());
             }
-            let path = args.dir.join("ga-code");
-            std::fs::write(&path, &out.stdout).map_err(|e| e.to_string())?;
-            Stdio::from(File::open(&path).map_err(|e| e.to_string())?)
+            if case.typing > Duration::ZERO {
+                typed_after(case.typing, Source::Text(out.stdout))?
+            } else {
+                let path = args.dir.join("ga-code");
+                std::fs::write(&path, &out.stdout).map_err(|e| e.to_string())?;
+                Stdio::from(File::open(&path).map_err(|e| e.to_string())?)
+            }
         }
         Input::Fifo => {
-            Stdio::from(File::open(args.dir.join("codes")).map_err(|e| format!("codes FIFO: {e}"))?)
+            let fifo =
+                File::open(args.dir.join("codes")).map_err(|e| format!("codes FIFO: {e}"))?;
+            if case.typing > Duration::ZERO {
+                typed_after(case.typing, Source::Fifo(fifo))?
+            } else {
+                Stdio::from(fifo)
+            }
         }
     };
     let err_path = args.dir.join("last-stderr");
@@ -390,6 +424,56 @@ fn run_once(args: &Args, case: &Case, capture: bool) -> Result<Run, String> {
             String::new()
         },
     })
+}
+
+/// Where a typed answer comes from: known now (GA's TOTP code), or the
+/// next line the fake writes to the codes FIFO (the code it delivered).
+enum Source {
+    Text(Vec<u8>),
+    Fifo(File),
+}
+
+/// pamtester's stdin for a user who types the answer `typing` after it is
+/// known to them: a socket, written by a thread that waits that long after
+/// the answer is there. A real user always takes a moment, and a process
+/// that sleeps meanwhile wakes with cold caches: the answer ready at once
+/// (the main table's way) is the cheapest login a stack can have.
+fn typed_after(typing: Duration, source: Source) -> Result<Stdio, String> {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    // A socket pair, as a pipe (std::io::pipe is newer than the MSRV).
+    let (reader, mut writer) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+    std::thread::spawn(move || {
+        let line = match source {
+            Source::Text(t) => t,
+            Source::Fifo(mut fifo) => {
+                // The fake keeps the FIFO open for writing: wait for a line
+                // at most 5 s (a login that sends nothing must not leave a
+                // reader behind to take the next login's code).
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while !line.ends_with(b"\n") {
+                    let mut pfd = libc::pollfd {
+                        fd: fifo.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd, its fd open for the call.
+                    if unsafe { libc::poll(&mut pfd, 1, 5000) } != 1 {
+                        return;
+                    }
+                    match fifo.read(&mut byte) {
+                        Ok(1) => line.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                line
+            }
+        };
+        std::thread::sleep(typing);
+        let _ = writer.write_all(&line);
+    });
+    Ok(Stdio::from(std::os::fd::OwnedFd::from(reader)))
 }
 
 /// One `POST` to the fake with `Connection: close`, read to the end: ms.
@@ -467,38 +551,21 @@ fn run_loop(
     Ok(map)
 }
 
-fn inner(args: &Args) -> Result<(), String> {
-    let mut cases: Vec<Case> = CASES
-        .iter()
-        .map(|&(name, service, input)| (name.to_string(), service.to_string(), input))
-        .chain(args.extra.iter().cloned())
-        .filter(|(_, service, _)| args.dir.join("pam.d").join(service).is_file())
-        .map(|(name, service, input)| Case {
-            name,
-            service,
-            input,
-            wall_ms: Vec::new(),
-            cpu_ms: Vec::new(),
-            rss_kib: Vec::new(),
-            arrive_ms: Vec::new(),
-        })
-        .collect();
-    // Every case must work before anything is timed.
-    for case in &cases {
-        let run = run_once(args, case, true)?;
-        if !run.ok {
-            return Err(format!(
-                "{} ({}) does not authenticate:\n{}",
-                case.name, case.service, run.stderr
-            ));
-        }
-    }
-    let k = cases.len();
-    let mut rtts = Vec::new();
-    let mut order: Vec<usize> = (0..k).collect();
+/// Runs `warmup + runs` interleaved rounds of `cases` (each round every case
+/// once, in a new shuffled order) and keeps the last `runs` rounds' figures;
+/// with `rtt`, also one plain HTTP round trip per round into `rtts`.
+fn time_rounds(
+    args: &Args,
+    cases: &mut [Case],
+    runs: usize,
+    rtt: Option<&str>,
+    rtts: &mut Vec<f64>,
+    gap: Duration,
+) -> Result<(), String> {
+    let mut order: Vec<usize> = (0..cases.len()).collect();
     let mut rng = Shuffle(0x9E37_79B9_7F4A_7C15);
-    for round in 0..args.warmup + args.runs {
-        if let Some(target) = &args.rtt {
+    for round in 0..args.warmup + runs {
+        if let Some(target) = rtt {
             let ms = round_trip(target)?;
             if round >= args.warmup {
                 rtts.push(ms);
@@ -510,6 +577,9 @@ fn inner(args: &Args) -> Result<(), String> {
         // one and carry its tail.
         rng.shuffle(&mut order);
         for &idx in &order {
+            if gap > Duration::ZERO {
+                std::thread::sleep(gap);
+            }
             let run = run_once(args, &cases[idx], false)?;
             if !run.ok {
                 let again = run_once(args, &cases[idx], true)?;
@@ -527,7 +597,49 @@ fn inner(args: &Args) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+fn inner(args: &Args) -> Result<(), String> {
+    let mut cases: Vec<Case> = CASES
+        .iter()
+        .map(|&(name, service, input)| (name.to_string(), service.to_string(), input))
+        .chain(args.extra.iter().cloned())
+        .filter(|(_, service, _)| args.dir.join("pam.d").join(service).is_file())
+        .map(|(name, service, input)| Case {
+            name,
+            service,
+            input,
+            typing: Duration::ZERO,
+            wall_ms: Vec::new(),
+            cpu_ms: Vec::new(),
+            rss_kib: Vec::new(),
+            arrive_ms: Vec::new(),
+        })
+        .collect();
+    // Every case must work before anything is timed.
+    for case in &cases {
+        let run = run_once(args, case, true)?;
+        if !run.ok {
+            return Err(format!(
+                "{} ({}) does not authenticate:\n{}",
+                case.name, case.service, run.stderr
+            ));
+        }
+    }
+    let mut rtts = Vec::new();
+    time_rounds(
+        args,
+        &mut cases,
+        args.runs,
+        args.rtt.as_deref(),
+        &mut rtts,
+        Duration::ZERO,
+    )?;
     report(args, &cases, &rtts);
+    if args.focus_runs > 0 {
+        focus(args, &cases)?;
+    }
 
     if args.cycles > 0 && !args.loop_cmd.is_empty() {
         println!(
@@ -618,6 +730,154 @@ fn inner(args: &Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The services of the focused rounds: the floor, the reference and the
+/// logins through pam-gatewayd (issue 14's per-login CPU target).
+fn in_focus(c: &Case) -> bool {
+    matches!(
+        c.service.as_str(),
+        "bench-permit" | "bench-ga" | "bench-gw-daemon" | "bench-gw-slow-daemon"
+    ) || (c.service.starts_with("bench-v-") && c.name.contains("via pam-gatewayd"))
+}
+
+/// `--focus-runs N`: N more interleaved rounds of pam_permit, GA and the
+/// cases through pam-gatewayd alone, for issue 14's CPU target, with a 95 %
+/// bootstrap interval of the median per-round ratio to GA. The main table's
+/// rounds (`--runs`) are few for a ratio whose target is 1.2: a run of 60
+/// rounds moved it by 0.1 from one run to the next. With
+/// `--focus-typing-ms D`, the same rounds also run GA and those cases with
+/// the answer typed D ms after it is known ([`typed_after`]), each against
+/// GA typed so.
+fn focus(args: &Args, all: &[Case]) -> Result<(), String> {
+    let typing = Duration::from_millis(args.focus_typing_ms);
+    let mut cases: Vec<Case> = Vec::new();
+    for c in all.iter().filter(|c| in_focus(c)) {
+        let typed = typing > Duration::ZERO && c.input != Input::Nothing;
+        for t in [Duration::ZERO, typing]
+            .into_iter()
+            .take(if typed { 2 } else { 1 })
+        {
+            cases.push(Case {
+                name: c.name.clone(),
+                service: c.service.clone(),
+                input: c.input,
+                typing: t,
+                wall_ms: Vec::new(),
+                cpu_ms: Vec::new(),
+                rss_kib: Vec::new(),
+                arrive_ms: Vec::new(),
+            });
+        }
+    }
+    if !cases.iter().any(|c| c.service == "bench-gw-daemon") {
+        return Ok(());
+    }
+    time_rounds(
+        args,
+        &mut cases,
+        args.focus_runs,
+        None,
+        &mut Vec::new(),
+        Duration::from_millis(args.focus_gap_ms),
+    )?;
+    let find = |s: &str, t: Duration| cases.iter().find(|c| c.service == s && c.typing == t);
+    let Some(permit) = find("bench-permit", Duration::ZERO) else {
+        return Ok(());
+    };
+    println!(
+        "\n### Issue 14's CPU target: {} more rounds of the logins through pam-gatewayd\n\n\
+         pam_permit, pam_google_authenticator and the cases through pam-gatewayd alone, {} \
+         interleaved rounds (after {} warm-up rounds). The interval is a 95 % bootstrap \
+         interval of the median per-round ratio (rounds resampled).",
+        args.focus_runs, args.focus_runs, args.warmup
+    );
+    if typing > Duration::ZERO {
+        println!(
+            "\"typed after {} ms\": the answer reaches pamtester {} ms after the user \
+             could know it (GA: its code; pam_gateway: the code at the fake), as when a user \
+             types it; those rows are against GA typed so, in the same rounds.",
+            args.focus_typing_ms, args.focus_typing_ms
+        );
+    }
+    println!(
+        "\n| stack | CPU ms (median) | CPU over pam_permit, ms | CPU ÷ GA (medians) | CPU ÷ GA (median of per-round ratios) | 95 % interval | peak RSS − GA, KiB (median) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let floor = median(&permit.cpu_ms);
+    let label = |c: &Case| {
+        if c.typing > Duration::ZERO {
+            format!("{}, typed after {} ms", c.name, c.typing.as_millis())
+        } else {
+            c.name.clone()
+        }
+    };
+    let modes = if typing > Duration::ZERO {
+        vec![Duration::ZERO, typing]
+    } else {
+        vec![Duration::ZERO]
+    };
+    for t in modes {
+        let Some(ga) = find("bench-ga", t) else {
+            continue;
+        };
+        println!(
+            "| {} | {:.3} | {:+.3} | 1 (reference) | 1 (reference) | | +0 |",
+            label(ga),
+            median(&ga.cpu_ms),
+            median(&ga.cpu_ms) - floor
+        );
+        for c in cases
+            .iter()
+            .filter(|c| c.typing == t && !matches!(c.service.as_str(), "bench-permit" | "bench-ga"))
+        {
+            let ratios: Vec<f64> = c
+                .cpu_ms
+                .iter()
+                .zip(&ga.cpu_ms)
+                .map(|(x, g)| x / g)
+                .collect();
+            let (lo, hi) = bootstrap_median(&ratios);
+            println!(
+                "| {} | {:.3} | {:+.3} | {:.3} | {:.3} | {:.3}–{:.3} | {:+.0} |",
+                label(c),
+                median(&c.cpu_ms),
+                median(&c.cpu_ms) - floor,
+                median(&c.cpu_ms) / median(&ga.cpu_ms),
+                median(&ratios),
+                lo,
+                hi,
+                median(&c.rss_kib) - median(&ga.rss_kib),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A 95 % percentile bootstrap interval of the median of `v`: 2,000
+/// resamples with replacement (xorshift, a fixed seed).
+fn bootstrap_median(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut rng = Shuffle(0x2545_F491_4F6C_DD1D);
+    let mut sample = vec![0.0; v.len()];
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            for x in sample.iter_mut() {
+                *x = v[(rng.next() % v.len() as u64) as usize];
+            }
+            sample.sort_by(|a, b| a.total_cmp(b));
+            let mid = sample.len() / 2;
+            if sample.len() % 2 == 1 {
+                sample[mid]
+            } else {
+                (sample[mid - 1] + sample[mid]) / 2.0
+            }
+        })
+        .collect();
+    medians.sort_by(|a, b| a.total_cmp(b));
+    (quantile(&medians, 0.025), quantile(&medians, 0.975))
 }
 
 fn report(args: &Args, cases: &[Case], rtts: &[f64]) {

@@ -26,6 +26,14 @@
 #                                           pam-gatewayd comparison)
 #   BENCH_IDLE=60                           seconds pam-gatewayd is watched idle
 #                                           (long polling) at the end; 0: not
+#   BENCH_FOCUS_RUNS=1000                   rounds of pam_permit, GA and the cases
+#                                           through pam-gatewayd alone, after the
+#                                           main table (issue 14's CPU target); 0: none
+#   BENCH_FOCUS_TYPING_MS=0                 in those rounds, also GA and the daemon
+#                                           cases with the answer typed this long
+#                                           after it is known
+#   BENCH_FOCUS_GAP_MS=0                    idle time before each login of those
+#                                           rounds (a server that logs in rarely)
 #   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
 #                                           next to it (http fake, state on
 #                                           tmpfs; also in the loop), for experiments;
@@ -55,6 +63,7 @@ STRIP=${BENCH_STRIP:-strip}
 LABEL=${BENCH_LABEL:-$(uname -m)}
 RTT_MS=${BENCH_RTT_MS:-50}
 IDLE=${BENCH_IDLE:-60}
+FOCUS_RUNS=${BENCH_FOCUS_RUNS:-1000}
 DAEMON=$REL/pam-gatewayd
 TLS=$PWD/tests/data/tls
 CHAT=123456977
@@ -331,7 +340,9 @@ mkdir -p "$REL/bench"
         --size "pam_permit.so=$SECURITY/pam_permit.so" \
         --bundle "$DIR/ca-bundle.crt" --label "$LABEL" --state-dir "$DIR/state" \
         --state-dir "$DIR/tmpfs/state" --tmpfs "$DIR/tmpfs" "${EXTRA[@]}" \
-        --arrivals "$DIR/arrivals" --rtt "127.0.0.1:$(cat "$DIR/port")/bot$TOKEN/getMe"
+        --arrivals "$DIR/arrivals" --rtt "127.0.0.1:$(cat "$DIR/port")/bot$TOKEN/getMe" \
+        --focus-runs "$FOCUS_RUNS" --focus-typing-ms "${BENCH_FOCUS_TYPING_MS:-0}" \
+        --focus-gap-ms "${BENCH_FOCUS_GAP_MS:-0}"
     if [ -n "$DAEMON_A_PID" ]; then
         echo
         echo "Delaying proxy: +$RTT_MS ms round trip in front of the TLS fake."

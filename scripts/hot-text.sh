@@ -56,7 +56,7 @@ PROFILES=$(mktemp -d /tmp/pam_gateway-hot-text.XXXXXX)
 trap 'rm -rf "$PROFILES"' EXIT
 chmod 755 "$PROFILES"
 BENCH_MODULE=$HOT_TARGET/release/pam_gateway.so BENCH_STRIP=true \
-    BENCH_RUNS=1 BENCH_WARMUP=0 BENCH_CYCLES=0 BENCH_IDLE=0 \
+    BENCH_RUNS=1 BENCH_WARMUP=0 BENCH_CYCLES=0 BENCH_IDLE=0 BENCH_FOCUS_RUNS=0 \
     BENCH_PAMTESTER="valgrind --tool=callgrind --demangle=no --dump-instr=no --callgrind-out-file=$PROFILES/cg.%p pamtester" \
     scripts/bench.sh > "$PROFILES/bench.log" 2>&1 || {
         echo "hot-text: the bench run failed:" >&2

@@ -32,21 +32,25 @@
 //! (a state_dir below it shows what the fsyncs cost).
 //!
 //! `pam-gatewayd` (issue 14): `bench-gw-daemon` is the http case with
-//! `[approve]` on and a daemon running (bench.sh starts it), so the module
-//! hands its message to the daemon over the Unix socket and makes no HTTP
-//! request itself. `bench-gw-slow` and `bench-gw-slow-daemon` reach the
+//! `[approve]` on and a daemon running (bench.sh starts it) whose socket
+//! the stack line names, so the daemon runs the login and the PAM process
+//! only holds the conversation; `bench-gw-approvals` is the same config
+//! without `socket=`: the module runs the login and hands only its message
+//! to the daemon. `bench-gw-slow` and `bench-gw-slow-daemon` reach the
 //! TLS fake through a proxy that adds round-trip time (examples/delay_proxy):
 //! the module's own new connection per login against the daemon's warm one.
 //! `--arrivals` is the TLS fake's file of arrival times (one line per
 //! message, µs since the epoch); for the cases that send there the report
 //! adds the time from pamtester's start to the message at the fake.
 //! `--focus-runs N` then runs N more rounds of `bench-permit`, `bench-ga`,
-//! `bench-gw-daemon` and the `--case` variants through pam-gatewayd alone
+//! the `bench-gw-*daemon` and `bench-gw-approvals` cases and the `--case`
+//! variants through pam-gatewayd alone
 //! (issue 14's per-login CPU target, ≤ 1.2 × GA), with a bootstrap interval
 //! of the median per-round ratio. `--focus-typing-ms D` adds GA and those
 //! cases with the answer typed D ms after it is known (against GA typed so);
 //! `--focus-gap-ms G` leaves the machine idle G ms before each login of those
-//! rounds, as on a server where logins are rare.
+//! rounds, as on a server where logins are rare. `--daemon-pid P` reads
+//! daemon A's CPU time around each login of those rounds.
 //!
 //! How: this process binds a datagram socket and drains it (the syslog
 //! both modules write to; without one glibc's syslog falls back to
@@ -96,6 +100,8 @@ struct Args {
     focus_runs: usize,
     focus_typing_ms: u64,
     focus_gap_ms: u64,
+    /// pam-gatewayd A: its CPU time is read around each login.
+    daemon_pid: Option<u32>,
     inner: bool,
 }
 
@@ -120,6 +126,7 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
         focus_runs: 0,
         focus_typing_ms: 0,
         focus_gap_ms: 0,
+        daemon_pid: None,
         inner: false,
     };
     let mut it = argv.iter();
@@ -170,6 +177,9 @@ fn parse_args(argv: &[String]) -> Result<Args, String> {
             "--focus-gap-ms" => {
                 a.focus_gap_ms = value()?.parse().map_err(|_| "bad --focus-gap-ms")?
             }
+            "--daemon-pid" => {
+                a.daemon_pid = Some(value()?.parse().map_err(|_| "bad --daemon-pid")?)
+            }
             "--inner" => a.inner = true,
             _ => return Err(format!("unknown argument {flag:?}")),
         }
@@ -203,6 +213,10 @@ struct Case {
     /// From pamtester's start to the message at the TLS fake (the cases
     /// in [`ARRIVAL_SERVICES`]).
     arrive_ms: Vec<f64>,
+    /// pam-gatewayd A's CPU time during the login (`--daemon-pid`), in
+    /// clock ticks of /proc converted to ms: only their mean over many
+    /// logins means anything.
+    daemon_ms: Vec<f64>,
 }
 
 /// pam_google_authenticator with the rate limit and reuse check its own
@@ -266,6 +280,11 @@ const CASES: &[(&str, &str, Input)] = &[
     (
         "pam_gateway (http, via pam-gatewayd)",
         "bench-gw-daemon",
+        Input::Fifo,
+    ),
+    (
+        "pam_gateway (http, approvals via pam-gatewayd: the module runs the login)",
+        "bench-gw-approvals",
         Input::Fifo,
     ),
     (
@@ -580,7 +599,9 @@ fn time_rounds(
             if gap > Duration::ZERO {
                 std::thread::sleep(gap);
             }
+            let before = args.daemon_pid.and_then(process_cpu_ms);
             let run = run_once(args, &cases[idx], false)?;
+            let after = args.daemon_pid.and_then(process_cpu_ms);
             if !run.ok {
                 let again = run_once(args, &cases[idx], true)?;
                 return Err(format!(
@@ -594,10 +615,29 @@ fn time_rounds(
                 c.cpu_ms.push(run.cpu_ms);
                 c.rss_kib.push(run.rss_kib);
                 c.arrive_ms.extend(run.arrive_ms);
+                if let (Some(b), Some(a)) = (before, after) {
+                    c.daemon_ms.push(a - b);
+                }
             }
         }
     }
     Ok(())
+}
+
+/// A process's user and system CPU time (all its threads, those gone
+/// too), ms, from /proc/PID/stat (clock ticks, 100 per second on Linux's
+/// ABI).
+fn process_cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
 }
 
 fn inner(args: &Args) -> Result<(), String> {
@@ -615,6 +655,7 @@ fn inner(args: &Args) -> Result<(), String> {
             cpu_ms: Vec::new(),
             rss_kib: Vec::new(),
             arrive_ms: Vec::new(),
+            daemon_ms: Vec::new(),
         })
         .collect();
     // Every case must work before anything is timed.
@@ -737,7 +778,11 @@ fn inner(args: &Args) -> Result<(), String> {
 fn in_focus(c: &Case) -> bool {
     matches!(
         c.service.as_str(),
-        "bench-permit" | "bench-ga" | "bench-gw-daemon" | "bench-gw-slow-daemon"
+        "bench-permit"
+            | "bench-ga"
+            | "bench-gw-daemon"
+            | "bench-gw-slow-daemon"
+            | "bench-gw-approvals"
     ) || (c.service.starts_with("bench-v-") && c.name.contains("via pam-gatewayd"))
 }
 
@@ -767,6 +812,7 @@ fn focus(args: &Args, all: &[Case]) -> Result<(), String> {
                 cpu_ms: Vec::new(),
                 rss_kib: Vec::new(),
                 arrive_ms: Vec::new(),
+                daemon_ms: Vec::new(),
             });
         }
     }
@@ -800,10 +846,37 @@ fn focus(args: &Args, all: &[Case]) -> Result<(), String> {
             args.focus_typing_ms, args.focus_typing_ms
         );
     }
+    let daemon = args.daemon_pid.is_some();
+    if daemon {
+        println!(
+            "\"pam-gatewayd CPU\": daemon A's CPU time (/proc, 10 ms ticks) during each \
+             login of the row, the mean over its rounds: the work a login the daemon runs \
+             moves out of the PAM process (GA's row shows the daemon's own background, long \
+             polling; the +RTT case has a daemon of its own, not measured)."
+        );
+    }
     println!(
-        "\n| stack | CPU ms (median) | CPU over pam_permit, ms | CPU ÷ GA (medians) | CPU ÷ GA (median of per-round ratios) | 95 % interval | peak RSS − GA, KiB (median) |"
+        "\n| stack | CPU ms (median) | CPU over pam_permit, ms | CPU ÷ GA (medians) | CPU ÷ GA (median of per-round ratios) | 95 % interval | peak RSS − GA, KiB (median) |{}",
+        if daemon {
+            " pam-gatewayd CPU, ms per login (mean) |"
+        } else {
+            ""
+        }
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "|---|---:|---:|---:|---:|---:|---:|{}",
+        if daemon { "---:|" } else { "" }
+    );
+    let daemon_cell = |c: &Case| {
+        if !daemon {
+            String::new()
+        } else if c.daemon_ms.is_empty() || c.service == "bench-gw-slow-daemon" {
+            // Daemon B's logins: A is not theirs.
+            " |".to_string()
+        } else {
+            format!(" {:.3} |", mean(&c.daemon_ms))
+        }
+    };
     let floor = median(&permit.cpu_ms);
     let label = |c: &Case| {
         if c.typing > Duration::ZERO {
@@ -822,10 +895,11 @@ fn focus(args: &Args, all: &[Case]) -> Result<(), String> {
             continue;
         };
         println!(
-            "| {} | {:.3} | {:+.3} | 1 (reference) | 1 (reference) | | +0 |",
+            "| {} | {:.3} | {:+.3} | 1 (reference) | 1 (reference) | | +0 |{}",
             label(ga),
             median(&ga.cpu_ms),
-            median(&ga.cpu_ms) - floor
+            median(&ga.cpu_ms) - floor,
+            daemon_cell(ga)
         );
         for c in cases
             .iter()
@@ -839,7 +913,7 @@ fn focus(args: &Args, all: &[Case]) -> Result<(), String> {
                 .collect();
             let (lo, hi) = bootstrap_median(&ratios);
             println!(
-                "| {} | {:.3} | {:+.3} | {:.3} | {:.3} | {:.3}–{:.3} | {:+.0} |",
+                "| {} | {:.3} | {:+.3} | {:.3} | {:.3} | {:.3}–{:.3} | {:+.0} |{}",
                 label(c),
                 median(&c.cpu_ms),
                 median(&c.cpu_ms) - floor,
@@ -848,6 +922,7 @@ fn focus(args: &Args, all: &[Case]) -> Result<(), String> {
                 lo,
                 hi,
                 median(&c.rss_kib) - median(&ga.rss_kib),
+                daemon_cell(c),
             );
         }
     }

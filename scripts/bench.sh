@@ -37,8 +37,10 @@
 #   BENCH_VARIANTS="name=path.so ..."       more builds of the module to time
 #                                           next to it (http fake, state on
 #                                           tmpfs; also in the loop), for experiments;
-#                                           name=path.so@daemon: via pam-gatewayd
-#                                           (not in the loop)
+#                                           name=path.so@daemon: the login run by
+#                                           pam-gatewayd (socket=); @approvals: the
+#                                           daemon sends only, for builds before
+#                                           socket= (neither in the loop)
 # Another architecture under qemu-user: `make bench-arm` (scripts/bench-arm.sh)
 # sets these for the aarch64 build of `make cross`.
 set -euo pipefail
@@ -257,9 +259,17 @@ echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-https.toml" > "$
 # blocking-pool thread, here from /etc/hosts) adds.
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-dns.toml" > "$DIR/pam.d/bench-gw-dns"
 echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-tmpfs.toml" > "$DIR/pam.d/bench-gw-tmpfs"
-for v in daemon slow slow-daemon; do
-    if [ -f "$DIR/etc/gateway-$v.toml" ]; then
-        echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-$v.toml" > "$DIR/pam.d/bench-gw-$v"
+# Through a daemon, the module names its socket (socket=): pam-gatewayd
+# runs the login and the PAM process only holds the conversation
+# (approve::hosted). bench-gw-approvals: daemon A's config without socket=,
+# so the module runs the login itself and asks the daemon only to send the
+# message with the buttons (the way before the daemon ran logins).
+for v in daemon:run-a slow: slow-daemon:run-b approvals:; do
+    name=${v%%:*}; sock=${v#*:}; conf=$name
+    [ "$name" = approvals ] && conf=daemon
+    if [ -f "$DIR/etc/gateway-$conf.toml" ]; then
+        arg=; [ -n "$sock" ] && arg=" socket=$DIR/$sock/pam-gatewayd.sock"
+        echo "auth required $DIR/pam_gateway.so config=$DIR/etc/gateway-$conf.toml$arg" > "$DIR/pam.d/bench-gw-$name"
     fi
 done
 # The http case with the recipient from the directory: one LDAP lookup
@@ -274,12 +284,21 @@ for v in ${BENCH_VARIANTS:-}; do
     # name=path.so runs on the tmpfs state dir: compare with "pam_gateway
     # (http, state on tmpfs)"; name=path.so@daemon through daemon A:
     # compare with "pam_gateway (http, via pam-gatewayd)".
-    name=${v%%=*}; spec=${v#*=}; path=${spec%@daemon}
-    if [ "$path" = "$spec" ]; then
-        conf=gateway-tmpfs.toml; what="http, state on tmpfs"
-    else
-        conf=gateway-daemon.toml; what="http, via pam-gatewayd"
-        [ -n "$DAEMON_A_PID" ] || { echo "bench: $name@daemon needs pam-gatewayd and examples/delay_proxy built" >&2; exit 1; }
+    name=${v%%=*}; spec=${v#*=}; sock=
+    case $spec in
+        *@daemon)
+            path=${spec%@daemon}; conf=gateway-daemon.toml; what="http, via pam-gatewayd"
+            sock=" socket=$DIR/run-a/pam-gatewayd.sock" ;;
+        *@approvals)
+            # The module runs the login, the daemon sends and approves
+            # (builds from before socket=).
+            path=${spec%@approvals}; conf=gateway-daemon.toml; what="http, approvals via pam-gatewayd" ;;
+        *)
+            path=$spec; conf=gateway-tmpfs.toml; what="http, state on tmpfs" ;;
+    esac
+    if [ "$conf" = gateway-daemon.toml ] && [ -z "$DAEMON_A_PID" ]; then
+        echo "bench: $name=$spec needs pam-gatewayd and examples/delay_proxy built" >&2
+        exit 1
     fi
     cp "$path" "$DIR/variant-$name.so"
     chmod 644 "$DIR/variant-$name.so"
@@ -288,7 +307,7 @@ for v in ${BENCH_VARIANTS:-}; do
         cp "$(direct_of "$path")" "$DIR/variant-${name}_direct.so"
         chmod 644 "$DIR/variant-${name}_direct.so"
     fi
-    echo "auth required $DIR/variant-$name.so config=$DIR/etc/$conf" > "$DIR/pam.d/bench-v-$name"
+    echo "auth required $DIR/variant-$name.so config=$DIR/etc/$conf$sock" > "$DIR/pam.d/bench-v-$name"
     EXTRA+=(--case "variant $name ($what)=bench-v-$name:fifo")
 done
 chmod 644 "$DIR"/pam.d/*
@@ -342,7 +361,7 @@ mkdir -p "$REL/bench"
         --state-dir "$DIR/tmpfs/state" --tmpfs "$DIR/tmpfs" "${EXTRA[@]}" \
         --arrivals "$DIR/arrivals" --rtt "127.0.0.1:$(cat "$DIR/port")/bot$TOKEN/getMe" \
         --focus-runs "$FOCUS_RUNS" --focus-typing-ms "${BENCH_FOCUS_TYPING_MS:-0}" \
-        --focus-gap-ms "${BENCH_FOCUS_GAP_MS:-0}"
+        --focus-gap-ms "${BENCH_FOCUS_GAP_MS:-0}" ${DAEMON_A_PID:+--daemon-pid "$DAEMON_A_PID"}
     if [ -n "$DAEMON_A_PID" ]; then
         echo
         echo "Delaying proxy: +$RTT_MS ms round trip in front of the TLS fake."

@@ -149,6 +149,34 @@ fn bounded(s: &str) -> String {
     s.chars().take(MAX_STORED_NAME).collect()
 }
 
+/// [`record_way_in`] at the end of a real login (the system's clock and
+/// groups), a failure logged as a warning: it never changes the result.
+/// The module and pam-gatewayd (for a login it runs) both end so.
+pub fn record_way_in_logged(
+    config: &Config,
+    store: &dyn StateStore,
+    ctx: &LoginContext,
+    outcome: &Outcome,
+    log: &mut dyn Log,
+) {
+    if let Err(e) = record_way_in(
+        config,
+        store,
+        &crate::state::SystemWallClock,
+        &crate::policy::SystemGroups,
+        ctx,
+        outcome,
+    ) {
+        log.log(
+            Level::Warning,
+            &format!(
+                "user={} could not record the way in for [alert]: {e}",
+                clean(&ctx.user)
+            ),
+        );
+    }
+}
+
 /// After an authentication: writes how this login got in to the user's
 /// state for the session hook, when `[alert]` reports this service and the
 /// outcome lets the user in. `Ok(false)` when there was nothing to write.

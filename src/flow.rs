@@ -32,7 +32,9 @@ use std::time::Duration;
 
 use zeroize::Zeroize;
 
-use crate::approve::wire::{ApprovalState, ErrorKind, Final, Reserve};
+use crate::approve::wire::{
+    ApprovalState, ErrorKind, Final, HandedApproval, Handover, PamResult, Reserve,
+};
 use crate::approve::{self, ApprovalRequest, ApproveError, Approved, Approver};
 use crate::backup_codes;
 use crate::code::{Code, CodeSource, MAX_ANSWER_LEN};
@@ -233,6 +235,36 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// What PAM is told (DESIGN.md's table): the module maps this to a
+    /// return code, and so does a login pam-gatewayd runs.
+    pub fn pam_result(&self) -> PamResult {
+        match self {
+            Outcome::Success { .. } | Outcome::Remembered => PamResult::Success,
+            Outcome::MaxTries => PamResult::MaxTries,
+            Outcome::UnknownUser => PamResult::UserUnknown,
+            Outcome::Expired
+            | Outcome::NotEnrolledDenied
+            | Outcome::WrongPassword
+            | Outcome::RateLimited
+            | Outcome::DeniedNotMe => PamResult::AuthErr,
+            // All attempts are used up, across logins.
+            Outcome::LockedOut => PamResult::MaxTries,
+            Outcome::NotEnrolledIgnored
+            | Outcome::DeliveryFailedIgnored
+            | Outcome::PolicyIgnored => PamResult::Ignore,
+            // An unsafe or corrupt state file is a broken setup, like a bad
+            // config.
+            Outcome::StateFailed => PamResult::ServiceErr,
+            // Whether the user is enrolled cannot be known: the directory
+            // failed. Never PAM_IGNORE, whatever failmode or unenrolled say.
+            Outcome::DeliveryFailedDenied | Outcome::DirectoryUnavailable => {
+                PamResult::AuthinfoUnavail
+            }
+            Outcome::ConversationFailed => PamResult::ConvErr,
+            Outcome::SystemError => PamResult::SystemErr,
+        }
+    }
+
     /// The word for the log's `result=` field.
     pub fn label(&self) -> &'static str {
         match self {
@@ -609,6 +641,84 @@ impl Flow<'_> {
         enrolment: impl Into<Lookup<'l>>,
     ) -> Outcome {
         self.authenticate_lookup(ctx, enrolment.into())
+    }
+
+    /// [`Flow::authenticate`] in pam-gatewayd: `hand_over` is given the
+    /// code's dialogue once the code went out and before the first prompt
+    /// (not for a dialogue without a sent code), for the module to finish
+    /// the login with ([`Flow::resume`]) should the daemon go away.
+    pub fn authenticate_handing_over<'l>(
+        &mut self,
+        ctx: &LoginContext,
+        enrolment: impl Into<Lookup<'l>>,
+        hand_over: &mut dyn FnMut(&Handover),
+    ) -> Outcome {
+        let dialogue = match self.send_code(ctx, enrolment.into()) {
+            ControlFlow::Continue(dialogue) | ControlFlow::Break(End::Ask(dialogue)) => dialogue,
+            ControlFlow::Break(End::Done(outcome)) => return outcome,
+        };
+        if let Some(handover) = self.handover_of(&dialogue) {
+            hand_over(&handover);
+        }
+        self.prompt(ctx, dialogue)
+    }
+
+    /// The dialogue of a code that went out, as [`Handover`].
+    fn handover_of(&self, dialogue: &Dialogue) -> Option<Handover> {
+        let Judging::Answers(Expect {
+            code: Some((code, deadline, gateway)),
+        }) = &dialogue.judging
+        else {
+            return None;
+        };
+        let left = deadline.saturating_sub(self.clock.now());
+        Some(Handover {
+            code: code.expose().to_string(),
+            ttl_left_ms: u64::try_from(left.as_millis()).unwrap_or(u64::MAX),
+            gateway: (*gateway).to_string(),
+            prompt: dialogue.prompt.clone(),
+            approval: dialogue.approval.as_ref().and_then(|a| {
+                Some(HandedApproval {
+                    nonce: a.nonce.clone()?,
+                    answer: a.answer,
+                    code_prompt: a.code_prompt.clone(),
+                    offered: a.offered.get(),
+                })
+            }),
+        })
+    }
+
+    /// The rest of a login pam-gatewayd began and went away from after the
+    /// code went out ([`Flow::authenticate_handing_over`]): the same
+    /// dialogue, judged here, the tap still asked of the daemon (a new one
+    /// does not know the nonce: the typed code is asked for). Nothing is
+    /// sent or counted again.
+    pub fn resume(&mut self, ctx: &LoginContext, handover: &Handover) -> Outcome {
+        let Some(gateway) = GatewayKind::from_id(&handover.gateway).map(GatewayKind::id) else {
+            self.note(
+                ctx,
+                Level::Error,
+                "pam-gatewayd handed over a login of an unknown gateway; denied",
+            );
+            return Outcome::SystemError;
+        };
+        let deadline = self.clock.now() + Duration::from_millis(handover.ttl_left_ms);
+        let approval = handover.approval.as_ref().map(|a| Approval {
+            nonce: Some(a.nonce.clone()),
+            answer: a.answer,
+            deadline,
+            code_prompt: a.code_prompt.clone(),
+            offered: Cell::new(a.offered),
+        });
+        let dialogue = Dialogue {
+            prompt: handover.prompt.clone(),
+            gateway,
+            judging: Judging::Answers(Expect {
+                code: Some((Code::from_digits(&handover.code), deadline, gateway)),
+            }),
+            approval,
+        };
+        self.prompt(ctx, dialogue)
     }
 
     /// [`Flow::authenticate`], one copy for both kinds of [`Lookup`].

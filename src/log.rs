@@ -30,18 +30,21 @@ impl SyslogLog {
 
     /// Syslog under another ident (`pam-gatewayd`), same facility.
     pub fn open_as(ident: &'static str) -> SyslogLog {
+        SyslogLog::open_for(ident, std::process::id())
+    }
+
+    /// Lines tagged with another process's pid: pam-gatewayd logs a login
+    /// it runs as the module would, `pam_gateway[PID]` with the PAM
+    /// process's pid.
+    pub fn open_for(ident: &'static str, pid: u32) -> SyslogLog {
         SyslogLog {
-            logger: syslog::unix(Rfc3164 {
-                ident,
-                pid: std::process::id(),
-            })
-            .ok(),
+            logger: syslog::unix(Rfc3164 { ident, pid }).ok(),
         }
     }
 }
 
 /// The module's ident.
-const IDENT: &str = "pam_gateway";
+pub const IDENT: &str = "pam_gateway";
 
 /// Writes the line `syslog::Formatter3164` would (facility authpriv, no
 /// host name, ident `pam_gateway`): `<84>Dec 04 18:30:20 pam_gateway[PID]:

@@ -11,6 +11,10 @@ use crate::config::DEFAULT_CONFIG_PATH;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleArgs {
     pub config: PathBuf,
+    /// pam-gatewayd's socket, where the module offers the login to the
+    /// daemon (`approve::hosted`); `None`: the default,
+    /// [`crate::approve::DEFAULT_SOCKET`].
+    pub socket: Option<PathBuf>,
     pub debug: bool,
 }
 
@@ -20,6 +24,8 @@ pub struct ModuleArgs {
 pub enum ModuleArgsError {
     /// `config=PATH` with a relative path.
     RelativeConfig(PathBuf),
+    /// `socket=PATH` with a relative path.
+    RelativeSocket(PathBuf),
     /// An argument that is neither `config=PATH` nor `debug`.
     Unknown(String),
 }
@@ -32,9 +38,14 @@ impl fmt::Display for ModuleArgsError {
                 "module argument config={}: the path must be absolute",
                 path.display()
             ),
+            ModuleArgsError::RelativeSocket(path) => write!(
+                f,
+                "module argument socket={}: the path must be absolute",
+                path.display()
+            ),
             ModuleArgsError::Unknown(arg) => write!(
                 f,
-                "unknown module argument {arg:?} (known: config=PATH, debug)"
+                "unknown module argument {arg:?} (known: config=PATH, socket=PATH, debug)"
             ),
         }
     }
@@ -43,11 +54,12 @@ impl fmt::Display for ModuleArgsError {
 impl std::error::Error for ModuleArgsError {}
 
 impl ModuleArgs {
-    /// `config=PATH` (absolute) and `debug`; anything else is an error, so a
+    /// `config=PATH`, `socket=PATH` (both absolute) and `debug`; anything else is an error, so a
     /// typo in a stack line denies instead of being ignored.
     pub fn parse<S: AsRef<str>>(args: &[S]) -> Result<ModuleArgs, ModuleArgsError> {
         let mut parsed = ModuleArgs {
             config: PathBuf::from(DEFAULT_CONFIG_PATH),
+            socket: None,
             debug: false,
         };
         for arg in args {
@@ -60,6 +72,12 @@ impl ModuleArgs {
                     return Err(ModuleArgsError::RelativeConfig(path));
                 }
                 parsed.config = path;
+            } else if let Some(path) = arg.strip_prefix("socket=") {
+                let path = PathBuf::from(path);
+                if !path.is_absolute() {
+                    return Err(ModuleArgsError::RelativeSocket(path));
+                }
+                parsed.socket = Some(path);
             } else {
                 return Err(ModuleArgsError::Unknown(arg.to_string()));
             }
@@ -83,7 +101,16 @@ mod tests {
         let e = ModuleArgs::parse(&["nullok"]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown module argument \"nullok\" (known: config=PATH, debug)"
+            "unknown module argument \"nullok\" (known: config=PATH, socket=PATH, debug)"
+        );
+        let a = ModuleArgs::parse(&["socket=/run/x/d.sock"]).expect("socket");
+        assert_eq!(a.socket, Some(PathBuf::from("/run/x/d.sock")));
+        assert_eq!(ModuleArgs::parse::<&str>(&[]).expect("none").socket, None);
+        let e = ModuleArgs::parse(&["socket=d.sock"]).unwrap_err();
+        assert_eq!(e, ModuleArgsError::RelativeSocket("d.sock".into()));
+        assert_eq!(
+            e.to_string(),
+            "module argument socket=d.sock: the path must be absolute"
         );
         let e = ModuleArgs::parse(&["config=rel.toml"]).unwrap_err();
         assert_eq!(e, ModuleArgsError::RelativeConfig("rel.toml".into()));

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
+use crate::approve::wire::PamResult;
 use crate::config::Config;
 use crate::directory;
 use crate::flow::{Enrolment, Lookup, Route, clean};
@@ -387,6 +388,48 @@ pub fn update_users<E: From<SetupError> + From<FileError>>(
             }
         },
     )
+}
+
+/// The account a login is for, as the module names it: the account's own
+/// name (pw_name) through NSS however the client spelled it, and whether
+/// NSS knows it (a name it does not know goes on, to be denied by the flow
+/// after the same prompts). A failed lookup is logged and PAM_SYSTEM_ERR.
+/// The module and pam-gatewayd (for a login it runs) both start so.
+pub fn login_account(given: &str, log: &mut dyn Log) -> Result<(String, bool), PamResult> {
+    match crate::system::accounts::canonical_user(given) {
+        Ok(Some(name)) => {
+            if name != given {
+                log.log(
+                    Level::Info,
+                    &format!("user={} is account {}", clean(given), clean(&name)),
+                );
+            }
+            Ok((name, true))
+        }
+        Ok(None) => Ok((given.to_string(), false)),
+        Err(e) => {
+            log.log(Level::Error, &format!("user={} denied: {e}", clean(given)));
+            Err(PamResult::SystemErr)
+        }
+    }
+}
+
+/// A login's `what` step ([`load_config_with_text`], [`load_users`]),
+/// its failure logged and PAM_SERVICE_ERR: any problem with the files
+/// denies, whatever failmode says.
+pub fn for_login<T>(
+    loaded: Result<T, SetupError>,
+    user: &str,
+    what: &str,
+    log: &mut dyn Log,
+) -> Result<T, PamResult> {
+    loaded.map_err(|e| {
+        log.log(
+            Level::Error,
+            &format!("user={} denied: {what}{e}", clean(user)),
+        );
+        PamResult::ServiceErr
+    })
 }
 
 #[cfg(test)]

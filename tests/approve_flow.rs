@@ -718,3 +718,158 @@ fn clock_secs(clock: &FakeClock) -> u64 {
     use pam_gateway_core::flow::Clock;
     clock.now().as_secs()
 }
+
+/// pam-gatewayd runs the flow with `authenticate_handing_over`: the code's
+/// dialogue is handed over before the first prompt. A flow resumed from it
+/// (the module's, once the daemon went away after a wrong code) judges the
+/// same code, counts on in the same state and sends nothing again; the tap
+/// is still asked of the daemon by the nonce.
+#[test]
+fn a_handed_over_dialogue_is_finished_with_the_same_code() {
+    use pam_gateway_core::approve::wire::Handover;
+    let clock = FakeClock::default();
+    let daemon = FakeDaemon::running(&clock);
+    let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n{ON}");
+    let config = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &text).expect("config");
+    let wall = FakeWall::following(&clock);
+    let outbox = Outbox::default();
+    let ctx = LoginContext {
+        user: "alice".into(),
+        service: "sshd".into(),
+        rhost: Some("203.0.113.7".into()),
+        tty: Some("ssh".into()),
+        ruser: None,
+        host: "pi".into(),
+        password_was_wrong: false,
+        caller_is_root: true,
+    };
+    let store = daemon.store.clone();
+    let log = MemoryLog::default();
+    let mut handed: Vec<Handover> = Vec::new();
+
+    // The daemon's flow: a wrong code, then the module is gone.
+    let mut conv = ScriptedConv::new(vec![typed("999999")], &clock, &wall, &outbox).until_hang_up();
+    let mut approver = daemon.clone();
+    let outcome = Flow {
+        config: &config,
+        conv: &mut conv,
+        clock: &clock,
+        codes: &mut FixedCodes(CODE),
+        log: &mut log.clone(),
+        debug: true,
+        state: &*store,
+        wall: &wall,
+        groups: &NoGroups,
+        totp: None,
+        approver: Some(&mut approver),
+    }
+    .authenticate_handing_over(
+        &ctx,
+        Enrolment::Enrolled(vec![outbox.route("123456977")]),
+        &mut |h| handed.push(h.clone()),
+    );
+    assert_eq!(outcome, Outcome::ConversationFailed);
+    assert_eq!(handed.len(), 1, "one handover, before the first prompt");
+    let h = &handed[0];
+    assert_eq!(h.code, CODE);
+    assert_eq!(h.gateway, "telegram");
+    assert_eq!(h.prompt, tap_prompt(&daemon));
+    assert!(!format!("{h:?}").contains(CODE), "Debug shows the code");
+    let a = h.approval.as_ref().expect("a tap offered");
+    assert_eq!(a.nonce, daemon.request().nonce);
+    assert_eq!(a.answer, daemon.request().answer);
+    assert!(a.offered);
+    assert_eq!(h.ttl_left_ms, 300_000);
+    assert_eq!(store.get("alice").expect("state").failures, 1);
+
+    // The module's flow, resumed: Enter (the daemon's nonce is asked for
+    // the tap, none came), then the code.
+    clock.advance(Duration::from_secs(5));
+    let mut conv = ScriptedConv::new(
+        vec![enter(), Step::TypeBytes(CODE.into())],
+        &clock,
+        &wall,
+        &outbox,
+    );
+    let mut approver = daemon.clone();
+    let outcome = Flow {
+        config: &config,
+        conv: &mut conv,
+        clock: &clock,
+        codes: &mut FixedCodes("999999"),
+        log: &mut log.clone(),
+        debug: true,
+        state: &*store,
+        wall: &wall,
+        groups: &NoGroups,
+        totp: None,
+        approver: Some(&mut approver),
+    }
+    .resume(&ctx, h);
+    assert_eq!(outcome, TELEGRAM);
+    assert!(
+        outbox.delivered.borrow().is_empty(),
+        "nothing sent directly"
+    );
+    assert_eq!(daemon.log.borrow().requests.len(), 1, "no second Approve");
+    let waits = daemon.log.borrow().wait_calls.clone();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert_eq!(waits[0].0, a.nonce);
+    let state = store.get("alice").expect("state");
+    assert_eq!(state.failures, 0, "the right code clears the count");
+    let t = conv.finish();
+    assert_eq!(t.prompts.len(), 2, "{:?}", t.prompts);
+    assert!(!log.text().contains(CODE), "the code leaked");
+}
+
+/// A resumed login whose code expired meanwhile is refused.
+#[test]
+fn a_handed_over_code_expires_as_it_would_have() {
+    use pam_gateway_core::approve::wire::Handover;
+    let clock = FakeClock::default();
+    let text = format!("[telegram]\nbot_token = \"{TOKEN}\"\n");
+    let config = Config::parse(Path::new("/etc/pam_gateway/gateway.toml"), &text).expect("config");
+    let wall = FakeWall::following(&clock);
+    let outbox = Outbox::default();
+    let store = FakeDaemon::running(&clock).store.clone();
+    let ctx = LoginContext {
+        user: "alice".into(),
+        service: "sshd".into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        host: "pi".into(),
+        password_was_wrong: false,
+        caller_is_root: true,
+    };
+    let h = Handover {
+        code: CODE.into(),
+        ttl_left_ms: 2_000,
+        gateway: "telegram".into(),
+        prompt: CODE_PROMPT.into(),
+        approval: None,
+    };
+    let mut unknown = h.clone();
+    unknown.gateway = "carrier-pigeon".into();
+    let typed_late = vec![Step::Type(Duration::from_secs(3), CODE.into())];
+    for (h, steps, want) in [
+        (h, typed_late, Outcome::Expired),
+        (unknown, vec![], Outcome::SystemError),
+    ] {
+        let outcome = Flow {
+            config: &config,
+            conv: &mut ScriptedConv::new(steps, &clock, &wall, &outbox),
+            clock: &clock,
+            codes: &mut FixedCodes("999999"),
+            log: &mut MemoryLog::default(),
+            debug: false,
+            state: &*store,
+            wall: &wall,
+            groups: &NoGroups,
+            totp: None,
+            approver: None,
+        }
+        .resume(&ctx, &h);
+        assert_eq!(outcome, want);
+    }
+}

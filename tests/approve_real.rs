@@ -181,10 +181,24 @@ fn login_to_tap(w: &World, sshd: &Sshd) -> (SshLogin, String, Message) {
     (login, p, approval_message(w))
 }
 
+/// [`SshLogin::finish`] while the sandbox's syslog socket is drained: it
+/// queues 10 datagrams (net.unix.max_dgram_qlen), and with a daemon in the
+/// sandbox logging there too, sshd's PAM process would wait on a full one.
+fn finish_draining(login: SshLogin, w: &World) -> SshResult {
+    std::thread::scope(|s| {
+        let finished = s.spawn(move || login.finish(WAIT));
+        while !finished.is_finished() {
+            w.sandbox.log();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        finished.join().expect("finish")
+    })
+}
+
 /// Types the code `m` carries: the login gets in.
 fn type_code_and_get_in(mut login: SshLogin, m: &Message, w: &World, sshd: &Sshd, d: &Daemon) {
     login.answer(&find_code(&m.text).expect("code"));
-    let r = login.finish(WAIT);
+    let r = finish_draining(login, w);
     assert_in(&r, w, sshd, Some(d));
 }
 
@@ -359,22 +373,28 @@ fn a_wrong_number_is_refused_and_counted() {
 #[ignore = "needs root; run as root with --include-ignored (make test does)"]
 fn not_me_refuses_locks_and_alerts_the_admins() {
     let (w, d, sshd) = with_daemon_and_sshd(world(""), Recipe::KeyAndCode);
-    let (mut login, _, m) = login_to_tap(&w, &sshd);
+    not_me_refuses_locks_and_alerts(&w, &d, &sshd);
+}
+
+/// "Not me" under ALICE's message: refused, locked in her state file, the
+/// admin alerted; her next login sends nothing and is refused.
+fn not_me_refuses_locks_and_alerts(w: &World, d: &Daemon, sshd: &Sshd) {
+    let (mut login, _, m) = login_to_tap(w, sshd);
     tap(&w.fake, CHAT, &m, "Not me");
     login.answer("");
-    let r = login.finish(WAIT);
-    assert_refused(&r, &w, &sshd, Some(&d));
-    wait_syslog(&w, "result=denied-not-me");
-    let s = state_of(&w, ALICE);
+    let r = finish_draining(login, w);
+    assert_refused(&r, w, sshd, Some(d));
+    wait_syslog(w, "result=denied-not-me");
+    let s = state_of(w, ALICE);
     assert!(s["not_me"].is_u64(), "locked: {s}");
     w.fake
         .wait_for_sent_to(ADMIN, WAIT)
         .unwrap_or_else(|| panic!("no alert to {ADMIN}: {:?}", w.fake.sent()));
     // The next login sends nothing and is refused.
     let before = w.fake.sent().len();
-    let r = sshd.login(ALICE, &[], COMMAND).finish(WAIT);
-    assert_refused(&r, &w, &sshd, Some(&d));
-    wait_syslog(&w, "result=denied-locked-out");
+    let r = finish_draining(sshd.login(ALICE, &[], COMMAND), w);
+    assert_refused(&r, w, sshd, Some(d));
+    wait_syslog(w, "result=denied-locked-out");
     let to_user = w.fake.sent()[before..]
         .iter()
         .filter(|s| s.chat_id == CHAT.to_string())
@@ -761,6 +781,13 @@ mod many {
     }
 
     fn env(wait: u64, extra: &str) -> Env {
+        env_with(wait, extra, false)
+    }
+
+    /// `hosted`: the daemon runs the logins (`approve::hosted`): it runs in
+    /// the env's namespace (its accounts, its /dev/log) and the stack line
+    /// names its socket.
+    fn env_with(wait: u64, extra: &str, hosted: bool) -> Env {
         pgw_test_support::pam_harness::require_root_tools();
         let mut chats: Vec<i64> = (0..NUMBERED_ACCOUNTS).map(chat_of).collect();
         chats.push(ADMIN);
@@ -783,12 +810,26 @@ mod many {
             socket.display()
         );
         let pam = PamEnv::with_files(&body, &users);
-        let daemon = Daemon::start(
+        let mut daemon = Daemon::new(
             daemon::binary(),
             pam.config.clone(),
-            socket,
+            socket.clone(),
             pam.dir.path().join("daemon.log"),
         );
+        if hosted {
+            pam.set_stack(&format!(
+                "auth required {{module}} config={{config}} debug socket={}\n",
+                socket.display()
+            ));
+            let cmd = pam.bwrap();
+            daemon.prefix = std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|s| s.to_string_lossy().into_owned())
+                .chain(["--bind".into(), pam.log_path.display().to_string()])
+                .chain(["/dev/log".into(), "--die-with-parent".into()])
+                .collect();
+        }
+        daemon.spawn();
         let log = Arc::new(Mutex::new(String::new()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sock = pam.log_sock.try_clone().expect("log socket");
@@ -929,7 +970,18 @@ mod many {
     #[test]
     #[ignore = "needs root; run as root with --include-ignored (make test does)"]
     fn twenty_users_at_once_each_approved_by_their_own_tap_only() {
-        let env = env(10, "");
+        twenty_users_at_once(false);
+    }
+
+    /// The same, each login run by the daemon.
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn twenty_users_at_once_run_by_the_daemon_each_approved_by_their_own_tap_only() {
+        twenty_users_at_once(true);
+    }
+
+    fn twenty_users_at_once(hosted: bool) {
+        let env = env_with(10, "", hosted);
         let mut logins: Vec<Login> = (0..NUMBERED_ACCOUNTS)
             .map(|i| Login::start(&env, &format!("user{i}")))
             .collect();
@@ -985,6 +1037,12 @@ mod many {
             );
         }
         assert_eq!(log.matches("method=approved").count(), NUMBERED_ACCOUNTS);
+        let run_by = "the login was run by pam-gatewayd: Success";
+        assert_eq!(
+            log.matches(run_by).count(),
+            if hosted { NUMBERED_ACCOUNTS } else { 0 },
+            "{log}"
+        );
         // Each message ended "approved", once.
         for m in &messages {
             let e = env.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
@@ -996,7 +1054,17 @@ mod many {
     #[test]
     #[ignore = "needs root; run as root with --include-ignored (make test does)"]
     fn twenty_logins_of_one_user_keep_the_limits() {
-        let env = env(1, "[limits]\ncodes_per_window = 5\nwindow = 900\n");
+        twenty_logins_of_one_user(false);
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn twenty_logins_of_one_user_run_by_the_daemon_keep_the_limits() {
+        twenty_logins_of_one_user(true);
+    }
+
+    fn twenty_logins_of_one_user(hosted: bool) {
+        let env = env_with(1, "[limits]\ncodes_per_window = 5\nwindow = 900\n", hosted);
         // Twenty logins at once, each pressing Enter and then giving up.
         let mut logins: Vec<Login> = (0..20).map(|_| Login::start(&env, "user0")).collect();
         for l in &mut logins {
@@ -1017,5 +1085,238 @@ mod many {
             15,
             "{log}"
         );
+        if hosted {
+            assert_eq!(
+                log.matches("the login was run by pam-gatewayd").count(),
+                20,
+                "{log}"
+            );
+        }
+    }
+}
+
+/// Logins pam-gatewayd runs (`approve::hosted`): the daemon in a namespace
+/// of the sandbox (its /etc, accounts and /dev/log) with the module's own
+/// gateway.toml, and the module's stack lines naming the daemon's socket
+/// (`socket=`, and `debug`: the module says who ran the login). The PAM
+/// process then holds only the conversation.
+mod hosted {
+    use super::*;
+    use pgw_test_support::pam_harness::CHAT;
+
+    /// pam-gatewayd in the sandbox with /etc/pam_gateway/gateway.toml.
+    fn start_hosting(w: &World) -> Daemon {
+        let cmd = w.sandbox.command("pam-gatewayd");
+        let mut prefix: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(prefix.pop().as_deref(), Some("pam-gatewayd"));
+        let mut d = Daemon::new(
+            daemon::binary(),
+            PathBuf::from("/etc/pam_gateway/gateway.toml"),
+            w.socket.clone(),
+            w.shared.join("daemon.log"),
+        );
+        d.prefix = prefix;
+        d.spawn();
+        d
+    }
+
+    /// The sandbox's stack for `service`, the module's lines naming the
+    /// daemon's socket.
+    fn name_the_socket(w: &World, service: &str) {
+        let path = w.sandbox.path().join("pam.d").join(service);
+        let text = fs::read_to_string(&path).expect("stack");
+        assert!(text.contains("pam_gateway.so"), "{text}");
+        let arg = format!("pam_gateway.so debug socket={}", w.socket.display());
+        write_file(&path, &text.replace("pam_gateway.so", &arg), 0o644);
+    }
+
+    fn sshd_hosted(w: &World) -> Sshd {
+        let sshd = Sshd::start(&w.sandbox, Recipe::KeyAndCode);
+        name_the_socket(w, "sshd");
+        sshd
+    }
+
+    const RUN_BY: &str = "the login was run by pam-gatewayd";
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn tap_then_enter_gets_in() {
+        let w = world("");
+        let d = start_hosting(&w);
+        let sshd = sshd_hosted(&w);
+        let (mut login, p, m) = login_to_tap(&w, &sshd);
+        assert_eq!(p, tap_prompt_of(&p), "{}", dump(&w, &sshd, Some(&d), None));
+        assert!(m.text.contains("Service: sshd"), "{}", m.text);
+        tap(&w.fake, CHAT, &m, &format!("{:02}", number_in(&p)));
+        login.answer("");
+        let r = finish_draining(login, &w);
+        assert_in(&r, &w, &sshd, Some(&d));
+        let log = wait_syslog(&w, RUN_BY);
+        assert!(log.contains(&format!("{RUN_BY}: Success")), "{log}");
+        assert!(
+            log.contains("result=success") && log.contains("method=approved"),
+            "{log}"
+        );
+        let code = find_code(&m.text).expect("code");
+        assert!(!log.contains(&code), "code in syslog");
+        assert!(!d.log_text().contains(&code), "code in the daemon's log");
+        let edit = w.fake.wait_for_edit(m.message_id, WAIT).expect("edited");
+        assert!(edit.after.buttons.is_empty(), "buttons gone: {edit:?}");
+    }
+
+    /// A wrong code counts in the state file as without the daemon; the
+    /// right one then gets in.
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn a_wrong_code_counts_and_the_right_one_gets_in() {
+        let w = world("");
+        let d = start_hosting(&w);
+        let sshd = sshd_hosted(&w);
+        let (mut login, p, m) = login_to_tap(&w, &sshd);
+        login.answer("000000");
+        let p2 = login.next_prompt(WAIT).expect("asked again");
+        assert_eq!(
+            p2,
+            format!(
+                "({ALICE}@127.0.0.1) Wrong code. 2 attempts left.\n{}",
+                &p[p.find("Tap").unwrap_or(0)..]
+            ),
+            "{}",
+            dump(&w, &sshd, Some(&d), None)
+        );
+        assert_eq!(state_of(&w, ALICE)["failures"], 1);
+        type_code_and_get_in(login, &m, &w, &sshd, &d);
+        let log = wait_syslog(&w, RUN_BY);
+        assert!(log.contains("result=success"), "{log}");
+    }
+
+    /// The daemon killed at the prompt: the module finishes the login
+    /// itself with the code that went out (the Enter it was sent first).
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn the_daemon_killed_mid_login_leaves_the_typed_code() {
+        let w = world("");
+        let mut d = start_hosting(&w);
+        let sshd = sshd_hosted(&w);
+        let (mut login, _, m) = login_to_tap(&w, &sshd);
+        d.kill();
+        login.answer("");
+        let p2 = login.next_prompt(WAIT).expect("asked again");
+        typed_code_after_approval_gone(login, &p2, &m, &w, &sshd, &d);
+        let log = wait_syslog(&w, "result=success");
+        assert!(
+            log.contains("the module finishes the login with the code that went out"),
+            "{log}"
+        );
+        assert!(!log.contains(RUN_BY), "{log}");
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn not_me_refuses_locks_and_alerts_the_admins() {
+        let w = world("");
+        let d = start_hosting(&w);
+        let sshd = sshd_hosted(&w);
+        not_me_refuses_locks_and_alerts(&w, &d, &sshd);
+        let log = wait_syslog(&w, &format!("{RUN_BY}: MaxTries"));
+        assert!(log.contains(&format!("{RUN_BY}: AuthErr")), "{log}");
+    }
+
+    /// Restarted between the send and the tap: the login is the module's
+    /// now, the new daemon does not know the nonce, the code still works.
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn the_daemon_restarted_between_send_and_tap_leaves_the_typed_code() {
+        let w = world("");
+        let mut d = start_hosting(&w);
+        let sshd = sshd_hosted(&w);
+        let (mut login, p, m) = login_to_tap(&w, &sshd);
+        d.kill();
+        d.spawn();
+        tap(&w.fake, CHAT, &m, &format!("{:02}", number_in(&p)));
+        login.answer("");
+        let p2 = login.next_prompt(WAIT).expect("asked again");
+        typed_code_after_approval_gone(login, &p2, &m, &w, &sshd, &d);
+        let log = wait_syslog(&w, "result=success");
+        assert!(!log.contains("method=approved"), "{log}");
+        assert!(
+            log.contains("the module finishes the login with the code that went out"),
+            "{log}"
+        );
+    }
+
+    /// A daemon started with another file declines: the module runs the
+    /// login itself (and still asks that daemon for the tap).
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn a_daemon_of_another_config_declines_and_the_module_runs_the_login() {
+        let w = world("");
+        let d = start_daemon(&w);
+        let sshd = sshd_hosted(&w);
+        let (mut login, p, m) = login_to_tap(&w, &sshd);
+        tap(&w.fake, CHAT, &m, &format!("{:02}", number_in(&p)));
+        login.answer("");
+        let r = finish_draining(login, &w);
+        assert_in(&r, &w, &sshd, Some(&d));
+        let log = wait_syslog(&w, "method=approved");
+        assert!(
+            log.contains("pam-gatewayd does not run this login: it serves"),
+            "{log}"
+        );
+        assert!(!log.contains(RUN_BY), "{log}");
+    }
+
+    fn caller(w: &World, service: &str) -> CallerRun {
+        let mark = w.sandbox.path().join("out/ran");
+        if service == "sudo" {
+            w.sandbox.install_service("sudo", "sudo");
+            name_the_socket(w, "sudo");
+            CallerRun::spawn("sudo", "password for", w.sandbox.sudo_as_alice(&mark), mark)
+        } else {
+            // su_world installed the service (the daemon's /etc is a copy
+            // made when it started).
+            name_the_socket(w, "su");
+            let cmd = w.sandbox.as_alice(&sandbox::su_argv(&mark));
+            CallerRun::spawn("su", "Password: ", cmd, mark)
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn sudo_by_an_unprivileged_user_is_approved_by_a_tap() {
+        let w = world("");
+        let d = start_hosting(&w);
+        let m = approved_by_a_tap(&w, &d, caller(&w, "sudo"));
+        assert!(m.text.contains("Service: sudo"), "{}", m.text);
+        wait_syslog(&w, RUN_BY);
+    }
+
+    /// The caller of su stops it (and the module) at the prompt past the
+    /// code's lifetime and the daemon's patience, then types the right
+    /// code: the daemon has ended the login, and the module says so
+    /// instead of judging the code itself. Nobody gets in.
+    #[test]
+    #[ignore = "needs root; run as root with --include-ignored (make test does)"]
+    fn under_su_a_stopped_module_gets_nobody_in() {
+        let w = world("\n[code]\nttl = 30\n");
+        w.sandbox.install_su_to_root();
+        let d = start_hosting(&w);
+        let (mut su, _) = caller(&w, "su").at_tap();
+        let m = approval_message(&w);
+        let pid = su.client_pid();
+        signal(pid, "STOP");
+        // ttl (30 s) and the daemon's 10 s, and a margin.
+        std::thread::sleep(Duration::from_secs(45));
+        signal(pid, "CONT");
+        su.type_line(&find_code(&m.text).expect("code"));
+        let (ran, out) = su.finish();
+        let log = w.sandbox.log();
+        assert!(!ran, "the caller got root:\n{out}\n{log}\n{}", d.log_text());
+        assert!(!log.contains("result=success"), "{log}");
+        assert!(log.contains("result=conversation-error"), "{log}");
+        assert!(log.contains(&format!("{RUN_BY}: ConvErr")), "{log}");
     }
 }

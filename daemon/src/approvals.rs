@@ -171,7 +171,8 @@ impl Daemon {
             | Request::Finish { version, .. }
             | Request::Send { version, .. }
             | Request::Updates { version, .. }
-            | Request::Status { version } => *version,
+            | Request::Status { version }
+            | Request::Login { version, .. } => *version,
         };
         if version != VERSION {
             return error(
@@ -205,6 +206,11 @@ impl Daemon {
             Request::Send { chat_id, text, .. } => self.send(chat_id, &text),
             Request::Updates { after, wait_ms, .. } => self.updates(after, wait_ms),
             Request::Status { .. } => self.status(),
+            // A connection of its own (socket::connection, crate::host).
+            Request::Login { .. } => error(
+                ErrorKind::BadRequest,
+                "a login is run on a connection of its own".to_string(),
+            ),
         }
     }
 

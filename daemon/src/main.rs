@@ -21,6 +21,7 @@
 
 mod approvals;
 mod bot;
+mod host;
 mod log;
 mod socket;
 

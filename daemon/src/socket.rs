@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_gateway_core::approve::wire::{
-    ErrorKind, FrameError, MAX_FRAME, Request, Response, read_frame, write_frame,
+    ErrorKind, FrameError, MAX_FRAME, Request, Response, VERSION, read_frame, write_frame,
 };
 use pam_gateway_core::log::Level;
-use pam_gateway_core::system::fs::peer_uid;
+use pam_gateway_core::system::fs::{peer_cred, peer_uid};
 use pam_gateway_core::system::set_umask;
 
 use crate::approvals::{Daemon, error};
@@ -236,6 +236,25 @@ fn connection(d: &Daemon, conn: UnixStream) {
                 return;
             }
         };
+        if let Request::Login { version, .. } = &request {
+            if *version != VERSION {
+                reply(
+                    &conn,
+                    &error(
+                        ErrorKind::Version,
+                        format!("protocol version {version}; this daemon speaks {VERSION}"),
+                    ),
+                );
+                return;
+            }
+            // The PAM process's pid, for the login's log lines.
+            let pid = peer_cred(conn.as_fd())
+                .ok()
+                .and_then(|(_, pid)| u32::try_from(pid).ok())
+                .unwrap_or(0);
+            crate::host::login(d, &conn, pid, request);
+            return;
+        }
         let response = d.handle(request);
         if !reply(&conn, &response) {
             return;

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use pam_gateway_core::approve::wire::{
-    ApprovalState, BlockKind, DaemonStatus, ErrorKind, Final, MAX_FRAME, Request, Reserve,
-    Response, TextUpdate, VERSION, read_frame, write_frame,
+    ApprovalState, AskStyle, BlockKind, DaemonStatus, ErrorKind, Final, HostMsg, HostReply,
+    MAX_FRAME, PamResult, Request, Reserve, Response, TextUpdate, VERSION, read_frame, write_frame,
 };
 use pam_gateway_core::approve::{Approver, Client};
 use pgw_test_support::daemon::{DaemonProcess, WAIT};
@@ -1210,4 +1210,197 @@ fn it_needs_no_capability() {
     d.kill();
     d.spawn();
     d.status();
+}
+
+/// System accounts every Debian machine has: the logins the daemon runs
+/// need names NSS knows.
+const ACCOUNTS: [&str; 10] = [
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news",
+];
+
+/// A daemon whose users file enrols [`ACCOUNTS`] at CHAT, with limits no
+/// soak fills (ten accounts, each 1,000 codes in 10 s).
+fn hosting() -> (FakeTelegram, Daemon) {
+    root::require("the daemon tests (pam-gatewayd trusts root-owned files only)");
+    let fake = fake();
+    let dir = TempDir::new("daemon");
+    let socket = dir.0.join("run").join("pgd.sock");
+    let text = Daemon::config_text(
+        &dir.0,
+        &fake,
+        &format!(
+            "[limits]\ncodes_per_window = 1000\nwindow = 10\n\n{}",
+            Daemon::approve_section(&socket)
+        ),
+    );
+    let d = Daemon::start_with(dir, &text);
+    let users: String = ACCOUNTS
+        .iter()
+        .map(|a| format!("[users.{a}]\ntelegram = \"{CHAT}\"\n"))
+        .collect();
+    write_file(&d.dir.0.join("users.toml"), &users, 0o644);
+    (fake, d)
+}
+
+/// One login the daemon runs, asked as the module asks (`config=` the
+/// daemon's own file): every hidden prompt answered with `typed`, or with
+/// the code of the handover. Returns the frames' kinds and the result.
+fn hosted_login(
+    d: &Daemon,
+    user: &str,
+    config: &Path,
+    typed: Option<&str>,
+) -> (Vec<String>, PamResult) {
+    let s = d.connect();
+    let login = Request::Login {
+        version: VERSION,
+        args: vec![format!("config={}", config.display())],
+        user: user.into(),
+        service: "soak".into(),
+        rhost: Some("192.0.2.1".into()),
+        tty: None,
+        ruser: None,
+        password_was_wrong: false,
+        caller_is_root: true,
+    };
+    write_frame(&mut &s, &login).expect("login");
+    let mut seen = Vec::new();
+    let mut code = None;
+    loop {
+        match read_frame::<HostMsg>(&mut &s).expect("frame") {
+            HostMsg::Handover { handover } => {
+                seen.push("handover".to_string());
+                code = Some(handover.code.clone());
+            }
+            HostMsg::Ask { style, text, .. } => {
+                seen.push(format!("{style:?}: {text}"));
+                let answer = match style {
+                    AskStyle::Hidden => Some(
+                        typed
+                            .map(String::from)
+                            .or(code.clone())
+                            .expect("a code")
+                            .into_bytes(),
+                    ),
+                    _ => None,
+                };
+                write_frame(&mut &s, &HostReply::Reply { answer }).expect("reply");
+            }
+            HostMsg::Outcome { verdict } => return (seen, verdict),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// The daemon runs a login for a module of its own config: the code goes
+/// out, the dialogue is handed over first, the right code gets in, a wrong
+/// one is refused; a module of another config is declined.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn it_runs_the_logins_of_its_own_config_and_declines_others() {
+    let (fake, d) = hosting();
+    let (seen, result) = hosted_login(&d, "root", &d.config, None);
+    assert_eq!(result, PamResult::Success, "{seen:?}\n{}", d.log_text());
+    assert_eq!(seen[0], "handover", "{seen:?}");
+    assert!(seen[1].starts_with("Hidden: Tap "), "{seen:?}");
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].chat_id, CHAT.to_string());
+
+    let (seen, result) = hosted_login(&d, "root", &d.config, Some("000000"));
+    assert_eq!(result, PamResult::MaxTries, "{seen:?}");
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.starts_with("Error: Wrong code"))
+            .count(),
+        2,
+        "{seen:?}"
+    );
+    let (seen, result) = hosted_login(&d, "no-such-user-pgw", &d.config, Some("123456"));
+    assert_eq!(result, PamResult::UserUnknown, "{seen:?}");
+    assert!(
+        !seen.contains(&"handover".to_string()),
+        "a decoy hands nothing over"
+    );
+
+    let s = d.connect();
+    let login = Request::Login {
+        version: VERSION,
+        args: vec!["config=/etc/pam_gateway/other.toml".into()],
+        user: "root".into(),
+        service: "sshd".into(),
+        rhost: None,
+        tty: None,
+        ruser: None,
+        password_was_wrong: false,
+        caller_is_root: true,
+    };
+    write_frame(&mut &s, &login).expect("login");
+    match read_frame::<HostMsg>(&mut &s).expect("frame") {
+        HostMsg::Decline { why } => assert!(why.contains("it serves"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.sent().len(), 2, "the declined login sent nothing");
+    let code = fake.sent()[0].text.clone();
+    assert!(
+        !d.log_text().contains(&code),
+        "a message text in the daemon's log"
+    );
+}
+
+/// `PGW_DAEMON_SOAK` logins the daemon runs (default 300), each the whole
+/// flow (config, users file, state file, send, judging): descriptors and
+/// threads do not grow. Prints the figures; RSS is printed, not judged.
+#[test]
+#[ignore = "needs root; run as root with --include-ignored (make test does)"]
+fn many_hosted_logins_leave_no_descriptors_or_threads_behind() {
+    let cycles: usize = std::env::var("PGW_DAEMON_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let (_fake, d) = hosting();
+    let pid = d.child.as_ref().unwrap().id();
+    let login = |i: usize| {
+        let user = ACCOUNTS[i % ACCOUNTS.len()];
+        let (seen, result) = hosted_login(&d, user, &d.config, None);
+        assert_eq!(
+            result,
+            PamResult::Success,
+            "login {i}: {seen:?}\n{}",
+            d.log_text()
+        );
+    };
+    for i in 0..20 {
+        login(i);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let before = resources(pid);
+    let step = (cycles / 10).max(1);
+    let start = Instant::now();
+    for i in 0..cycles {
+        login(i);
+        if (i + 1) % step == 0 {
+            let (fds, threads, rss) = resources(pid);
+            println!(
+                "after {:>6} logins: fds {fds}, threads {threads}, rss {rss} KiB",
+                i + 1
+            );
+        }
+    }
+    let took = start.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = resources(pid);
+    println!(
+        "{cycles} hosted logins in {:.1} s; before {before:?} after {after:?} (fds, threads, rss KiB)",
+        took.as_secs_f64()
+    );
+    assert!(
+        after.0 <= before.0 + 2,
+        "descriptors grew: {before:?} → {after:?}"
+    );
+    assert!(
+        after.1 <= before.1 + 2,
+        "threads grew: {before:?} → {after:?}"
+    );
+    assert_eq!(d.status().pending, 0);
 }

@@ -5,7 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pam_gateway_core::approve::wire::{FrameError, MAX_FRAME, Request, Response, read_frame, write_frame};
+use pam_gateway_core::approve::wire::{
+    FrameError, HostMsg, HostReply, MAX_FRAME, Request, Response, read_frame, write_frame,
+};
 
 fn round_trip<T>(data: &[u8])
 where
@@ -33,4 +35,8 @@ where
 fuzz_target!(|data: &[u8]| {
     round_trip::<Request>(data);
     round_trip::<Response>(data);
+    // A login the daemon runs: its frames to the module, and the module's
+    // replies.
+    round_trip::<HostMsg>(data);
+    round_trip::<HostReply>(data);
 });

@@ -17,6 +17,8 @@ use pam::items::{AuthTok, RHost, RUser, Service, Tty};
 use pam::module::{PamHandle, PamHooks};
 
 use pam_gateway_core::alert;
+use pam_gateway_core::approve::hosted::{self, Hosted, Resume};
+use pam_gateway_core::approve::wire::{self, PamResult, Request};
 use pam_gateway_core::approve::{self, Approver};
 use pam_gateway_core::code::OsCodeSource;
 use pam_gateway_core::config::Config;
@@ -25,7 +27,7 @@ use pam_gateway_core::flow::{
     Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
 };
 use pam_gateway_core::log::{Level, Log, SyslogLog};
-use pam_gateway_core::module_args::{ModuleArgs, ModuleArgsError};
+use pam_gateway_core::module_args::ModuleArgs;
 use pam_gateway_core::policy::SystemGroups;
 use pam_gateway_core::secure_file::Owner;
 use pam_gateway_core::setup;
@@ -38,29 +40,57 @@ pub const OPENSSH_WRONG_PASSWORD: &[u8] = b"\x08\n\r\x7fINCORRECT";
 
 /// Maps an outcome to what PAM expects (DESIGN.md's table).
 pub fn pam_code(outcome: &Outcome) -> PamResultCode {
-    match outcome {
-        Outcome::Success { .. } | Outcome::Remembered => PamResultCode::PAM_SUCCESS,
-        Outcome::MaxTries => PamResultCode::PAM_MAXTRIES,
-        Outcome::UnknownUser => PamResultCode::PAM_USER_UNKNOWN,
-        Outcome::Expired
-        | Outcome::NotEnrolledDenied
-        | Outcome::WrongPassword
-        | Outcome::RateLimited
-        | Outcome::DeniedNotMe => PamResultCode::PAM_AUTH_ERR,
-        // All attempts are used up, across logins.
-        Outcome::LockedOut => PamResultCode::PAM_MAXTRIES,
-        Outcome::NotEnrolledIgnored | Outcome::DeliveryFailedIgnored | Outcome::PolicyIgnored => {
-            PamResultCode::PAM_IGNORE
+    code_of(outcome.pam_result())
+}
+
+/// The return code for a [`PamResult`] (the module's own, or the one
+/// pam-gatewayd sends for a login it ran).
+pub fn code_of(result: PamResult) -> PamResultCode {
+    match result {
+        PamResult::Success => PamResultCode::PAM_SUCCESS,
+        PamResult::AuthErr => PamResultCode::PAM_AUTH_ERR,
+        PamResult::MaxTries => PamResultCode::PAM_MAXTRIES,
+        PamResult::UserUnknown => PamResultCode::PAM_USER_UNKNOWN,
+        PamResult::Ignore => PamResultCode::PAM_IGNORE,
+        PamResult::ServiceErr => PamResultCode::PAM_SERVICE_ERR,
+        PamResult::AuthinfoUnavail => PamResultCode::PAM_AUTHINFO_UNAVAIL,
+        PamResult::ConvErr => PamResultCode::PAM_CONV_ERR,
+        PamResult::SystemErr => PamResultCode::PAM_SYSTEM_ERR,
+    }
+}
+
+/// Syslog, opened at the first line: a login pam-gatewayd runs logs
+/// nothing in this process.
+#[derive(Default)]
+struct LazyLog(Option<SyslogLog>);
+
+impl Log for LazyLog {
+    fn log(&mut self, level: Level, line: &str) {
+        self.0.get_or_insert_with(SyslogLog::open).log(level, line);
+    }
+}
+
+/// The first hidden prompt answered with an answer the user gave already
+/// (to pam-gatewayd, which went away before it judged it).
+struct Replay<'a> {
+    first: Option<Answer>,
+    inner: &'a mut dyn Conversation,
+}
+
+impl Conversation for Replay<'_> {
+    fn prompt_hidden(&mut self, prompt: &str) -> Result<Option<Answer>, ConvError> {
+        match self.first.take() {
+            Some(answer) => Ok(Some(answer)),
+            None => self.inner.prompt_hidden(prompt),
         }
-        // An unsafe or corrupt state file is a broken setup, like a bad config.
-        Outcome::StateFailed => PamResultCode::PAM_SERVICE_ERR,
-        // Whether the user is enrolled cannot be known: the directory
-        // failed. Never PAM_IGNORE, whatever failmode or unenrolled say.
-        Outcome::DeliveryFailedDenied | Outcome::DirectoryUnavailable => {
-            PamResultCode::PAM_AUTHINFO_UNAVAIL
-        }
-        Outcome::ConversationFailed => PamResultCode::PAM_CONV_ERR,
-        Outcome::SystemError => PamResultCode::PAM_SYSTEM_ERR,
+    }
+
+    fn error(&mut self, text: &str) -> Result<(), ConvError> {
+        self.inner.error(text)
+    }
+
+    fn info(&mut self, text: &str) -> Result<(), ConvError> {
+        self.inner.info(text)
     }
 }
 
@@ -103,13 +133,12 @@ where
     }
 }
 
-/// The stack line's arguments, parsed (libpam hands them over as C strings).
-fn module_args(args: &[&CStr]) -> Result<ModuleArgs, ModuleArgsError> {
-    let args: Vec<String> = args
-        .iter()
+/// The stack line's arguments as strings (libpam hands them over as C
+/// strings).
+fn module_args(args: &[&CStr]) -> Vec<String> {
+    args.iter()
         .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    ModuleArgs::parse(&args)
+        .collect()
 }
 
 /// gateway.toml (root's, checked), and the way to the direct library for
@@ -130,8 +159,9 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
     if args.iter().any(|a| a.to_bytes() == b"debug_panic") {
         panic!("debug_panic: a panic the stack line asked for");
     }
-    let mut log = SyslogLog::open();
-    let args = match module_args(args) {
+    let mut log = LazyLog::default();
+    let raw_args = module_args(args);
+    let args = match ModuleArgs::parse(&raw_args) {
         Ok(a) => a,
         Err(e) => {
             log.log(Level::Error, &format!("denied: {e}"));
@@ -149,93 +179,144 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
             return code;
         }
     };
-    // One account, one name: users.toml, the state file and the group
-    // checks use the account's own name (pw_name), never the spelling the
-    // client typed. A name NSS does not know is denied (by the flow, after
-    // the same prompts as any login); a failed lookup denies here.
-    let (user, known) = match accounts::canonical_user(&given) {
-        Ok(Some(name)) => (name, true),
-        Ok(None) => (given.clone(), false),
-        Err(e) => {
-            log.log(Level::Error, &format!("user={} denied: {e}", clean(&given)));
-            return PamResultCode::PAM_SYSTEM_ERR;
-        }
-    };
-    if known && user != given {
-        log.log(
-            Level::Info,
-            &format!("user={} is account {}", clean(&given), clean(&user)),
-        );
-    }
-
-    // For log lines only: the user name comes from the client.
-    let shown = clean(&user);
-    // Any problem with the files denies, whatever failmode says.
-    let (config, net) = match load_config(&args) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            log.log(Level::Error, &format!("user={shown} denied: config: {e}"));
-            return PamResultCode::PAM_SERVICE_ERR;
-        }
-    };
-    let users = match setup::load_users(&config, Owner::ROOT) {
-        Ok(u) => u,
-        Err(e) => {
-            log.log(
-                Level::Error,
-                &format!("user={shown} denied: users file: {e}"),
-            );
-            return PamResultCode::PAM_SERVICE_ERR;
-        }
-    };
-    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
-    // users.toml first (an entry there overrides the directory wholly),
-    // then [directory], asked only once [policy] covers the login; only for
-    // accounts NSS knows.
-    let sources = setup::Sources {
-        config: &config,
-        users: &users,
-        net: &net,
-        store: &store,
-        wall: &SystemWallClock,
-        owner: Owner::ROOT,
-    };
-    let enrolment = match sources.enrolment_lookup(&user, known) {
-        Ok(lookup) => lookup,
-        Err(e) => {
-            log.log(Level::Error, &format!("user={shown} denied: {e}"));
-            return PamResultCode::PAM_SERVICE_ERR;
-        }
-    };
-
     let password_was_wrong = matches!(
         pamh.get_item::<AuthTok>(),
         Ok(Some(tok)) if tok.as_bytes() == OPENSSH_WRONG_PASSWORD
     );
-    let ctx = LoginContext {
-        user: user.clone(),
+    let facts = Facts {
         service: item_string::<Service>(pamh).unwrap_or_default(),
         rhost: item_string::<RHost>(pamh),
         tty: item_string::<Tty>(pamh),
         ruser: item_string::<RUser>(pamh),
-        host: hostname(),
         password_was_wrong,
         // Under su and sudo run by a user it is not: that caller may signal
         // the process and chose its resource limits.
         caller_is_root: system::real_uid() == 0,
     };
-
     let conv = match pamh.get_item::<Conv>() {
         Ok(Some(c)) => c,
         _ => {
             log.log(
                 Level::Error,
-                &format!("user={shown} denied: the application offers no conversation"),
+                &format!(
+                    "user={} denied: the application offers no conversation",
+                    clean(&given)
+                ),
             );
             return PamResultCode::PAM_CONV_ERR;
         }
     };
     let mut conversation = PamConversation { conv };
+
+    // pam-gatewayd, if it runs, runs the login (approve::hosted); the
+    // module runs it itself when it does not, declines, or goes away.
+    let login = Request::Login {
+        version: wire::VERSION,
+        args: raw_args,
+        user: given.clone(),
+        service: facts.service.clone(),
+        rhost: facts.rhost.clone(),
+        tty: facts.tty.clone(),
+        ruser: facts.ruser.clone(),
+        password_was_wrong: facts.password_was_wrong,
+        caller_is_root: facts.caller_is_root,
+    };
+    let socket = args
+        .socket
+        .as_deref()
+        .unwrap_or(std::path::Path::new(approve::DEFAULT_SOCKET));
+    let resume = match hosted::run(socket, Owner::ROOT, &login, &mut conversation) {
+        Hosted::Done(result) => {
+            if args.debug {
+                let line = format!(
+                    "user={} the login was run by pam-gatewayd: {result:?}",
+                    clean(&given)
+                );
+                log.log(Level::Debug, &line);
+            }
+            return code_of(result);
+        }
+        Hosted::Local { why, resume } => {
+            if let Some(why) = why {
+                log.log(Level::Warning, &format!("user={} {why}", clean(&given)));
+            }
+            resume
+        }
+    };
+    local(&args, given, facts, &mut conversation, &mut log, resume)
+}
+
+/// The login's PAM items.
+struct Facts {
+    service: String,
+    rhost: Option<String>,
+    tty: Option<String>,
+    ruser: Option<String>,
+    password_was_wrong: bool,
+    caller_is_root: bool,
+}
+
+/// The login run in this process: from the start, or (`resume`) from
+/// where pam-gatewayd left it after the code went out.
+fn local(
+    args: &ModuleArgs,
+    given: String,
+    facts: Facts,
+    conversation: &mut dyn Conversation,
+    log: &mut LazyLog,
+    resume: Option<Resume>,
+) -> PamResultCode {
+    // One account, one name: users.toml, the state file and the group
+    // checks use the account's own name (pw_name), never the spelling the
+    // client typed. A name NSS does not know is denied (by the flow, after
+    // the same prompts as any login); a failed lookup denies here.
+    let (user, known) = match setup::login_account(&given, log) {
+        Ok(account) => account,
+        Err(result) => return code_of(result),
+    };
+    // Any problem with the files denies, whatever failmode says.
+    let loaded =
+        setup::for_login(load_config(args), &user, "config: ", log).and_then(|(config, net)| {
+            let users = setup::load_users(&config, Owner::ROOT);
+            setup::for_login(users, &user, "users file: ", log).map(|u| (config, net, u))
+        });
+    let (config, net, users) = match loaded {
+        Ok(loaded) => loaded,
+        Err(result) => return code_of(result),
+    };
+    let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
+    // users.toml first (an entry there overrides the directory wholly),
+    // then [directory], asked only once [policy] covers the login; only for
+    // accounts NSS knows. A resumed login was looked up by the daemon.
+    let enrolment = match resume {
+        Some(_) => None,
+        None => {
+            let sources = setup::Sources {
+                config: &config,
+                users: &users,
+                net: &net,
+                store: &store,
+                wall: &SystemWallClock,
+                owner: Owner::ROOT,
+            };
+            match setup::for_login(sources.enrolment_lookup(&user, known), &user, "", log) {
+                Ok(lookup) => Some(lookup),
+                Err(result) => return code_of(result),
+            }
+        }
+    };
+
+    let ctx = LoginContext {
+        user: user.clone(),
+        service: facts.service,
+        rhost: facts.rhost,
+        tty: facts.tty,
+        ruser: facts.ruser,
+        host: hostname(),
+        password_was_wrong: facts.password_was_wrong,
+        caller_is_root: facts.caller_is_root,
+    };
+
     let clock = MonotonicClock::default();
     let mut codes = OsCodeSource;
     let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
@@ -246,12 +327,20 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         .enabled
         .then(|| approve::Client::new(&config.approve.socket));
     let approver = client.as_mut().map(|c| c as &mut dyn Approver);
+    let (handover, pending) = match resume {
+        Some(Resume { handover, pending }) => (Some(handover), pending),
+        None => (None, None),
+    };
+    let mut replay = Replay {
+        first: pending,
+        inner: conversation,
+    };
     let mut flow = Flow {
         config: &config,
-        conv: &mut conversation,
+        conv: &mut replay,
         clock: &clock,
         codes: &mut codes,
-        log: &mut log,
+        log,
         debug: args.debug,
         state: &store,
         wall: &SystemWallClock,
@@ -259,22 +348,14 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
         totp,
         approver,
     };
-    let outcome = flow.authenticate(&ctx, enrolment);
+    let outcome = match (&handover, enrolment) {
+        (Some(handover), _) => flow.resume(&ctx, handover),
+        (None, Some(enrolment)) => flow.authenticate(&ctx, enrolment),
+        (None, None) => Outcome::SystemError,
+    };
     // [alert]: how this login got in, for the session hook (which sshd runs
     // in another process). Never changes the result.
-    if let Err(e) = alert::record_way_in(
-        &config,
-        &store,
-        &SystemWallClock,
-        &SystemGroups,
-        &ctx,
-        &outcome,
-    ) {
-        log.log(
-            Level::Warning,
-            &format!("user={shown} could not record the way in for [alert]: {e}"),
-        );
-    }
+    alert::record_way_in_logged(&config, &store, &ctx, &outcome, log);
     pam_code(&outcome)
 }
 
@@ -282,7 +363,7 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
 /// goes wrong is logged; nothing here changes the session.
 fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
     let mut log = SyslogLog::open();
-    let args = match module_args(args) {
+    let args = match ModuleArgs::parse(&module_args(args)) {
         Ok(a) => a,
         Err(e) => {
             log.log(Level::Error, &format!("session: no alert: {e}"));

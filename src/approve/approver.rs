@@ -61,6 +61,23 @@ pub struct ApprovalRequest {
     pub reserve: Option<Reserve>,
 }
 
+impl ApprovalRequest {
+    /// The `Approve` request on the wire.
+    pub fn to_wire(&self) -> super::wire::Request {
+        super::wire::Request::Approve {
+            version: super::wire::VERSION,
+            nonce: self.nonce.clone(),
+            user: self.user.clone(),
+            chat_id: self.chat_id,
+            text: self.text.clone(),
+            numbers: self.numbers,
+            answer: self.answer,
+            expires_in_secs: self.expires_in_secs,
+            reserve: self.reserve.clone(),
+        }
+    }
+}
+
 /// What the daemon did with an [`ApprovalRequest`] it took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Approved {
@@ -70,6 +87,19 @@ pub enum Approved {
     /// With [`ApprovalRequest::reserve`]: the limits allow no send now and
     /// nothing went out; the user has `backup_codes` backup codes left.
     Blocked { block: Block, backup_codes: usize },
+}
+
+impl Approved {
+    /// The daemon's [`super::wire::Response::Blocked`].
+    pub fn blocked(block: super::wire::BlockKind, until: u64, backup_codes: u32) -> Approved {
+        Approved::Blocked {
+            block: match block {
+                super::wire::BlockKind::LockedOut => Block::LockedOut { until },
+                super::wire::BlockKind::TooManyCodes => Block::TooManyCodes { until },
+            },
+            backup_codes: backup_codes as usize,
+        }
+    }
 }
 
 /// The daemon as the login flow sees it; [`Client`](crate::approve::client::Client) in production, fakes

@@ -29,7 +29,6 @@ use std::time::Duration;
 pub use super::approver::ApproveError;
 use super::approver::{ApprovalRequest, Approved, Approver};
 use super::wire::{self, ApprovalState, BlockKind, ErrorKind, Final, FrameError, Request};
-use crate::limits::Block;
 use crate::secure_file::{Owner, check_dir};
 
 /// Connecting, and writing a request.
@@ -380,7 +379,7 @@ fn is_status(value: &serde_json::Value) -> bool {
 }
 
 /// The process at the other end must be `owner` (root).
-fn check_peer(uid: u32, owner: Owner, socket: &Path) -> Result<(), ApproveError> {
+pub(crate) fn check_peer(uid: u32, owner: Owner, socket: &Path) -> Result<(), ApproveError> {
     if uid != owner.0 {
         return Err(ApproveError::Unsafe(format!(
             "{}: the process listening is uid {uid}, not uid {}",
@@ -450,7 +449,7 @@ pub fn check_socket(path: &Path, owner: Owner) -> Result<(), ApproveError> {
 
 /// Connects with a deadline: a blocking connect to a Unix socket whose
 /// backlog is full waits up to the socket's send timeout, set first.
-fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ApproveError> {
+pub(crate) fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ApproveError> {
     use socket2::{Domain, SockAddr, Socket, Type};
     let shown = path.display();
     let io = |e: io::Error| ApproveError::Protocol(format!("{shown}: {e}"));
@@ -470,6 +469,30 @@ fn connect_within(path: &Path, timeout: Duration) -> Result<UnixStream, ApproveE
     }
 }
 
+/// `Wait` asked in turns of at most [`wire::MAX_WAIT_MS`] (`once` asks one)
+/// until the state leaves `Pending` or `wait` is over: `[approve] wait` may
+/// be longer than one request may hold. The module's client and the
+/// daemon's own logins (pam-gatewayd's `host`) wait so.
+pub fn wait_in_turns(
+    wait: Duration,
+    mut once: impl FnMut(Duration) -> Result<ApprovalState, ApproveError>,
+) -> Result<ApprovalState, ApproveError> {
+    let start = std::time::Instant::now();
+    loop {
+        let left = wait.saturating_sub(start.elapsed());
+        let chunk = left.min(Duration::from_millis(wire::MAX_WAIT_MS));
+        let asked = std::time::Instant::now();
+        let state = once(chunk)?;
+        if state != ApprovalState::Pending || start.elapsed() >= wait {
+            return Ok(state);
+        }
+        // A daemon that answers Pending early is not asked in a loop.
+        if asked.elapsed() + Duration::from_millis(200) < chunk {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
 impl Client {
     fn wait_once(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
         let request = Request::Wait {
@@ -486,17 +509,7 @@ impl Client {
 
 impl Approver for Client {
     fn approve(&mut self, r: &ApprovalRequest) -> Result<Approved, ApproveError> {
-        let request = Request::Approve {
-            version: wire::VERSION,
-            nonce: r.nonce.clone(),
-            user: r.user.clone(),
-            chat_id: r.chat_id,
-            text: r.text.clone(),
-            numbers: r.numbers,
-            answer: r.answer,
-            expires_in_secs: r.expires_in_secs,
-            reserve: r.reserve.clone(),
-        };
+        let request = r.to_wire();
         let answer = self.exchange(&request, SEND_TIMEOUT);
         // The request held the message, and so the code.
         if let Request::Approve { mut text, .. } = request {
@@ -509,13 +522,7 @@ impl Approver for Client {
                 block,
                 until,
                 backup_codes,
-            } if r.reserve.is_some() => Ok(Approved::Blocked {
-                block: match block {
-                    BlockKind::LockedOut => Block::LockedOut { until },
-                    BlockKind::TooManyCodes => Block::TooManyCodes { until },
-                },
-                backup_codes: backup_codes as usize,
-            }),
+            } if r.reserve.is_some() => Ok(Approved::blocked(block, until, backup_codes)),
             other => Err(unexpected(&other)),
         }
     }
@@ -524,20 +531,7 @@ impl Approver for Client {
     /// state leaves `Pending` or `wait` is over (`[approve] wait` may be
     /// longer than one request may hold).
     fn wait(&mut self, nonce: &str, wait: Duration) -> Result<ApprovalState, ApproveError> {
-        let start = std::time::Instant::now();
-        loop {
-            let left = wait.saturating_sub(start.elapsed());
-            let chunk = left.min(Duration::from_millis(wire::MAX_WAIT_MS));
-            let asked = std::time::Instant::now();
-            let state = self.wait_once(nonce, chunk)?;
-            if state != ApprovalState::Pending || start.elapsed() >= wait {
-                return Ok(state);
-            }
-            // A daemon that answers Pending early is not asked in a loop.
-            if asked.elapsed() + Duration::from_millis(200) < chunk {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
+        wait_in_turns(wait, |chunk| self.wait_once(nonce, chunk))
     }
 
     /// Written, not awaited: the daemon answers `done` at once whatever
@@ -570,6 +564,7 @@ mod tests {
     use std::thread;
 
     use super::super::wire::Response;
+    use crate::limits::Block;
     use crate::test_dir::TestDir;
 
     /// A private directory (0700, ours) with a listener at `d.sock`, mode 0600.

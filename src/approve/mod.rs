@@ -11,6 +11,7 @@ use crate::toml_errors::toml_struct;
 
 pub mod approver;
 pub mod client;
+pub mod hosted;
 pub mod wire;
 
 pub use approver::{ApprovalRequest, ApproveError, Approved, Approver};

@@ -88,6 +88,150 @@ pub enum Request {
     },
     /// For `pam-gateway status`.
     Status { version: u32 },
+    /// The module asks the daemon to run this login ([`super::hosted`]):
+    /// the daemon reads gateway.toml, the users file and the state, sends,
+    /// judges, and holds the PAM conversation through the module
+    /// ([`HostMsg::Ask`], answered with [`HostReply`]) until it answers
+    /// [`HostMsg::Outcome`], or [`HostMsg::Decline`] when the module is to
+    /// run the login itself. The connection carries this login only.
+    Login {
+        version: u32,
+        /// The stack line's module arguments, as libpam gave them.
+        args: Vec<String>,
+        /// PAM_USER as the application gave it (not yet looked up).
+        user: String,
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rhost: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tty: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ruser: Option<String>,
+        /// PAM_AUTHTOK is OpenSSH's marker for a wrong password.
+        password_was_wrong: bool,
+        /// The PAM process's real uid is 0 (not su or sudo run by a user).
+        caller_is_root: bool,
+    },
+}
+
+/// How the daemon wants a [`HostMsg::Ask`] shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AskStyle {
+    /// PAM_PROMPT_ECHO_OFF: answered with [`HostReply::Reply`] and the text.
+    Hidden,
+    /// PAM_TEXT_INFO: answered with an empty [`HostReply::Reply`].
+    Info,
+    /// PAM_ERROR_MSG: answered with an empty [`HostReply::Reply`].
+    Error,
+}
+
+/// What a login's PAM return code is to be: [`crate::flow::Outcome`] as
+/// DESIGN.md's table maps it ([`crate::flow::Outcome::pam_result`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PamResult {
+    Success,
+    AuthErr,
+    MaxTries,
+    UserUnknown,
+    Ignore,
+    ServiceErr,
+    AuthinfoUnavail,
+    ConvErr,
+    SystemErr,
+}
+
+/// A code's dialogue as the daemon hands it to the module before the
+/// first prompt: enough for the module to finish the login itself should
+/// the daemon go away mid-dialogue ([`crate::flow::Flow::resume`]). Holds
+/// the code: never logged, wiped on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handover {
+    pub code: String,
+    /// Until the code expires, from when the daemon wrote this.
+    pub ttl_left_ms: u64,
+    /// The gateway that delivered it (a [`crate::gateway::GatewayKind`] id).
+    pub gateway: String,
+    pub prompt: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<HandedApproval>,
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handover")
+            .field("code", &"<redacted>")
+            .field("ttl_left_ms", &self.ttl_left_ms)
+            .field("gateway", &self.gateway)
+            .field("approval", &self.approval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.code);
+    }
+}
+
+/// The tap a [`Handover`]'s message offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandedApproval {
+    pub nonce: String,
+    /// The number shown in the prompt.
+    pub answer: u8,
+    /// The prompt once approval is no longer offered.
+    pub code_prompt: String,
+    pub offered: bool,
+}
+
+/// The daemon's frames during a [`Request::Login`]. `error` has
+/// [`Response::Error`]'s shape, so that `Busy` (written before any request
+/// is read) and a daemon too old to know `login` are read as what they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostMsg {
+    /// The module runs the login itself (`why` is for its log).
+    Decline {
+        why: String,
+    },
+    /// The code went out; the dialogue follows.
+    Handover {
+        handover: Handover,
+    },
+    /// Show `text` through the PAM conversation and answer; the daemon's
+    /// next frame follows the answer within `reply_within_ms`.
+    Ask {
+        style: AskStyle,
+        text: String,
+        reply_within_ms: u64,
+    },
+    /// The login is over.
+    Outcome {
+        verdict: PamResult,
+    },
+    Error {
+        kind: ErrorKind,
+        detail: String,
+    },
+}
+
+/// The module's answers to [`HostMsg::Ask`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostReply {
+    /// A hidden prompt's answer, cut to one byte more than
+    /// [`crate::code::MAX_ANSWER_LEN`] (still too long to match); `None`
+    /// for an info or error message shown.
+    Reply {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<Vec<u8>>,
+    },
+    /// The conversation failed or gave no answer.
+    ConvFailed { detail: String },
 }
 
 /// `Approve`'s reservation: before it sends, the daemon counts the send
@@ -408,6 +552,90 @@ mod tests {
         assert_eq!(text, r#"{"result":"state","state":"not_me"}"#);
         let back: Response = read_frame(&mut buf.as_slice()).unwrap();
         assert_eq!(back, resp);
+    }
+
+    #[test]
+    fn a_login_s_frames_round_trip_and_busy_reads_as_an_error() {
+        let login = Request::Login {
+            version: VERSION,
+            args: vec!["config=/etc/pam_gateway/gateway.toml".into()],
+            user: "alice".into(),
+            service: "sudo".into(),
+            rhost: None,
+            tty: Some("/dev/pts/0".into()),
+            ruser: Some("bob".into()),
+            password_was_wrong: false,
+            caller_is_root: false,
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &login).unwrap();
+        assert!(!String::from_utf8_lossy(&buf).contains("rhost"));
+        assert_eq!(read_frame::<Request>(&mut buf.as_slice()).unwrap(), login);
+
+        let handover = Handover {
+            code: "024681".into(),
+            ttl_left_ms: 299_000,
+            gateway: "telegram".into(),
+            prompt: "Tap 42 in Telegram and press Enter, or type the code: ".into(),
+            approval: Some(HandedApproval {
+                nonce: "ab".repeat(16),
+                answer: 42,
+                code_prompt: "Verification code: ".into(),
+                offered: true,
+            }),
+        };
+        assert!(!format!("{handover:?}").contains("024681"));
+        for msg in [
+            HostMsg::Handover { handover },
+            HostMsg::Ask {
+                style: AskStyle::Hidden,
+                text: "Verification code: ".into(),
+                reply_within_ms: 48_000,
+            },
+            HostMsg::Outcome {
+                verdict: PamResult::MaxTries,
+            },
+            HostMsg::Decline { why: "x".into() },
+        ] {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &msg).unwrap();
+            assert_eq!(read_frame::<HostMsg>(&mut buf.as_slice()).unwrap(), msg);
+        }
+        // What `busy` writes before it reads anything.
+        let mut buf = Vec::new();
+        let busy = Response::Error {
+            kind: ErrorKind::Busy,
+            detail: "256 connections open".into(),
+        };
+        write_frame(&mut buf, &busy).unwrap();
+        assert_eq!(
+            read_frame::<HostMsg>(&mut buf.as_slice()).unwrap(),
+            HostMsg::Error {
+                kind: ErrorKind::Busy,
+                detail: "256 connections open".into()
+            }
+        );
+        for body in [
+            r#"{"result":"outcome","verdict":"success","extra":1}"#,
+            r#"{"result":"outcome","verdict":"let_in"}"#,
+            r#"{"result":"sent","message_id":1}"#,
+        ] {
+            let mut buf = (body.len() as u32).to_be_bytes().to_vec();
+            buf.extend_from_slice(body.as_bytes());
+            assert!(
+                matches!(
+                    read_frame::<HostMsg>(&mut buf.as_slice()),
+                    Err(FrameError::Malformed(_))
+                ),
+                "{body}"
+            );
+        }
+        let reply = HostReply::Reply {
+            answer: Some(b"024681".to_vec()),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &reply).unwrap();
+        assert_eq!(read_frame::<HostReply>(&mut buf.as_slice()).unwrap(), reply);
     }
 
     #[test]

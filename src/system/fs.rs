@@ -179,6 +179,11 @@ mod tests {
 /// peer's effective uid at `connect` (or `listen`) time, which the peer
 /// cannot forge.
 pub fn peer_uid(socket: BorrowedFd<'_>) -> std::io::Result<u32> {
+    peer_cred(socket).map(|(uid, _)| uid)
+}
+
+/// [`peer_uid`] and the peer's pid (as of `connect`), from SO_PEERCRED.
+pub fn peer_cred(socket: BorrowedFd<'_>) -> std::io::Result<(u32, i32)> {
     let mut cred = libc::ucred {
         pid: 0,
         uid: u32::MAX,
@@ -206,7 +211,7 @@ pub fn peer_uid(socket: BorrowedFd<'_>) -> std::io::Result<u32> {
             "SO_PEERCRED returned a short answer",
         ));
     }
-    Ok(cred.uid)
+    Ok((cred.uid, cred.pid))
 }
 
 #[cfg(test)]

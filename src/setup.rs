@@ -148,6 +148,24 @@ pub struct Sources<'a> {
 }
 
 impl<'a> Sources<'a> {
+    /// A login's sources as a real login has them: root's files, the
+    /// system's clock.
+    pub fn of_root(
+        config: &'a Config,
+        users: &'a Users,
+        net: &'a dyn Network,
+        store: &'a dyn StateStore,
+    ) -> Sources<'a> {
+        Sources {
+            config,
+            users,
+            net,
+            store,
+            wall: &crate::state::SystemWallClock,
+            owner: Owner::ROOT,
+        }
+    }
+
     /// Whom the session alert tells for `user` (`[alert] to = "user"`):
     /// the users file's entry, else (with `[directory]`) the directory's
     /// recipients, or the fresh cache when the directory fails (logged).

@@ -59,6 +59,32 @@ pub const REPLY_SLACK: Duration = Duration::from_secs(15);
 
 /// Runs one login for the module on `conn` (its pid `pid`, for the log).
 pub fn login(d: &Daemon, conn: &UnixStream, pid: u32, request: Request) {
+    if conn.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
+        return;
+    }
+    let last = match run(d, conn, pid, request) {
+        Ok(result) | Err(Ended::Result(result)) => HostMsg::Outcome { verdict: result },
+        Err(Ended::Declined(why)) => HostMsg::Decline { why },
+    };
+    send(conn, &last);
+}
+
+/// How a login ended before its flow ran.
+enum Ended {
+    /// With this PAM result, logged already.
+    Result(PamResult),
+    /// The module is to run it (why, for its log).
+    Declined(String),
+}
+
+impl From<PamResult> for Ended {
+    fn from(result: PamResult) -> Ended {
+        Ended::Result(result)
+    }
+}
+
+/// The login, up to its PAM result; the last frame is the caller's.
+fn run(d: &Daemon, conn: &UnixStream, pid: u32, request: Request) -> Result<PamResult, Ended> {
     let Request::Login {
         args,
         user: given,
@@ -71,82 +97,39 @@ pub fn login(d: &Daemon, conn: &UnixStream, pid: u32, request: Request) {
         ..
     } = request
     else {
-        return;
+        return Err(PamResult::ServiceErr.into());
     };
-    if conn.set_write_timeout(Some(WRITE_TIMEOUT)).is_err() {
-        return;
-    }
     let mut log = SyslogLog::open_for(IDENT, pid);
-    let verdict = |v: PamResult| HostMsg::Outcome { verdict: v };
-    let args = match ModuleArgs::parse(&args) {
-        Ok(a) => a,
-        Err(e) => {
-            log.log(Level::Error, &format!("denied: {e}"));
-            send(conn, &verdict(PamResult::ServiceErr));
-            return;
-        }
-    };
+    let args = ModuleArgs::parse(&args).map_err(|e| {
+        log.log(Level::Error, &format!("denied: {e}"));
+        PamResult::ServiceErr
+    })?;
     if args.config != d.config.path {
-        let why = format!(
+        return Err(Ended::Declined(format!(
             "it serves {}, this login's config= is {}",
             d.config.path.display(),
             args.config.display()
-        );
-        send(conn, &HostMsg::Decline { why });
-        return;
+        )));
     }
-    let (user, known) = match setup::login_account(&given, &mut log) {
-        Ok(account) => account,
-        Err(result) => {
-            send(conn, &verdict(result));
-            return;
-        }
-    };
+    let (user, known) = setup::login_account(&given, &mut log)?;
     let loaded = setup::load_config(&args.config, Owner::ROOT);
-    let config = match setup::for_login(loaded, &user, "config: ", &mut log) {
-        Ok(c) => c,
-        Err(result) => {
-            send(conn, &verdict(result));
-            return;
-        }
-    };
+    let config = setup::for_login(loaded, &user, "config: ", &mut log)?;
     if !config.approve.enabled {
-        let why = "[approve] is not enabled in gateway.toml".to_string();
-        send(conn, &HostMsg::Decline { why });
-        return;
+        let why = "[approve] is not enabled in gateway.toml";
+        return Err(Ended::Declined(why.to_string()));
     }
     // A helper program runs where its admin tested it: in the PAM
     // process, not under this daemon's sandbox (pam-gatewayd.service).
     if config.gateways.contains(&GatewayKind::Command) {
-        let why = "a [command] gateway is configured; it runs in the PAM process".to_string();
-        send(conn, &HostMsg::Decline { why });
-        return;
+        let why = "a [command] gateway is configured; it runs in the PAM process";
+        return Err(Ended::Declined(why.to_string()));
     }
     let loaded = setup::load_users(&config, Owner::ROOT);
-    let users = match setup::for_login(loaded, &user, "users file: ", &mut log) {
-        Ok(u) => u,
-        Err(result) => {
-            send(conn, &verdict(result));
-            return;
-        }
-    };
+    let users = setup::for_login(loaded, &user, "users file: ", &mut log)?;
     let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
-    let sources = setup::Sources {
-        config: &config,
-        users: &users,
-        net: &Direct,
-        store: &store,
-        wall: &SystemWallClock,
-        owner: Owner::ROOT,
-    };
+    let sources = setup::Sources::of_root(&config, &users, &Direct, &store);
     let lookup = sources.enrolment_lookup(&user, known);
-    let enrolment = match setup::for_login(lookup, &user, "", &mut log) {
-        Ok(lookup) => lookup,
-        Err(result) => {
-            send(conn, &verdict(result));
-            return;
-        }
-    };
+    let enrolment = setup::for_login(lookup, &user, "", &mut log)?;
     let ctx = LoginContext {
         user: user.clone(),
         service,
@@ -162,33 +145,26 @@ pub fn login(d: &Daemon, conn: &UnixStream, pid: u32, request: Request) {
         answer_within: config.code.ttl + CONVERSATION_SLACK,
         reply_within: Duration::from_secs(config.approve.wait) + WAIT_MARGIN + REPLY_SLACK,
     };
-    let clock = MonotonicClock::default();
-    let mut codes = OsCodeSource;
-    let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
     let mut approver = InProcess { d };
     let mut flow = Flow {
         config: &config,
         conv: &mut conversation,
-        clock: &clock,
-        codes: &mut codes,
+        clock: &MonotonicClock::default(),
+        codes: &mut OsCodeSource,
         log: &mut log,
         debug: args.debug,
         state: &store,
         wall: &SystemWallClock,
         groups: &SystemGroups,
-        totp,
+        totp: users.get(&user).and_then(|e| e.totp_secret.as_ref()),
         approver: Some(&mut approver),
     };
     let outcome = flow.authenticate_handing_over(&ctx, enrolment, &mut |h: &Handover| {
-        send(
-            conn,
-            &HostMsg::Handover {
-                handover: h.clone(),
-            },
-        );
+        let handover = h.clone();
+        send(conn, &HostMsg::Handover { handover });
     });
     alert::record_way_in_logged(&config, &store, &ctx, &outcome, &mut log);
-    send(conn, &verdict(outcome.pam_result()));
+    Ok(outcome.pam_result())
 }
 
 /// Writes one frame; a module that is gone is found out by the next read.

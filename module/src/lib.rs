@@ -18,13 +18,13 @@ use pam::module::{PamHandle, PamHooks};
 
 use pam_gateway_core::alert;
 use pam_gateway_core::approve::hosted::{self, Hosted, Resume};
-use pam_gateway_core::approve::wire::{self, PamResult, Request};
+use pam_gateway_core::approve::wire::{self, Handover, PamResult, Request};
 use pam_gateway_core::approve::{self, Approver};
 use pam_gateway_core::code::OsCodeSource;
 use pam_gateway_core::config::Config;
 use pam_gateway_core::direct;
 use pam_gateway_core::flow::{
-    Answer, ConvError, Conversation, Flow, LoginContext, MonotonicClock, Outcome, clean,
+    Answer, ConvError, Conversation, Flow, LoginContext, Lookup, MonotonicClock, Outcome, clean,
 };
 use pam_gateway_core::log::{Level, Log, SyslogLog};
 use pam_gateway_core::module_args::ModuleArgs;
@@ -243,7 +243,10 @@ fn authenticate(pamh: &mut PamHandle, args: &[&CStr]) -> PamResultCode {
             resume
         }
     };
-    local(&args, given, facts, &mut conversation, &mut log, resume)
+    match local(&args, given, facts, &mut conversation, &mut log, resume) {
+        Ok(outcome) => pam_code(&outcome),
+        Err(result) => code_of(result),
+    }
 }
 
 /// The login's PAM items.
@@ -256,8 +259,17 @@ struct Facts {
     caller_is_root: bool,
 }
 
+/// How a login run in this process starts.
+enum Start<'l> {
+    /// From the start, with the user's enrolment.
+    Fresh(Lookup<'l>),
+    /// From where pam-gatewayd left it after the code went out.
+    Resumed(Handover),
+}
+
 /// The login run in this process: from the start, or (`resume`) from
-/// where pam-gatewayd left it after the code went out.
+/// where pam-gatewayd left it after the code went out. `Err`: ended
+/// before the flow ran, logged.
 fn local(
     args: &ModuleArgs,
     given: String,
@@ -265,44 +277,29 @@ fn local(
     conversation: &mut dyn Conversation,
     log: &mut LazyLog,
     resume: Option<Resume>,
-) -> PamResultCode {
+) -> Result<Outcome, PamResult> {
     // One account, one name: users.toml, the state file and the group
     // checks use the account's own name (pw_name), never the spelling the
     // client typed. A name NSS does not know is denied (by the flow, after
     // the same prompts as any login); a failed lookup denies here.
-    let (user, known) = match setup::login_account(&given, log) {
-        Ok(account) => account,
-        Err(result) => return code_of(result),
-    };
+    let (user, known) = setup::login_account(&given, log)?;
     // Any problem with the files denies, whatever failmode says.
-    let loaded =
-        setup::for_login(load_config(args), &user, "config: ", log).and_then(|(config, net)| {
-            let users = setup::load_users(&config, Owner::ROOT);
-            setup::for_login(users, &user, "users file: ", log).map(|u| (config, net, u))
-        });
-    let (config, net, users) = match loaded {
-        Ok(loaded) => loaded,
-        Err(result) => return code_of(result),
-    };
+    let (config, net) = setup::for_login(load_config(args), &user, "config: ", log)?;
+    let users = setup::load_users(&config, Owner::ROOT);
+    let users = setup::for_login(users, &user, "users file: ", log)?;
     let store = FileStateStore::new(config.state_dir.clone(), Owner::ROOT);
     // users.toml first (an entry there overrides the directory wholly),
     // then [directory], asked only once [policy] covers the login; only for
     // accounts NSS knows. A resumed login was looked up by the daemon.
-    let enrolment = match resume {
-        Some(_) => None,
+    let (start, pending) = match resume {
+        Some(Resume { handover, pending }) => (Start::Resumed(handover), pending),
         None => {
-            let sources = setup::Sources {
-                config: &config,
-                users: &users,
-                net: &net,
-                store: &store,
-                wall: &SystemWallClock,
-                owner: Owner::ROOT,
-            };
-            match setup::for_login(sources.enrolment_lookup(&user, known), &user, "", log) {
-                Ok(lookup) => Some(lookup),
-                Err(result) => return code_of(result),
-            }
+            let sources = setup::Sources::of_root(&config, &users, &net, &store);
+            let lookup = sources.enrolment_lookup(&user, known);
+            (
+                Start::Fresh(setup::for_login(lookup, &user, "", log)?),
+                None,
+            )
         }
     };
 
@@ -317,20 +314,12 @@ fn local(
         caller_is_root: facts.caller_is_root,
     };
 
-    let clock = MonotonicClock::default();
-    let mut codes = OsCodeSource;
-    let totp = users.get(&user).and_then(|e| e.totp_secret.as_ref());
     // [approve]: pam-gatewayd, asked over its socket (checked as root's
     // before each request); without it the code is sent directly.
     let mut client = config
         .approve
         .enabled
         .then(|| approve::Client::new(&config.approve.socket));
-    let approver = client.as_mut().map(|c| c as &mut dyn Approver);
-    let (handover, pending) = match resume {
-        Some(Resume { handover, pending }) => (Some(handover), pending),
-        None => (None, None),
-    };
     let mut replay = Replay {
         first: pending,
         inner: conversation,
@@ -338,25 +327,24 @@ fn local(
     let mut flow = Flow {
         config: &config,
         conv: &mut replay,
-        clock: &clock,
-        codes: &mut codes,
+        clock: &MonotonicClock::default(),
+        codes: &mut OsCodeSource,
         log,
         debug: args.debug,
         state: &store,
         wall: &SystemWallClock,
         groups: &SystemGroups,
-        totp,
-        approver,
+        totp: users.get(&user).and_then(|e| e.totp_secret.as_ref()),
+        approver: client.as_mut().map(|c| c as &mut dyn Approver),
     };
-    let outcome = match (&handover, enrolment) {
-        (Some(handover), _) => flow.resume(&ctx, handover),
-        (None, Some(enrolment)) => flow.authenticate(&ctx, enrolment),
-        (None, None) => Outcome::SystemError,
+    let outcome = match start {
+        Start::Resumed(handover) => flow.resume(&ctx, &handover),
+        Start::Fresh(enrolment) => flow.authenticate(&ctx, enrolment),
     };
     // [alert]: how this login got in, for the session hook (which sshd runs
     // in another process). Never changes the result.
     alert::record_way_in_logged(&config, &store, &ctx, &outcome, log);
-    pam_code(&outcome)
+    Ok(outcome)
 }
 
 /// The session hook: one `[alert]` message about this login. Whatever
@@ -415,15 +403,9 @@ fn open_session(pamh: &mut PamHandle, args: &[&CStr]) {
     // The user's recipients: the users file, else [directory] (or its
     // fresh cache). A users file that cannot be read: the admins only.
     let entry = match setup::load_users(&config, Owner::ROOT) {
-        Ok(users) => setup::Sources {
-            config: &config,
-            users: &users,
-            net: &net,
-            store: &store,
-            wall: &SystemWallClock,
-            owner: Owner::ROOT,
+        Ok(users) => {
+            setup::Sources::of_root(&config, &users, &net, &store).alert_entry(&user, &mut log)
         }
-        .alert_entry(&user, &mut log),
         Err(e) => {
             log.log(
                 Level::Error,

@@ -315,16 +315,41 @@ mod tests {
         wire::write_frame(&mut &*s, &msg).expect("write");
     }
 
-    fn ask(s: &UnixStream, text: &str, reply_within_ms: u64) -> HostReply {
+    /// The code prompt, hidden; not waiting for the reply.
+    fn prompt(s: &UnixStream, reply_within_ms: u64) {
+        let text = "Verification code: ".into();
+        let style = AskStyle::Hidden;
         say(
             s,
             HostMsg::Ask {
-                style: AskStyle::Hidden,
-                text: text.into(),
+                style,
+                text,
+                reply_within_ms,
+            },
+        );
+    }
+
+    fn ask(s: &UnixStream, text: &str, reply_within_ms: u64) -> HostReply {
+        let text = text.into();
+        let style = AskStyle::Hidden;
+        say(
+            s,
+            HostMsg::Ask {
+                style,
+                text,
                 reply_within_ms,
             },
         );
         wire::read_frame(&mut &*s).expect("reply")
+    }
+
+    fn hand_over(s: &UnixStream) {
+        say(
+            s,
+            HostMsg::Handover {
+                handover: handover(),
+            },
+        );
     }
 
     fn handover() -> Handover {
@@ -359,12 +384,7 @@ mod tests {
     fn the_daemon_runs_the_dialogue_to_its_end() {
         let (_dir, path, l) = listener();
         let d = daemon(l, |s| {
-            say(
-                s,
-                HostMsg::Handover {
-                    handover: handover(),
-                },
-            );
+            hand_over(s);
             let first = ask(s, "Verification code: ", 5_000);
             say(
                 s,
@@ -455,20 +475,8 @@ mod tests {
     fn a_daemon_gone_mid_dialogue_hands_the_login_back() {
         let (_dir, path, l) = listener();
         let d = daemon(l, |s| {
-            say(
-                s,
-                HostMsg::Handover {
-                    handover: handover(),
-                },
-            );
-            say(
-                s,
-                HostMsg::Ask {
-                    style: AskStyle::Hidden,
-                    text: "Verification code: ".into(),
-                    reply_within_ms: 5_000,
-                },
-            );
+            hand_over(s);
+            prompt(s, 5_000);
             let reply: HostReply = wire::read_frame(&mut &*s).expect("reply");
             vec![reply]
         });
@@ -514,12 +522,7 @@ mod tests {
         let (_dir, path, l) = listener();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let d = daemon(l, move |s| {
-            say(
-                s,
-                HostMsg::Handover {
-                    handover: handover(),
-                },
-            );
+            hand_over(s);
             let reply = ask(s, "Verification code: ", 200);
             // Holds the connection open, silent, until the module gave up.
             let _ = rx.recv_timeout(Duration::from_secs(10));
@@ -553,20 +556,8 @@ mod tests {
     fn a_login_the_daemon_ended_is_not_resumed() {
         let (_dir, path, l) = listener();
         let d = daemon(l, |s| {
-            say(
-                s,
-                HostMsg::Handover {
-                    handover: handover(),
-                },
-            );
-            say(
-                s,
-                HostMsg::Ask {
-                    style: AskStyle::Hidden,
-                    text: "Verification code: ".into(),
-                    reply_within_ms: 5_000,
-                },
-            );
+            hand_over(s);
+            prompt(s, 5_000);
             say(
                 s,
                 HostMsg::Outcome {
